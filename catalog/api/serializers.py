@@ -1,0 +1,68 @@
+"""Input and output shapes of the catalog API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from catalog.models import Product, ProductImage
+
+
+class ImageOutput(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    product_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ProductImage
+        fields = [
+            "id", "product_id", "url", "sha256", "format", "width", "height", "bytes", "display_order",
+            "original_name", "index_status", "indexed_model_version", "indexed_at", "last_error", "created_at",
+        ]
+
+    def get_url(self, obj: ProductImage) -> str:
+        request = self.context.get("request")
+        url = obj.file.url
+        return request.build_absolute_uri(url) if request else url
+
+
+class ProductOutput(serializers.ModelSerializer):
+    images = ImageOutput(many=True, read_only=True)
+    price = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True, coerce_to_string=False)
+
+    class Meta:
+        model = Product
+        fields = [
+            "id", "sku", "title", "description", "category", "brand", "price", "currency", "in_stock",
+            "attributes", "images", "created_at", "updated_at",
+        ]
+
+
+class ProductInput(serializers.Serializer):
+    sku = serializers.CharField(max_length=64)
+    title = serializers.CharField(max_length=300)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    category = serializers.CharField(required=False, allow_blank=True, max_length=120, default="")
+    brand = serializers.CharField(required=False, allow_blank=True, max_length=120, default="")
+    price = serializers.DecimalField(
+        max_digits=12, decimal_places=2, required=False, allow_null=True, min_value=0, default=None
+    )
+    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False, default="EUR")
+    in_stock = serializers.BooleanField(required=False, default=True)
+    attributes = serializers.DictField(required=False, default=dict)
+
+
+class ProductPatchInput(ProductInput):
+    """Every field optional: only what is sent changes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=True, **kwargs)
+
+
+class ImageUploadInput(serializers.Serializer):
+    image = serializers.FileField(allow_empty_file=True, help_text="JPEG, PNG, WebP or GIF (first frame).")
+    display_order = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
+
+
+class ProductListQuery(serializers.Serializer):
+    search = serializers.CharField(required=False, max_length=200)
+    category = serializers.CharField(required=False, max_length=120)
+    in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)

@@ -1,0 +1,73 @@
+"""Products and their images. An image's UUID is also its point id in the vector store."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Product(models.Model):
+    sku = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True, default="")
+    category = models.CharField(max_length=120, blank=True, default="", db_index=True)
+    brand = models.CharField(max_length=120, blank=True, default="")
+    price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, default="EUR")
+    in_stock = models.BooleanField(default=True, db_index=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    # Set by the duplicate check when another product's image is nearly identical to one of ours.
+    possible_duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    duplicate_score = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return f"{self.sku} · {self.title}"
+
+
+class IndexStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    INDEXED = "indexed", "Indexed"
+    FAILED = "failed", "Failed"
+    REMOVED = "removed", "Removed"
+
+
+class ProductImage(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="images")
+    # Content-addressed: images/<aa>/<bb>/<sha256>.<ext>; identical bytes share one file.
+    file = models.FileField(upload_to="images/", max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    original_name = models.CharField(max_length=255, blank=True, default="")
+    format = models.CharField(max_length=8, blank=True, default="")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    bytes = models.PositiveBigIntegerField()
+    display_order = models.PositiveIntegerField(default=0)
+    index_status = models.CharField(
+        max_length=10, choices=IndexStatus.choices, default=IndexStatus.PENDING, db_index=True
+    )
+    indexed_model_version = models.CharField(max_length=32, blank=True, default="")
+    indexed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    index_attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["product_id", "display_order", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "sha256"], name="unique_image_per_product"),
+        ]
+        indexes = [models.Index(fields=["index_status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.product.sku} #{self.display_order} ({self.index_status})"

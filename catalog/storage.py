@@ -1,0 +1,42 @@
+"""Content-addressed image files: the path is derived from the bytes, so a re-upload is a no-op
+and two rows with the same bytes share one file (deleted only when the last row goes)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def path_for(sha256: str, image_format: str) -> str:
+    ext = _EXTENSIONS.get(image_format.upper(), "bin")
+    return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
+
+
+def write_image(data: bytes, sha256: str, image_format: str) -> tuple[str, bool]:
+    """Store the bytes at their content address; return (name, created_now)."""
+    name = path_for(sha256, image_format)
+    if default_storage.exists(name):
+        return name, False
+    saved = default_storage.save(name, ContentFile(data))
+    if saved != name:  # a concurrent writer won the race; keep theirs (identical bytes)
+        default_storage.delete(saved)
+    return name, True
+
+
+def delete_if_unreferenced(name: str) -> bool:
+    from catalog.models import ProductImage
+
+    if not name or ProductImage.objects.filter(file=name).exists():
+        return False
+    if default_storage.exists(name):
+        default_storage.delete(name)
+        return True
+    return False

@@ -1,0 +1,1 @@
+"""Django-free machine learning code: preprocessing, model, training, evaluation, export, serving."""

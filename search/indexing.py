@@ -1,0 +1,180 @@
+"""Keeping the vector store in step with the catalog: index, remove, sync payloads, sweep.
+
+Every operation is idempotent (point id = image UUID), so a task that is retried, redelivered after
+a worker crash, or re-enqueued by the sweeper does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db.models import Q
+from django.utils import timezone
+
+from catalog.models import IndexStatus, Product, ProductImage
+from ml.preprocess import ImageRejected, preprocess
+from search import model_versions
+from search.runtime import embedder_for, vector_store
+
+log = logging.getLogger(__name__)
+
+
+class NoActiveModel(RuntimeError):
+    pass
+
+
+def payload_for(product: Product, model_version: int) -> dict:
+    return {
+        "product_id": product.pk,
+        "sku": product.sku,
+        "category": product.category,
+        "price": float(product.price) if product.price is not None else None,
+        "in_stock": product.in_stock,
+        "model_version": str(model_version),
+    }
+
+
+@dataclass
+class IndexOutcome:
+    indexed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+def _read_pixels(images: list[ProductImage], size: int, outcome: IndexOutcome) -> tuple[list[ProductImage], np.ndarray]:
+    ok, arrays = [], []
+    for image in images:
+        try:
+            with default_storage.open(image.file.name, "rb") as handle:
+                data = handle.read()
+            arrays.append(preprocess(data, size))
+            ok.append(image)
+        except FileNotFoundError:
+            outcome.failed[str(image.id)] = "missing_file: the image file is gone from storage."
+        except ImageRejected as exc:
+            outcome.failed[str(image.id)] = str(exc)
+    batch = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+    return ok, batch
+
+
+def index_images(image_ids: Iterable[str], *, targets: list | None = None) -> IndexOutcome:
+    """Embed and upsert the given images into every write target; mark each image's outcome.
+
+    Transient failures (store or model unreachable) propagate so the task retries; a bad image is
+    marked failed and the rest of the batch still indexes.
+    """
+    ids = [str(i) for i in image_ids]
+    outcome = IndexOutcome()
+    images = list(ProductImage.objects.select_related("product").filter(pk__in=ids))
+    found = {str(i.pk) for i in images}
+    outcome.missing = [i for i in ids if i not in found]
+    if not images:
+        return outcome
+    targets = targets if targets is not None else model_versions.write_targets()
+    if not targets:
+        raise NoActiveModel("No active model version; run `manage.py bootstrap_model` (or `demo`).")
+    active = model_versions.active_model()
+    store = vector_store()
+    ok_images: list[ProductImage] = images
+    for target in targets:
+        embedder = embedder_for(target)
+        ok_images, pixels = _read_pixels(images, embedder.image_size, outcome)
+        if not ok_images:
+            break
+        vectors = embedder.embed(pixels)
+        store.ensure_collection(target.collection, target.embedding_dim)
+        store.upsert(
+            target.collection,
+            [(str(img.pk), vec, payload_for(img.product, target.version)) for img, vec in zip(ok_images, vectors, strict=True)],
+        )
+    # An image deleted while we embedded it must not leave a point behind.
+    still_there = set(
+        str(pk) for pk in ProductImage.objects.filter(pk__in=[i.pk for i in ok_images]).values_list("pk", flat=True)
+    )
+    vanished = [str(i.pk) for i in ok_images if str(i.pk) not in still_there]
+    if vanished:
+        for target in targets:
+            store.delete(target.collection, vanished)
+    now = timezone.now()
+    indexed_ids = [i.pk for i in ok_images if str(i.pk) in still_there]
+    version_label = str(active.version) if active is not None else str(targets[0].version)
+    ProductImage.objects.filter(pk__in=indexed_ids).update(
+        index_status=IndexStatus.INDEXED,
+        indexed_model_version=version_label,
+        indexed_at=now,
+        last_error="",
+        next_attempt_at=None,
+        updated_at=now,
+    )
+    outcome.indexed = [str(i) for i in indexed_ids]
+    for image_id, error in outcome.failed.items():
+        image = next(i for i in images if str(i.pk) == image_id)
+        ProductImage.objects.filter(pk=image_id).update(
+            index_status=IndexStatus.FAILED,
+            last_error=error[:2000],
+            index_attempts=image.index_attempts + 1,
+            next_attempt_at=now + _backoff(image.index_attempts + 1),
+            updated_at=now,
+        )
+    return outcome
+
+
+def note_transient_failure(image_ids: Iterable[str], error: str) -> None:
+    """Record why indexing could not run; the images stay pending for the sweeper to retry."""
+    now = timezone.now()
+    for image in ProductImage.objects.filter(pk__in=list(image_ids)).exclude(index_status=IndexStatus.INDEXED):
+        ProductImage.objects.filter(pk=image.pk).update(
+            last_error=error[:2000],
+            index_attempts=image.index_attempts + 1,
+            next_attempt_at=now + _backoff(image.index_attempts + 1),
+            updated_at=now,
+        )
+
+
+def _backoff(attempts: int) -> timedelta:
+    # 30 s, 1 min, 2 min, ... capped at 1 h: a broken image stops costing work, a blip heals fast.
+    return timedelta(seconds=min(3600, settings.INDEX_PENDING_GRACE_S * 2 ** max(0, attempts - 1)))
+
+
+def remove_image_points(image_ids: Iterable[str]) -> int:
+    ids = [str(i) for i in image_ids]
+    # Rows that still exist (a replayed task after a re-upload) keep their points.
+    live = {str(pk) for pk in ProductImage.objects.filter(pk__in=ids).values_list("pk", flat=True)}
+    gone = [i for i in ids if i not in live]
+    if not gone:
+        return 0
+    store = vector_store()
+    for model in model_versions.models_with_collections():
+        if store.collection_exists(model.collection):
+            store.delete(model.collection, gone)
+    return len(gone)
+
+
+def sync_product_payload(product_id: int) -> None:
+    store = vector_store()
+    product = Product.objects.filter(pk=product_id).first()
+    for model in model_versions.models_with_collections():
+        if not store.collection_exists(model.collection):
+            continue
+        if product is None:
+            store.delete_by_product(model.collection, product_id)
+        else:
+            patch = payload_for(product, model.version)
+            patch.pop("model_version")
+            store.set_payload_by_product(model.collection, product_id, patch)
+
+
+def due_for_sweep(now=None) -> list[str]:
+    now = now or timezone.now()
+    grace = now - timedelta(seconds=settings.INDEX_PENDING_GRACE_S)
+    due = ProductImage.objects.filter(
+        Q(index_status=IndexStatus.PENDING, updated_at__lt=grace)
+        | Q(index_status=IndexStatus.FAILED, index_attempts__lt=settings.INDEX_MAX_ATTEMPTS)
+    ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    return [str(pk) for pk in due.values_list("pk", flat=True)[:5000]]

@@ -1,0 +1,151 @@
+"""Reads and writes of model versions: which model is active, which collections receive writes,
+and the bootstrap model that makes a fresh catalog searchable before any training."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from search.models import ModelKind, ModelStatus, ModelVersion, ReindexJob, ReindexStatus
+
+log = logging.getLogger(__name__)
+ALIAS = "images"
+
+
+def active_model() -> ModelVersion | None:
+    return ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
+
+
+def write_targets() -> list[ModelVersion]:
+    """Every model whose collection must receive new uploads: the active one, and any being filled."""
+    targets = []
+    active = active_model()
+    if active is not None:
+        targets.append(active)
+    filling = ModelVersion.objects.filter(
+        reindex_jobs__status__in=[ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING]
+    ).distinct()
+    targets.extend(m for m in filling if active is None or m.pk != active.pk)
+    return targets
+
+
+def models_with_collections() -> list[ModelVersion]:
+    return list(ModelVersion.objects.exclude(collection=""))
+
+
+def next_version_number() -> int:
+    top = ModelVersion.objects.aggregate(m=Max("version"))["m"]
+    # Versions must also be new on disk: TF Serving would otherwise serve an old folder's model.
+    on_disk = [int(p.name) for p in (Path(settings.MODELS_DIR) / "lookalike").glob("*") if p.name.isdigit()]
+    return max([top or 0, *on_disk]) + 1
+
+
+def collection_for(version: int) -> str:
+    from search.vector_store import collection_name
+
+    return collection_name(str(version))
+
+
+@transaction.atomic
+def model_version_register(
+    *,
+    version: int,
+    kind: str,
+    backbone: str,
+    embedding_dim: int,
+    image_size: int,
+    export_path: str,
+    keras_path: str = "",
+    report_path: str = "",
+    plot_path: str = "",
+    metrics: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    eval_image_ids: list[str] | None = None,
+) -> ModelVersion:
+    return ModelVersion.objects.create(
+        version=version,
+        kind=kind,
+        backbone=backbone,
+        embedding_dim=embedding_dim,
+        image_size=image_size,
+        export_path=export_path,
+        keras_path=keras_path,
+        report_path=report_path,
+        plot_path=plot_path,
+        metrics=metrics or {},
+        config=config or {},
+        eval_image_ids=eval_image_ids or [],
+        collection=collection_for(version),
+        status=ModelStatus.CANDIDATE,
+    )
+
+
+def model_activate(model: ModelVersion) -> ModelVersion | None:
+    """Make ``model`` the active one; return the previously active model (kept for rollback).
+
+    The database row is the source of truth for which collection a query searches, so a query is
+    embedded and searched by the same model; the server alias follows it for outside readers.
+    """
+    from search.runtime import vector_store
+
+    with transaction.atomic():
+        previous = ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).first()
+        if previous is not None and previous.pk == model.pk:
+            return None
+        if previous is not None:
+            previous.status = ModelStatus.RETIRED
+            previous.save(update_fields=["status"])
+        model.status = ModelStatus.ACTIVE
+        model.promoted_at = timezone.now()
+        model.save(update_fields=["status", "promoted_at"])
+        vector_store().set_alias(ALIAS, model.collection)
+    return previous
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    model: ModelVersion
+    created: bool
+
+
+def bootstrap_model_ensure(*, weights: str | None = None, image_size: int | None = None) -> BootstrapResult:
+    """Make sure some model is active; with none at all, export the pretrained backbone and activate it."""
+    active = active_model()
+    if active is not None:
+        return BootstrapResult(active, created=False)
+    from ml.export import export_saved_model
+    from ml.model import build_embedding_model
+    from search.runtime import vector_store
+
+    weights = weights or settings.BACKBONE_WEIGHTS
+    size = image_size or settings.BOOTSTRAP_IMAGE_SIZE
+    backbone = settings.BOOTSTRAP_BACKBONE
+    model = build_embedding_model(backbone=backbone, weights=weights, image_size=size, head=False)
+    version = next_version_number()
+    result = export_saved_model(model, settings.MODELS_DIR, "lookalike", version)
+    record = model_version_register(
+        version=version,
+        kind=ModelKind.BOOTSTRAP,
+        backbone=backbone,
+        embedding_dim=result.embedding_dim,
+        image_size=result.image_size,
+        export_path=str(result.path),
+        config={"weights": str(weights), "head": False},
+    )
+    vector_store().ensure_collection(record.collection, record.embedding_dim)
+    model_activate(record)
+    log.info("bootstrapped model v%s (%s, %d-d)", version, backbone, result.embedding_dim)
+    return BootstrapResult(record, created=True)
+
+
+def reindex_in_progress() -> ReindexJob | None:
+    return ReindexJob.objects.filter(
+        status__in=[ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING]
+    ).first()

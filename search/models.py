@@ -1,0 +1,92 @@
+"""Model versions and reindex jobs: which model embeds queries, and which collection it searches."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ModelStatus(models.TextChoices):
+    CANDIDATE = "candidate", "Candidate"
+    ACTIVE = "active", "Active"
+    RETIRED = "retired", "Retired"
+    REJECTED = "rejected", "Rejected"
+
+
+class ModelKind(models.TextChoices):
+    BOOTSTRAP = "bootstrap", "Pretrained backbone (no training)"
+    TRAINED = "trained", "Trained on the catalog"
+
+
+class ModelVersion(models.Model):
+    # The TF Serving version number: exports live at MODELS_DIR/<name>/<version>/.
+    version = models.PositiveIntegerField(unique=True)
+    name = models.CharField(max_length=64, default="lookalike")
+    kind = models.CharField(max_length=10, choices=ModelKind.choices)
+    status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE, db_index=True)
+    backbone = models.CharField(max_length=64)
+    embedding_dim = models.PositiveIntegerField()
+    image_size = models.PositiveIntegerField()
+    export_path = models.CharField(max_length=500)
+    keras_path = models.CharField(max_length=500, blank=True, default="")
+    report_path = models.CharField(max_length=500, blank=True, default="")
+    plot_path = models.CharField(max_length=500, blank=True, default="")
+    metrics = models.JSONField(default=dict, blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    # Image ids held out from training, used by the promotion gate to compare models fairly.
+    eval_image_ids = models.JSONField(default=list, blank=True)
+    collection = models.CharField(max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            # At most one active model: queries are embedded by it and searched in its collection.
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="active"), name="one_active_model_version"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version} ({self.kind}, {self.status})"
+
+    @property
+    def label(self) -> str:
+        return str(self.version)
+
+
+class ReindexStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    EVALUATING = "evaluating", "Evaluating"
+    PROMOTED = "promoted", "Promoted"
+    REJECTED = "rejected", "Rejected by the evaluation gate"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ReindexJob(models.Model):
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="reindex_jobs")
+    previous_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=12, choices=ReindexStatus.choices, default=ReindexStatus.QUEUED, db_index=True)
+    force = models.BooleanField(default=False)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    gate = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"reindex to v{self.model_version.version}: {self.status} {self.done}/{self.total}"
+
+    @property
+    def progress(self) -> float:
+        return (self.done + self.failed) / self.total if self.total else 0.0

@@ -1,0 +1,1 @@
+"""Celery tasks: thin adapters that take ids, re-fetch, and call services."""
