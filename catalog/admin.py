@@ -55,10 +55,25 @@ class ProductImageInline(admin.TabularInline):
     model = ProductImage
     extra = 0
     can_delete = True
-    fields = ["thumbnail", "display_order", "width", "height", "index_status", "indexed_model_version",
-              "indexed_at", "last_error"]
-    readonly_fields = ["thumbnail", "width", "height", "index_status", "indexed_model_version", "indexed_at",
-                       "last_error"]
+    fields = [
+        "thumbnail",
+        "display_order",
+        "width",
+        "height",
+        "index_status",
+        "indexed_model_version",
+        "indexed_at",
+        "last_error",
+    ]
+    readonly_fields = [
+        "thumbnail",
+        "width",
+        "height",
+        "index_status",
+        "indexed_model_version",
+        "indexed_at",
+        "last_error",
+    ]
     ordering = ["display_order", "created_at"]
 
     @admin.display(description="image")
@@ -71,8 +86,18 @@ class ProductImageInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "sku", "title", "category", "price", "currency", "in_stock",
-                    "image_count", "duplicate_flag", "updated_at"]
+    list_display = [
+        "thumbnail",
+        "sku",
+        "title",
+        "category",
+        "price",
+        "currency",
+        "in_stock",
+        "image_count",
+        "duplicate_flag",
+        "updated_at",
+    ]
     list_display_links = ["thumbnail", "sku", "title"]
     list_filter = ["category", "in_stock", ImageIndexStatusFilter, PossibleDuplicateFilter]
     search_fields = ["sku", "title", "brand", "description"]
@@ -82,7 +107,9 @@ class ProductAdmin(admin.ModelAdmin):
     list_per_page = 50
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
-        return super().get_queryset(request).prefetch_related("images").select_related("possible_duplicate_of")
+        return (
+            super().get_queryset(request).prefetch_related("images").select_related("possible_duplicate_of")
+        )
 
     @admin.display(description="image")
     def thumbnail(self, obj: Product) -> str:
@@ -107,7 +134,9 @@ class ProductAdmin(admin.ModelAdmin):
         self.message_user(request, f"Queued {count} image(s) for indexing.", messages.SUCCESS)
 
     def save_model(self, request: HttpRequest, obj: Product, form, change: bool) -> None:
-        fields = {name: form.cleaned_data[name] for name in services.EDITABLE_FIELDS if name in form.cleaned_data}
+        fields = {
+            name: form.cleaned_data[name] for name in services.EDITABLE_FIELDS if name in form.cleaned_data
+        }
         if change:
             original = Product.objects.get(pk=obj.pk)
             services.product_update(product=original, **fields)
@@ -136,8 +165,16 @@ class ProductAdmin(admin.ModelAdmin):
 
 @admin.register(ProductImage)
 class ProductImageAdmin(admin.ModelAdmin):
-    list_display = ["thumbnail", "product", "display_order", "index_status", "indexed_model_version",
-                    "indexed_at", "width", "height"]
+    list_display = [
+        "thumbnail",
+        "product",
+        "display_order",
+        "index_status",
+        "indexed_model_version",
+        "indexed_at",
+        "width",
+        "height",
+    ]
     list_filter = ["index_status", "indexed_model_version", "format"]
     search_fields = ["product__sku", "product__title", "sha256"]
     readonly_fields = [f.name for f in ProductImage._meta.fields] + ["thumbnail"]

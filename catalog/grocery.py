@@ -101,7 +101,9 @@ def write_manifest(
     with out.open("w", encoding="utf-8") as handle:
         for c in classes:
             desc_path = ds / c.description
-            description = desc_path.read_text(encoding="utf-8", errors="replace").strip() if desc_path.is_file() else ""
+            description = (
+                desc_path.read_text(encoding="utf-8", errors="replace").strip() if desc_path.is_file() else ""
+            )
             chosen = photos.get(c.class_id, [])
             if photos_per_product is not None:
                 chosen = chosen[:photos_per_product]

@@ -17,8 +17,18 @@ from catalog.models import Product
 from catalog.storage import delete_if_unreferenced, path_for, sha256_of
 from ml.preprocess import ImageInfo, ImageRejected, validate_image
 
-MANIFEST_FIELDS = ("sku", "title", "description", "category", "brand", "price", "currency", "in_stock",
-                   "attributes", "images")
+MANIFEST_FIELDS = (
+    "sku",
+    "title",
+    "description",
+    "category",
+    "brand",
+    "price",
+    "currency",
+    "in_stock",
+    "attributes",
+    "images",
+)
 
 
 @dataclass(frozen=True)
@@ -103,12 +113,15 @@ def _load_images(row: dict[str, Any], base: Path) -> list[tuple[str, bytes, Imag
     loaded = []
     for rel in row.get("images", []):
         if Path(rel).is_absolute():
-            raise LineRejected("invalid_path", f"{rel}: image paths must be relative to the manifest's folder.")
+            raise LineRejected(
+                "invalid_path", f"{rel}: image paths must be relative to the manifest's folder."
+            )
         path = base / rel
         try:
             if path.stat().st_size > settings.MAX_UPLOAD_BYTES:
                 raise LineRejected(
-                    "image_too_large", f"{rel}: {path.stat().st_size:,} bytes; the limit is {settings.MAX_UPLOAD_BYTES:,}."
+                    "image_too_large",
+                    f"{rel}: {path.stat().st_size:,} bytes; the limit is {settings.MAX_UPLOAD_BYTES:,}.",
                 )
             data = path.read_bytes()
         except FileNotFoundError as exc:
@@ -116,14 +129,18 @@ def _load_images(row: dict[str, Any], base: Path) -> list[tuple[str, bytes, Imag
         except (IsADirectoryError, PermissionError, OSError) as exc:
             raise LineRejected("unreadable_file", f"{rel}: cannot be read ({exc.strerror or exc}).") from exc
         try:
-            info = validate_image(data, max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS)
+            info = validate_image(
+                data, max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS
+            )
         except ImageRejected as exc:
             raise LineRejected(exc.code, f"{rel}: {exc.message}") from exc
         loaded.append((rel, data, info))
     return loaded
 
 
-def _import_line(row: dict[str, Any], images: list[tuple[str, bytes, ImageInfo]], report: ImportReport) -> None:
+def _import_line(
+    row: dict[str, Any], images: list[tuple[str, bytes, ImageInfo]], report: ImportReport
+) -> None:
     fields = {k: row[k] for k in MANIFEST_FIELDS if k in row and k not in ("sku", "images")}
     product = Product.objects.filter(sku=row["sku"].strip()).first()
     if product is None:
@@ -158,14 +175,24 @@ def import_manifest(path: Path, *, on_line: Callable[[], None] | None = None) ->
             sku = row["sku"]
             images = _load_images(row, base)
             written = [path_for(sha256_of(data), info.format) for _, data, info in images]
-            counts_before = (report.products_created, report.products_updated, report.products_unchanged,
-                             report.images_added, report.images_existing)
+            counts_before = (
+                report.products_created,
+                report.products_updated,
+                report.products_unchanged,
+                report.images_added,
+                report.images_existing,
+            )
             try:
                 with transaction.atomic():
                     _import_line(row, images, report)
             except BaseException:
-                (report.products_created, report.products_updated, report.products_unchanged,
-                 report.images_added, report.images_existing) = counts_before
+                (
+                    report.products_created,
+                    report.products_updated,
+                    report.products_unchanged,
+                    report.images_added,
+                    report.images_existing,
+                ) = counts_before
                 raise
         except LineRejected as exc:
             report.errors.append(LineError(number, exc.code, exc.message, sku))

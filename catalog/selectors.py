@@ -74,5 +74,8 @@ def index_status_counts() -> dict[str, int]:
 
 def categories() -> list[str]:
     return list(
-        Product.objects.exclude(category="").order_by("category").values_list("category", flat=True).distinct()
+        Product.objects.exclude(category="")
+        .order_by("category")
+        .values_list("category", flat=True)
+        .distinct()
     )

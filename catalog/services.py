@@ -89,7 +89,9 @@ def product_create(*, sku: str, title: str, **fields: Any) -> Product:
         with transaction.atomic():
             return Product.objects.create(**cleaned)
     except IntegrityError as exc:  # a concurrent create of the same sku
-        raise CatalogError("duplicate_sku", f"A product with sku {cleaned['sku']!r} already exists.", "sku") from exc
+        raise CatalogError(
+            "duplicate_sku", f"A product with sku {cleaned['sku']!r} already exists.", "sku"
+        ) from exc
 
 
 @transaction.atomic
@@ -194,7 +196,10 @@ def product_images_reindex(*, product_ids: list[int]) -> int:
     """Mark the products' images pending and enqueue them (admin action, API)."""
     ids = list(ProductImage.objects.filter(product_id__in=product_ids).values_list("id", flat=True))
     ProductImage.objects.filter(id__in=ids).update(
-        index_status=IndexStatus.PENDING, last_error="", index_attempts=0, next_attempt_at=None,
+        index_status=IndexStatus.PENDING,
+        last_error="",
+        index_attempts=0,
+        next_attempt_at=None,
         updated_at=timezone.now(),
     )
     events.images_added(ids)

@@ -66,13 +66,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     code = _DEFAULT_CODES.get(response.status_code, "error")
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail) if isinstance(exc.detail, dict) else {"non_field_errors": _flatten(exc.detail)}
+        fields = (
+            _flatten(exc.detail)
+            if isinstance(exc.detail, dict)
+            else {"non_field_errors": _flatten(exc.detail)}
+        )
         first = next(iter(fields.values()), ["Invalid input."])
         first_msg = first[0] if isinstance(first, list) and first else str(first)
         if isinstance(first_msg, dict):
             first_msg = "Invalid input."
         field_name = next(iter(fields), "")
-        message = f"{field_name}: {first_msg}" if field_name and field_name != "non_field_errors" else str(first_msg)
+        message = (
+            f"{field_name}: {first_msg}"
+            if field_name and field_name != "non_field_errors"
+            else str(first_msg)
+        )
         response.data = error_body("invalid_parameter", message, fields)
         response.status_code = status.HTTP_400_BAD_REQUEST
         return response

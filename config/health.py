@@ -67,8 +67,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "model": _check_model(),
     }
     down = {name: error for name, error in checks.items() if error}
-    body = {"status": "ready" if not down else "unavailable",
-            "checks": {name: ("down: " + down[name]) if name in down else "ok" for name in checks}}
+    body = {
+        "status": "ready" if not down else "unavailable",
+        "checks": {name: ("down: " + down[name]) if name in down else "ok" for name in checks},
+    }
     if not settings.CELERY_BROKER_URL:
         body["checks"]["broker"] = "not configured (tasks run in-process)"
     return JsonResponse(body, status=200 if not down else 503)

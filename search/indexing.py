@@ -47,7 +47,9 @@ class IndexOutcome:
     missing: list[str] = field(default_factory=list)
 
 
-def _read_pixels(images: list[ProductImage], size: int, outcome: IndexOutcome) -> tuple[list[ProductImage], np.ndarray]:
+def _read_pixels(
+    images: list[ProductImage], size: int, outcome: IndexOutcome
+) -> tuple[list[ProductImage], np.ndarray]:
     ok, arrays = [], []
     for image in images:
         try:
@@ -91,11 +93,15 @@ def index_images(image_ids: Iterable[str], *, targets: list | None = None) -> In
         store.ensure_collection(target.collection, target.embedding_dim)
         store.upsert(
             target.collection,
-            [(str(img.pk), vec, payload_for(img.product, target.version)) for img, vec in zip(ok_images, vectors, strict=True)],
+            [
+                (str(img.pk), vec, payload_for(img.product, target.version))
+                for img, vec in zip(ok_images, vectors, strict=True)
+            ],
         )
     # An image deleted while we embedded it must not leave a point behind.
     still_there = set(
-        str(pk) for pk in ProductImage.objects.filter(pk__in=[i.pk for i in ok_images]).values_list("pk", flat=True)
+        str(pk)
+        for pk in ProductImage.objects.filter(pk__in=[i.pk for i in ok_images]).values_list("pk", flat=True)
     )
     vanished = [str(i.pk) for i in ok_images if str(i.pk) not in still_there]
     if vanished:
@@ -128,7 +134,9 @@ def index_images(image_ids: Iterable[str], *, targets: list | None = None) -> In
 def note_transient_failure(image_ids: Iterable[str], error: str) -> None:
     """Record why indexing could not run; the images stay pending for the sweeper to retry."""
     now = timezone.now()
-    for image in ProductImage.objects.filter(pk__in=list(image_ids)).exclude(index_status=IndexStatus.INDEXED):
+    for image in ProductImage.objects.filter(pk__in=list(image_ids)).exclude(
+        index_status=IndexStatus.INDEXED
+    ):
         ProductImage.objects.filter(pk=image.pk).update(
             last_error=error[:2000],
             index_attempts=image.index_attempts + 1,

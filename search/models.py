@@ -22,7 +22,9 @@ class ModelVersion(models.Model):
     version = models.PositiveIntegerField(unique=True)
     name = models.CharField(max_length=64, default="lookalike")
     kind = models.CharField(max_length=10, choices=ModelKind.choices)
-    status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE, db_index=True)
+    status = models.CharField(
+        max_length=10, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE, db_index=True
+    )
     backbone = models.CharField(max_length=64)
     embedding_dim = models.PositiveIntegerField()
     image_size = models.PositiveIntegerField()
@@ -70,7 +72,9 @@ class ReindexJob(models.Model):
     previous_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    status = models.CharField(max_length=12, choices=ReindexStatus.choices, default=ReindexStatus.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=12, choices=ReindexStatus.choices, default=ReindexStatus.QUEUED, db_index=True
+    )
     force = models.BooleanField(default=False)
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)

@@ -11,16 +11,22 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import OperationalError, InterfaceError
+from django.db import InterfaceError, OperationalError
 
 from ml.serving import EmbedderUnavailable
 from search import indexing
 from search.vector_store import VectorStoreUnavailable
-from workers.queues import Queue
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (VectorStoreUnavailable, EmbedderUnavailable, OperationalError, InterfaceError, ConnectionError, TimeoutError)
+TRANSIENT = (
+    VectorStoreUnavailable,
+    EmbedderUnavailable,
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    TimeoutError,
+)
 RELIABLE = {
     "acks_late": True,
     "reject_on_worker_lost": True,
@@ -38,11 +44,11 @@ def _retry(task, exc: Exception, image_ids: list[str] | None = None):
     if task.request.is_eager or task.request.retries >= task.max_retries:
         log.warning("%s gave up for now (%s); the sweeper will retry", task.name, exc)
         return None
-    countdown = min(300, 2 ** task.request.retries * 2)
+    countdown = min(300, 2**task.request.retries * 2)
     raise task.retry(exc=exc, countdown=countdown)
 
 
-@shared_task(bind=True, name="lookalike.index_images", queue=Queue.INDEX, **RELIABLE)
+@shared_task(bind=True, name="lookalike.index_images", **RELIABLE)
 def index_images(self, image_ids: list[str]) -> dict:
     if len(image_ids) > INDEX_CHUNK:
         for start in range(0, len(image_ids), INDEX_CHUNK):
@@ -57,7 +63,7 @@ def index_images(self, image_ids: list[str]) -> dict:
     return {"indexed": len(outcome.indexed), "failed": len(outcome.failed), "missing": len(outcome.missing)}
 
 
-@shared_task(bind=True, name="lookalike.remove_image_points", queue=Queue.DEFAULT, **RELIABLE)
+@shared_task(bind=True, name="lookalike.remove_image_points", **RELIABLE)
 def remove_image_points(self, image_ids: list[str]) -> int:
     try:
         return indexing.remove_image_points(image_ids)
@@ -66,7 +72,7 @@ def remove_image_points(self, image_ids: list[str]) -> int:
         return 0
 
 
-@shared_task(bind=True, name="lookalike.sync_product_payload", queue=Queue.DEFAULT, **RELIABLE)
+@shared_task(bind=True, name="lookalike.sync_product_payload", **RELIABLE)
 def sync_product_payload(self, product_id: int) -> None:
     try:
         indexing.sync_product_payload(product_id)
@@ -74,8 +80,7 @@ def sync_product_payload(self, product_id: int) -> None:
         _retry(self, exc)
 
 
-@shared_task(bind=True, name="lookalike.sweep_index", queue=Queue.DEFAULT, acks_late=True, soft_time_limit=50,
-             time_limit=60)
+@shared_task(bind=True, name="lookalike.sweep_index", acks_late=True, soft_time_limit=50, time_limit=60)
 def sweep_index(self) -> int:
     """The repair path behind every fast path: re-enqueue images pending too long or failed."""
     due = indexing.due_for_sweep()

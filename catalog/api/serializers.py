@@ -14,8 +14,21 @@ class ImageOutput(serializers.ModelSerializer):
     class Meta:
         model = ProductImage
         fields = [
-            "id", "product_id", "url", "sha256", "format", "width", "height", "bytes", "display_order",
-            "original_name", "index_status", "indexed_model_version", "indexed_at", "last_error", "created_at",
+            "id",
+            "product_id",
+            "url",
+            "sha256",
+            "format",
+            "width",
+            "height",
+            "bytes",
+            "display_order",
+            "original_name",
+            "index_status",
+            "indexed_model_version",
+            "indexed_at",
+            "last_error",
+            "created_at",
         ]
 
     def get_url(self, obj: ProductImage) -> str:
@@ -31,8 +44,19 @@ class ProductOutput(serializers.ModelSerializer):
     class Meta:
         model = Product
         fields = [
-            "id", "sku", "title", "description", "category", "brand", "price", "currency", "in_stock",
-            "attributes", "images", "created_at", "updated_at",
+            "id",
+            "sku",
+            "title",
+            "description",
+            "category",
+            "brand",
+            "price",
+            "currency",
+            "in_stock",
+            "attributes",
+            "images",
+            "created_at",
+            "updated_at",
         ]
 
 

@@ -109,7 +109,9 @@ class ProductImageListApi(APIView):
         upload = payload.validated_data["image"]
         if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
             raise ApiError(
-                413, "image_too_large", f"The file is {upload.size:,} bytes; the limit is {settings.MAX_UPLOAD_BYTES:,}."
+                413,
+                "image_too_large",
+                f"The file is {upload.size:,} bytes; the limit is {settings.MAX_UPLOAD_BYTES:,}.",
             )
         data = upload.read()
         try:

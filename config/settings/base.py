@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 
 from config.settings.env import env_bool, env_float, env_int, env_list, env_str
+from workers.queues import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -114,7 +115,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers an unacked task after this; it must exceed the longest task's time limit.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = Queue.DEFAULT.value
+CELERY_TASK_ROUTES = {
+    "lookalike.index_images": {"queue": Queue.INDEX.value},
+    "lookalike.reindex_fill": {"queue": Queue.REINDEX.value},
+    "lookalike.reindex_batch": {"queue": Queue.REINDEX.value},
+}
 CELERY_BEAT_SCHEDULE = {
     "sweep-index": {"task": "lookalike.sweep_index", "schedule": 60.0},
 }

@@ -16,6 +16,8 @@ DATABASES = {
     )
 }
 _TMP = Path(tempfile.mkdtemp(prefix="lookalike-test-"))
+STATIC_ROOT = _TMP / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(os.environ.get("TEST_MEDIA_ROOT", _TMP / "media"))
 VECTOR_STORE_PATH = _TMP / "qdrant"
 MODELS_DIR = _TMP / "models"

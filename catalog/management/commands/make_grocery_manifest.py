@@ -8,19 +8,30 @@ from catalog.grocery import GroceryLayoutError, write_manifest
 
 
 class Command(BaseCommand):
-    help = "Write an import_catalog manifest from a Grocery Store Dataset checkout (one product per fine class)."
+    help = (
+        "Write an import_catalog manifest from a Grocery Store Dataset checkout (one product per fine class)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("path", type=Path, help="The dataset checkout (the folder containing dataset/).")
         parser.add_argument("--out", type=Path, default=Path("var/grocery-manifest.jsonl"))
-        parser.add_argument("--split", default="train", choices=["train", "val", "test", "none"],
-                            help="Which split's photos to add after each product's catalog image.")
+        parser.add_argument(
+            "--split",
+            default="train",
+            choices=["train", "val", "test", "none"],
+            help="Which split's photos to add after each product's catalog image.",
+        )
         parser.add_argument("--photos-per-product", type=int, default=None)
 
-    def handle(self, *args, path: Path, out: Path, split: str, photos_per_product: int | None, **options) -> None:
+    def handle(
+        self, *args, path: Path, out: Path, split: str, photos_per_product: int | None, **options
+    ) -> None:
         try:
             count = write_manifest(
-                path, out, photo_split=None if split == "none" else split, photos_per_product=photos_per_product
+                path,
+                out,
+                photo_split=None if split == "none" else split,
+                photos_per_product=photos_per_product,
             )
         except (GroceryLayoutError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc

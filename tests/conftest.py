@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.fixtures.images import image_bytes
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def jpeg() -> bytes:
+    return image_bytes()
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_superuser("admin", "admin@example.com", "pw-for-tests-only")
+
+
+@pytest.fixture
+def api_token(staff_user):
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.create(user=staff_user).key
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def auth_client(api_client, api_token):
+    api_client.credentials(HTTP_AUTHORIZATION=f"Token {api_token}")
+    return api_client
