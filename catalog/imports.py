@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from catalog import services
+from catalog import events, services
 from catalog.models import Product
 from catalog.storage import delete_if_unreferenced, path_for, sha256_of
 from ml.preprocess import ImageInfo, ImageRejected, validate_image
@@ -153,14 +153,23 @@ def _import_line(
             report.products_updated += 1
         else:
             report.products_unchanged += 1
+    added = []
     for order, (rel, data, info) in enumerate(images):
         result = services.product_image_add(
-            product=product, data=data, original_name=Path(rel).name, display_order=order, info=info
+            product=product,
+            data=data,
+            original_name=Path(rel).name,
+            display_order=order,
+            info=info,
+            enqueue=False,
         )
         if result.created:
             report.images_added += 1
+            added.append(result.image.pk)
         else:
             report.images_existing += 1
+    # One indexing task per line: the embedder works on a batch instead of one photo at a time.
+    events.images_added(added)
 
 
 def import_manifest(path: Path, *, on_line: Callable[[], None] | None = None) -> ImportReport:

@@ -131,6 +131,7 @@ def product_image_add(
     original_name: str = "",
     display_order: int | None = None,
     info: ImageInfo | None = None,
+    enqueue: bool = True,
 ) -> ImageAddResult:
     """Validate, store and record one image; indexing is enqueued after commit.
 
@@ -160,7 +161,8 @@ def product_image_add(
                 bytes=info.bytes,
                 display_order=display_order,
             )
-            events.images_added([image.id])
+            if enqueue:  # bulk callers enqueue once per batch instead
+                events.images_added([image.id])
     except IntegrityError:
         # A concurrent add of the same bytes won; return theirs and keep the shared file.
         existing = ProductImage.objects.filter(product=product, sha256=digest).first()

@@ -21,7 +21,7 @@ def _check_database() -> str | None:
 
 
 def _check_broker() -> str | None:
-    if not settings.CELERY_BROKER_URL:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
         return None
     try:
         from config.celery import app
@@ -71,6 +71,6 @@ def readyz(request: HttpRequest) -> JsonResponse:
         "status": "ready" if not down else "unavailable",
         "checks": {name: ("down: " + down[name]) if name in down else "ok" for name in checks},
     }
-    if not settings.CELERY_BROKER_URL:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
         body["checks"]["broker"] = "not configured (tasks run in-process)"
     return JsonResponse(body, status=200 if not down else 503)

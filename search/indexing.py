@@ -178,9 +178,11 @@ def sync_product_payload(product_id: int) -> None:
             store.set_payload_by_product(model.collection, product_id, patch)
 
 
-def due_for_sweep(now=None) -> list[str]:
+def due_for_sweep(now=None, *, include_fresh: bool = False) -> list[str]:
+    """Images to (re)index: pending past the grace period (or all, with ``include_fresh``), and failed
+    ones under the attempt cap whose backoff has passed."""
     now = now or timezone.now()
-    grace = now - timedelta(seconds=settings.INDEX_PENDING_GRACE_S)
+    grace = now if include_fresh else now - timedelta(seconds=settings.INDEX_PENDING_GRACE_S)
     due = ProductImage.objects.filter(
         Q(index_status=IndexStatus.PENDING, updated_at__lt=grace)
         | Q(index_status=IndexStatus.FAILED, index_attempts__lt=settings.INDEX_MAX_ATTEMPTS)

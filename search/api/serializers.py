@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ml.preprocess import ImageRejected, parse_crop
+
+
+class CommaListField(serializers.ListField):
+    """Accept ``category=a&category=b`` or ``category=a,b``."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [data]
+        items = [part.strip() for value in data for part in str(value).split(",") if part.strip()]
+        return super().to_internal_value(items)
+
+
+class SearchInput(serializers.Serializer):
+    image = serializers.FileField(
+        required=False, allow_empty_file=True, help_text="A photo (JPEG, PNG, WebP, GIF)."
+    )
+    product_id = serializers.IntegerField(required=False, min_value=1)
+    image_id = serializers.UUIDField(required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=12)
+    category = CommaListField(child=serializers.CharField(max_length=120), required=False, default=list)
+    min_price = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, min_value=0)
+    max_price = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, min_value=0)
+    in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)
+    crop = serializers.CharField(required=False, help_text="x,y,w,h in pixels of the uploaded image.")
+
+    def validate_crop(self, value: str):
+        try:
+            return parse_crop(value)
+        except ImageRejected as exc:
+            raise serializers.ValidationError(exc.message) from exc
+
+    def validate(self, attrs):
+        given = [k for k in ("image", "product_id", "image_id") if attrs.get(k) is not None]
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"query": ["Give exactly one of image, product_id or image_id."]}
+            )
+        if attrs.get("crop") and "image" not in given:
+            raise serializers.ValidationError({"crop": ["crop applies to an uploaded image only."]})
+        lo, hi = attrs.get("min_price"), attrs.get("max_price")
+        if lo is not None and hi is not None and lo > hi:
+            raise serializers.ValidationError({"min_price": ["min_price must not exceed max_price."]})
+        return attrs
+
+
+class ProductHitOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    sku = serializers.CharField()
+    title = serializers.CharField()
+    category = serializers.CharField()
+    price = serializers.FloatField(allow_null=True)
+    currency = serializers.CharField()
+    in_stock = serializers.BooleanField()
+    url = serializers.CharField()
+    image_url = serializers.CharField(allow_null=True)
+
+
+class HitOutput(serializers.Serializer):
+    score = serializers.FloatField()
+    image_id = serializers.UUIDField()
+    product = ProductHitOutput()
+
+
+class TimingsOutput(serializers.Serializer):
+    decode = serializers.FloatField()
+    embed = serializers.FloatField()
+    search = serializers.FloatField()
+    catalog = serializers.FloatField()
+    total = serializers.FloatField()
+
+
+class SearchOutput(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    timings_ms = TimingsOutput()
+    results = HitOutput(many=True)
+
+
+class ErrorDetail(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(required=False)
+
+
+class ErrorOutput(serializers.Serializer):
+    error = ErrorDetail()

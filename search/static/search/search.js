@@ -1,0 +1,95 @@
+// The search page: pick, drop or paste a photo, optionally drag a crop box, and see the
+// most similar products. Plain JavaScript; the API does the work.
+(function () {
+  "use strict";
+  const $ = (id) => document.getElementById(id);
+  const drop = $("drop"), file = $("file"), stage = $("stage"), preview = $("preview"), box = $("box");
+  const statusEl = $("status"), results = $("results"), filters = $("filters");
+  let current = null;   // the Blob being searched
+  let crop = null;      // {x, y, w, h} in the image's own pixels
+  let timer = null;
+
+  function setStatus(text, isError) {
+    statusEl.textContent = text;
+    statusEl.classList.toggle("error", !!isError);
+  }
+
+  function useFile(blob) {
+    if (!blob || !blob.type.startsWith("image/")) { setStatus("That is not an image file.", true); return; }
+    current = blob; crop = null; box.hidden = true;
+    preview.src = URL.createObjectURL(blob);
+    stage.hidden = false; $("drop-hint").hidden = true; $("crop-help").hidden = false;
+    preview.onload = () => search();
+  }
+
+  file.addEventListener("change", () => useFile(file.files[0]));
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.add("over"); }));
+  ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, (e) => { e.preventDefault(); drop.classList.remove("over"); }));
+  drop.addEventListener("drop", (e) => useFile(e.dataTransfer.files[0]));
+  document.addEventListener("paste", (e) => {
+    const item = [...(e.clipboardData || {}).items || []].find((i) => i.type.startsWith("image/"));
+    if (item) useFile(item.getAsFile());
+  });
+
+  // Crop: drag a rectangle on the preview; it is sent in the original image's pixels.
+  let start = null;
+  stage.addEventListener("pointerdown", (e) => {
+    if (!current) return;
+    const r = preview.getBoundingClientRect();
+    start = { x: e.clientX - r.left, y: e.clientY - r.top };
+    stage.setPointerCapture(e.pointerId);
+  });
+  stage.addEventListener("pointermove", (e) => {
+    if (!start) return;
+    const r = preview.getBoundingClientRect();
+    const x = Math.max(0, Math.min(e.clientX - r.left, r.width)), y = Math.max(0, Math.min(e.clientY - r.top, r.height));
+    Object.assign(box.style, { left: Math.min(x, start.x) + "px", top: Math.min(y, start.y) + "px",
+      width: Math.abs(x - start.x) + "px", height: Math.abs(y - start.y) + "px" });
+    box.hidden = false;
+  });
+  stage.addEventListener("pointerup", () => {
+    if (!start) return;
+    start = null;
+    const r = preview.getBoundingClientRect(), sx = preview.naturalWidth / r.width, sy = preview.naturalHeight / r.height;
+    const w = box.offsetWidth * sx, h = box.offsetHeight * sy;
+    if (w < 8 || h < 8) { crop = null; box.hidden = true; } else {
+      crop = { x: Math.round(box.offsetLeft * sx), y: Math.round(box.offsetTop * sy), w: Math.round(w), h: Math.round(h) };
+    }
+    search();
+  });
+  $("clear-crop").addEventListener("click", () => { crop = null; box.hidden = true; search(); });
+  filters.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(search, 200); });
+
+  async function search() {
+    if (!current) return;
+    const form = new FormData();
+    form.append("image", current, current.name || "photo");
+    const f = new FormData(filters);
+    for (const [k, v] of f.entries()) { if (v !== "") form.append(k, v); }
+    if (crop) form.append("crop", [crop.x, crop.y, crop.w, crop.h].join(","));
+    setStatus("Searching…");
+    try {
+      const res = await fetch("/api/v1/search/", { method: "POST", body: form, headers: { Accept: "application/json" } });
+      const body = await res.json();
+      if (!res.ok) { setStatus(body.error ? body.error.message : "Search failed.", true); results.replaceChildren(); return; }
+      render(body);
+    } catch (err) {
+      setStatus("The server could not be reached.", true);
+    }
+  }
+
+  function render(body) {
+    const t = body.timings_ms;
+    setStatus(`${body.results.length} products · ${Math.round(t.total)} ms (decode ${Math.round(t.decode)}, embed ${Math.round(t.embed)}, search ${Math.round(t.search)}) · model v${body.model_version}`);
+    results.replaceChildren(...body.results.map((hit) => {
+      const p = hit.product, a = document.createElement("a");
+      a.className = "card"; a.href = p.url; a.dataset.sku = p.sku;
+      const img = document.createElement("img"); img.src = p.image_url; img.alt = ""; img.loading = "lazy";
+      const title = document.createElement("span"); title.className = "title"; title.textContent = p.title;
+      const meta = document.createElement("span"); meta.className = "meta";
+      meta.textContent = `${p.price !== null ? p.price.toFixed(2) + " " + p.currency + " · " : ""}score ${hit.score.toFixed(3)}${p.in_stock ? "" : " · out of stock"}`;
+      a.append(img, title, meta);
+      return a;
+    }));
+  }
+})();
