@@ -57,6 +57,17 @@ def embedder_for(model: ModelVersion) -> Embedder:
         return embedder
 
 
+def reset_vector_store() -> None:
+    """Close and forget the vector store only (the model stays loaded)."""
+    global _store
+    with _lock:
+        if _store is not None:
+            try:
+                _store.close()
+            finally:
+                _store = None
+
+
 def reset() -> None:
     """Close and forget every handle (tests, and a worker after fork)."""
     global _store

@@ -1,0 +1,81 @@
+"""A real exported model and a real embedded vector store for search and indexing tests.
+
+The model is the platform's own bootstrap model (MobileNetV2-0.35 features, random weights, 32 px)
+exported once per session through ml.export; each test gets a fresh Qdrant Edge folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SEARCH_MODEL_VERSION = 7
+
+
+@pytest.fixture(scope="session")
+def exported_bootstrap(tmp_path_factory: pytest.TempPathFactory):
+    import keras
+
+    from ml.export import export_saved_model
+    from ml.model import build_embedding_model
+
+    keras.utils.set_random_seed(3)
+    model = build_embedding_model(
+        backbone="mobilenet_v2_035", weights=None, image_size=32, head=False, pooling="avg"
+    )
+    return export_saved_model(
+        model, tmp_path_factory.mktemp("search-models"), "lookalike", SEARCH_MODEL_VERSION
+    )
+
+
+@pytest.fixture
+def vector_store_path(settings, tmp_path: Path):
+    from search import runtime
+
+    runtime.reset_vector_store()
+    settings.VECTOR_STORE_PATH = tmp_path / "qdrant"
+    yield settings.VECTOR_STORE_PATH
+    runtime.reset_vector_store()
+
+
+@pytest.fixture
+def active_model(db, exported_bootstrap, vector_store_path, media_root):
+    from search.model_versions import model_activate, model_version_register
+    from search.models import ModelKind
+    from search.runtime import vector_store
+
+    record = model_version_register(
+        version=SEARCH_MODEL_VERSION,
+        kind=ModelKind.BOOTSTRAP,
+        backbone="mobilenet_v2_035",
+        embedding_dim=exported_bootstrap.embedding_dim,
+        image_size=exported_bootstrap.image_size,
+        export_path=str(exported_bootstrap.path),
+    )
+    vector_store().ensure_collection(record.collection, record.embedding_dim)
+    model_activate(record)
+    return record
+
+
+@pytest.fixture
+def indexed_catalog(active_model, django_capture_on_commit_callbacks):
+    """Three products with visibly different photos, indexed through the real on-commit task path."""
+    from catalog import services
+    from tests.fixtures.images import image_bytes
+
+    specs = [
+        ("RED-1", "Red mug", "kitchen", "5.00", True, (220, 20, 20), 1),
+        ("GRN-1", "Green lamp", "lighting", "40.00", True, (20, 200, 40), 2),
+        ("BLU-1", "Blue vase", "kitchen", "15.00", False, (20, 40, 220), 3),
+    ]
+    products, photos = {}, {}
+    with django_capture_on_commit_callbacks(execute=True):
+        for sku, title, category, price, stock, colour, pattern in specs:
+            product = services.product_create(
+                sku=sku, title=title, category=category, price=price, in_stock=stock
+            )
+            data = image_bytes(color=colour, size=(64, 64), pattern=pattern)
+            services.product_image_add(product=product, data=data)
+            products[sku], photos[sku] = product, data
+    return products, photos
