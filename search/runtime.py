@@ -31,7 +31,10 @@ def vector_store() -> VectorStore:
             if settings.QDRANT_URL:
                 _store = open_vector_store(url=settings.QDRANT_URL, api_key=settings.QDRANT_API_KEY)
             else:
-                _store = open_vector_store(path=str(settings.VECTOR_STORE_PATH))
+                _store = open_vector_store(
+                    path=str(settings.VECTOR_STORE_PATH),
+                    flush_interval_s=settings.VECTOR_STORE_FLUSH_INTERVAL_S,
+                )
         return _store
 
 

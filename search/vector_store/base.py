@@ -1,0 +1,352 @@
+"""The vector store's interface, data types and errors, shared by both implementations.
+
+Nothing here imports qdrant_client or qdrant_edge: callers (Django services, tasks, benchmarks)
+depend on this module's plain Python values only.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# The alias outside readers (and the server path) use for the active collection.
+ALIAS = "images"
+COLLECTION_PREFIX = "images_"
+
+# Points per write request. 500 x 128-d float32 is about 1 MB of JSON on the server path (well under
+# Qdrant's 32 MB request limit) and, measured on Qdrant Edge, batches of 500-1,000 upsert at about
+# 30k points/s; larger batches gain nothing and hold the shard lock longer.
+DEFAULT_BATCH_SIZE = 500
+
+# The payload fields that get payload indexes, with their types. Filters and grouping use them.
+INDEXED_FIELDS: dict[str, str] = {
+    "product_id": "integer",
+    "category": "keyword",
+    "price": "float",
+    "in_stock": "bool",
+    "model_version": "keyword",
+}
+
+# Collection names become folder names on Qdrant Edge, so they are kept to a safe alphabet.
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$")
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class VectorStoreError(Exception):
+    """Base class of every error this module raises (besides ValueError for caller bugs)."""
+
+
+class VectorStoreUnavailable(VectorStoreError):
+    """The server is down, refused the connection, or timed out: transient, worth a retry."""
+
+
+class VectorStoreLocked(VectorStoreError):
+    """An embedded store's folder is held by another client (another process, or another opener here)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # One line naming the fix: this is what a second `manage.py` process prints instead of a hang.
+        super().__init__(
+            f"The embedded vector store at {path} is in use by another process; "
+            "stop that process or set QDRANT_URL to use a Qdrant server."
+        )
+
+
+class CollectionNotFound(VectorStoreError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"Vector collection {name!r} does not exist.")
+
+
+class DimensionMismatch(VectorStoreError):
+    def __init__(self, name: str, expected: int, got: int) -> None:
+        self.name, self.expected, self.got = name, expected, got
+        super().__init__(f"Vector collection {name!r} holds {expected}-d vectors, got {got}-d.")
+
+
+# --- data types ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PointPayload:
+    """The facts stored with each image's vector; filters and grouping read them."""
+
+    product_id: int
+    sku: str
+    category: str
+    price: float | None
+    in_stock: bool
+    model_version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.extra)
+        data.update(
+            product_id=int(self.product_id),
+            sku=self.sku,
+            category=self.category,
+            price=None if self.price is None else float(self.price),
+            in_stock=bool(self.in_stock),
+            model_version=self.model_version,
+        )
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    image_id: str
+    product_id: int
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Conditions ANDed together. None (or an empty list) means "no constraint".
+
+    Price bounds are inclusive; a point without a price never matches a price bound.
+    """
+
+    categories: list[str] | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    in_stock: bool | None = None
+    exclude_product_ids: list[int] | None = None
+
+    def is_empty(self) -> bool:
+        return (
+            not self.categories
+            and self.min_price is None
+            and self.max_price is None
+            and self.in_stock is None
+            and not self.exclude_product_ids
+        )
+
+
+# A vector as callers hand it over.
+VectorLike = Sequence[float] | np.ndarray
+PointIn = tuple[str, VectorLike, dict[str, Any] | PointPayload]
+
+
+# --- helpers shared by the implementations -----------------------------------------------------
+
+
+def collection_name(model_version: str) -> str:
+    """The collection that holds one model version's vectors, e.g. "v3.1-mnv2" -> "images_v3_1-mnv2"."""
+    slug = re.sub(r"[^a-z0-9-]+", "_", str(model_version).strip().lower()).strip("_-")
+    if not slug:
+        raise ValueError(f"model version {model_version!r} gives an empty collection name")
+    return validate_name(COLLECTION_PREFIX + slug[: 200 - len(COLLECTION_PREFIX)])
+
+
+def validate_name(name: str) -> str:
+    # Names become folders on Qdrant Edge: reject anything that could escape the store's root.
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(f"invalid collection or alias name {name!r} (use letters, digits, _ and -)")
+    return name
+
+
+def normalize_id(image_id: Any) -> str:
+    """Point ids are image UUIDs, in canonical form, so the same image always maps to the same point."""
+    try:
+        return str(image_id if isinstance(image_id, uuid.UUID) else uuid.UUID(str(image_id)))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"point id {image_id!r} is not a UUID") from exc
+
+
+def normalize_ids(image_ids: Iterable[Any]) -> list[str]:
+    return [normalize_id(i) for i in image_ids]
+
+
+def vectors_to_lists(collection: str, vectors: Sequence[VectorLike], dim: int | None) -> list[list[float]]:
+    """Check shape and finiteness once per batch (numpy, not per element in Python) and convert."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"vectors must be a 2-d batch, got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise DimensionMismatch(collection, dim, int(arr.shape[1]))
+    if not np.isfinite(arr).all():
+        raise ValueError("vectors contain NaN or infinity")
+    # A zero vector has no direction: cosine similarity is undefined for it.
+    if (np.abs(arr).max(axis=1) == 0).any():
+        raise ValueError("vectors contain an all-zero vector (cosine similarity is undefined)")
+    return arr.tolist()
+
+
+def vector_to_list(collection: str, vector: VectorLike, dim: int | None) -> list[float]:
+    return vectors_to_lists(collection, [vector], dim)[0]
+
+
+def payload_to_dict(payload: dict[str, Any] | PointPayload) -> dict[str, Any]:
+    data = payload.to_dict() if isinstance(payload, PointPayload) else dict(payload)
+    # Grouping and product-level deletes depend on an integer product_id on every point.
+    pid = data.get("product_id")
+    if isinstance(pid, bool) or not isinstance(pid, int | np.integer):
+        raise ValueError(f"payload needs an integer product_id, got {pid!r}")
+    data["product_id"] = int(pid)
+    if data.get("price") is not None:
+        price = float(data["price"])
+        if not math.isfinite(price):
+            raise ValueError(f"price must be finite, got {data['price']!r}")
+        data["price"] = price
+    return data
+
+
+def prepare_points(
+    collection: str, points: Sequence[PointIn], dim: int | None
+) -> list[tuple[str, list[float], dict[str, Any]]]:
+    if not points:
+        return []
+    ids = [normalize_id(p[0]) for p in points]
+    vectors = vectors_to_lists(collection, [p[1] for p in points], dim)
+    payloads = [payload_to_dict(p[2]) for p in points]
+    return list(zip(ids, vectors, payloads, strict=True))
+
+
+def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    if size < 1:
+        raise ValueError("batch size must be >= 1")
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def group_best_per_product(
+    fetch: Callable[[int, list[int]], list[Hit]], limit: int, overfetch: int
+) -> list[Hit]:
+    """One hit per product (its best image), best first, for engines without group-by.
+
+    `fetch(n, exclude_product_ids)` returns the top n hits, best first, among points whose product is
+    not excluded. Each round excludes the products already found, so a product with many similar
+    images cannot crowd out the rest, and no point is read twice: every point of an unseen product
+    scored at most the previous round's last hit, so later rounds' products rank after earlier ones
+    and each product's first hit in a round is its best image.
+    """
+    found: dict[int, Hit] = {}
+    while len(found) < limit:
+        want = (limit - len(found)) * overfetch
+        hits = fetch(want, list(found))
+        for hit in hits:
+            if hit.product_id not in found:
+                found[hit.product_id] = hit
+                if len(found) == limit:
+                    break
+        if len(hits) < want:  # exhausted: no more matching points
+            break
+    # dicts keep insertion order, which is score order by construction.
+    return list(found.values())
+
+
+def merge_exclusions(flt: SearchFilter | None, extra: list[int]) -> SearchFilter | None:
+    if not extra:
+        return flt
+    base = flt or SearchFilter()
+    return SearchFilter(
+        categories=base.categories,
+        min_price=base.min_price,
+        max_price=base.max_price,
+        in_stock=base.in_stock,
+        exclude_product_ids=list(base.exclude_product_ids or []) + list(extra),
+    )
+
+
+# --- the interface ------------------------------------------------------------------------------
+
+
+class VectorStore(abc.ABC):
+    """One collection per model version; points keyed by image UUID; cosine similarity.
+
+    Every method takes and returns plain Python values. Collection arguments may also be an alias.
+    """
+
+    @abc.abstractmethod
+    def ensure_collection(self, name: str, dim: int) -> None:
+        """Create the collection (cosine, payload indexes) if missing; DimensionMismatch if it exists
+        with another dimension. Safe to call on every start-up."""
+
+    @abc.abstractmethod
+    def collection_exists(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    def list_collections(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def drop_collection(self, name: str) -> bool:
+        """Delete a collection and the aliases pointing at it; False if it did not exist."""
+
+    @abc.abstractmethod
+    def upsert(self, collection: str, points: Sequence[PointIn], *, batch_size: int | None = None) -> int:
+        """Write (image_id, vector, payload) points in batches; returns how many. Replays are no-ops."""
+
+    @abc.abstractmethod
+    def delete(self, collection: str, image_ids: Iterable[str]) -> None: ...
+
+    @abc.abstractmethod
+    def delete_by_product(self, collection: str, product_id: int) -> None: ...
+
+    @abc.abstractmethod
+    def set_payload(self, collection: str, image_ids: Iterable[str], payload_patch: dict[str, Any]) -> None:
+        """Merge `payload_patch` into the points' payloads (keys not named are kept)."""
+
+    @abc.abstractmethod
+    def set_payload_by_product(self, collection: str, product_id: int, patch: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def search(
+        self,
+        collection: str,
+        vector: VectorLike,
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+        group_by_product: bool = True,
+        *,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        """Nearest points by cosine similarity, best first; with group_by_product, one hit per
+        product (its best image), up to `limit` products."""
+
+    @abc.abstractmethod
+    def retrieve(
+        self, collection: str, image_ids: Iterable[str], with_vectors: bool = False
+    ) -> dict[str, tuple[list[float] | None, dict[str, Any]]]:
+        """Existing points by id (missing ids are left out). Vectors come back L2-normalised:
+        cosine collections store the unit vector."""
+
+    @abc.abstractmethod
+    def count(self, collection: str, filter: SearchFilter | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def scroll_ids(self, collection: str, batch: int = 1000) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every (image_id, payload) in the collection, page by page, for reconciliation."""
+
+    @abc.abstractmethod
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point `alias` at `collection`, atomically replacing any previous target."""
+
+    @abc.abstractmethod
+    def get_alias(self, alias: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def delete_alias(self, alias: str) -> bool: ...
+
+    @abc.abstractmethod
+    def healthcheck(self) -> bool:
+        """True if the store answers; never raises."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the store (and an embedded store's folder lock). Idempotent."""
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,464 @@
+"""One contract suite, run against both implementations for real (never mocked):
+
+* Qdrant Edge in a temporary folder (the embedded default),
+* qdrant-client's local mode in a temporary folder (the same client calls the server path makes).
+
+Expected rankings are computed here with numpy cosine similarity, independently of the engine.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from search.vector_store import (
+    ALIAS,
+    CollectionNotFound,
+    DimensionMismatch,
+    EdgeVectorStore,
+    Hit,
+    PointPayload,
+    QdrantClientVectorStore,
+    SearchFilter,
+    VectorStore,
+    VectorStoreLocked,
+    VectorStoreUnavailable,
+    collection_name,
+    open_vector_store,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DIM = 16
+COLL = "images_test"
+CATEGORIES = ["fruit", "vegetable", "dairy", "bakery"]
+
+
+def _open(kind: str, path: Path) -> VectorStore:
+    if kind == "edge":
+        return EdgeVectorStore(path)
+    return QdrantClientVectorStore(path=path)
+
+
+@pytest.fixture(params=["edge", "local"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store_path(tmp_path: Path, kind: str) -> Path:
+    return tmp_path / f"vectors-{kind}"
+
+
+@pytest.fixture
+def store(kind: str, store_path: Path) -> Iterator[VectorStore]:
+    s = _open(kind, store_path)
+    yield s
+    s.close()
+
+
+def image_id(n: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"lookalike-test-image-{n}"))
+
+
+class Catalog:
+    """Synthetic points plus a numpy reference implementation of the grouped, filtered search."""
+
+    def __init__(self, n_products: int = 40, seed: int = 7) -> None:
+        rng = np.random.default_rng(seed)
+        self.points: list[tuple[str, np.ndarray, dict[str, Any]]] = []
+        n = 0
+        for pid in range(1, n_products + 1):
+            price = None if pid % 10 == 0 else float(round(rng.uniform(1, 100), 2))
+            for _ in range(int(rng.integers(1, 5))):  # 1-4 images per product
+                payload = PointPayload(
+                    product_id=pid,
+                    sku=f"SKU-{pid}",
+                    category=CATEGORIES[pid % len(CATEGORIES)],
+                    price=price,
+                    in_stock=pid % 3 != 0,
+                    model_version="test",
+                ).to_dict()
+                self.points.append((image_id(n), rng.normal(size=DIM).astype(np.float32), payload))
+                n += 1
+        self.rng = rng
+
+    def expected(
+        self, query: np.ndarray, limit: int, keep: Callable[[dict[str, Any]], bool] = lambda p: True
+    ) -> list[tuple[int, str, float]]:
+        """(product_id, best image_id, cosine) for the top `limit` products, best first."""
+        q = query / np.linalg.norm(query)
+        best: dict[int, tuple[float, str]] = {}
+        for pid_, vec, payload in self.points:
+            if not keep(payload):
+                continue
+            score = float(np.dot(vec / np.linalg.norm(vec), q))
+            prod = payload["product_id"]
+            if prod not in best or score > best[prod][0]:
+                best[prod] = (score, pid_)
+        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:limit]
+        return [(prod, iid, score) for prod, (score, iid) in ranked]
+
+
+def assert_hits(hits: list[Hit], expected: list[tuple[int, str, float]]) -> None:
+    assert [h.product_id for h in hits] == [e[0] for e in expected]
+    assert [h.image_id for h in hits] == [e[1] for e in expected]
+    np.testing.assert_allclose([h.score for h in hits], [e[2] for e in expected], atol=1e-5)
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    return Catalog()
+
+
+@pytest.fixture
+def filled(store: VectorStore, catalog: Catalog) -> VectorStore:
+    store.ensure_collection(COLL, DIM)
+    # A small batch size so the batching path runs several times.
+    assert store.upsert(COLL, catalog.points, batch_size=17) == len(catalog.points)
+    return store
+
+
+# --- collections ----------------------------------------------------------------------------------
+
+
+def test_ensure_collection_is_idempotent_and_checks_dim(store: VectorStore) -> None:
+    assert not store.collection_exists(COLL)
+    store.ensure_collection(COLL, DIM)
+    store.ensure_collection(COLL, DIM)
+    assert store.collection_exists(COLL)
+    assert store.list_collections() == [COLL]
+    with pytest.raises(DimensionMismatch) as err:
+        store.ensure_collection(COLL, DIM + 1)
+    assert (err.value.expected, err.value.got) == (DIM, DIM + 1)
+    with pytest.raises(DimensionMismatch):
+        store.upsert(COLL, [(image_id(1), np.ones(DIM + 1), {"product_id": 1})])
+    with pytest.raises(DimensionMismatch):
+        store.search(COLL, np.ones(DIM - 1))
+    assert store.drop_collection(COLL) is True
+    assert store.drop_collection(COLL) is False
+    assert store.list_collections() == []
+
+
+def test_missing_collection_is_a_typed_error(store: VectorStore) -> None:
+    with pytest.raises(CollectionNotFound):
+        store.search("nope", np.ones(DIM))
+    with pytest.raises(CollectionNotFound):
+        store.count("nope")
+    with pytest.raises(CollectionNotFound):
+        store.upsert("nope", [(image_id(1), np.ones(DIM), {"product_id": 1})])
+    with pytest.raises(CollectionNotFound):
+        store.set_alias(ALIAS, "nope")
+
+
+def test_bad_input_is_rejected_before_writing(store: VectorStore) -> None:
+    store.ensure_collection(COLL, DIM)
+    with pytest.raises(ValueError, match="UUID"):
+        store.upsert(COLL, [("not-a-uuid", np.ones(DIM), {"product_id": 1})])
+    with pytest.raises(ValueError, match="NaN"):
+        store.upsert(COLL, [(image_id(1), np.full(DIM, np.nan), {"product_id": 1})])
+    with pytest.raises(ValueError, match="zero"):
+        store.upsert(COLL, [(image_id(1), np.zeros(DIM), {"product_id": 1})])
+    with pytest.raises(ValueError, match="product_id"):
+        store.upsert(COLL, [(image_id(1), np.ones(DIM), {"sku": "x"})])
+    with pytest.raises(ValueError):
+        store.ensure_collection("../escape", DIM)
+    assert store.count(COLL) == 0
+
+
+def test_collection_name_helper() -> None:
+    assert collection_name("v3.1-MNv2") == "images_v3_1-mnv2"
+    assert collection_name("2024-06-01T10:00") == "images_2024-06-01t10_00"
+    with pytest.raises(ValueError):
+        collection_name("../..")
+
+
+# --- writes ---------------------------------------------------------------------------------------
+
+
+def test_upsert_replay_is_a_no_op(filled: VectorStore, catalog: Catalog) -> None:
+    n = len(catalog.points)
+    assert filled.count(COLL) == n
+    filled.upsert(COLL, catalog.points)
+    assert filled.count(COLL) == n
+    # The same UUID in another spelling is the same point.
+    iid, vec, payload = catalog.points[0]
+    filled.upsert(COLL, [(iid.upper(), vec.tolist(), {**payload, "sku": "NEW"})])
+    assert filled.count(COLL) == n
+    assert filled.retrieve(COLL, [iid])[iid][1]["sku"] == "NEW"
+
+
+def test_retrieve_returns_unit_vectors_and_skips_missing(filled: VectorStore, catalog: Catalog) -> None:
+    iid, vec, payload = catalog.points[3]
+    got = filled.retrieve(COLL, [iid, image_id(10**6)], with_vectors=True)
+    assert list(got) == [iid]
+    vector, got_payload = got[iid]
+    np.testing.assert_allclose(vector, vec / np.linalg.norm(vec), atol=1e-6)
+    assert got_payload == payload
+    assert filled.retrieve(COLL, [iid])[iid][0] is None
+
+
+def test_delete_and_payload_updates_reach_search_and_retrieve(filled: VectorStore, catalog: Catalog) -> None:
+    query = catalog.rng.normal(size=DIM)
+    top = filled.search(COLL, query, limit=3)
+    first = top[0]
+
+    # Deleting the best image of the top product: it falls back to its next image, or drops out.
+    filled.delete(COLL, [first.image_id])
+    assert filled.retrieve(COLL, [first.image_id]) == {}
+    remaining = [p for p in catalog.points if p[0] != first.image_id]
+    hits = filled.search(COLL, query, limit=3)
+    catalog.points = remaining
+    assert_hits(hits, catalog.expected(query, 3))
+
+    # Deleting a whole product.
+    second = hits[0].product_id
+    filled.delete_by_product(COLL, second)
+    assert second not in [h.product_id for h in filled.search(COLL, query, limit=50)]
+    catalog.points = [p for p in catalog.points if p[2]["product_id"] != second]
+    assert filled.count(COLL) == len(catalog.points)
+
+    # set_payload merges: in_stock flips, other keys stay.
+    target = catalog.points[0][0]
+    filled.set_payload(COLL, [target], {"in_stock": False, "badge": "sale"})
+    payload = filled.retrieve(COLL, [target])[target][1]
+    assert payload["in_stock"] is False and payload["badge"] == "sale" and payload["sku"].startswith("SKU-")
+
+    # set_payload_by_product reaches every image of the product, and filters see it at once.
+    prod = hits[1].product_id
+    filled.set_payload_by_product(COLL, prod, {"in_stock": False, "price": 999.0})
+    images = [p[0] for p in catalog.points if p[2]["product_id"] == prod]
+    assert all(v[1]["price"] == 999.0 for v in filled.retrieve(COLL, images).values())
+    in_stock = filled.search(COLL, query, limit=50, filter=SearchFilter(in_stock=True))
+    assert prod not in [h.product_id for h in in_stock]
+    pricey = filled.search(COLL, query, limit=50, filter=SearchFilter(min_price=500))
+    assert [h.product_id for h in pricey] == [prod]
+
+
+# --- search ---------------------------------------------------------------------------------------
+
+FILTERS: list[tuple[SearchFilter, Callable[[dict[str, Any]], bool]]] = [
+    (SearchFilter(categories=["fruit"]), lambda p: p["category"] == "fruit"),
+    (SearchFilter(categories=["fruit", "dairy"]), lambda p: p["category"] in ("fruit", "dairy")),
+    (SearchFilter(min_price=20, max_price=60), lambda p: p["price"] is not None and 20 <= p["price"] <= 60),
+    (SearchFilter(max_price=30), lambda p: p["price"] is not None and p["price"] <= 30),
+    (SearchFilter(in_stock=True), lambda p: p["in_stock"]),
+    (SearchFilter(in_stock=False), lambda p: not p["in_stock"]),
+    (SearchFilter(exclude_product_ids=[1, 2, 3, 5, 8]), lambda p: p["product_id"] not in (1, 2, 3, 5, 8)),
+    (
+        SearchFilter(
+            categories=["vegetable", "bakery"], min_price=10, in_stock=True, exclude_product_ids=[7]
+        ),
+        lambda p: (
+            p["category"] in ("vegetable", "bakery")
+            and p["price"] is not None
+            and p["price"] >= 10
+            and p["in_stock"]
+            and p["product_id"] != 7
+        ),
+    ),
+    (SearchFilter(categories=[]), lambda p: True),  # an empty list constrains nothing
+]
+
+
+@pytest.mark.parametrize("case", range(len(FILTERS)))
+def test_filtered_grouped_search_matches_numpy(filled: VectorStore, catalog: Catalog, case: int) -> None:
+    flt, keep = FILTERS[case]
+    for _ in range(3):
+        query = catalog.rng.normal(size=DIM)
+        assert_hits(filled.search(COLL, query, limit=6, filter=flt), catalog.expected(query, 6, keep))
+    assert filled.count(COLL, flt) == sum(keep(p[2]) for p in catalog.points)
+
+
+def test_grouping_gives_each_product_once_with_its_best_image(store: VectorStore) -> None:
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=DIM)
+    points = []
+    # Product 1 has 60 images all very close to the query: without grouping it would fill every
+    # slot; the gateway's over-fetch must look past them (several rounds on Edge).
+    for k in range(60):
+        points.append((image_id(k), query + 0.01 * rng.normal(size=DIM), {"product_id": 1}))
+    for pid in range(2, 12):
+        for j in range(3):
+            points.append((image_id(1000 + pid * 10 + j), rng.normal(size=DIM), {"product_id": pid}))
+    store.ensure_collection(COLL, DIM)
+    store.upsert(COLL, points)
+
+    cat = Catalog(n_products=0)
+    cat.points = [(i, np.asarray(v, dtype=np.float32), p) for i, v, p in points]
+    hits = store.search(COLL, query, limit=5)
+    assert len({h.product_id for h in hits}) == 5
+    assert_hits(hits, cat.expected(query, 5))
+    # Asking for more products than exist returns each product once.
+    everything = store.search(COLL, query, limit=100)
+    assert sorted(h.product_id for h in everything) == list(range(1, 12))
+    assert_hits(everything, cat.expected(query, 100))
+    # Ungrouped: plain top points, here all of product 1.
+    raw = store.search(COLL, query, limit=5, group_by_product=False)
+    assert [h.product_id for h in raw] == [1] * 5
+    assert [h.score for h in raw] == sorted((h.score for h in raw), reverse=True)
+    assert store.search(COLL, query, limit=0) == []
+    # score_threshold cuts on cosine similarity.
+    assert {h.product_id for h in store.search(COLL, query, limit=5, score_threshold=0.99)} == {1}
+
+
+def test_scroll_ids_visits_every_point_once(filled: VectorStore, catalog: Catalog) -> None:
+    seen = list(filled.scroll_ids(COLL, batch=7))
+    assert sorted(i for i, _ in seen) == sorted(p[0] for p in catalog.points)
+    by_id = {p[0]: p[2] for p in catalog.points}
+    assert all(payload == by_id[i] for i, payload in seen)
+
+
+# --- aliases and persistence ----------------------------------------------------------------------
+
+
+def test_aliases_swap_and_persist(kind: str, store_path: Path, store: VectorStore) -> None:
+    old, new = collection_name("v1"), collection_name("v2")
+    store.ensure_collection(old, DIM)
+    store.ensure_collection(new, DIM)
+    store.upsert(old, [(image_id(1), np.ones(DIM), {"product_id": 1})])
+    store.upsert(new, [(image_id(2), np.ones(DIM), {"product_id": 2})])
+    assert store.get_alias(ALIAS) is None
+
+    store.set_alias(ALIAS, old)
+    assert store.get_alias(ALIAS) == old
+    assert [h.product_id for h in store.search(ALIAS, np.ones(DIM))] == [1]
+    store.set_alias(ALIAS, new)  # swap: delete + create in one step
+    assert store.get_alias(ALIAS) == new
+    assert [h.product_id for h in store.search(ALIAS, np.ones(DIM))] == [2]
+    assert store.count(ALIAS) == 1
+    assert sorted(store.list_collections()) == [old, new]  # an alias is not a collection
+
+    store.close()
+    reopened = _open(kind, store_path)
+    try:
+        assert reopened.get_alias(ALIAS) == new
+        assert reopened.count(old) == 1
+        # Dropping the target removes the alias, as a Qdrant server does.
+        assert reopened.drop_collection(new)
+        assert reopened.get_alias(ALIAS) is None
+        assert reopened.delete_alias(ALIAS) is False
+        reopened.set_alias(ALIAS, old)
+        assert reopened.delete_alias(ALIAS) is True
+    finally:
+        reopened.close()
+
+
+# --- locking and availability ---------------------------------------------------------------------
+
+
+def _locked_message(path: Path) -> str:
+    return (
+        f"The embedded vector store at {path.absolute()} is in use by another process; "
+        "stop that process or set QDRANT_URL to use a Qdrant server."
+    )
+
+
+def test_second_opener_in_process_gets_one_line_error(
+    kind: str, store_path: Path, store: VectorStore
+) -> None:
+    store.ensure_collection(COLL, DIM)
+    with pytest.raises(VectorStoreLocked) as err:
+        _open(kind, store_path)
+    assert str(err.value) == _locked_message(store_path)
+    assert "\n" not in str(err.value)
+    # Releasing the first opener frees the folder.
+    store.close()
+    again = _open(kind, store_path)
+    assert again.collection_exists(COLL)
+    again.close()
+
+
+CHILD = """
+import sys
+from search.vector_store import EdgeVectorStore, QdrantClientVectorStore, VectorStoreLocked
+kind, path = sys.argv[1], sys.argv[2]
+try:
+    EdgeVectorStore(path) if kind == "edge" else QdrantClientVectorStore(path=path)
+except VectorStoreLocked as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
+def test_second_opener_in_another_process_gets_one_line_error(
+    kind: str, store_path: Path, store: VectorStore
+) -> None:
+    store.ensure_collection(COLL, DIM)
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(store_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.strip() == _locked_message(store_path)
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_server_is_unavailable() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = open_vector_store(url=f"http://127.0.0.1:{port}", timeout=2)
+    assert isinstance(store, QdrantClientVectorStore)
+    assert store.healthcheck() is False
+    with pytest.raises(VectorStoreUnavailable):
+        store.count(COLL)
+    with pytest.raises(VectorStoreUnavailable):
+        store.ensure_collection(COLL, DIM)
+    store.close()
+
+
+def test_healthcheck_and_close(store: VectorStore) -> None:
+    assert store.healthcheck() is True
+    store.close()
+    store.close()  # idempotent
+    assert store.healthcheck() is False
+
+
+def test_open_vector_store_defaults_to_edge(tmp_path: Path) -> None:
+    with open_vector_store(path=tmp_path / "vs") as store:
+        assert isinstance(store, EdgeVectorStore)
+        assert store.healthcheck()
+
+
+def test_edge_store_is_safe_across_threads(tmp_path: Path) -> None:
+    store = EdgeVectorStore(tmp_path / "vs")
+    store.ensure_collection(COLL, DIM)
+    rng = np.random.default_rng(11)
+    errors: list[BaseException] = []
+
+    def writer(t: int) -> None:
+        try:
+            for k in range(20):
+                n = t * 1000 + k
+                store.upsert(COLL, [(image_id(n), rng.normal(size=DIM), {"product_id": n % 13})])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            for _ in range(30):
+                store.search(COLL, np.ones(DIM), limit=5)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    threads += [threading.Thread(target=reader) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert store.count(COLL) == 80
+    store.close()
