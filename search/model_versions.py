@@ -43,7 +43,8 @@ def models_with_collections() -> list[ModelVersion]:
 def next_version_number() -> int:
     top = ModelVersion.objects.aggregate(m=Max("version"))["m"]
     # Versions must also be new on disk: TF Serving would otherwise serve an old folder's model.
-    on_disk = [int(p.name) for p in (Path(settings.MODELS_DIR) / "lookalike").glob("*") if p.name.isdigit()]
+    model_root = Path(settings.MODELS_DIR) / settings.TF_SERVING_MODEL_NAME
+    on_disk = [int(p.name) for p in model_root.glob("*") if p.name.isdigit()]
     return max([top or 0, *on_disk]) + 1
 
 
@@ -71,6 +72,7 @@ def model_version_register(
 ) -> ModelVersion:
     return ModelVersion.objects.create(
         version=version,
+        name=settings.TF_SERVING_MODEL_NAME,
         kind=kind,
         backbone=backbone,
         embedding_dim=embedding_dim,
@@ -132,7 +134,7 @@ def bootstrap_model_ensure(*, weights: str | None = None, image_size: int | None
         backbone=backbone, weights=weights, image_size=size, head=False, pooling="avg"
     )
     version = next_version_number()
-    result = export_saved_model(model, settings.MODELS_DIR, "lookalike", version)
+    result = export_saved_model(model, settings.MODELS_DIR, settings.TF_SERVING_MODEL_NAME, version)
     record = model_version_register(
         version=version,
         kind=ModelKind.BOOTSTRAP,

@@ -1,0 +1,139 @@
+"""Pretrained image backbones by name, each with the input scaling it was trained with.
+
+The model receives 0..255 pixels (see docs/CONTRACTS.md), so every backbone's own scaling is a layer
+inside the model and TF Serving clients never need to know it. Weights come from a local file (the
+workplace and CI have no internet), ``"imagenet"`` (Keras downloads them) or ``None`` (random init,
+for tests).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+DEFAULT_BACKBONE = "mobilenet_v2_035"
+
+
+class WeightsError(ValueError):
+    """A weights argument that cannot be used; the message says in one line what to fix."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    factory: Callable[..., keras.Model]
+    factory_kwargs: dict[str, Any]
+    # (scale, offset) so that model input = pixels * scale + offset; None when the Keras application
+    # already rescales 0..255 itself (EfficientNet, MobileNetV3 with include_preprocessing).
+    scaling: tuple[float, float] | None
+
+
+_MINUS_ONE_TO_ONE = (1.0 / 127.5, -1.0)
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "mobilenet_v2_035": BackboneSpec(
+        "mobilenet_v2_035", keras.applications.MobileNetV2, {"alpha": 0.35}, _MINUS_ONE_TO_ONE
+    ),
+    "mobilenet_v2_050": BackboneSpec(
+        "mobilenet_v2_050", keras.applications.MobileNetV2, {"alpha": 0.5}, _MINUS_ONE_TO_ONE
+    ),
+    "mobilenet_v2": BackboneSpec(
+        "mobilenet_v2", keras.applications.MobileNetV2, {"alpha": 1.0}, _MINUS_ONE_TO_ONE
+    ),
+    "mobilenet_v3_small": BackboneSpec(
+        "mobilenet_v3_small",
+        keras.applications.MobileNetV3Small,
+        {"include_preprocessing": True},
+        None,
+    ),
+    "mobilenet_v3_large": BackboneSpec(
+        "mobilenet_v3_large",
+        keras.applications.MobileNetV3Large,
+        {"include_preprocessing": True},
+        None,
+    ),
+    "efficientnet_b0": BackboneSpec("efficientnet_b0", keras.applications.EfficientNetB0, {}, None),
+    "efficientnet_b1": BackboneSpec("efficientnet_b1", keras.applications.EfficientNetB1, {}, None),
+}
+
+
+def backbone_names() -> list[str]:
+    return sorted(BACKBONES)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; choose one of: {', '.join(backbone_names())}") from None
+
+
+def input_scaling_layer(name: str) -> keras.layers.Layer | None:
+    """The layer mapping 0..255 pixels to the backbone's input range, or None if it does this itself."""
+    spec = get_spec(name)
+    if spec.scaling is None:
+        return None
+    scale, offset = spec.scaling
+    return keras.layers.Rescaling(scale=scale, offset=offset, name="input_scaling")
+
+
+def check_weights_file(path: str | os.PathLike[str]) -> Path:
+    """Raise WeightsError unless ``path`` is an existing, readable, non-empty file."""
+    p = Path(path)
+    if not p.exists():
+        raise WeightsError(
+            f"weights file not found: {p}; pass an existing .weights.h5 file, 'imagenet' or None"
+        )
+    if not p.is_file():
+        raise WeightsError(f"weights path is not a file: {p}; pass a .weights.h5 file")
+    if not os.access(p, os.R_OK):
+        raise WeightsError(f"weights file is not readable: {p}; fix its permissions")
+    if p.stat().st_size == 0:
+        raise WeightsError(f"weights file is empty: {p}; download or copy it again")
+    return p
+
+
+def build_backbone(
+    name: str = DEFAULT_BACKBONE,
+    weights: str | os.PathLike[str] | None = None,
+    image_size: int = 224,
+) -> keras.Model:
+    """A headless (``include_top=False``) Keras application with its weights loaded.
+
+    ``weights``: a local ``.weights.h5`` path, ``"imagenet"`` (download) or ``None``.
+    Raises :class:`WeightsError` with a one-line message for a missing, unreadable or mismatched file.
+    """
+    spec = get_spec(name)
+    kwargs = dict(spec.factory_kwargs)
+    shape = (image_size, image_size, 3)
+    if weights == "imagenet":
+        try:
+            return spec.factory(input_shape=shape, include_top=False, weights="imagenet", **kwargs)
+        except Exception as exc:  # network errors come in many types; say what to do instead
+            raise WeightsError(
+                f"could not get ImageNet weights for {name} ({type(exc).__name__}); "
+                "pass weights=PATH to a local .weights.h5 file when offline"
+            ) from exc
+    if weights is None:
+        return spec.factory(input_shape=shape, include_top=False, weights=None, **kwargs)
+
+    path = check_weights_file(weights)
+    model = spec.factory(input_shape=shape, include_top=False, weights=None, **kwargs)
+    try:
+        with warnings.catch_warnings():
+            # A mismatched file makes Keras warn once per layer before it raises; the error says it all.
+            warnings.simplefilter("ignore")
+            model.load_weights(str(path))
+    except Exception as exc:  # h5py/keras raise OSError, ValueError or KeyError depending on the damage
+        first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(
+            f"weights file {path} does not fit backbone {name!r} ({first_line}); "
+            "pass the weights made for this backbone or choose the matching --backbone"
+        ) from exc
+    return model
