@@ -65,7 +65,7 @@ def _read_pixels(
     return ok, batch
 
 
-def index_images(image_ids: Iterable[str], *, targets: list | None = None) -> IndexOutcome:
+def index_images(image_ids: Iterable[str], *, targets: list | None = None, mark: bool = True) -> IndexOutcome:
     """Embed and upsert the given images into every write target; mark each image's outcome.
 
     Transient failures (store or model unreachable) propagate so the task retries; a bad image is
@@ -107,6 +107,9 @@ def index_images(image_ids: Iterable[str], *, targets: list | None = None) -> In
     if vanished:
         for target in targets:
             store.delete(target.collection, vanished)
+    if not mark:  # a backfill into a new model's collection leaves the rows' status to the live path
+        outcome.indexed = [str(i.pk) for i in ok_images if str(i.pk) in still_there]
+        return outcome
     now = timezone.now()
     indexed_ids = [i.pk for i in ok_images if str(i.pk) in still_there]
     version_label = str(active.version) if active is not None else str(targets[0].version)

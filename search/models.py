@@ -79,6 +79,8 @@ class ReindexJob(models.Model):
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    # The last image id filled, so a job restarted after a worker crash resumes instead of restarting.
+    cursor = models.CharField(max_length=36, blank=True, default="")
     gate = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -87,3 +87,29 @@ def sweep_index(self) -> int:
     for start in range(0, len(due), INDEX_CHUNK):
         index_images.delay(due[start : start + INDEX_CHUNK])
     return len(due)
+
+
+@shared_task(
+    bind=True,
+    name="lookalike.reindex_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=6 * 3600,
+    time_limit=6 * 3600 + 60,
+)
+def reindex_run(self, job_id: int) -> str:
+    """Fill a new model's collection, gate, promote. Resumes from the job's cursor if redelivered."""
+    from search import reindex
+    from search.models import ReindexJob, ReindexStatus
+
+    job = ReindexJob.objects.filter(pk=job_id).select_related("model_version").first()
+    if job is None:
+        return "missing"
+    try:
+        job = reindex.reindex_fill(job)
+    except TRANSIENT as exc:
+        if self.request.is_eager or self.request.retries >= self.max_retries:
+            ReindexJob.objects.filter(pk=job_id).update(status=ReindexStatus.FAILED, error=str(exc)[:2000])
+            raise
+        raise self.retry(exc=exc, countdown=30) from exc
+    return job.status

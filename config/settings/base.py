@@ -121,8 +121,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 CELERY_TASK_DEFAULT_QUEUE = Queue.DEFAULT.value
 CELERY_TASK_ROUTES = {
     "lookalike.index_images": {"queue": Queue.INDEX.value},
-    "lookalike.reindex_fill": {"queue": Queue.REINDEX.value},
-    "lookalike.reindex_batch": {"queue": Queue.REINDEX.value},
+    "lookalike.reindex_run": {"queue": Queue.REINDEX.value},
 }
 CELERY_BEAT_SCHEDULE = {
     "sweep-index": {"task": "lookalike.sweep_index", "schedule": 60.0},

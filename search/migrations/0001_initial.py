@@ -5,59 +5,127 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ModelVersion',
+            name="ModelVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField(unique=True)),
-                ('name', models.CharField(default='lookalike', max_length=64)),
-                ('kind', models.CharField(choices=[('bootstrap', 'Pretrained backbone (no training)'), ('trained', 'Trained on the catalog')], max_length=10)),
-                ('status', models.CharField(choices=[('candidate', 'Candidate'), ('active', 'Active'), ('retired', 'Retired'), ('rejected', 'Rejected')], db_index=True, default='candidate', max_length=10)),
-                ('backbone', models.CharField(max_length=64)),
-                ('embedding_dim', models.PositiveIntegerField()),
-                ('image_size', models.PositiveIntegerField()),
-                ('export_path', models.CharField(max_length=500)),
-                ('keras_path', models.CharField(blank=True, default='', max_length=500)),
-                ('report_path', models.CharField(blank=True, default='', max_length=500)),
-                ('plot_path', models.CharField(blank=True, default='', max_length=500)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('eval_image_ids', models.JSONField(blank=True, default=list)),
-                ('collection', models.CharField(blank=True, default='', max_length=100)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('promoted_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(unique=True)),
+                ("name", models.CharField(default="lookalike", max_length=64)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("bootstrap", "Pretrained backbone (no training)"),
+                            ("trained", "Trained on the catalog"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("candidate", "Candidate"),
+                            ("active", "Active"),
+                            ("retired", "Retired"),
+                            ("rejected", "Rejected"),
+                        ],
+                        db_index=True,
+                        default="candidate",
+                        max_length=10,
+                    ),
+                ),
+                ("backbone", models.CharField(max_length=64)),
+                ("embedding_dim", models.PositiveIntegerField()),
+                ("image_size", models.PositiveIntegerField()),
+                ("export_path", models.CharField(max_length=500)),
+                ("keras_path", models.CharField(blank=True, default="", max_length=500)),
+                ("report_path", models.CharField(blank=True, default="", max_length=500)),
+                ("plot_path", models.CharField(blank=True, default="", max_length=500)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("config", models.JSONField(blank=True, default=dict)),
+                ("eval_image_ids", models.JSONField(blank=True, default=list)),
+                ("collection", models.CharField(blank=True, default="", max_length=100)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("promoted_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-version'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status', 'active')), fields=('status',), name='one_active_model_version')],
+                "ordering": ["-version"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status", "active")),
+                        fields=("status",),
+                        name="one_active_model_version",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ReindexJob',
+            name="ReindexJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('evaluating', 'Evaluating'), ('promoted', 'Promoted'), ('rejected', 'Rejected by the evaluation gate'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=12)),
-                ('force', models.BooleanField(default=False)),
-                ('total', models.PositiveIntegerField(default=0)),
-                ('done', models.PositiveIntegerField(default=0)),
-                ('failed', models.PositiveIntegerField(default=0)),
-                ('gate', models.JSONField(blank=True, default=dict)),
-                ('error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reindex_jobs', to='search.modelversion')),
-                ('previous_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='search.modelversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("evaluating", "Evaluating"),
+                            ("promoted", "Promoted"),
+                            ("rejected", "Rejected by the evaluation gate"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                ("force", models.BooleanField(default=False)),
+                ("total", models.PositiveIntegerField(default=0)),
+                ("done", models.PositiveIntegerField(default=0)),
+                ("failed", models.PositiveIntegerField(default=0)),
+                ("gate", models.JSONField(blank=True, default=dict)),
+                ("error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reindex_jobs",
+                        to="search.modelversion",
+                    ),
+                ),
+                (
+                    "previous_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="search.modelversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

@@ -32,9 +32,14 @@
   });
 
   // Crop: drag a rectangle on the preview; it is sent in the original image's pixels.
+  // Chromium otherwise starts a native drag of the <img>: it cancels the pointer stream and drops
+  // the picture back on the drop zone, which restarted the search without the crop.
+  preview.draggable = false;
+  preview.addEventListener("dragstart", (e) => e.preventDefault());
   let start = null;
   stage.addEventListener("pointerdown", (e) => {
     if (!current) return;
+    e.preventDefault();
     const r = preview.getBoundingClientRect();
     start = { x: e.clientX - r.left, y: e.clientY - r.top };
     stage.setPointerCapture(e.pointerId);
@@ -57,6 +62,7 @@
     }
     search();
   });
+  stage.addEventListener("pointercancel", () => { start = null; });
   $("clear-crop").addEventListener("click", () => { crop = null; box.hidden = true; search(); });
   filters.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(search, 200); });
 

@@ -1,0 +1,83 @@
+"""Compare the database with the vector store and repair both ways: points missing for indexed
+images, orphan points for images that no longer exist, payloads that drifted from the catalog."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from catalog.models import IndexStatus, Product, ProductImage
+from search import indexing, model_versions
+from search.runtime import vector_store
+
+_PAYLOAD_KEYS = ("product_id", "sku", "category", "price", "in_stock")
+
+
+@dataclass
+class ReconcileReport:
+    collection: str = ""
+    points: int = 0
+    images: int = 0
+    missing: int = 0
+    orphans: int = 0
+    stale_payloads: int = 0
+    reindexed: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (
+            f"{self.collection}: {self.points} points, {self.images} images; missing {self.missing} "
+            f"(re-indexed {self.reindexed}), orphans {self.orphans} removed, stale payloads "
+            f"{self.stale_payloads} fixed"
+        )
+
+
+def _expected_payload(product: Product) -> dict:
+    full = indexing.payload_for(product, 0)
+    return {k: full[k] for k in _PAYLOAD_KEYS}
+
+
+def reconcile(*, dry_run: bool = False) -> list[ReconcileReport]:
+    reports = []
+    store = vector_store()
+    for model in model_versions.write_targets():
+        report = ReconcileReport(collection=model.collection)
+        store.ensure_collection(model.collection, model.embedding_dim)
+        images = {
+            str(pk): product_id for pk, product_id in ProductImage.objects.values_list("pk", "product_id")
+        }
+        report.images = len(images)
+        products = {p.pk: p for p in Product.objects.filter(pk__in=set(images.values()))}
+        seen: set[str] = set()
+        orphans: list[str] = []
+        stale: dict[int, dict] = {}
+        for point_id, payload in store.scroll_ids(model.collection):
+            report.points += 1
+            if point_id not in images:
+                orphans.append(point_id)
+                continue
+            seen.add(point_id)
+            product_id = images[point_id]
+            expected = _expected_payload(products[product_id])
+            if any(payload.get(k) != v for k, v in expected.items()):
+                stale[product_id] = expected
+        missing = [i for i in images if i not in seen]
+        report.missing, report.orphans, report.stale_payloads = len(missing), len(orphans), len(stale)
+        if not dry_run:
+            if orphans:
+                store.delete(model.collection, orphans)
+            for product_id, expected in stale.items():
+                store.set_payload_by_product(model.collection, product_id, expected)
+            for start in range(0, len(missing), 64):
+                outcome = indexing.index_images(
+                    missing[start : start + 64], targets=[model], mark=model.status == "active"
+                )
+                report.reindexed += len(outcome.indexed)
+                report.failed.update(outcome.failed)
+            if model.status == "active":
+                # Rows that claim "indexed" but had no point were just repaired; rows that claim
+                # pending while their point exists are marked indexed.
+                ProductImage.objects.filter(pk__in=list(seen), index_status=IndexStatus.PENDING).update(
+                    index_status=IndexStatus.INDEXED, indexed_model_version=str(model.version)
+                )
+        reports.append(report)
+    return reports

@@ -1,0 +1,91 @@
+"""`manage.py train` end to end on a tiny catalog: train, evaluate, export, record a candidate."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from catalog import services
+from search.models import ModelKind, ModelStatus, ModelVersion
+from tests.fixtures.images import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+COLOURS = [(220, 30, 30), (30, 200, 40), (30, 60, 220), (230, 210, 20)]
+
+
+@pytest.fixture
+def small_catalog(media_root):
+    for n, colour in enumerate(COLOURS):
+        product = services.product_create(sku=f"P{n}", title=f"product {n}")
+        for k in range(4):
+            services.product_image_add(
+                product=product, data=image_bytes(color=colour, size=(40, 40), pattern=10 * n + k)
+            )
+
+
+def test_train_records_a_candidate_with_report_plot_and_export(small_catalog, settings, tmp_path) -> None:
+    settings.MODELS_DIR = tmp_path / "models"
+    out = StringIO()
+    call_command(
+        "train",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--embedding-dim",
+        "8",
+        "--head-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-p",
+        "2",
+        "--batch-k",
+        "2",
+        "--unfreeze-layers",
+        "5",
+        "--val-fraction",
+        "0.25",
+        "--output",
+        str(tmp_path / "run"),
+        stdout=out,
+    )
+    model = ModelVersion.objects.get()
+    assert model.kind == ModelKind.TRAINED and model.status == ModelStatus.CANDIDATE
+    assert model.embedding_dim == 8 and model.image_size == 32
+    assert Path(model.export_path, "saved_model.pb").is_file()
+    assert Path(model.export_path).parent == settings.MODELS_DIR / "lookalike"
+    report = json.loads(Path(model.report_path).read_text())
+    assert 0.0 <= report["metrics"]["recall@1"] <= 1.0
+    assert set(report["baseline"]) >= {"recall@1", "map@r"}
+    assert Path(model.plot_path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"recall@1", "recall@5", "map@r", "baseline"} <= set(model.metrics)
+    assert len(model.eval_image_ids) == 4  # one held-out photo per product
+    assert f"Candidate model v{model.version}" in out.getvalue()
+
+
+def test_train_on_an_empty_catalog_is_a_one_line_error(db, tmp_path) -> None:
+    with pytest.raises(CommandError, match="no images"):
+        call_command("train", "--weights", "none", "--output", str(tmp_path / "run"))
+
+
+def test_train_with_a_missing_weights_file(small_catalog, tmp_path) -> None:
+    with pytest.raises(CommandError) as info:
+        call_command(
+            "train", "--weights", str(tmp_path / "nope.weights.h5"), "--output", str(tmp_path / "run")
+        )
+    assert "nope.weights.h5" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_train_with_one_product(media_root, tmp_path) -> None:
+    product = services.product_create(sku="ONLY", title="only")
+    services.product_image_add(product=product, data=image_bytes())
+    with pytest.raises(CommandError, match="two"):
+        call_command("train", "--weights", "none", "--output", str(tmp_path / "run"))
