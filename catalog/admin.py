@@ -125,8 +125,25 @@ class ProductAdmin(admin.ModelAdmin):
         if other is None:
             return "—"
         return format_html(
-            '<a href="../product/{}/change/">{}</a> ({:.3f})', other.pk, other.sku, obj.duplicate_score or 0
+            '<a href="../product/{}/change/">{}</a> ({})',
+            other.pk,
+            other.sku,
+            f"{obj.duplicate_score or 0:.3f}",
         )
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        extra_context = {**(extra_context or {}), **self._similar(request, object_id)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _similar(self, request: HttpRequest, object_id: str) -> dict:
+        # The search app's service, reached through its public module: catalog never touches vectors.
+        from search import searching
+
+        try:
+            outcome = searching.search(searching.SearchQuery(product_id=int(object_id), limit=8))
+        except (searching.SearchError, ValueError) as exc:
+            return {"similar": [], "similar_problem": getattr(exc, "message", str(exc))}
+        return {"similar": [searching.describe_hit(h, request.build_absolute_uri) for h in outcome.hits]}
 
     @admin.action(description="Re-index the selected products' images")
     def reindex_selected(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:

@@ -21,6 +21,7 @@ from catalog.models import IndexStatus, Product, ProductImage
 from ml.preprocess import ImageRejected, preprocess
 from search import model_versions
 from search.runtime import embedder_for, vector_store
+from search.vector_store import SearchFilter
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ def index_images(image_ids: Iterable[str], *, targets: list | None = None, mark:
         updated_at=now,
     )
     outcome.indexed = [str(i) for i in indexed_ids]
+    if active is not None and any(t.pk == active.pk for t in targets):
+        flag_duplicates([i for i in ok_images if i.pk in set(indexed_ids)], active)
     for image_id, error in outcome.failed.items():
         image = next(i for i in images if str(i.pk) == image_id)
         ProductImage.objects.filter(pk=image_id).update(
@@ -191,3 +194,35 @@ def due_for_sweep(now=None, *, include_fresh: bool = False) -> list[str]:
         | Q(index_status=IndexStatus.FAILED, index_attempts__lt=settings.INDEX_MAX_ATTEMPTS)
     ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     return [str(pk) for pk in due.values_list("pk", flat=True)[:5000]]
+
+
+def flag_duplicates(images: list[ProductImage], model) -> int:
+    """Mark a product "possible duplicate of" another whose image is nearly identical to one of its own.
+
+    One extra nearest-neighbour query per newly indexed image (a few ms with exact search at 10k points).
+    """
+    threshold = settings.DUPLICATE_SCORE_THRESHOLD
+    store = vector_store()
+    flagged = 0
+    vectors = store.retrieve(model.collection, [str(i.pk) for i in images], with_vectors=True)
+    for image in images:
+        vector = vectors.get(str(image.pk), (None, None))[0]
+        if vector is None:
+            continue
+        hits = store.search(
+            model.collection,
+            vector,
+            1,
+            SearchFilter(exclude_product_ids=[image.product_id]),
+            group_by_product=True,
+        )
+        if not hits or hits[0].score < threshold:
+            continue
+        hit = hits[0]
+        updated = (
+            Product.objects.filter(pk=image.product_id)
+            .filter(Q(duplicate_score__isnull=True) | Q(duplicate_score__lt=hit.score))
+            .update(possible_duplicate_of_id=hit.product_id, duplicate_score=hit.score)
+        )
+        flagged += updated
+    return flagged
