@@ -6,9 +6,13 @@ exported once per session through ml.export; each test gets a fresh Qdrant Edge 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import redis
+
+from config.celery import app
 
 SEARCH_MODEL_VERSION = 7
 
@@ -79,3 +83,36 @@ def indexed_catalog(active_model, django_capture_on_commit_callbacks):
             services.product_image_add(product=product, data=data)
             products[sku], photos[sku] = product, data
     return products, photos
+
+
+@pytest.fixture
+def broker_url(settings) -> str:
+    url = os.environ.get("CELERY_TEST_BROKER_URL", "redis://127.0.0.1:6379/15")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"Redis is not reachable at {url}; start it (see README) before the integration tests")
+    client.flushdb()
+    return url
+
+
+@pytest.fixture
+def celery_over_redis(broker_url, settings):
+    """Make this process send tasks to Redis instead of running them eagerly."""
+    previous = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.update(task_always_eager=False, broker_url=broker_url)
+    _reset_pool()
+    yield broker_url
+    app.conf.update(**previous)
+    _reset_pool()
+
+
+def _reset_pool() -> None:
+    # The producer pool was built for the previous broker URL; drop it so the next send reconnects.
+    from kombu import pools
+
+    pools.reset()  # kombu's process-wide pools, keyed by broker
+    app._pool = None
+    app.amqp._producer_pool = None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import redis
 from django.db import connection
@@ -16,37 +14,6 @@ from tests.fixtures.images import image_bytes
 from tests.support.celery_worker import QUEUES, WorkerProcess, wait_until, worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def broker_url(settings) -> str:
-    url = os.environ.get("CELERY_TEST_BROKER_URL", "redis://127.0.0.1:6379/15")
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"Redis is not reachable at {url}; start it (see README) before the integration tests")
-    client.flushdb()
-    return url
-
-
-@pytest.fixture
-def celery_over_redis(broker_url, settings):
-    """Make this process send tasks to Redis instead of running them eagerly."""
-    previous = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    app.conf.update(task_always_eager=False, broker_url=broker_url)
-    _reset_pool()
-    yield broker_url
-    app.conf.update(**previous)
-    _reset_pool()
-
-
-def _reset_pool() -> None:
-    # The producer pool was built for the previous broker URL; drop it so the next send reconnects.
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
 
 
 @pytest.fixture
@@ -119,3 +86,43 @@ def test_worker_indexes_what_waited_in_redis_and_applies_changes(worker, active_
     assert by_sku["A"]["price"] == 5.0 and by_sku["A"]["product_id"] == products["A"].pk
     assert {p["model_version"] for p in by_sku.values()} == {str(active_model.version)}
     assert store.retrieve(active_model.collection, [extra_id]) == {}
+
+
+def test_in_thread_worker_keeps_search_in_step(celery_over_redis, active_model, api_client) -> None:
+    """The same flow in one process: Celery's in-thread test worker consumes from Redis while this
+    process serves searches from the store it owns."""
+    from celery.contrib.testing.worker import start_worker
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def search(**params) -> list[str]:
+        fmt = "multipart" if "image" in params else "json"
+        response = api_client.post("/api/v1/search/", params, format=fmt)
+        assert response.status_code == 200, response.content
+        return [r["product"]["sku"] for r in response.json()["results"]]
+
+    photo = image_bytes(color=(240, 120, 10), size=(64, 64), pattern=77)
+    with start_worker(app, pool="solo", perform_ping_check=False, queues=list(QUEUES), shutdown_timeout=30):
+        lamp = services.product_create(sku="LAMP", title="Orange lamp", price="30")
+        image = services.product_image_add(product=lamp, data=photo).image
+        other = services.product_create(sku="CUP", title="Cup", price="3")
+        services.product_image_add(product=other, data=image_bytes(color=(10, 10, 240), pattern=5))
+        wait_until(
+            lambda: not ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).exists(),
+            60,
+            "in-thread indexing",
+        )
+        assert search(image=SimpleUploadedFile("q.jpg", photo))[0] == "LAMP"
+
+        services.product_update(product=lamp, price="80")
+        wait_until(
+            lambda: search(image=SimpleUploadedFile("q.jpg", photo), min_price="50") == ["LAMP"],
+            30,
+            "the new price in the index",
+        )
+
+        services.product_image_delete(image=image)
+        wait_until(
+            lambda: "LAMP" not in search(image=SimpleUploadedFile("q.jpg", photo)),
+            30,
+            "the deleted image gone from the index",
+        )
