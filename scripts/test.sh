@@ -4,8 +4,10 @@
 #   bash scripts/test.sh -m "not slow" tests/catalog   # extra arguments go to pytest
 EXTRAS=test
 source "$(dirname "$0")/_env.sh"
+source "$(dirname "$0")/_browser.sh"
 step "install" install_project
 step "services" ensure_services
+step "browser" ensure_browser
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/lookalike}"
 export CELERY_TEST_BROKER_URL="${CELERY_TEST_BROKER_URL:-redis://127.0.0.1:6379/15}"
 export TF_CPP_MIN_LOG_LEVEL=2

@@ -226,3 +226,15 @@ def flag_duplicates(images: list[ProductImage], model) -> int:
         )
         flagged += updated
     return flagged
+
+
+def claim_for_sweep(now=None) -> list[str]:
+    """The sweeper's pick: what is due, each pushed back by its growing backoff so an image still
+    waiting in a long queue is not enqueued again every minute."""
+    now = now or timezone.now()
+    due = due_for_sweep(now)
+    for image in ProductImage.objects.filter(pk__in=due).only("pk", "index_attempts"):
+        ProductImage.objects.filter(pk=image.pk).update(
+            index_attempts=image.index_attempts + 1, next_attempt_at=now + _backoff(image.index_attempts + 1)
+        )
+    return due

@@ -83,7 +83,7 @@ def sync_product_payload(self, product_id: int) -> None:
 @shared_task(bind=True, name="lookalike.sweep_index", acks_late=True, soft_time_limit=50, time_limit=60)
 def sweep_index(self) -> int:
     """The repair path behind every fast path: re-enqueue images pending too long or failed."""
-    due = indexing.due_for_sweep()
+    due = indexing.claim_for_sweep()
     for start in range(0, len(due), INDEX_CHUNK):
         index_images.delay(due[start : start + INDEX_CHUNK])
     return len(due)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from config import api_errors
 from ml.preprocess import ImageRejected, parse_crop
 
 
@@ -11,7 +12,16 @@ class CommaListField(serializers.ListField):
     def to_internal_value(self, data):
         if isinstance(data, str):
             data = [data]
-        items = [part.strip() for value in data for part in str(value).split(",") if part.strip()]
+        if not isinstance(data, list | tuple):
+            # JSON may send a bool, number or object here; iterating it would be a 500.
+            self.fail("not_a_list", input_type=type(data).__name__)
+        # Only strings are split; anything else goes to the child field, which rejects non-text.
+        items = []
+        for value in data:
+            if isinstance(value, str):
+                items.extend(part.strip() for part in value.split(",") if part.strip())
+            else:
+                items.append(value)
         return super().to_internal_value(items)
 
 
@@ -80,11 +90,5 @@ class SearchOutput(serializers.Serializer):
     results = HitOutput(many=True)
 
 
-class ErrorDetail(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(required=False)
-
-
-class ErrorOutput(serializers.Serializer):
-    error = ErrorDetail()
+# One error shape for the whole API, defined once so the schema has one ErrorOutput component.
+ErrorOutput = api_errors.ErrorOutput
