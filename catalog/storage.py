@@ -40,3 +40,30 @@ def delete_if_unreferenced(name: str) -> bool:
         default_storage.delete(name)
         return True
     return False
+
+
+def orphan_files(*, min_age_s: float = 3600.0, remove: bool = False) -> list[str]:
+    """Image files no row references, older than ``min_age_s`` (younger ones may belong to an upload
+    whose transaction has not committed yet). A rolled-back outer transaction can leave such files."""
+    import time
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from catalog.models import ProductImage
+
+    root = Path(settings.MEDIA_ROOT) / "images"
+    if not root.is_dir():
+        return []
+    cutoff = time.time() - min_age_s
+    on_disk = {
+        str(p.relative_to(settings.MEDIA_ROOT)): p
+        for p in root.rglob("*")
+        if p.is_file() and p.stat().st_mtime < cutoff
+    }
+    referenced = set(ProductImage.objects.filter(file__in=list(on_disk)).values_list("file", flat=True))
+    orphans = sorted(name for name in on_disk if name not in referenced)
+    if remove:
+        for name in orphans:
+            on_disk[name].unlink(missing_ok=True)
+    return orphans

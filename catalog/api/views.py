@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from catalog import selectors, services
 from catalog.api import serializers as s
-from config.api_errors import ApiError
+from config.api_errors import ApiError, error_responses
 from ml.preprocess import ImageRejected
 
 
@@ -31,18 +31,22 @@ def _get_product(product_id: int):
 
 class ProductListApi(APIView):
     parser_classes = [JSONParser]
+    # Declared on the view so the generated schema documents the paginated envelope it returns.
+    pagination_class = LimitOffsetPagination
 
-    @extend_schema(parameters=[s.ProductListQuery], responses=s.ProductOutput(many=True))
+    @extend_schema(
+        parameters=[s.ProductListQuery], responses={200: s.ProductOutput(many=True), **error_responses(400)}
+    )
     def get(self, request: Request) -> Response:
         query = s.ProductListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         qs = selectors.product_list(**query.validated_data)
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         data = s.ProductOutput(page, many=True, context={"request": request}).data
         return paginator.get_paginated_response(data)
 
-    @extend_schema(request=s.ProductInput, responses={201: s.ProductOutput})
+    @extend_schema(request=s.ProductInput, responses={201: s.ProductOutput, **error_responses(400, 401, 409)})
     def post(self, request: Request) -> Response:
         payload = s.ProductInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -56,12 +60,14 @@ class ProductListApi(APIView):
 class ProductDetailApi(APIView):
     parser_classes = [JSONParser]
 
-    @extend_schema(responses=s.ProductOutput)
+    @extend_schema(responses={200: s.ProductOutput, **error_responses(404)})
     def get(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
         return Response(s.ProductOutput(product, context={"request": request}).data)
 
-    @extend_schema(request=s.ProductPatchInput, responses=s.ProductOutput)
+    @extend_schema(
+        request=s.ProductPatchInput, responses={200: s.ProductOutput, **error_responses(400, 401, 404, 409)}
+    )
     def patch(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
         payload = s.ProductPatchInput(data=request.data)
@@ -74,7 +80,9 @@ class ProductDetailApi(APIView):
         product = _get_product(product.pk)
         return Response(s.ProductOutput(product, context={"request": request}).data)
 
-    @extend_schema(request=s.ProductInput, responses=s.ProductOutput)
+    @extend_schema(
+        request=s.ProductInput, responses={200: s.ProductOutput, **error_responses(400, 401, 404, 409)}
+    )
     def put(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
         payload = s.ProductInput(data=request.data)
@@ -86,7 +94,7 @@ class ProductDetailApi(APIView):
         product = _get_product(product.pk)
         return Response(s.ProductOutput(product, context={"request": request}).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses(401, 404)})
     def delete(self, request: Request, product_id: int) -> Response:
         services.product_delete(product=_get_product(product_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -95,13 +103,16 @@ class ProductDetailApi(APIView):
 class ProductImageListApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(responses=s.ImageOutput(many=True))
+    @extend_schema(responses={200: s.ImageOutput(many=True), **error_responses(404)})
     def get(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
         images = selectors.image_list(product_id=product.pk)
         return Response(s.ImageOutput(images, many=True, context={"request": request}).data)
 
-    @extend_schema(request=s.ImageUploadInput, responses={201: s.ImageOutput, 200: s.ImageOutput})
+    @extend_schema(
+        request=s.ImageUploadInput,
+        responses={201: s.ImageOutput, 200: s.ImageOutput, **error_responses(400, 401, 404, 413)},
+    )
     def post(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
         payload = s.ImageUploadInput(data=request.data)
@@ -130,14 +141,14 @@ class ProductImageListApi(APIView):
 
 
 class ImageDetailApi(APIView):
-    @extend_schema(responses=s.ImageOutput)
+    @extend_schema(responses={200: s.ImageOutput, **error_responses(404)})
     def get(self, request: Request, image_id: str) -> Response:
         image = selectors.image_get(image_id=image_id)
         if image is None:
             raise ApiError(404, "image_not_found", f"No image with id {image_id}.")
         return Response(s.ImageOutput(image, context={"request": request}).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses(401, 404)})
     def delete(self, request: Request, image_id: str) -> Response:
         image = selectors.image_get(image_id=image_id)
         if image is None:

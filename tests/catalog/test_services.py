@@ -129,3 +129,28 @@ def test_reindex_marks_images_pending(media_root) -> None:
     assert services.product_images_reindex(product_ids=[product.pk]) == 1
     image.refresh_from_db()
     assert image.index_status == IndexStatus.PENDING and image.last_error == ""
+
+
+def test_orphan_files_left_by_an_outer_rollback_are_found_and_removed(media_root) -> None:
+    import os
+
+    from django.db import transaction
+
+    from catalog.storage import orphan_files
+
+    product = services.product_create(sku="X", title="x")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        image = services.product_image_add(product=product, data=image_bytes(pattern=8)).image
+        raise RuntimeError("the caller's transaction fails after the upload")
+    assert not ProductImage.objects.exists()
+    path = media_root / image.file.name
+    # The service cannot see its caller's rollback (Django has no on-rollback hook), so the file stays
+    # until the reconcile pass collects it.
+    assert path.exists()
+    assert orphan_files() == []  # too young: it might belong to an upload in flight
+    old = path.stat().st_mtime - 7200
+    os.utime(path, (old, old))
+    assert orphan_files() == [image.file.name]
+    assert orphan_files(remove=True) == [image.file.name]
+    assert not path.exists()
+    assert orphan_files() == []

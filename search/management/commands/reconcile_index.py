@@ -17,6 +17,10 @@ class Command(BaseCommand):
             reports = reconcile(dry_run=dry_run)
         except VectorStoreError as exc:
             raise CommandError(str(exc)) from exc
+        from catalog.storage import orphan_files
+
+        files = orphan_files(remove=not dry_run)
+        self.stdout.write(("[dry run] " if dry_run else "") + f"media: {len(files)} orphan file(s) removed")
         if not reports:
             self.stdout.write("No active model; nothing to reconcile.")
         for report in reports:
