@@ -6,6 +6,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health
 
+# JSON 404s under /api/ for paths no route matches (Django's HTML page otherwise).
+handler404 = "config.api_errors.not_found"
+
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
@@ -17,6 +20,13 @@ urlpatterns = [
     path("", include("search.web.urls")),
 ]
 
+
+
+def media(request, path: str):
+    # MEDIA_ROOT is read per request, not frozen when this module is imported.
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
 # The embedded default serves uploaded media itself; production serves MEDIA_ROOT from the proxy.
 if settings.DEBUG or not getattr(settings, "SERVE_MEDIA_FROM_PROXY", False):
-    urlpatterns += [re_path(r"^media/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+    urlpatterns += [re_path(r"^media/(?P<path>.*)$", media)]

@@ -1,0 +1,440 @@
+"""Search API latency against its bare steps, at 10,000 and 100,000 indexed images (Qdrant Edge, exact).
+
+    .venv/bin/python -m bench.query                          # 10k and 100k images, ~3 minutes
+    .venv/bin/python -m bench.query --sizes 10000 --queries 50
+
+What it measures, per catalog size:
+  * POST /api/v1/search/ with a real photo (a Grocery Store test-split JPEG), with and without filters,
+    and with a product_id ("more like this"), through Django's test Client in this process: the whole
+    Django stack (middleware, DRF parsing and throttling, the search service, catalog reads, JSON)
+    but no HTTP server or socket. Client-side wall time plus the API's own ``timings_ms``.
+  * The same queries' bare steps, in the same run and interleaved query by query (so load from other
+    processes hits both alike): ``ml.preprocess.preprocess`` on the bytes, ``LocalEmbedder.embed`` on
+    the pixels, ``store.search`` (grouped by product, as the API asks) on the vector.
+
+The catalog: the dataset's 81 web-shop ("iconic") images are real products indexed through the real
+path (catalog.services -> on-commit -> eager task -> model -> store). The bulk is synthetic: products
+and image rows written in bulk to the database and unit vectors written straight into the vector
+store with the payload indexing writes (product_id, sku, category among 40, price, in_stock,
+model_version). Synthetic vectors are drawn around the real catalog embeddings (non-negative, like the
+model's pooled ReLU features), 3 images per product, so the grouping's over-fetch sees realistic
+near-duplicates. Exact search cost does not depend on the values, only on count and dimension.
+
+Runs in a throw-away environment (temporary SQLite, media, models and vector store under
+var/bench/); the real bootstrap model (MobileNetV2-0.35 ImageNet features, 224 px) is exported there.
+Writes var/bench/query.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO / ".." / "shared" / "data" / "grocery-store"
+DEFAULT_WEIGHTS = REPO / ".." / "shared" / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.weights.h5"
+
+IMAGES_PER_PRODUCT = 3
+CATEGORIES = [f"cat-{i:02d}" for i in range(40)]
+LIMIT = 12  # the search page's default
+WARMUP = 10  # first calls pay for TF graph tracing, allocator growth and page-cache misses
+UPSERT_BATCH = 1000
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    s = sorted(samples)
+    return {
+        "p50": round(statistics.median(s), 2),
+        "p95": round(s[min(len(s) - 1, int(0.95 * len(s)))], 2),
+        "n": len(s),
+    }
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def _setup_django(workdir: Path) -> None:
+    """A private embedded environment: nothing of the developer's var/ is read or written."""
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings.base",
+        VAR_DIR=str(workdir),
+        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+        MEDIA_ROOT=str(workdir / "media"),
+        MODELS_DIR=str(workdir / "models"),
+        VECTOR_STORE_PATH=str(workdir / "qdrant"),
+        # The anonymous throttle (60/min) would answer 429 after the first minute of queries.
+        SEARCH_THROTTLE_ANON="1000000/min",
+        LOG_LEVEL="WARNING",
+    )
+    # Embedded defaults only: no broker, no Qdrant server, no TF Serving from the caller's shell.
+    for var in ("CELERY_BROKER_URL", "QDRANT_URL", "TF_SERVING_TARGET"):
+        os.environ.pop(var, None)
+    (workdir / "static").mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request without it
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _index_real_catalog(data: Path) -> list[int]:
+    """The 81 iconic images as products, through the real write path; returns their product ids."""
+    from catalog import services
+    from catalog.models import IndexStatus, ProductImage
+    from ml.data import read_grocery_iconic
+
+    ids = []
+    for i, (path, label) in enumerate(read_grocery_iconic(data)):
+        product = services.product_create(
+            sku=f"GROCERY-{i:03d}",
+            title=label.replace("-", " "),
+            category=CATEGORIES[i % len(CATEGORIES)],
+            price=f"{1 + (i * 7) % 20}.99",
+            in_stock=True,
+        )
+        # Outside a transaction on_commit fires at once and the task runs eagerly (no broker).
+        services.product_image_add(
+            product=product, data=Path(path).read_bytes(), original_name=Path(path).name
+        )
+        ids.append(product.pk)
+    bad = ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).count()
+    if bad:
+        raise SystemExit(f"{bad} catalog images failed to index; see the log above")
+    return ids
+
+
+def _grow_synthetic(
+    target_points: int, centres: np.ndarray, model_version: int, collection: str, rng: np.random.Generator
+) -> dict[str, float]:
+    """Add synthetic products, image rows and vectors until the collection holds ``target_points``."""
+    from django.db import transaction
+    from django.db.models import Max
+
+    from catalog.models import IndexStatus, Product, ProductImage
+    from search.runtime import vector_store
+
+    store = vector_store()
+    have = store.count(collection)
+    need = target_points - have
+    if need <= 0:
+        return {"added": 0}
+    n_products = -(-need // IMAGES_PER_PRODUCT)
+    first_pk = (Product.objects.aggregate(m=Max("pk"))["m"] or 0) + 1
+    t0 = time.perf_counter()
+    products, images, points = [], [], []
+    scale = float(np.mean(centres))  # noise on the features' own scale
+    for k in range(n_products):
+        pk = first_pk + k
+        price = round(1 + (pk * 37) % 500 + 0.99, 2)
+        products.append(
+            Product(
+                pk=pk,
+                sku=f"SYN-{pk}",
+                title=f"Synthetic product {pk}",
+                category=CATEGORIES[pk % len(CATEGORIES)],
+                price=price,
+                in_stock=pk % 5 != 0,
+            )
+        )
+        base = centres[pk % len(centres)] + rng.normal(0, 0.8 * scale, centres.shape[1])
+        payload = {
+            "product_id": pk,
+            "sku": f"SYN-{pk}",
+            "category": CATEGORIES[pk % len(CATEGORIES)],
+            "price": price,
+            "in_stock": pk % 5 != 0,
+            "model_version": str(model_version),
+        }
+        for j in range(IMAGES_PER_PRODUCT):
+            if len(points) >= need:
+                break
+            image_id = uuid.uuid4()
+            digest = f"{pk:032x}{j:032x}"
+            images.append(
+                ProductImage(
+                    id=image_id,
+                    product_id=pk,
+                    file=f"images/synthetic/{digest}.jpg",  # never read: search only shows its URL
+                    sha256=digest,
+                    format="JPEG",
+                    width=640,
+                    height=480,
+                    bytes=50_000,
+                    display_order=j,
+                    index_status=IndexStatus.INDEXED,
+                    indexed_model_version=str(model_version),
+                )
+            )
+            vec = np.maximum(base + rng.normal(0, 0.3 * scale, centres.shape[1]), 0).astype(np.float32)
+            points.append((str(image_id), vec / np.linalg.norm(vec), payload))
+    gen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with transaction.atomic():
+        Product.objects.bulk_create(products, batch_size=2000)
+        ProductImage.objects.bulk_create(images, batch_size=2000)
+    db_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for start in range(0, len(points), UPSERT_BATCH):
+        store.upsert(collection, points[start : start + UPSERT_BATCH])
+    upsert_s = time.perf_counter() - t0
+    assert store.count(collection) == target_points, (store.count(collection), target_points)
+    return {
+        "added": len(points),
+        "generate_s": round(gen_s, 1),
+        "db_bulk_s": round(db_s, 1),
+        "upsert_s": round(upsert_s, 1),
+    }
+
+
+def _measure(
+    client: Any,
+    queries: list[bytes],
+    product_ids: list[int],
+    model: Any,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """API and bare steps, interleaved per query; the first WARMUP of each are discarded."""
+    from django.conf import settings
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from catalog.models import ProductImage
+    from ml.preprocess import preprocess
+    from search.runtime import embedder_for, vector_store
+    from search.vector_store import SearchFilter
+
+    store, embedder = vector_store(), embedder_for(model)
+    limits = {"max_bytes": settings.MAX_UPLOAD_BYTES, "max_pixels": settings.MAX_IMAGE_PIXELS}
+    series: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        series.setdefault(key, []).append(value)
+
+    def api(data: dict[str, Any], prefix: str, keep: bool) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        response = client.post("/api/v1/search/", data)
+        wall = _ms(t0)
+        if response.status_code != 200:
+            raise SystemExit(f"search answered {response.status_code}: {response.content[:300]!r}")
+        body = response.json()
+        if keep:
+            add(f"{prefix}.client_wall", wall)
+            for step, ms in body["timings_ms"].items():
+                add(f"{prefix}.{step}", ms)
+            add(f"{prefix}.framework", wall - body["timings_ms"]["total"])
+            # Inside the service but in no step: the active-model lookup and building the filter.
+            steps = sum(ms for step, ms in body["timings_ms"].items() if step != "total")
+            add(f"{prefix}.unstepped", body["timings_ms"]["total"] - steps)
+        return body
+
+    for i, jpeg in enumerate(queries):
+        keep = i >= WARMUP
+        cats = [CATEGORIES[i % 40], CATEGORIES[(i * 7 + 3) % 40]]
+        body = api(
+            {"image": SimpleUploadedFile("q.jpg", jpeg, "image/jpeg"), "limit": LIMIT}, "api_image", keep
+        )
+        assert len(body["results"]) == LIMIT
+        api(
+            {
+                "image": SimpleUploadedFile("q.jpg", jpeg, "image/jpeg"),
+                "limit": LIMIT,
+                "category": ",".join(cats),
+                "in_stock": "true",
+            },
+            "api_image_filtered",
+            keep,
+        )
+        # Bare steps on the same photo: what the API can at best cost.
+        t0 = time.perf_counter()
+        pixels = preprocess(jpeg, model.image_size, **limits)
+        decode = _ms(t0)
+        t0 = time.perf_counter()
+        vector = embedder.embed(pixels[None])[0]
+        embed = _ms(t0)
+        t0 = time.perf_counter()
+        hits = store.search(model.collection, vector, LIMIT, None, group_by_product=True)
+        search = _ms(t0)
+        t0 = time.perf_counter()
+        store.search(model.collection, vector, LIMIT, SearchFilter(categories=cats, in_stock=True))
+        search_filtered = _ms(t0)
+        assert len(hits) == LIMIT
+        if keep:
+            add("bare_image.decode", decode)
+            add("bare_image.embed", embed)
+            add("bare_image.search", search)
+            add("bare_image.total", decode + embed + search)
+            add("bare_image_filtered.search", search_filtered)
+            add("bare_image_filtered.total", decode + embed + search_filtered)
+
+        # "More like this": the API looks up the product's stored vectors, then searches.
+        pid = product_ids[int(rng.integers(0, len(product_ids)))]
+        api({"product_id": pid, "limit": LIMIT}, "api_product", keep)
+        image_ids = [str(x) for x in ProductImage.objects.filter(product_id=pid).values_list("pk", flat=True)]
+        t0 = time.perf_counter()
+        found = store.retrieve(model.collection, image_ids, with_vectors=True)
+        vector = np.mean(np.stack([np.asarray(v, np.float32) for v, _ in found.values()]), axis=0)
+        lookup = _ms(t0)
+        t0 = time.perf_counter()
+        store.search(model.collection, vector, LIMIT, SearchFilter(exclude_product_ids=[pid]))
+        search = _ms(t0)
+        if keep:
+            add("bare_product.lookup", lookup)
+            add("bare_product.search", search)
+            add("bare_product.total", lookup + search)
+    return {key: _percentiles(values) for key, values in sorted(series.items())}
+
+
+def _overheads(m: dict[str, Any]) -> dict[str, float]:
+    """API wall time over the bare steps' (medians): Django + DRF + multipart + catalog reads + JSON."""
+    out = {}
+    for api, bare in (
+        ("api_image", "bare_image"),
+        ("api_image_filtered", "bare_image_filtered"),
+        ("api_product", "bare_product"),
+    ):
+        out[api] = round(m[f"{api}.client_wall"]["p50"] / m[f"{bare}.total"]["p50"] - 1, 3)
+    return out
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = [
+        f"{'images':>8} {'query':<17} {'API p50':>8} {'API p95':>8} {'decode':>7} {'embed':>7} "
+        f"{'search':>7} {'catalog':>8} {'other':>6} {'django':>7} {'bare p50':>9} {'bare p95':>9} {'overhead':>9}"
+    ]
+    for res in report["results"]:
+        m = res["latency_ms"]
+        for api, bare, label in (
+            ("api_image", "bare_image", "image"),
+            ("api_image_filtered", "bare_image_filtered", "image+filters"),
+            ("api_product", "bare_product", "product_id"),
+        ):
+            rows.append(
+                f"{res['points']:>8} {label:<17} {m[api + '.client_wall']['p50']:>8.1f} "
+                f"{m[api + '.client_wall']['p95']:>8.1f} {m[api + '.decode']['p50']:>7.1f} "
+                f"{m[api + '.embed']['p50']:>7.1f} {m[api + '.search']['p50']:>7.1f} "
+                f"{m[api + '.catalog']['p50']:>8.1f} {m[api + '.unstepped']['p50']:>6.1f} "
+                f"{m[api + '.framework']['p50']:>7.1f} "
+                f"{m[bare + '.total']['p50']:>9.1f} {m[bare + '.total']['p95']:>9.1f} "
+                f"{res['api_overhead_vs_bare'][api]:>+9.0%}"
+            )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Grocery Store Dataset folder")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="MobileNetV2-0.35 .weights.h5")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=150, help="measured queries per size (plus warm-up)")
+    parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "query.json")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    test_dir = args.data / "dataset" / "test"
+    if not test_dir.is_dir() or not args.weights.is_file():
+        print(
+            f"skipped: needs the Grocery Store Dataset at {args.data} (--data) and weights at {args.weights}"
+        )
+        return 0
+    rng = np.random.default_rng(args.seed)
+    photos = sorted(test_dir.rglob("*.jpg"))
+    picks = rng.choice(len(photos), size=min(len(photos), args.queries + WARMUP), replace=False)
+    queries = [photos[int(i)].read_bytes() for i in picks]  # read up front: disk I/O is not the API's
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-query-", dir=args.out.parent) as tmp:
+        _setup_django(Path(tmp))
+        from django.test import Client
+
+        from search.model_versions import bootstrap_model_ensure
+        from search.runtime import reset, vector_store
+
+        t0 = time.perf_counter()
+        model = bootstrap_model_ensure(weights=str(args.weights)).model
+        bootstrap_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        real_ids = _index_real_catalog(args.data)
+        real_index_s = time.perf_counter() - t0
+        store = vector_store()
+        found = store.retrieve(model.collection, [str(x) for x in _image_ids(real_ids)], with_vectors=True)
+        centres = np.stack([np.asarray(v, np.float32) for v, _ in found.values()])
+        report: dict[str, Any] = {
+            "benchmark": "search API vs bare steps (Qdrant Edge exact search, in-process SavedModel)",
+            "date": time.strftime("%Y-%m-%d"),
+            "python": sys.version.split()[0],
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "client": "django.test.Client in-process (full Django/DRF stack, no HTTP server or socket)",
+            "model": {
+                "version": model.version,
+                "backbone": model.backbone,
+                "image_size": model.image_size,
+                "embedding_dim": model.embedding_dim,
+                "export_s": round(bootstrap_s, 1),
+            },
+            "real_catalog": {"products": len(real_ids), "index_s": round(real_index_s, 1)},
+            "limit": LIMIT,
+            "queries_per_size": len(queries) - WARMUP,
+            "warmup": WARMUP,
+            "results": [],
+        }
+        client = Client()
+        for n in sorted(args.sizes):
+            t0 = time.perf_counter()
+            grow = _grow_synthetic(n, centres, model.version, model.collection, rng)
+            from catalog.models import Product
+
+            product_ids = list(Product.objects.values_list("pk", flat=True))
+            measured = _measure(client, queries, product_ids, model, rng)
+            res = {
+                "points": n,
+                "products": len(product_ids),
+                "build": grow,
+                "latency_ms": measured,
+                "api_overhead_vs_bare": _overheads(measured),
+                "wall_s": round(time.perf_counter() - t0, 1),
+            }
+            report["results"].append(res)
+            print(
+                f"{n:>7} images: API image p50 {measured['api_image.client_wall']['p50']} ms "
+                f"p95 {measured['api_image.client_wall']['p95']} ms (built in {grow})",
+                flush=True,
+            )
+        report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        report["total_wall_s"] = round(time.perf_counter() - started, 1)
+        reset()  # close the store before its folder is deleted
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(_table(report))
+    print(
+        f"\nms; API = client wall time; decode/embed/search/catalog = the API's timings_ms; other = service total minus its steps (active-model lookup); django = wall "
+        f"minus the service's total; bare = preprocess + LocalEmbedder.embed + store.search (product_id: "
+        f"store.retrieve + store.search); overhead = API p50 / bare p50 - 1.\n{report['machine']}, "
+        f"load {report['load_average_at_start']} -> {report['load_average_at_end']}; wrote {args.out}"
+    )
+    return 0
+
+
+def _image_ids(product_ids: list[int]) -> list[uuid.UUID]:
+    from catalog.models import ProductImage
+
+    return list(ProductImage.objects.filter(product_id__in=product_ids).values_list("pk", flat=True))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
