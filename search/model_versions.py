@@ -4,6 +4,7 @@ and the bootstrap model that makes a fresh catalog searchable before any trainin
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,29 @@ ALIAS = "images"
 
 def active_model() -> ModelVersion | None:
     return ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
+
+
+# Queries read the active model on every request; a short per-process cache saves a database round
+# trip (about 2 ms here). A query still embeds and searches with one and the same model row, so a
+# promotion seen up to this long after the fact only means the old model (and its kept collection)
+# answers a moment longer.
+ACTIVE_CACHE_S = 2.0
+_active_cache: tuple[float, ModelVersion | None] = (0.0, None)
+
+
+def active_model_cached() -> ModelVersion | None:
+    global _active_cache
+    now = time.monotonic()
+    stamp, model = _active_cache
+    if model is None or now - stamp > ACTIVE_CACHE_S:
+        model = active_model()
+        _active_cache = (now, model)
+    return model
+
+
+def forget_active_model() -> None:
+    global _active_cache
+    _active_cache = (0.0, None)
 
 
 def write_targets() -> list[ModelVersion]:
@@ -108,6 +132,8 @@ def model_activate(model: ModelVersion) -> ModelVersion | None:
         model.promoted_at = timezone.now()
         model.save(update_fields=["status", "promoted_at"])
         vector_store().set_alias(ALIAS, model.collection)
+        forget_active_model()  # this process sees it at once; others within ACTIVE_CACHE_S
+        transaction.on_commit(forget_active_model)
     return previous
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from django.conf import settings
 
 from catalog import selectors as catalog_selectors
-from catalog.models import Product
+from catalog.models import Product, ProductImage
 from ml.preprocess import ImageRejected, preprocess
 from ml.serving import EmbedderError
 from search import model_versions
@@ -46,6 +46,7 @@ class SearchHit:
     score: float
     image_id: str
     product: Product
+    image: ProductImage
 
 
 @dataclass
@@ -121,7 +122,7 @@ def _query_vector(query: SearchQuery, model, timings: dict[str, float]) -> tuple
 def search(query: SearchQuery) -> SearchOutcome:
     total_start = time.perf_counter()
     timings: dict[str, float] = {}
-    model = model_versions.active_model()
+    model = model_versions.active_model_cached()
     if model is None:
         raise SearchError(503, "model_unavailable", "No model is active yet; the catalog is not searchable.")
     try:
@@ -141,11 +142,17 @@ def search(query: SearchQuery) -> SearchOutcome:
     except VectorStoreError as exc:
         raise SearchError(503, "index_unavailable", f"The vector index is unavailable: {exc}") from exc
     start = time.perf_counter()
-    products = catalog_selectors.products_by_ids(h.product_id for h in hits)
+    # One query: each hit's matched image with its product (the image shown is the one that matched).
+    images = {str(i.pk): i for i in catalog_selectors.images_by_ids(h.image_id for h in hits)}
     results = [
-        SearchHit(score=float(h.score), image_id=h.image_id, product=products[h.product_id])
+        SearchHit(
+            score=float(h.score),
+            image_id=h.image_id,
+            product=images[h.image_id].product,
+            image=images[h.image_id],
+        )
         for h in hits
-        if h.product_id in products  # a product deleted a moment ago is not shown
+        if h.image_id in images  # an image or product deleted a moment ago is not shown
     ]
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)
@@ -153,9 +160,7 @@ def search(query: SearchQuery) -> SearchOutcome:
 
 
 def describe_hit(hit: SearchHit, build_url: Any) -> dict[str, Any]:
-    product = hit.product
-    primary = catalog_selectors.primary_image(product)
-    matched = next((i for i in product.images.all() if str(i.pk) == hit.image_id), primary)
+    product, matched = hit.product, hit.image
     return {
         "score": round(hit.score, 5),
         "image_id": hit.image_id,

@@ -5,6 +5,16 @@ import pytest
 from tests.fixtures.images import image_bytes
 
 
+@pytest.fixture(autouse=True)
+def _fresh_active_model_cache():
+    # Each test builds its own model rows; a row cached by an earlier test must not leak into it.
+    from search.model_versions import forget_active_model
+
+    forget_active_model()
+    yield
+    forget_active_model()
+
+
 @pytest.fixture
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
