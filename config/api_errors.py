@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from rest_framework import exceptions, status
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -23,6 +24,23 @@ class ApiError(exceptions.APIException):
         self.error_code = code
         self.message = message
         self.field = field
+
+
+class ErrorDetailOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(required=False)
+
+
+class ErrorOutput(serializers.Serializer):
+    """The documented body of every 4xx/5xx answer (the OpenAPI schema refers to it)."""
+
+    error = ErrorDetailOutput()
+
+
+def error_responses(*status_codes: int) -> dict[int, type[ErrorOutput]]:
+    """``extend_schema(responses=...)`` entries for the error statuses an operation can answer."""
+    return dict.fromkeys(status_codes, ErrorOutput)
 
 
 _DEFAULT_CODES = {
@@ -57,6 +75,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ApiError):
         fields = {exc.field: [exc.message]} if exc.field else None
         return Response(error_body(exc.error_code, exc.message, fields), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        # Raised while DRF reads the body; left alone, Django answers with an HTML 400 page.
+        return Response(
+            error_body("request_too_large", "The request body is larger than the server accepts."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return Response(error_body("invalid_request", str(exc)), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -93,3 +119,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             code = {"parse_error": "invalid_request"}.get(str(detail.code), code)
     response.data = error_body(code, message)
     return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``: a URL no route matches (e.g. ``/api/v1/products/-1/``) still gets the API's JSON
+    error shape under ``/api/``; everything else gets Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "No such endpoint or object."), status=404)
+    return defaults.page_not_found(request, exception)

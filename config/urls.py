@@ -21,7 +21,6 @@ urlpatterns = [
 ]
 
 
-
 def media(request, path: str):
     # MEDIA_ROOT is read per request, not frozen when this module is imported.
     return serve(request, path, document_root=settings.MEDIA_ROOT)
