@@ -15,12 +15,15 @@ from django.db import InterfaceError, OperationalError
 
 from ml.serving import EmbedderUnavailable
 from search import indexing
-from search.vector_store import VectorStoreUnavailable
+from search.vector_store import VectorStoreLocked, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
 
+# A locked embedded store means another process owns it (the web server, say): the images stay
+# pending, and that process's sweeper indexes them.
 TRANSIENT = (
     VectorStoreUnavailable,
+    VectorStoreLocked,
     EmbedderUnavailable,
     OperationalError,
     InterfaceError,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from search import indexing
@@ -12,6 +12,13 @@ class Command(BaseCommand):
     help = "Index every image that is pending or failed, in this process (the sweeper's work, run now)."
 
     def handle(self, *args, **options) -> None:
+        from search.runtime import vector_store
+        from search.vector_store import VectorStoreError
+
+        try:
+            vector_store()
+        except VectorStoreError as exc:
+            raise CommandError(str(exc)) from exc
         due = indexing.due_for_sweep(include_fresh=True)
         indexed = failed = 0
         with tqdm(total=len(due), unit="img", desc="index", disable=None) as bar:

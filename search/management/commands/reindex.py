@@ -27,6 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, model: int | None, force: bool, no_wait: bool, **options) -> None:
         from search import reindex
         from search.models import ModelVersion, ReindexJob
+        from search.vector_store import VectorStoreError
 
         target = None
         if model is not None:
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         in_process = settings.CELERY_TASK_ALWAYS_EAGER
         try:
             job = reindex.reindex_start(model=target, force=force, enqueue=not in_process)
-        except reindex.ReindexError as exc:
+        except (reindex.ReindexError, VectorStoreError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Reindex job {job.pk}: {job.total} images into {job.model_version.collection}")
         bar = tqdm(total=job.total, unit="img", desc=f"reindex v{job.model_version.version}", disable=None)

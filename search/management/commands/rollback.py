@@ -8,10 +8,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         from search import reindex
+        from search.vector_store import VectorStoreError
 
         try:
             result = reindex.rollback()
-        except reindex.ReindexError as exc:
+        except (reindex.ReindexError, VectorStoreError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
             self.style.SUCCESS(
