@@ -73,13 +73,8 @@ def reset_vector_store() -> None:
 
 def reset() -> None:
     """Close and forget every handle (tests, and a worker after fork)."""
-    global _store
     with _lock:
-        if _store is not None:
-            try:
-                _store.close()
-            finally:
-                _store = None
+        reset_vector_store()
         for embedder in _embedders.values():
             close = getattr(embedder, "close", None)
             if close is not None:

@@ -69,30 +69,26 @@ class ProductDetailApi(APIView):
         request=s.ProductPatchInput, responses={200: s.ProductOutput, **error_responses(400, 401, 404, 409)}
     )
     def patch(self, request: Request, product_id: int) -> Response:
-        product = _get_product(product_id)
-        payload = s.ProductPatchInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        fields = {k: v for k, v in payload.validated_data.items() if k in request.data}
-        try:
-            product = services.product_update(product=product, **fields)
-        except services.CatalogError as exc:
-            raise _catalog_error(exc) from exc
-        product = _get_product(product.pk)
-        return Response(s.ProductOutput(product, context={"request": request}).data)
+        return self._update(request, product_id, s.ProductPatchInput, only_sent=True)
 
     @extend_schema(
         request=s.ProductInput, responses={200: s.ProductOutput, **error_responses(400, 401, 404, 409)}
     )
     def put(self, request: Request, product_id: int) -> Response:
+        return self._update(request, product_id, s.ProductInput, only_sent=False)
+
+    def _update(self, request: Request, product_id: int, serializer, *, only_sent: bool) -> Response:
         product = _get_product(product_id)
-        payload = s.ProductInput(data=request.data)
+        payload = serializer(data=request.data)
         payload.is_valid(raise_exception=True)
+        fields = payload.validated_data
+        if only_sent:  # PATCH changes what was sent; defaults for the rest must not overwrite
+            fields = {k: v for k, v in fields.items() if k in request.data}
         try:
-            product = services.product_update(product=product, **payload.validated_data)
+            product = services.product_update(product=product, **fields)
         except services.CatalogError as exc:
             raise _catalog_error(exc) from exc
-        product = _get_product(product.pk)
-        return Response(s.ProductOutput(product, context={"request": request}).data)
+        return Response(s.ProductOutput(_get_product(product.pk), context={"request": request}).data)
 
     @extend_schema(responses={204: None, **error_responses(401, 404)})
     def delete(self, request: Request, product_id: int) -> Response:
