@@ -25,5 +25,5 @@ step "manifest" $M make_grocery_manifest "$data" --out var/grocery-manifest.json
 step "import" $M import_catalog var/grocery-manifest.jsonl
 step "index leftovers" $M index_pending
 $M ensure_admin
-echo "Serving on http://127.0.0.1:8000/  (search page), /admin/ (catalog), /api/v1/docs/ (API)"
+echo "Serving on http://${BIND:-127.0.0.1:8000}/  (search page), /admin/ (catalog), /api/v1/docs/ (API)"
 exec .venv/bin/gunicorn config.wsgi:application -c platform/gunicorn.embedded.conf.py

@@ -108,7 +108,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 # No broker configured: run every task in the calling process (the embedded default). The in-memory
 # transport is never used then; it only keeps kombu from looking for a broker on localhost.
 CELERY_TASK_ALWAYS_EAGER = env_str("CELERY_BROKER_URL") is None
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://localhost/")
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

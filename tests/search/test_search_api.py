@@ -247,3 +247,21 @@ def test_readiness(client, indexed_catalog, settings) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_signed_in_editor_can_search_from_the_page(indexed_catalog, staff_user) -> None:
+    """A session (an editor signed in to the admin) makes DRF check CSRF: the page hands the token over."""
+    import re
+
+    from django.test import Client
+
+    _, photos = indexed_catalog
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(staff_user)
+    page = browser.get("/").content.decode()
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    refused = browser.post("/api/v1/search/", {"image": _photo(photos["RED-1"])})
+    assert refused.status_code == 403
+    allowed = browser.post("/api/v1/search/", {"image": _photo(photos["RED-1"])}, HTTP_X_CSRFTOKEN=token)
+    assert allowed.status_code == 200
+    assert _skus(allowed)[0] == "RED-1"

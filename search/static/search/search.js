@@ -3,6 +3,8 @@
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
+  // A signed-in editor's session makes the API check CSRF; anonymous shoppers just send it along.
+  const csrfToken = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const drop = $("drop"), file = $("file"), stage = $("stage"), preview = $("preview"), box = $("box");
   const statusEl = $("status"), results = $("results"), filters = $("filters");
   let current = null;   // the Blob being searched
@@ -75,7 +77,7 @@
     if (crop) form.append("crop", [crop.x, crop.y, crop.w, crop.h].join(","));
     setStatus("Searching…");
     try {
-      const res = await fetch("/api/v1/search/", { method: "POST", body: form, headers: { Accept: "application/json" } });
+      const res = await fetch("/api/v1/search/", { method: "POST", body: form, headers: { Accept: "application/json", "X-CSRFToken": csrfToken } });
       const body = await res.json();
       if (!res.ok) { setStatus(body.error ? body.error.message : "Search failed.", true); results.replaceChildren(); return; }
       render(body);
