@@ -66,11 +66,14 @@ def _read_pixels(
     return ok, batch
 
 
-def index_images(image_ids: Iterable[str], *, targets: list | None = None, mark: bool = True) -> IndexOutcome:
+def index_images(
+    image_ids: Iterable[str], *, targets: list | None = None, mark: bool = True, skip_indexed: bool = False
+) -> IndexOutcome:
     """Embed and upsert the given images into every write target; mark each image's outcome.
 
     Transient failures (store or model unreachable) propagate so the task retries; a bad image is
-    marked failed and the rest of the batch still indexes.
+    marked failed and the rest of the batch still indexes. ``skip_indexed`` leaves out images already
+    indexed by the active model (a redelivered task, or one whose images a batch took along).
     """
     ids = [str(i) for i in image_ids]
     outcome = IndexOutcome()
@@ -79,10 +82,22 @@ def index_images(image_ids: Iterable[str], *, targets: list | None = None, mark:
     outcome.missing = [i for i in ids if i not in found]
     if not images:
         return outcome
-    targets = targets if targets is not None else model_versions.write_targets()
+    if targets is None:
+        targets = model_versions.write_targets()
+        active = targets[0] if targets and targets[0].status == "active" else None
+    else:
+        active = model_versions.active_model()
     if not targets:
         raise NoActiveModel("No active model version; run `manage.py bootstrap_model` (or `demo`).")
-    active = model_versions.active_model()
+    if skip_indexed and active is not None:
+        done = str(active.version)
+        images = [
+            i
+            for i in images
+            if not (i.index_status == IndexStatus.INDEXED and i.indexed_model_version == done)
+        ]
+        if not images:
+            return outcome
     store = vector_store()
     ok_images: list[ProductImage] = images
     for target in targets:
@@ -238,3 +253,22 @@ def claim_for_sweep(now=None) -> list[str]:
             index_attempts=image.index_attempts + 1, next_attempt_at=now + _backoff(image.index_attempts + 1)
         )
     return due
+
+
+def pending_companions(exclude: list[str], limit: int, max_age_s: int = 600) -> list[str]:
+    """Other recent uploads still pending, to embed in the same batch as a task's own images.
+
+    One upload is one task; embedding them one by one pays the per-call cost (database round trips,
+    model call) per image. Taking waiting neighbours along shares it; their own tasks then find them
+    indexed and return at once.
+    """
+    if limit <= 0:
+        return []
+    since = timezone.now() - timedelta(seconds=max_age_s)
+    qs = (
+        ProductImage.objects.filter(index_status=IndexStatus.PENDING, created_at__gte=since)
+        .exclude(pk__in=exclude)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return [str(pk) for pk in qs]

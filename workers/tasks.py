@@ -58,7 +58,10 @@ def index_images(self, image_ids: list[str]) -> dict:
             index_images.delay(image_ids[start : start + INDEX_CHUNK])
         return {"split": len(image_ids)}
     try:
-        outcome = indexing.index_images(image_ids)
+        ids = list(image_ids)
+        if not self.request.is_eager:  # in a web request, batching would only add latency
+            ids += indexing.pending_companions(exclude=ids, limit=INDEX_CHUNK - len(ids))
+        outcome = indexing.index_images(ids, skip_indexed=True)
     except indexing.NoActiveModel as exc:
         return _retry(self, exc, image_ids) or {"error": str(exc)}
     except TRANSIENT as exc:

@@ -171,9 +171,10 @@ def test_reconcile_repairs_changes_made_behind_the_platforms_back(indexed_catalo
     products, _ = indexed_catalog
     store = vector_store()
     ids = _all_ids()
-    store.delete(active_model.collection, [ids[0]])  # a point lost
+    green, blue = (str(products[sku].images.get().pk) for sku in ("GRN-1", "BLU-1"))
+    store.delete(active_model.collection, [green])  # a point lost
     orphan = "0b5d1f3e-7c2a-4f61-9a4e-2d8c6b1e0f37"
-    vector = store.retrieve(active_model.collection, [ids[1]], with_vectors=True)[ids[1]][0]
+    vector = store.retrieve(active_model.collection, [blue], with_vectors=True)[blue][0]
     store.upsert(
         active_model.collection,
         [
