@@ -4,6 +4,9 @@ import pytest
 
 from tests.fixtures.images import image_bytes
 
+# The real exported model, the embedded store and the broker fixtures, shared by every suite.
+pytest_plugins = ["tests.support.model_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _fresh_active_model_cache():

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 # Reuse the search tests' session-scoped export (a tiny real SavedModel) and per-test store folder.
-from tests.search.conftest import SEARCH_MODEL_VERSION, exported_bootstrap, vector_store_path  # noqa: F401
+from tests.support.model_fixtures import SEARCH_MODEL_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = REPO / "var" / "e2e"  # git-ignored (var/)

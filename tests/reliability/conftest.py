@@ -15,16 +15,9 @@ import redis
 from django.db import connection
 
 from config.celery import app
-from tests.search import conftest as search_fixtures
+from tests.support import model_fixtures
 from tests.support.celery_worker import WorkerProcess, worker_env
 from tests.support.serving_fixtures import free_port
-
-# The search suite's fixtures (a sibling conftest's fixtures are not visible here): the exported
-# bootstrap model, a fresh Edge folder per test, the active model row, and "send tasks to Redis".
-exported_bootstrap = search_fixtures.exported_bootstrap
-vector_store_path = search_fixtures.vector_store_path
-active_model = search_fixtures.active_model
-celery_over_redis = search_fixtures.celery_over_redis
 
 # Other suites use Redis DB 15 (the default) on the machine's Redis; this folder uses its own DB so
 # a concurrent run elsewhere cannot consume or flush our tasks.
@@ -143,7 +136,7 @@ def over_own_redis(own_redis: RedisServer, settings) -> Iterator[RedisServer]:
     previous = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
     settings.CELERY_TASK_ALWAYS_EAGER = False
     app.conf.update(task_always_eager=False, broker_url=own_redis.url)
-    search_fixtures._reset_pool()
+    model_fixtures._reset_pool()
     yield own_redis
     app.conf.update(**previous)
-    search_fixtures._reset_pool()
+    model_fixtures._reset_pool()

@@ -2,7 +2,7 @@
 
 Each must get the verdict the corpus declares (accepted, or a 4xx with its code), never a 5xx, and
 leave nothing behind when refused: no row, no unreferenced file under MEDIA_ROOT, no vector point.
-The model and the vector store are real (tests/search/conftest.py); nothing is mocked.
+The model and the vector store are real (tests/support/model_fixtures.py); nothing is mocked.
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ from catalog import services
 from catalog.models import IndexStatus, Product, ProductImage
 from search.runtime import vector_store
 from tests.fixtures.hostile import HOSTILE_MAX_UPLOAD_BYTES, Hostile, hostile_corpus
-
-# Imported, not redefined, so the search tests and these share one definition of the real model.
-from tests.search.conftest import active_model, exported_bootstrap, vector_store_path  # noqa: F401
 
 # Broken EXIF is part of the corpus; Pillow warning about it is the expected outcome.
 pytestmark = [pytest.mark.django_db, pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")]

@@ -26,9 +26,6 @@ from schemathesis.specs.openapi.checks import (
 
 from search.api.views import SearchAnonThrottle, SearchUserThrottle
 
-# Imported, not redefined, so these tests use the same real exported model as the search tests.
-from tests.search.conftest import active_model, exported_bootstrap, vector_store_path  # noqa: F401
-
 SCHEMA_PATH = "/api/v1/schema/?format=json"
 
 

@@ -21,9 +21,6 @@ from catalog import services
 from catalog.models import Product, ProductImage
 from tests.fixtures.images import image_bytes
 
-# Imported, not redefined: the SSRF tests search against the same real model as tests/search.
-from tests.search.conftest import active_model, exported_bootstrap, vector_store_path  # noqa: F401
-
 pytestmark = pytest.mark.django_db
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,98 @@
+"""Shared fixtures (a pytest plugin, see tests/conftest.py): a real exported model, a real embedded vector
+store, the active model row, and "send tasks to the machine's Redis" for worker tests.
+
+One definition for every suite, so the tiny model is exported once per session.
+
+The model is the platform's own bootstrap model (MobileNetV2-0.35 features, random weights, 32 px)
+exported once per session through ml.export; each test gets a fresh Qdrant Edge folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import redis
+
+from config.celery import app
+
+SEARCH_MODEL_VERSION = 7
+
+
+@pytest.fixture(scope="session")
+def exported_bootstrap(tmp_path_factory: pytest.TempPathFactory):
+    import keras
+
+    from ml.export import export_saved_model
+    from ml.model import build_embedding_model
+
+    keras.utils.set_random_seed(3)
+    model = build_embedding_model(
+        backbone="mobilenet_v2_035", weights=None, image_size=32, head=False, pooling="avg"
+    )
+    return export_saved_model(
+        model, tmp_path_factory.mktemp("search-models"), "lookalike", SEARCH_MODEL_VERSION
+    )
+
+
+@pytest.fixture
+def vector_store_path(settings, tmp_path: Path):
+    from search import runtime
+
+    runtime.reset_vector_store()
+    settings.VECTOR_STORE_PATH = tmp_path / "qdrant"
+    yield settings.VECTOR_STORE_PATH
+    runtime.reset_vector_store()
+
+
+@pytest.fixture
+def active_model(db, exported_bootstrap, vector_store_path, media_root):
+    from search.model_versions import model_activate, model_version_register
+    from search.models import ModelKind
+    from search.runtime import vector_store
+
+    record = model_version_register(
+        version=SEARCH_MODEL_VERSION,
+        kind=ModelKind.BOOTSTRAP,
+        backbone="mobilenet_v2_035",
+        embedding_dim=exported_bootstrap.embedding_dim,
+        image_size=exported_bootstrap.image_size,
+        export_path=str(exported_bootstrap.path),
+    )
+    vector_store().ensure_collection(record.collection, record.embedding_dim)
+    model_activate(record)
+    return record
+
+
+@pytest.fixture
+def broker_url(settings) -> str:
+    url = os.environ.get("CELERY_TEST_BROKER_URL", "redis://127.0.0.1:6379/15")
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail(f"Redis is not reachable at {url}; start it (see README) before the integration tests")
+    client.flushdb()
+    return url
+
+
+@pytest.fixture
+def celery_over_redis(broker_url, settings):
+    """Make this process send tasks to Redis instead of running them eagerly."""
+    previous = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.update(task_always_eager=False, broker_url=broker_url)
+    _reset_pool()
+    yield broker_url
+    app.conf.update(**previous)
+    _reset_pool()
+
+
+def _reset_pool() -> None:
+    # The producer pool was built for the previous broker URL; drop it so the next send reconnects.
+    from kombu import pools
+
+    pools.reset()  # kombu's process-wide pools, keyed by broker
+    app._pool = None
+    app.amqp._producer_pool = None
