@@ -33,6 +33,8 @@ def _metrics(model: Any, query: Any, gallery: Any, *, exclude_self: bool = False
     from ml.train import embed_images
 
     q = embed_images(model, query.images)
+    if exclude_self:  # leave-one-out within the query set (unseen products have no other gallery)
+        gallery = query
     g = q if exclude_self else embed_images(model, gallery.images)
     m = retrieval_metrics(q, query.labels, g, gallery.labels, ks=(1, 5, 10), exclude_self=exclude_self)
     return {k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in m.items()}
