@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 # Reuse the search tests' session-scoped export (a tiny real SavedModel) and per-test store folder.
-from tests.support.model_fixtures import SEARCH_MODEL_VERSION
+from tests.support.model_fixtures import activate_exported
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT_DIR = REPO / "var" / "e2e"  # git-ignored (var/)
@@ -91,21 +91,7 @@ def e2e_model(transactional_db, exported_bootstrap, vector_store_path):  # noqa:
     MEDIA_ROOT is deliberately left at the test settings' per-run folder: config.urls binds the media
     view's document_root when it is first imported, so a per-test MEDIA_ROOT would 404 the photos.
     """
-    from search.model_versions import model_activate, model_version_register
-    from search.models import ModelKind
-    from search.runtime import vector_store
-
-    record = model_version_register(
-        version=SEARCH_MODEL_VERSION,
-        kind=ModelKind.BOOTSTRAP,
-        backbone="mobilenet_v2_035",
-        embedding_dim=exported_bootstrap.embedding_dim,
-        image_size=exported_bootstrap.image_size,
-        export_path=str(exported_bootstrap.path),
-    )
-    vector_store().ensure_collection(record.collection, record.embedding_dim)
-    model_activate(record)
-    return record
+    return activate_exported(exported_bootstrap)
 
 
 @pytest.fixture

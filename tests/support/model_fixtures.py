@@ -46,8 +46,8 @@ def vector_store_path(settings, tmp_path: Path):
     runtime.reset_vector_store()
 
 
-@pytest.fixture
-def active_model(db, exported_bootstrap, vector_store_path, media_root):
+def activate_exported(exported):
+    """Register the exported tiny model as the active version, with its (empty) collection."""
     from search.model_versions import model_activate, model_version_register
     from search.models import ModelKind
     from search.runtime import vector_store
@@ -56,13 +56,18 @@ def active_model(db, exported_bootstrap, vector_store_path, media_root):
         version=SEARCH_MODEL_VERSION,
         kind=ModelKind.BOOTSTRAP,
         backbone="mobilenet_v2_035",
-        embedding_dim=exported_bootstrap.embedding_dim,
-        image_size=exported_bootstrap.image_size,
-        export_path=str(exported_bootstrap.path),
+        embedding_dim=exported.embedding_dim,
+        image_size=exported.image_size,
+        export_path=str(exported.path),
     )
     vector_store().ensure_collection(record.collection, record.embedding_dim)
     model_activate(record)
     return record
+
+
+@pytest.fixture
+def active_model(db, exported_bootstrap, vector_store_path, media_root):
+    return activate_exported(exported_bootstrap)
 
 
 @pytest.fixture
