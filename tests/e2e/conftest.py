@@ -85,7 +85,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture
-def e2e_model(transactional_db, exported_bootstrap, vector_store_path):  # noqa: F811
+def e2e_model(transactional_db, exported_bootstrap, vector_store_path):
     """The tiny bootstrap model registered and active, with an empty collection in a fresh store.
 
     MEDIA_ROOT is deliberately left at the test settings' per-run folder: config.urls binds the media
