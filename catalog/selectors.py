@@ -36,10 +36,6 @@ def product_get_by_sku(*, sku: str) -> Product | None:
     return Product.objects.filter(sku=sku).first()
 
 
-def products_by_ids(ids: Iterable[int]) -> dict[int, Product]:
-    return {p.pk: p for p in Product.objects.filter(pk__in=list(ids)).prefetch_related("images")}
-
-
 def primary_image(product: Product) -> ProductImage | None:
     images = list(product.images.all())
     return min(images, key=lambda i: (i.display_order, i.created_at)) if images else None

@@ -14,7 +14,7 @@ from django.utils import timezone
 from catalog import events
 from catalog.models import IndexStatus, Product, ProductImage
 from catalog.storage import delete_if_unreferenced, sha256_of, write_image
-from ml.preprocess import ImageInfo, ImageRejected, validate_image
+from ml.preprocess import ImageInfo, validate_image
 
 # Changing these changes what a filtered search must see, so the vector payloads follow them.
 PAYLOAD_FIELDS = frozenset({"sku", "category", "price", "in_stock"})
@@ -224,7 +224,3 @@ def product_images_reindex(*, product_ids: list[int]) -> int:
     )
     events.images_added(ids)
     return len(ids)
-
-
-def image_reject_to_catalog_error(exc: ImageRejected) -> CatalogError:
-    return CatalogError(exc.code, exc.message, "image")

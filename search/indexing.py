@@ -100,12 +100,18 @@ def index_images(
             return outcome
     store = vector_store()
     ok_images: list[ProductImage] = images
+    decoded: dict[int, tuple[list[ProductImage], np.ndarray]] = {}  # by input size: decode once per size
+    active_vectors: dict[str, np.ndarray] = {}
     for target in targets:
         embedder = embedder_for(target)
-        ok_images, pixels = _read_pixels(images, embedder.image_size, outcome)
+        if embedder.image_size not in decoded:
+            decoded[embedder.image_size] = _read_pixels(images, embedder.image_size, outcome)
+        ok_images, pixels = decoded[embedder.image_size]
         if not ok_images:
             break
         vectors = embedder.embed(pixels)
+        if active is not None and target.pk == active.pk:
+            active_vectors = {str(img.pk): vec for img, vec in zip(ok_images, vectors, strict=True)}
         store.ensure_collection(target.collection, target.embedding_dim)
         store.upsert(
             target.collection,
@@ -138,8 +144,8 @@ def index_images(
         updated_at=now,
     )
     outcome.indexed = [str(i) for i in indexed_ids]
-    if active is not None and any(t.pk == active.pk for t in targets):
-        flag_duplicates([i for i in ok_images if i.pk in set(indexed_ids)], active)
+    if active_vectors:
+        flag_duplicates([i for i in ok_images if i.pk in set(indexed_ids)], active, active_vectors)
     for image_id, error in outcome.failed.items():
         image = next(i for i in images if str(i.pk) == image_id)
         ProductImage.objects.filter(pk=image_id).update(
@@ -211,17 +217,17 @@ def due_for_sweep(now=None, *, include_fresh: bool = False) -> list[str]:
     return [str(pk) for pk in due.values_list("pk", flat=True)[:5000]]
 
 
-def flag_duplicates(images: list[ProductImage], model) -> int:
+def flag_duplicates(images: list[ProductImage], model, vectors: dict[str, np.ndarray]) -> int:
     """Mark a product "possible duplicate of" another whose image is nearly identical to one of its own.
 
+    ``vectors`` are the images' embeddings just computed by ``model`` (no read-back from the store).
     One extra nearest-neighbour query per newly indexed image (a few ms with exact search at 10k points).
     """
     threshold = settings.DUPLICATE_SCORE_THRESHOLD
     store = vector_store()
     flagged = 0
-    vectors = store.retrieve(model.collection, [str(i.pk) for i in images], with_vectors=True)
     for image in images:
-        vector = vectors.get(str(image.pk), (None, None))[0]
+        vector = vectors.get(str(image.pk))
         if vector is None:
             continue
         hits = store.search(
