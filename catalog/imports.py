@@ -53,6 +53,13 @@ class ImportReport:
     images_existing: int = 0
     errors: list[LineError] = field(default_factory=list)
 
+    def add_counts(self, other: ImportReport) -> None:
+        self.products_created += other.products_created
+        self.products_updated += other.products_updated
+        self.products_unchanged += other.products_unchanged
+        self.images_added += other.images_added
+        self.images_existing += other.images_existing
+
     @property
     def ok_lines(self) -> int:
         return self.lines - len(self.errors)
@@ -184,31 +191,13 @@ def import_manifest(path: Path, *, on_line: Callable[[], None] | None = None) ->
             sku = row["sku"]
             images = _load_images(row, base)
             written = [path_for(sha256_of(data), info.format) for _, data, info in images]
-            counts_before = (
-                report.products_created,
-                report.products_updated,
-                report.products_unchanged,
-                report.images_added,
-                report.images_existing,
-            )
-            try:
-                with transaction.atomic():
-                    _import_line(row, images, report)
-            except BaseException:
-                (
-                    report.products_created,
-                    report.products_updated,
-                    report.products_unchanged,
-                    report.images_added,
-                    report.images_existing,
-                ) = counts_before
-                raise
+            line = ImportReport()  # counted apart, and added only once the line has committed
+            with transaction.atomic():
+                _import_line(row, images, line)
+            report.add_counts(line)
         except LineRejected as exc:
             report.errors.append(LineError(number, exc.code, exc.message, sku))
-        except services.CatalogError as exc:
-            report.errors.append(LineError(number, exc.code, exc.message, sku))
-            _release(written)
-        except ImageRejected as exc:
+        except (services.CatalogError, ImageRejected) as exc:
             report.errors.append(LineError(number, exc.code, exc.message, sku))
             _release(written)
         except Exception:
