@@ -199,10 +199,7 @@ def rollback() -> RollbackResult:
     )
     if previous is None or not store.collection_exists(previous.collection):
         raise ReindexError("No previous model with a kept collection to roll back to.")
-    model_versions.model_activate(previous)
-    ProductImage.objects.filter(index_status=IndexStatus.INDEXED).update(
-        indexed_model_version=str(previous.version)
-    )
+    promote(previous)
     missing = missing_points(previous)
     if missing:
         ProductImage.objects.filter(pk__in=missing).update(index_status=IndexStatus.PENDING)
