@@ -143,7 +143,7 @@ class ProductAdmin(admin.ModelAdmin):
             outcome = searching.search(searching.SearchQuery(product_id=int(object_id), limit=8))
         except (searching.SearchError, ValueError) as exc:
             return {"similar": [], "similar_problem": getattr(exc, "message", str(exc))}
-        return {"similar": [searching.describe_hit(h, request.build_absolute_uri) for h in outcome.hits]}
+        return {"similar": searching.describe_hits(outcome.hits, request)}
 
     @admin.action(description="Re-index the selected products' images")
     def reindex_selected(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:

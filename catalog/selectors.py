@@ -48,8 +48,34 @@ def image_get(*, image_id: UUID | str) -> ProductImage | None:
         return None
 
 
-def images_by_ids(ids: Iterable[UUID | str]) -> QuerySet[ProductImage]:
-    return ProductImage.objects.select_related("product").filter(pk__in=list(ids))
+# What a search result shows of an image and its product, read as plain values: building model
+# instances for a dozen hits cost more than the query itself (bench/query.py).
+CARD_FIELDS = (
+    "id",
+    "file",
+    "product_id",
+    "product__sku",
+    "product__title",
+    "product__category",
+    "product__price",
+    "product__currency",
+    "product__in_stock",
+)
+
+
+def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
+    """``{image id: {field: value}}`` (``CARD_FIELDS``) for the images that still exist, in one query."""
+    rows = ProductImage.objects.filter(pk__in=list(ids)).values_list(*CARD_FIELDS)
+    return {str(row[0]): dict(zip(CARD_FIELDS, row, strict=True)) for row in rows}
+
+
+def product_image_ids(*, product_id: int) -> list[str] | None:
+    """The product's image ids, ``[]`` for a product without images, ``None`` for no such product."""
+    rows = Product.objects.filter(pk=product_id).values_list("images__id", flat=True)
+    ids = list(rows)
+    if not ids:
+        return None
+    return [str(i) for i in ids if i is not None]
 
 
 def image_list(*, product_id: int | None = None, status: str | None = None) -> QuerySet[ProductImage]:

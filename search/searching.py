@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.files.storage import Storage
+from django.http import HttpRequest
 
 from catalog import selectors as catalog_selectors
-from catalog.models import Product, ProductImage
+from catalog.models import ProductImage
 from ml.preprocess import ImageRejected, preprocess
 from ml.serving import EmbedderError
 from search import model_versions
@@ -45,8 +48,7 @@ class SearchQuery:
 class SearchHit:
     score: float
     image_id: str
-    product: Product
-    image: ProductImage
+    card: dict[str, Any]  # catalog_selectors.CARD_FIELDS of the matched image and its product
 
 
 @dataclass
@@ -92,12 +94,11 @@ def _query_vector(query: SearchQuery, model, timings: dict[str, float]) -> tuple
     timings["decode"] = 0.0
     start = time.perf_counter()
     if query.product_id is not None:
-        product = catalog_selectors.product_get(product_id=query.product_id)
-        if product is None:
+        image_ids = catalog_selectors.product_image_ids(product_id=query.product_id)
+        if image_ids is None:
             raise SearchError(
                 404, "product_not_found", f"No product with id {query.product_id}.", "product_id"
             )
-        image_ids = [str(i.pk) for i in product.images.all()]
         vectors = _stored_vectors(model.collection, image_ids) if image_ids else []
         if not vectors:
             raise SearchError(
@@ -105,7 +106,7 @@ def _query_vector(query: SearchQuery, model, timings: dict[str, float]) -> tuple
             )
         # The product's look is the mean of its photos' directions; cosine ignores the length.
         vector = np.mean(np.stack(vectors), axis=0)
-        exclude = [product.pk]
+        exclude = [query.product_id]
     else:
         image = catalog_selectors.image_get(image_id=query.image_id)
         if image is None:
@@ -143,36 +144,47 @@ def search(query: SearchQuery) -> SearchOutcome:
         raise SearchError(503, "index_unavailable", f"The vector index is unavailable: {exc}") from exc
     start = time.perf_counter()
     # One query: each hit's matched image with its product (the image shown is the one that matched).
-    images = {str(i.pk): i for i in catalog_selectors.images_by_ids(h.image_id for h in hits)}
+    # The catalog, not the vector payload, is the truth for what is shown: a title or price edited a
+    # moment ago shows at once, and a product deleted a moment ago is not shown at all.
+    cards = catalog_selectors.image_cards(h.image_id for h in hits)
     results = [
-        SearchHit(
-            score=float(h.score),
-            image_id=h.image_id,
-            product=images[h.image_id].product,
-            image=images[h.image_id],
-        )
+        SearchHit(score=float(h.score), image_id=h.image_id, card=cards[h.image_id])
         for h in hits
-        if h.image_id in images  # an image or product deleted a moment ago is not shown
+        if h.image_id in cards
     ]
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)
     return SearchOutcome(model_version=model.version, hits=results, timings_ms=timings)
 
 
-def describe_hit(hit: SearchHit, build_url: Any) -> dict[str, Any]:
-    product, matched = hit.product, hit.image
+def url_builder(request: HttpRequest) -> Callable[[str], str]:
+    """Absolute URLs for paths on this site, with the host validated once per request, not per hit."""
+    origin = request.build_absolute_uri("/")[:-1]
+    return lambda path: path if "://" in path else origin + path
+
+
+def describe_hit(hit: SearchHit, build_url: Callable[[str], str], storage: Storage) -> dict[str, Any]:
+    card = hit.card
+    price = card["product__price"]
     return {
         "score": round(hit.score, 5),
         "image_id": hit.image_id,
         "product": {
-            "id": product.pk,
-            "sku": product.sku,
-            "title": product.title,
-            "category": product.category,
-            "price": float(product.price) if product.price is not None else None,
-            "currency": product.currency,
-            "in_stock": product.in_stock,
-            "url": build_url(f"/products/{product.pk}/"),
-            "image_url": build_url(matched.file.url) if matched else None,
+            "id": card["product_id"],
+            "sku": card["product__sku"],
+            "title": card["product__title"],
+            "category": card["product__category"],
+            "price": float(price) if price is not None else None,
+            "currency": card["product__currency"],
+            "in_stock": card["product__in_stock"],
+            "url": build_url(f"/products/{card['product_id']}/"),
+            "image_url": build_url(storage.url(card["file"])) if card["file"] else None,
         },
     }
+
+
+def describe_hits(hits: list[SearchHit], request: HttpRequest) -> list[dict[str, Any]]:
+    """The public shape of each hit (the API's ``results``; the pages render the same dicts)."""
+    build_url = url_builder(request)
+    storage = ProductImage._meta.get_field("file").storage
+    return [describe_hit(h, build_url, storage) for h in hits]

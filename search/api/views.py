@@ -86,6 +86,6 @@ class SearchApi(APIView):
         body = {
             "model_version": outcome.model_version,
             "timings_ms": outcome.timings_ms,
-            "results": [searching.describe_hit(h, request.build_absolute_uri) for h in outcome.hits],
+            "results": searching.describe_hits(outcome.hits, request),
         }
         return Response(body)

@@ -20,7 +20,7 @@ def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
     similar, problem = [], None
     try:
         outcome = searching.search(searching.SearchQuery(product_id=product.pk, limit=12))
-        similar = [searching.describe_hit(h, request.build_absolute_uri) for h in outcome.hits]
+        similar = searching.describe_hits(outcome.hits, request)
     except searching.SearchError as exc:
         problem = exc.message
     return render(

@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog import services
-from catalog.models import IndexStatus, ProductImage
+from catalog.models import IndexStatus, Product, ProductImage
 from search.runtime import vector_store
 from tests.fixtures.images import image_bytes, png_header_with_size, truncated_jpeg
 
@@ -48,9 +48,29 @@ def test_a_photo_finds_its_product_first(api_client, indexed_catalog, active_mod
     scores = [r["score"] for r in body["results"]]
     assert scores == sorted(scores, reverse=True)
     product = body["results"][0]["product"]
-    assert product["url"].endswith(f"/products/{product['id']}/") and product["image_url"].startswith(
-        "http://"
-    )
+    assert product["url"] == f"http://testserver/products/{product['id']}/"
+    stored = ProductImage.objects.select_related("product").get(pk=body["results"][0]["image_id"])
+    assert product["image_url"] == f"http://testserver{stored.file.url}"
+    row = stored.product
+    assert product == {
+        "id": row.pk,
+        "sku": row.sku,
+        "title": row.title,
+        "category": row.category,
+        "price": float(row.price) if row.price is not None else None,
+        "currency": row.currency,
+        "in_stock": row.in_stock,
+        "url": product["url"],
+        "image_url": product["image_url"],
+    }
+
+
+def test_results_show_the_catalog_as_it_is_now(api_client, indexed_catalog) -> None:
+    # The index's payload may lag a moment behind an edit; what a result shows is read from the catalog.
+    products, photos = indexed_catalog
+    Product.objects.filter(pk=products["GRN-1"].pk).update(title="Renamed just now")  # no payload sync
+    hit = _search(api_client, image=_photo(photos["GRN-1"]), limit=1).json()["results"][0]
+    assert hit["product"]["title"] == "Renamed just now"
 
 
 def test_one_result_per_product(api_client, indexed_catalog, django_capture_on_commit_callbacks) -> None:
@@ -165,6 +185,11 @@ def test_oversized_image(api_client, active_model, settings) -> None:
 def test_unknown_product_and_image(api_client, active_model) -> None:
     _error(_search(api_client, product_id=999999), 404, "product_not_found")
     _error(_search(api_client, image_id="6f1c1e7e-2f0a-4d5e-9a53-1f2d3c4b5a69"), 404, "image_not_found")
+
+
+def test_product_without_images_is_not_indexed(api_client, active_model) -> None:
+    product = services.product_create(sku="BARE", title="no photos yet")
+    _error(_search(api_client, product_id=product.pk), 409, "not_indexed")
 
 
 def test_not_indexed_yet(api_client, active_model) -> None:
