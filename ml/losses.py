@@ -3,7 +3,8 @@
 All take ``y_true`` = integer product labels [B] (or [B, 1]) and ``y_pred`` = embeddings [B, D]
 that are already L2-normalised (the model does it), and return one loss per anchor [B], so Keras'
 usual reduction (mean over the batch) applies. Every pair in the batch is used: with P x K batches
-(see ml.sampler) each anchor has K-1 positives and (P-1)K negatives.
+(see ml.sampler) each anchor has K-1 positives and (P-1)K negatives. The exception is the
+proxy-based ``ProxyAnchorLoss``, which takes similarities to class proxies instead (ml.proxies).
 Written with ``keras.ops`` only so they run on any Keras backend.
 """
 
@@ -134,11 +135,59 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
         return config
 
 
+@keras.saving.register_keras_serializable(package="lookalike")
+class ProxyAnchorLoss(keras.losses.Loss):
+    """Proxy-Anchor loss (Kim et al., CVPR 2020) on similarities to class proxies.
+
+    Unlike the losses above, ``y_pred`` is [B, C]: each embedding's cosine similarity to every
+    product's proxy (see ml.proxies.ProxySimilarity). Each proxy is an anchor: it pulls the batch's
+    images of its product (over the proxies that have any) and pushes every other image, with the
+    soft-plus over the sum weighting hard examples most:
+
+        1/|P+| sum_{p in P+} log(1 + sum_{x in X_p+} exp(-alpha (s(x,p) - delta)))
+      + 1/|P|  sum_{p in P}  log(1 + sum_{x in X_p-} exp( alpha (s(x,p) + delta)))
+
+    The value is one number for the batch; it is returned once per sample so the usual mean applies.
+    """
+
+    uses_proxies = True
+
+    def __init__(
+        self, alpha: float = 32.0, delta: float = 0.1, name: str = "proxy_anchor", **kwargs: Any
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        self.alpha = float(alpha)
+        self.delta = float(delta)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        sim = ops.cast(y_pred, "float32")
+        num_classes = ops.shape(sim)[1]
+        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        onehot = ops.one_hot(labels, num_classes, dtype="float32")
+        pos_sum = ops.sum(ops.exp(-self.alpha * (sim - self.delta)) * onehot, axis=0)
+        neg_sum = ops.sum(ops.exp(self.alpha * (sim + self.delta)) * (1.0 - onehot), axis=0)
+        has_pos = ops.cast(ops.greater(ops.sum(onehot, axis=0), 0.0), "float32")
+        pos_term = ops.sum(ops.log1p(pos_sum) * has_pos) / ops.maximum(ops.sum(has_pos), 1.0)
+        neg_term = ops.sum(ops.log1p(neg_sum)) / ops.cast(num_classes, "float32")
+        return ops.ones_like(ops.cast(labels, "float32")) * (pos_term + neg_term)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"alpha": self.alpha, "delta": self.delta})
+        return config
+
+
 LOSSES: dict[str, type[keras.losses.Loss]] = {
     "contrastive": ContrastiveLoss,
     "multi_similarity": MultiSimilarityLoss,
     "supcon": SupervisedContrastiveLoss,
+    "proxy_anchor": ProxyAnchorLoss,
 }
+
+
+def uses_proxies(name: str) -> bool:
+    """Whether the loss compares embeddings with class proxies ([B, C] input) rather than each other."""
+    return bool(getattr(LOSSES.get(name), "uses_proxies", False))
 
 
 def get_loss(name: str, **kwargs: Any) -> keras.losses.Loss:

@@ -40,8 +40,9 @@ from ml.data import (
     split_items,
 )
 from ml.evaluate import retrieval_metrics
-from ml.losses import LOSSES, get_loss
+from ml.losses import LOSSES, get_loss, uses_proxies
 from ml.model import build_embedding_model, freeze_backbone, unfreeze_top_layers
+from ml.proxies import PROXY_LAYER, build_training_model, class_centroids
 from ml.sampler import PKSampler
 
 MODEL_FILENAME = "model.keras"
@@ -131,6 +132,7 @@ class RecallEarlyStopping(keras.callbacks.Callback):
 
     def __init__(
         self,
+        embedder: keras.Model,
         val: DecodedImages,
         gallery: DecodedImages | None,
         *,
@@ -139,6 +141,8 @@ class RecallEarlyStopping(keras.callbacks.Callback):
         verbose: bool = True,
     ) -> None:
         super().__init__()
+        # The model being fitted may wrap the embedder (proxy losses); only the embedder is scored and kept.
+        self.embedder = embedder
         self.val = val
         self.gallery = gallery
         self.patience = patience
@@ -154,13 +158,13 @@ class RecallEarlyStopping(keras.callbacks.Callback):
         self.wait = 0
 
     def score(self) -> float:
-        query = embed_images(self.model, self.val.images)
+        query = embed_images(self.embedder, self.val.images)
         if self.gallery is None:  # unseen products: leave-one-out within validation
             metrics = retrieval_metrics(
                 query, self.val.labels, query, self.val.labels, ks=(1,), exclude_self=True
             )
         else:
-            gallery = embed_images(self.model, self.gallery.images)
+            gallery = embed_images(self.embedder, self.gallery.images)
             metrics = retrieval_metrics(query, self.val.labels, gallery, self.gallery.labels, ks=(1,))
         recall = float(metrics["recall@1"])
         return 0.0 if np.isnan(recall) else recall
@@ -173,9 +177,9 @@ class RecallEarlyStopping(keras.callbacks.Callback):
         improved = recall > self.best
         if improved:
             self.best, self.best_epoch, self.wait = recall, self.global_epoch, 0
-            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+            self.best_weights = [np.array(w) for w in self.embedder.get_weights()]
             if self.checkpoint_path is not None:
-                self.model.save(self.checkpoint_path)
+                self.embedder.save(self.checkpoint_path)
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -186,7 +190,7 @@ class RecallEarlyStopping(keras.callbacks.Callback):
 
     def restore_best(self) -> None:
         if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+            self.embedder.set_weights(self.best_weights)
 
 
 def _gallery_subset(train: DecodedImages, max_images: int, seed: int) -> DecodedImages:
@@ -271,7 +275,18 @@ def train(
         workers=config.workers,
         use_multiprocessing=False,
     )
+    fit_model = model
+    if uses_proxies(config.loss):
+        fit_model = build_training_model(model, num_classes=len(train_set.label_names))
+        # Proxies start at their products' mean embedding under the initial model rather than at
+        # random: the first steps then refine a sensible layout instead of discovering one.
+        sample = _gallery_subset(train_set, config.val_gallery_max, config.seed)
+        centroids = class_centroids(
+            embed_images(model, sample.images), sample.labels, len(train_set.label_names)
+        )
+        fit_model.get_layer(PROXY_LAYER).set_proxies(centroids)
     tracker = RecallEarlyStopping(
+        model,
         val_set,
         gallery,
         patience=config.patience,
@@ -287,7 +302,7 @@ def train(
         if epochs <= 0:
             return
         tracker.start_phase()
-        model.compile(
+        fit_model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=get_loss(config.loss, **config.loss_kwargs),
         )
@@ -296,7 +311,7 @@ def train(
                 f"phase {phase}: {epochs} epochs x {len(sampler)} steps of {sampler.batch_size} images",
                 flush=True,
             )
-        fit = model.fit(sampler, epochs=epochs, callbacks=[tracker], verbose=verbose)
+        fit = fit_model.fit(sampler, epochs=epochs, callbacks=[tracker], verbose=verbose)
         for i in range(len(fit.history.get("loss", []))):
             history.append({"phase": phase, **{k: float(v[i]) for k, v in fit.history.items()}})
 

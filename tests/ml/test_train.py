@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ml.data import decode_items
-from ml.losses import MultiSimilarityLoss
+from ml.losses import MultiSimilarityLoss, get_loss
 from ml.model import build_embedding_model
 from ml.sampler import PKSampler
 from ml.train import TrainConfig, main, train
@@ -29,12 +29,14 @@ def test_a_few_training_steps_lower_the_loss(product_photos):
     assert after < before
 
 
-def test_train_writes_a_loadable_model_and_a_summary(product_photos, tmp_path):
+@pytest.mark.parametrize("loss", ["multi_similarity", "proxy_anchor"])
+def test_train_writes_a_loadable_model_and_a_summary(product_photos, tmp_path, loss):
     _, items = product_photos
     val = [items[i] for i in (0, 5, 10, 15)]
     train_items = [it for it in items if it not in val]
     config = TrainConfig(
         weights=None,
+        loss=loss,
         pooling="avg",
         image_size=SIZE,
         embedding_dim=8,
@@ -52,7 +54,9 @@ def test_train_writes_a_loadable_model_and_a_summary(product_photos, tmp_path):
     assert result.num_products == 4 and result.num_train_images == len(train_items)
     model = keras.saving.load_model(result.model_path)
     out = np.asarray(model.predict_on_batch(np.zeros((2, SIZE, SIZE, 3), "float32")))
+    # The saved model is the embedding model alone, also when training added class proxies.
     assert out.shape == (2, 8)
+    assert all("proxies" not in layer.name for layer in model.layers)
     saved = json.loads((tmp_path / "run" / "train_result.json").read_text())
     assert saved["model_path"] == result.model_path
 
@@ -89,3 +93,26 @@ def test_cli_rejects_an_empty_manifest(tmp_path, capsys, content):
     empty = tmp_path / "empty.jsonl"
     empty.write_text(content)
     assert "empty" in _cli_error(capsys, ["--manifest", str(empty), "--output", str(tmp_path)])
+
+
+def test_proxy_training_steps_lower_the_loss(product_photos):
+    from ml.proxies import PROXY_LAYER, build_training_model, class_centroids
+
+    _, items = product_photos
+    keras.utils.set_random_seed(0)
+    data = decode_items(items, SIZE)
+    model = build_embedding_model(weights=None, image_size=SIZE, embedding_dim=16, pooling="avg")
+    trainer = build_training_model(model, num_classes=data.num_products)
+    centroids = class_centroids(
+        np.asarray(model.predict_on_batch(data.images.astype("float32"))), data.labels, 4
+    )
+    trainer.get_layer(PROXY_LAYER).set_proxies(centroids)
+    loss = get_loss("proxy_anchor")
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    x, y = data.images.astype("float32"), data.labels
+    before = float(keras.ops.convert_to_numpy(loss(y, trainer.predict_on_batch(x))))
+    trainer.fit(x, y, batch_size=len(y), epochs=10, verbose=0, shuffle=False)
+    after = float(keras.ops.convert_to_numpy(loss(y, trainer.predict_on_batch(x))))
+    assert after < before
+    # Training moved the shared embedding weights, not only the proxies.
+    assert trainer.get_layer(model.name) is model
