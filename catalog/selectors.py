@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
+from django.db import connection
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from catalog.models import IndexStatus, Product, ProductImage
@@ -48,8 +49,10 @@ def image_get(*, image_id: UUID | str) -> ProductImage | None:
         return None
 
 
-# What a search result shows of an image and its product, read as plain values: building model
-# instances for a dozen hits cost more than the query itself (bench/query.py).
+# What a search result shows of an image and its product. Search reads these for every query, so
+# they are read with one hand-written SQL statement: through the ORM the same query cost 1.4 ms on
+# SQLite (0.6 ms compiling it, the rest building and converting rows), by hand 0.15 ms
+# (bench/query.py; the query plan is two primary-key lookups either way).
 CARD_FIELDS = (
     "id",
     "file",
@@ -63,19 +66,60 @@ CARD_FIELDS = (
 )
 
 
+def _tables() -> tuple[str, str]:
+    quote = connection.ops.quote_name
+    return quote(ProductImage._meta.db_table), quote(Product._meta.db_table)
+
+
 def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
-    """``{image id: {field: value}}`` (``CARD_FIELDS``) for the images that still exist, in one query."""
-    rows = ProductImage.objects.filter(pk__in=list(ids)).values_list(*CARD_FIELDS)
-    return {str(row[0]): dict(zip(CARD_FIELDS, row, strict=True)) for row in rows}
+    """``{image id: {field: value}}`` (``CARD_FIELDS``) for the images that still exist, in one query.
+
+    Values are plain: ``price`` a float or None, ``in_stock`` a bool, ids as strings. Ids that are not
+    UUIDs match nothing.
+    """
+    keys = []
+    for raw in ids:
+        try:
+            keys.append(UUID(str(raw)))
+        except ValueError:
+            continue
+    if not keys:
+        return {}
+    image_table, product_table = _tables()
+    prep = ProductImage._meta.pk.get_db_prep_value
+    sql = (
+        f"SELECT i.id, i.file, i.product_id, p.sku, p.title, p.category, p.price, p.currency, p.in_stock "
+        f"FROM {image_table} i JOIN {product_table} p ON p.id = i.product_id "
+        f"WHERE i.id IN ({', '.join(['%s'] * len(keys))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [prep(k, connection) for k in keys])
+        rows = cursor.fetchall()
+    cards = {}
+    for row in rows:
+        card = dict(zip(CARD_FIELDS, row, strict=True))
+        card["id"] = str(UUID(str(card["id"])))  # SQLite gives hex, PostgreSQL a UUID
+        price = card["product__price"]
+        card["product__price"] = float(price) if price is not None else None
+        card["product__in_stock"] = bool(card["product__in_stock"])
+        cards[card["id"]] = card
+    return cards
 
 
 def product_image_ids(*, product_id: int) -> list[str] | None:
     """The product's image ids, ``[]`` for a product without images, ``None`` for no such product."""
-    rows = Product.objects.filter(pk=product_id).values_list("images__id", flat=True)
-    ids = list(rows)
-    if not ids:
+    if not 0 < product_id < 2**63:  # beyond any primary key; SQLite would raise instead of missing
         return None
-    return [str(i) for i in ids if i is not None]
+    image_table, product_table = _tables()
+    sql = (
+        f"SELECT i.id FROM {product_table} p LEFT JOIN {image_table} i ON i.product_id = p.id WHERE p.id = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [int(product_id)])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    return [str(UUID(str(r[0]))) for r in rows if r[0] is not None]
 
 
 def image_list(*, product_id: int | None = None, status: str | None = None) -> QuerySet[ProductImage]:

@@ -165,7 +165,6 @@ def url_builder(request: HttpRequest) -> Callable[[str], str]:
 
 def describe_hit(hit: SearchHit, build_url: Callable[[str], str], storage: Storage) -> dict[str, Any]:
     card = hit.card
-    price = card["product__price"]
     return {
         "score": round(hit.score, 5),
         "image_id": hit.image_id,
@@ -174,7 +173,7 @@ def describe_hit(hit: SearchHit, build_url: Callable[[str], str], storage: Stora
             "sku": card["product__sku"],
             "title": card["product__title"],
             "category": card["product__category"],
-            "price": float(price) if price is not None else None,
+            "price": card["product__price"],
             "currency": card["product__currency"],
             "in_stock": card["product__in_stock"],
             "url": build_url(f"/products/{card['product_id']}/"),

@@ -184,6 +184,7 @@ def test_oversized_image(api_client, active_model, settings) -> None:
 
 def test_unknown_product_and_image(api_client, active_model) -> None:
     _error(_search(api_client, product_id=999999), 404, "product_not_found")
+    _error(_search(api_client, product_id=2**70), 404, "product_not_found")  # past any bigint
     _error(_search(api_client, image_id="6f1c1e7e-2f0a-4d5e-9a53-1f2d3c4b5a69"), 404, "image_not_found")
 
 
