@@ -5,9 +5,12 @@
 
 What it measures, per catalog size:
   * POST /api/v1/search/ with a real photo (a Grocery Store test-split JPEG), with and without filters,
-    and with a product_id ("more like this"), through Django's test Client in this process: the whole
-    Django stack (middleware, DRF parsing and throttling, the search service, catalog reads, JSON)
-    but no HTTP server or socket. Client-side wall time plus the API's own ``timings_ms``.
+    and with a product_id ("more like this"), handed to Django's WSGI application in this process the
+    way gunicorn hands it a parsed request: the whole Django stack (middleware, DRF parsing and
+    throttling, the search service, catalog reads, JSON) but no HTTP server or socket. The multipart
+    body is encoded before the clock starts (a client's work). Wall time plus the API's own
+    ``timings_ms``. ``--via testclient`` uses Django's test Client instead, which also times its own
+    request building and bookkeeping.
   * The same queries' bare steps, in the same run and interleaved query by query (so load from other
     processes hits both alike): ``ml.preprocess.preprocess`` on the bytes, ``LocalEmbedder.embed`` on
     the pixels, ``store.search`` (grouped by product, as the API asks) on the vector.
@@ -199,8 +202,79 @@ def _grow_synthetic(
     }
 
 
+class WsgiCaller:
+    """Hands requests to Django's WSGI application in this process, as a WSGI server would.
+
+    The request body (multipart encoding of the photo) is built before the clock starts: that is the
+    client's work, done on the shopper's device. Timed: the WSGI call, Django's middleware, DRF,
+    the search, and reading the whole response body.
+    """
+
+    def __init__(self) -> None:
+        from django.core.handlers.wsgi import WSGIHandler
+
+        self.app = WSGIHandler()
+
+    @staticmethod
+    def prepare(path: str, data: dict[str, Any]) -> dict[str, Any]:
+        from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+        body = encode_multipart(BOUNDARY, data)
+        return {
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": path,
+            "SCRIPT_NAME": "",
+            "QUERY_STRING": "",
+            "CONTENT_TYPE": MULTIPART_CONTENT,
+            "CONTENT_LENGTH": str(len(body)),
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "wsgi.errors": sys.stderr,
+            "_body": body,
+        }
+
+    def post(self, prepared: dict[str, Any]) -> tuple[int, bytes]:
+        import io
+
+        environ = dict(prepared)
+        environ["wsgi.input"] = io.BytesIO(environ.pop("_body"))
+        status: list[str] = []
+        response = self.app(environ, lambda s, headers, exc_info=None: status.append(s))
+        try:
+            content = b"".join(response)
+        finally:
+            close = getattr(response, "close", None)
+            if close is not None:
+                close()
+        return int(status[0].split()[0]), content
+
+
+class TestClientCaller:
+    """Django's test Client: also times building the multipart body and the client's bookkeeping."""
+
+    def __init__(self) -> None:
+        from django.test import Client
+
+        self.client = Client()
+
+    @staticmethod
+    def prepare(path: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return path, data
+
+    def post(self, prepared: tuple[str, dict[str, Any]]) -> tuple[int, bytes]:
+        response = self.client.post(*prepared)
+        return response.status_code, response.content
+
+
 def _measure(
-    client: Any,
+    caller: Any,
     queries: list[bytes],
     product_ids: list[int],
     model: Any,
@@ -223,14 +297,15 @@ def _measure(
         series.setdefault(key, []).append(value)
 
     def api(data: dict[str, Any], prefix: str, keep: bool) -> dict[str, Any]:
+        prepared = caller.prepare("/api/v1/search/", data)
         t0 = time.perf_counter()
-        response = client.post("/api/v1/search/", data)
+        status, content = caller.post(prepared)
         wall = _ms(t0)
-        if response.status_code != 200:
-            raise SystemExit(f"search answered {response.status_code}: {response.content[:300]!r}")
-        body = response.json()
+        if status != 200:
+            raise SystemExit(f"search answered {status}: {content[:300]!r}")
+        body = json.loads(content)
         if keep:
-            add(f"{prefix}.client_wall", wall)
+            add(f"{prefix}.wall", wall)
             for step, ms in body["timings_ms"].items():
                 add(f"{prefix}.{step}", ms)
             add(f"{prefix}.framework", wall - body["timings_ms"]["total"])
@@ -304,7 +379,7 @@ def _overheads(m: dict[str, Any]) -> dict[str, float]:
         ("api_image_filtered", "bare_image_filtered"),
         ("api_product", "bare_product"),
     ):
-        out[api] = round(m[f"{api}.client_wall"]["p50"] / m[f"{bare}.total"]["p50"] - 1, 3)
+        out[api] = round(m[f"{api}.wall"]["p50"] / m[f"{bare}.total"]["p50"] - 1, 3)
     return out
 
 
@@ -321,8 +396,8 @@ def _table(report: dict[str, Any]) -> str:
             ("api_product", "bare_product", "product_id"),
         ):
             rows.append(
-                f"{res['points']:>8} {label:<17} {m[api + '.client_wall']['p50']:>8.1f} "
-                f"{m[api + '.client_wall']['p95']:>8.1f} {m[api + '.decode']['p50']:>7.1f} "
+                f"{res['points']:>8} {label:<17} {m[api + '.wall']['p50']:>8.1f} "
+                f"{m[api + '.wall']['p95']:>8.1f} {m[api + '.decode']['p50']:>7.1f} "
                 f"{m[api + '.embed']['p50']:>7.1f} {m[api + '.search']['p50']:>7.1f} "
                 f"{m[api + '.catalog']['p50']:>8.1f} {m[api + '.unstepped']['p50']:>6.1f} "
                 f"{m[api + '.framework']['p50']:>7.1f} "
@@ -342,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=150, help="measured queries per size (plus warm-up)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "query.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--via",
+        choices=["wsgi", "testclient"],
+        default="wsgi",
+        help="wsgi: call the WSGI application with a prepared request (default); testclient: Django's test Client",
+    )
     args = parser.parse_args(argv)
 
     test_dir = args.data / "dataset" / "test"
@@ -359,8 +440,6 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-query-", dir=args.out.parent) as tmp:
         _setup_django(Path(tmp))
-        from django.test import Client
-
         from search.model_versions import bootstrap_model_ensure
         from search.runtime import reset, vector_store
 
@@ -379,7 +458,10 @@ def main(argv: list[str] | None = None) -> int:
             "python": sys.version.split()[0],
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-            "client": "django.test.Client in-process (full Django/DRF stack, no HTTP server or socket)",
+            "via": args.via,
+            "caller": (WsgiCaller if args.via == "wsgi" else TestClientCaller)
+            .__doc__.strip()
+            .splitlines()[0],
             "model": {
                 "version": model.version,
                 "backbone": model.backbone,
@@ -393,14 +475,14 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": WARMUP,
             "results": [],
         }
-        client = Client()
+        caller = WsgiCaller() if args.via == "wsgi" else TestClientCaller()
         for n in sorted(args.sizes):
             t0 = time.perf_counter()
             grow = _grow_synthetic(n, centres, model.version, model.collection, rng)
             from catalog.models import Product
 
             product_ids = list(Product.objects.values_list("pk", flat=True))
-            measured = _measure(client, queries, product_ids, model, rng)
+            measured = _measure(caller, queries, product_ids, model, rng)
             res = {
                 "points": n,
                 "products": len(product_ids),
@@ -411,8 +493,8 @@ def main(argv: list[str] | None = None) -> int:
             }
             report["results"].append(res)
             print(
-                f"{n:>7} images: API image p50 {measured['api_image.client_wall']['p50']} ms "
-                f"p95 {measured['api_image.client_wall']['p95']} ms (built in {grow})",
+                f"{n:>7} images: API image p50 {measured['api_image.wall']['p50']} ms "
+                f"p95 {measured['api_image.wall']['p95']} ms (built in {grow})",
                 flush=True,
             )
         report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -422,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(_table(report))
     print(
-        f"\nms; API = client wall time; decode/embed/search/catalog = the API's timings_ms; other = service total minus its steps (active-model lookup); django = wall "
+        f"\nms; API = wall time of the request ({args.via}); decode/embed/search/catalog = the API's timings_ms; other = service total minus its steps (active-model lookup); django = wall "
         f"minus the service's total; bare = preprocess + LocalEmbedder.embed + store.search (product_id: "
         f"store.retrieve + store.search); overhead = API p50 / bare p50 - 1.\n{report['machine']}, "
         f"load {report['load_average_at_start']} -> {report['load_average_at_end']}; wrote {args.out}"
