@@ -55,10 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="backbone weights (.weights.h5)")
     parser.add_argument("--backbone", default="mobilenet_v2_035")
     parser.add_argument("--losses", default="multi_similarity", help="comma-separated; the best on val wins")
-    parser.add_argument("--image-size", type=int, default=192, help="train and serve size (measured: 192)")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="train and serve size (default: TrainConfig's, 224)"
+    )
     parser.add_argument("--head-epochs", type=int, default=None)
     parser.add_argument(
-        "--epochs", type=int, default=12, help="fine-tuning epochs; 12 at 192 px took 23 min here"
+        "--epochs",
+        type=int,
+        default=None,
+        help="fine-tuning epochs (default: TrainConfig's; 18 at 224 px took 21 min here)",
     )
     parser.add_argument("--patience", type=int, default=None)
     parser.add_argument("--unfreeze-layers", type=int, default=None)

@@ -13,6 +13,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
+        from ml.losses import LOSSES
         from ml.train import TrainConfig
 
         d = TrainConfig()
@@ -30,7 +31,7 @@ class Command(BaseCommand):
             default=None,
             help="Local weights file, 'imagenet', or 'none' for random init (default: BACKBONE_WEIGHTS).",
         )
-        parser.add_argument("--loss", default=d.loss)
+        parser.add_argument("--loss", default=d.loss, choices=sorted(LOSSES))
         parser.add_argument("--head-epochs", type=int, default=d.head_epochs)
         parser.add_argument("--epochs", type=int, default=d.epochs)
         parser.add_argument("--batch-p", type=int, default=d.batch_p)
