@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage
 from django.http import HttpRequest
+from django.utils.encoding import filepath_to_uri
 
 from catalog import selectors as catalog_selectors
 from catalog.models import ProductImage
@@ -163,7 +164,9 @@ def url_builder(request: HttpRequest) -> Callable[[str], str]:
     return lambda path: path if "://" in path else origin + path
 
 
-def describe_hit(hit: SearchHit, build_url: Callable[[str], str], storage: Storage) -> dict[str, Any]:
+def describe_hit(
+    hit: SearchHit, build_url: Callable[[str], str], file_url: Callable[[str], str]
+) -> dict[str, Any]:
     card = hit.card
     return {
         "score": round(hit.score, 5),
@@ -177,13 +180,25 @@ def describe_hit(hit: SearchHit, build_url: Callable[[str], str], storage: Stora
             "currency": card["product__currency"],
             "in_stock": card["product__in_stock"],
             "url": build_url(f"/products/{card['product_id']}/"),
-            "image_url": build_url(storage.url(card["file"])) if card["file"] else None,
+            "image_url": build_url(file_url(card["file"])) if card["file"] else None,
         },
     }
 
 
 def describe_hits(hits: list[SearchHit], request: HttpRequest) -> list[dict[str, Any]]:
     """The public shape of each hit (the API's ``results``; the pages render the same dicts)."""
-    build_url = url_builder(request)
+    build_url, file_url = url_builder(request), media_url_function()
+    return [describe_hit(h, build_url, file_url) for h in hits]
+
+
+def media_url_function() -> Callable[[str], str]:
+    """``name -> URL`` for image files: ``storage.url``, minus its per-call ``urljoin`` on local disk.
+
+    On a FileSystemStorage the URL is MEDIA_URL (which Django requires to end in "/") plus the
+    URL-quoted name; a dozen ``urljoin`` calls were a tenth of the search view's own time.
+    """
     storage = ProductImage._meta.get_field("file").storage
-    return [describe_hit(h, build_url, storage) for h in hits]
+    if isinstance(storage, FileSystemStorage) and storage.base_url and storage.base_url.endswith("/"):
+        base = storage.base_url
+        return lambda name: base + filepath_to_uri(name).lstrip("/")
+    return storage.url

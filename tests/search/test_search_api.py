@@ -233,23 +233,29 @@ def test_index_down_is_503(api_client, active_model, settings) -> None:
         runtime.reset_vector_store()
 
 
-def test_anonymous_search_is_throttled(api_client, indexed_catalog, settings) -> None:
+def test_anonymous_search_is_throttled(api_client, indexed_catalog, staff_user, monkeypatch) -> None:
     from django.core.cache import cache
 
-    from search.api.views import SearchAnonThrottle
+    from search.api.views import SearchThrottle
 
     cache.clear()
-    rates = {**SearchAnonThrottle.THROTTLE_RATES, "search_anon": "2/min"}
+    rates = {**SearchThrottle.THROTTLE_RATES, "search_anon": "2/min", "search_user": "4/min"}
+    monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", rates)
     products, _ = indexed_catalog
-    original = SearchAnonThrottle.THROTTLE_RATES
-    SearchAnonThrottle.THROTTLE_RATES = rates
+    pid = products["RED-1"].pk
     try:
-        codes = [_search(api_client, product_id=products["RED-1"].pk).status_code for _ in range(3)]
+        anonymous = [_search(api_client, product_id=pid).status_code for _ in range(3)]
+        # A signed-in user has a bucket and a rate of their own, not the address's anonymous one.
+        api_client.force_authenticate(user=staff_user)
+        signed_in = [_search(api_client, product_id=pid).status_code for _ in range(5)]
+        api_client.force_authenticate(user=None)
+        again_anonymous = _search(api_client, product_id=pid)
     finally:
-        SearchAnonThrottle.THROTTLE_RATES = original
         cache.clear()
-    assert codes[:2] == [200, 200]
-    assert codes[2] == 429
+    assert anonymous == [200, 200, 429]
+    assert signed_in == [200, 200, 200, 200, 429]
+    _error(again_anonymous, 429, "throttled")
+    assert int(again_anonymous["Retry-After"]) > 0
 
 
 def test_schema_documents_search(api_client) -> None:
@@ -291,3 +297,14 @@ def test_signed_in_editor_can_search_from_the_page(indexed_catalog, staff_user) 
     allowed = browser.post("/api/v1/search/", {"image": _photo(photos["RED-1"])}, HTTP_X_CSRFTOKEN=token)
     assert allowed.status_code == 200
     assert _skus(allowed)[0] == "RED-1"
+
+
+@pytest.mark.parametrize("media_url", ["/media/", "https://cdn.example.com/shop/media/"])
+def test_image_urls_match_the_storage(settings, media_url) -> None:
+    from django.core.files.storage import FileSystemStorage
+
+    from search.searching import media_url_function
+
+    settings.MEDIA_URL = media_url
+    name = "images/ab/cd/abcdef 1+é.jpg"  # a space, a plus and a non-ASCII letter need quoting
+    assert media_url_function()(name) == FileSystemStorage().url(name)
