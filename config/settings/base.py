@@ -167,6 +167,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "config.api_errors.exception_handler",
+    # How many reverse proxies in front of Django append to X-Forwarded-For (1 behind the stack's
+    # nginx). The throttle then keys a client by the address the nearest proxy saw; left unset, DRF
+    # would key on the whole header, which a client can fill with anything to get a fresh bucket.
+    "NUM_PROXIES": env_int("TRUSTED_PROXIES", 0),
     "DEFAULT_THROTTLE_RATES": {
         "search_anon": env_str("SEARCH_THROTTLE_ANON", "60/min"),
         "search_user": env_str("SEARCH_THROTTLE_USER", "600/min"),

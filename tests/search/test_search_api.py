@@ -245,6 +245,10 @@ def test_anonymous_search_is_throttled(api_client, indexed_catalog, staff_user, 
     pid = products["RED-1"].pk
     try:
         anonymous = [_search(api_client, product_id=pid).status_code for _ in range(3)]
+        # A forged X-Forwarded-For is no new client (no proxy is trusted here: TRUSTED_PROXIES=0).
+        forged = api_client.post(
+            "/api/v1/search/", {"product_id": pid}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.9"
+        )
         # A signed-in user has a bucket and a rate of their own, not the address's anonymous one.
         api_client.force_authenticate(user=staff_user)
         signed_in = [_search(api_client, product_id=pid).status_code for _ in range(5)]
@@ -253,6 +257,7 @@ def test_anonymous_search_is_throttled(api_client, indexed_catalog, staff_user, 
     finally:
         cache.clear()
     assert anonymous == [200, 200, 429]
+    assert forged.status_code == 429
     assert signed_in == [200, 200, 200, 200, 429]
     _error(again_anonymous, 429, "throttled")
     assert int(again_anonymous["Retry-After"]) > 0
