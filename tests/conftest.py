@@ -18,6 +18,16 @@ def _fresh_active_model_cache():
     forget_active_model()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttle_history():
+    # Rate-limit history lives in the cache; the suite's anonymous searches all come from one address
+    # and, run quickly enough, passed 60 a minute, so later tests got 429s meant for nobody.
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"

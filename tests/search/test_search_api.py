@@ -234,28 +234,22 @@ def test_index_down_is_503(api_client, active_model, settings) -> None:
 
 
 def test_anonymous_search_is_throttled(api_client, indexed_catalog, staff_user, monkeypatch) -> None:
-    from django.core.cache import cache
-
     from search.api.views import SearchThrottle
 
-    cache.clear()
     rates = {**SearchThrottle.THROTTLE_RATES, "search_anon": "2/min", "search_user": "4/min"}
     monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", rates)
     products, _ = indexed_catalog
     pid = products["RED-1"].pk
-    try:
-        anonymous = [_search(api_client, product_id=pid).status_code for _ in range(3)]
-        # A forged X-Forwarded-For is no new client (no proxy is trusted here: TRUSTED_PROXIES=0).
-        forged = api_client.post(
-            "/api/v1/search/", {"product_id": pid}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.9"
-        )
-        # A signed-in user has a bucket and a rate of their own, not the address's anonymous one.
-        api_client.force_authenticate(user=staff_user)
-        signed_in = [_search(api_client, product_id=pid).status_code for _ in range(5)]
-        api_client.force_authenticate(user=None)
-        again_anonymous = _search(api_client, product_id=pid)
-    finally:
-        cache.clear()
+    anonymous = [_search(api_client, product_id=pid).status_code for _ in range(3)]
+    # A forged X-Forwarded-For is no new client (no proxy is trusted here: TRUSTED_PROXIES=0).
+    forged = api_client.post(
+        "/api/v1/search/", {"product_id": pid}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.9"
+    )
+    # A signed-in user has a bucket and a rate of their own, not the address's anonymous one.
+    api_client.force_authenticate(user=staff_user)
+    signed_in = [_search(api_client, product_id=pid).status_code for _ in range(5)]
+    api_client.force_authenticate(user=None)
+    again_anonymous = _search(api_client, product_id=pid)
     assert anonymous == [200, 200, 429]
     assert forged.status_code == 429
     assert signed_in == [200, 200, 200, 200, 429]

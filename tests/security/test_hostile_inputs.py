@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache
 from django.core.management import call_command
 
 from catalog import services
@@ -32,9 +31,6 @@ BOUNDARY = "hostile-boundary-7f3a9c"
 def _hostile_limits(settings, media_root) -> None:
     # A small byte cap keeps the "over the cap" entry small; every other entry is far below it.
     settings.MAX_UPLOAD_BYTES = HOSTILE_MAX_UPLOAD_BYTES
-    # The anonymous search throttle (60/min) lives in the process-wide cache; this module alone
-    # sends more than that, and throttling is tested in tests/search.
-    cache.clear()
 
 
 def _multipart(entry: Hostile, **fields: str) -> tuple[bytes, str]:
