@@ -159,9 +159,16 @@ def search(query: SearchQuery) -> SearchOutcome:
 
 
 def url_builder(request: HttpRequest) -> Callable[[str], str]:
-    """Absolute URLs for paths on this site, with the host validated once per request, not per hit."""
+    """Absolute URLs for (already URL-quoted) paths, with the host validated once per request, not per hit."""
     origin = request.build_absolute_uri("/")[:-1]
-    return lambda path: path if "://" in path else origin + path
+    scheme = request.scheme
+
+    def build(path: str) -> str:
+        if path.startswith("//"):  # protocol-relative, e.g. a MEDIA_URL on a CDN
+            return f"{scheme}:{path}"
+        return path if "://" in path else origin + path
+
+    return build
 
 
 def describe_hit(

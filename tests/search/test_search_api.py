@@ -307,3 +307,19 @@ def test_image_urls_match_the_storage(settings, media_url) -> None:
     settings.MEDIA_URL = media_url
     name = "images/ab/cd/abcdef 1+é.jpg"  # a space, a plus and a non-ASCII letter need quoting
     assert media_url_function()(name) == FileSystemStorage().url(name)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/products/7/",
+        "/media/images/a%20b.jpg",
+        "https://cdn.example.com/m/x.jpg",
+        "//cdn.example.com/m/x.jpg",
+    ],
+)
+def test_absolute_urls_match_django(rf, path) -> None:
+    from search.searching import url_builder
+
+    request = rf.get("/api/v1/search/", secure=True)
+    assert url_builder(request)(path) == request.build_absolute_uri(path)
