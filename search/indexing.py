@@ -129,11 +129,12 @@ def index_images(
     if vanished:
         for target in targets:
             store.delete(target.collection, vanished)
+    indexed = [i for i in ok_images if str(i.pk) in still_there]
+    outcome.indexed = [str(i.pk) for i in indexed]
     if not mark:  # a backfill into a new model's collection leaves the rows' status to the live path
-        outcome.indexed = [str(i.pk) for i in ok_images if str(i.pk) in still_there]
         return outcome
     now = timezone.now()
-    indexed_ids = [i.pk for i in ok_images if str(i.pk) in still_there]
+    indexed_ids = [i.pk for i in indexed]
     version_label = str(active.version) if active is not None else str(targets[0].version)
     ProductImage.objects.filter(pk__in=indexed_ids).update(
         index_status=IndexStatus.INDEXED,
@@ -143,9 +144,8 @@ def index_images(
         next_attempt_at=None,
         updated_at=now,
     )
-    outcome.indexed = [str(i) for i in indexed_ids]
     if active_vectors:
-        flag_duplicates([i for i in ok_images if i.pk in set(indexed_ids)], active, active_vectors)
+        flag_duplicates(indexed, active, active_vectors)
     for image_id, error in outcome.failed.items():
         image = next(i for i in images if str(i.pk) == image_id)
         ProductImage.objects.filter(pk=image_id).update(
@@ -254,9 +254,13 @@ def claim_for_sweep(now=None) -> list[str]:
     waiting in a long queue is not enqueued again every minute."""
     now = now or timezone.now()
     due = due_for_sweep(now)
-    for image in ProductImage.objects.filter(pk__in=due).only("pk", "index_attempts"):
-        ProductImage.objects.filter(pk=image.pk).update(
-            index_attempts=image.index_attempts + 1, next_attempt_at=now + _backoff(image.index_attempts + 1)
+    # One UPDATE per attempt count rather than per image: up to 5,000 images are due at once.
+    by_attempts: dict[int, list] = {}
+    for pk, attempts in ProductImage.objects.filter(pk__in=due).values_list("pk", "index_attempts"):
+        by_attempts.setdefault(attempts, []).append(pk)
+    for attempts, pks in by_attempts.items():
+        ProductImage.objects.filter(pk__in=pks).update(
+            index_attempts=attempts + 1, next_attempt_at=now + _backoff(attempts + 1)
         )
     return due
 
