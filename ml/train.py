@@ -286,7 +286,11 @@ def train(
         fit_model = build_training_model(model, num_classes=len(train_set.label_names))
         # Proxies start at their products' mean embedding under the initial model rather than at
         # random: the first steps then refine a sensible layout instead of discovering one.
-        sample = _gallery_subset(train_set, config.val_gallery_max, config.seed)
+        sample = (
+            gallery
+            if gallery is not None
+            else _gallery_subset(train_set, config.val_gallery_max, config.seed)
+        )
         centroids = class_centroids(
             embed_images(model, sample.images), sample.labels, len(train_set.label_names)
         )
