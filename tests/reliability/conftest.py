@@ -17,6 +17,7 @@ from django.db import connection
 from config.celery import app
 from tests.support import model_fixtures
 from tests.support.celery_worker import WorkerProcess, worker_env
+from tests.support.model_fixtures import empty_redis_db
 from tests.support.serving_fixtures import free_port
 
 # Other suites use Redis DB 15 (the default) on the machine's Redis; this folder uses its own DB so
@@ -29,13 +30,7 @@ def broker_url(monkeypatch: pytest.MonkeyPatch) -> str:
     """tests/search's broker_url, pointed at DB 13 unless CELERY_TEST_BROKER_URL says otherwise."""
     url = os.environ.get("CELERY_TEST_BROKER_URL", RELIABILITY_BROKER_URL)
     monkeypatch.setenv("CELERY_TEST_BROKER_URL", url)
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail(f"Redis is not reachable at {url}; start it (see README) before the integration tests")
-    client.flushdb()
-    return url
+    return empty_redis_db(url)
 
 
 def database_url() -> str:

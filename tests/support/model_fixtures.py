@@ -70,9 +70,8 @@ def active_model(db, exported_bootstrap, vector_store_path, media_root):
     return activate_exported(exported_bootstrap)
 
 
-@pytest.fixture
-def broker_url(settings) -> str:
-    url = os.environ.get("CELERY_TEST_BROKER_URL", "redis://127.0.0.1:6379/15")
+def empty_redis_db(url: str) -> str:
+    """Check the Redis database at ``url`` answers and empty it; fail the test with the fix if not."""
     client = redis.Redis.from_url(url)
     try:
         client.ping()
@@ -80,6 +79,11 @@ def broker_url(settings) -> str:
         pytest.fail(f"Redis is not reachable at {url}; start it (see README) before the integration tests")
     client.flushdb()
     return url
+
+
+@pytest.fixture
+def broker_url(settings) -> str:
+    return empty_redis_db(os.environ.get("CELERY_TEST_BROKER_URL", "redis://127.0.0.1:6379/15"))
 
 
 @pytest.fixture
