@@ -38,9 +38,8 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path("..") / "shared" / "data" / "grocery-store"
-DEFAULT_WEIGHTS = Path("..") / "shared" / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.weights.h5"
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
+
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Worker variants, measured one after the other in the same run. "db_reuse" keeps the worker's
 # PostgreSQL connection across tasks: Celery's Django fixup otherwise closes it before and after every
@@ -328,11 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("var/bench/ingest.json"))
     args = parser.parse_args(argv)
 
-    if not (args.data / "dataset" / "train").is_dir():
-        print(f"skipped: no Grocery Store dataset at {args.data} (pass --data)")
-        return 0
-    if not args.weights.is_file():
-        print(f"skipped: no backbone weights at {args.weights} (pass --weights)")
+    skip = missing_inputs(args.data, args.weights, "train")
+    if skip:
+        print(skip)
         return 0
     os.chdir(REPO)
     args.out.parent.mkdir(parents=True, exist_ok=True)

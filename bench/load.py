@@ -45,9 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path("..") / "shared" / "data" / "grocery-store"
-DEFAULT_WEIGHTS = Path("..") / "shared" / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.weights.h5"
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -223,11 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("var/bench/load.json"))
     args = parser.parse_args(argv)
 
-    if not (args.data / "dataset" / "test").is_dir():
-        print(f"skipped: no Grocery Store dataset at {args.data} (pass --data)")
-        return 0
-    if not args.weights.is_file():
-        print(f"skipped: no backbone weights at {args.weights} (pass --weights)")
+    skip = missing_inputs(args.data, args.weights, "test")
+    if skip:
+        print(skip)
         return 0
     os.chdir(REPO)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -44,9 +44,7 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO / ".." / "shared" / "data" / "grocery-store"
-DEFAULT_WEIGHTS = REPO / ".." / "shared" / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.weights.h5"
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
 
 IMAGES_PER_PRODUCT = 3
 CATEGORIES = [f"cat-{i:02d}" for i in range(40)]
@@ -437,12 +435,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    test_dir = args.data / "dataset" / "test"
-    if not test_dir.is_dir() or not args.weights.is_file():
-        print(
-            f"skipped: needs the Grocery Store Dataset at {args.data} (--data) and weights at {args.weights}"
-        )
+    skip = missing_inputs(args.data, args.weights, "test")
+    if skip:
+        print(skip)
         return 0
+    test_dir = args.data / "dataset" / "test"
     rng = np.random.default_rng(args.seed)
     photos = sorted(test_dir.rglob("*.jpg"))
     picks = rng.choice(len(photos), size=min(len(photos), args.queries + WARMUP), replace=False)

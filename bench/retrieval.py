@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO / ".." / "shared" / "data" / "grocery-store"
-DEFAULT_WEIGHTS = REPO / ".." / "shared" / "weights" / "mobilenet_v2_0.35_224_imagenet_no_top.weights.h5"
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO
 
 
 def _metrics(model: Any, query: Any, gallery: Any, *, exclude_self: bool = False) -> dict[str, float]:
