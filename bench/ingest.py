@@ -367,16 +367,16 @@ def main(argv: list[str] | None = None) -> int:
             _setup_django(workdir, database_url, args.redis_url, args.flush_interval, args.weights)
             from django.conf import settings
 
-            from search import runtime
-            from search.model_versions import bootstrap_model_ensure
-            from search.vector_store import EdgeVectorStore, collection_name
+            from search.embedders import embedder_for, reset_embedders
+            from search.services.model_versions import bootstrap_model_ensure
+            from search.vector_store import EdgeVectorStore, collection_name, reset_vector_store
             from tests.support.celery_worker import WorkerProcess, worker_env
             from workers.tasks import INDEX_CHUNK
 
             t0 = time.perf_counter()
             model = bootstrap_model_ensure(weights=str(args.weights.resolve())).model
             report["export_s"] = round(time.perf_counter() - t0, 1)
-            runtime.reset_vector_store()  # the worker owns the store from here on
+            reset_vector_store()  # the worker owns the store from here on
 
             env = worker_env(
                 database_url=database_url,
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                 models_dir=workdir / "models",
                 extra={"VECTOR_STORE_FLUSH_INTERVAL_S": str(args.flush_interval), "LOG_LEVEL": "INFO"},
             )
-            embedder = runtime.embedder_for(model)
+            embedder = embedder_for(model)
             bare_store = EdgeVectorStore(workdir / "bare-qdrant", flush_interval_s=args.flush_interval)
             coll = collection_name("bare")
             bare_store.ensure_collection(coll, model.embedding_dim)
@@ -433,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             from django.db import connections
 
             connections.close_all()
-            runtime.reset()
+            reset_vector_store()
+            reset_embedders()
             _drop_database(args.db_name)
     report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["total_wall_s"] = round(time.perf_counter() - started, 1)

@@ -96,10 +96,10 @@ def _index_real_catalog(data: Path) -> list[int]:
     """The 81 iconic images as products, through the real write path; returns their product ids."""
     from catalog import services
     from catalog.models import IndexStatus, ProductImage
-    from ml.data import read_grocery_iconic
+    from ml.grocery import iconic_items
 
     ids = []
-    for i, (path, label) in enumerate(read_grocery_iconic(data)):
+    for i, (path, label) in enumerate(iconic_items(data)):
         product = services.product_create(
             sku=f"GROCERY-{i:03d}",
             title=label.replace("-", " "),
@@ -126,7 +126,7 @@ def _grow_synthetic(
     from django.db.models import Max
 
     from catalog.models import IndexStatus, Product, ProductImage
-    from search.runtime import vector_store
+    from search.vector_store import vector_store
 
     store = vector_store()
     have = store.count(collection)
@@ -285,8 +285,8 @@ def _measure(
 
     from catalog.models import ProductImage
     from ml.preprocess import preprocess
-    from search.runtime import embedder_for, vector_store
-    from search.vector_store import SearchFilter
+    from search.embedders import embedder_for
+    from search.vector_store import SearchFilter, vector_store
 
     store, embedder = vector_store(), embedder_for(model)
     limits = {"max_bytes": settings.MAX_UPLOAD_BYTES, "max_pixels": settings.MAX_IMAGE_PIXELS}
@@ -449,8 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-query-", dir=args.out.parent) as tmp:
         _setup_django(Path(tmp))
-        from search.model_versions import bootstrap_model_ensure
-        from search.runtime import reset, vector_store
+        from search.embedders import reset_embedders
+        from search.services.model_versions import bootstrap_model_ensure
+        from search.vector_store import reset_vector_store, vector_store
 
         t0 = time.perf_counter()
         model = bootstrap_model_ensure(weights=str(args.weights)).model
@@ -508,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         report["total_wall_s"] = round(time.perf_counter() - started, 1)
-        reset()  # close the store before its folder is deleted
+        reset_vector_store()  # close the store before its folder is deleted
+        reset_embedders()
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print()
     print(_table(report))

@@ -79,17 +79,19 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    from ml.data import decode_items, read_grocery_iconic, read_grocery_split, split_items
+    from ml.data import decode_items, split_items
+    from ml.grocery import iconic_items
+    from ml.grocery import split_items as grocery_split
     from ml.model import build_embedding_model
     from ml.train import TrainConfig, machine_description, train
 
     started = time.perf_counter()
     defaults = TrainConfig()
     size = args.image_size or defaults.image_size
-    train_photos = read_grocery_split(data, "train")
-    iconic = read_grocery_iconic(data)
-    val_photos = read_grocery_split(data, "val")
-    test_photos = read_grocery_split(data, "test")
+    train_photos = grocery_split(data, "train")
+    iconic = iconic_items(data)
+    val_photos = grocery_split(data, "val")
+    test_photos = grocery_split(data, "test")
 
     if args.split_by == "product":
         # Unseen products: hold out 30% of products from training; queries and gallery come from them.

@@ -1,4 +1,7 @@
-"""The catalog editor's admin. Writes go through catalog.services so indexing follows every change."""
+"""The catalog editor's admin. Writes go through catalog.services so indexing follows every change.
+
+The search app extends the product page with its look-alikes (search/admin.py); the catalog does not
+know about vectors."""
 
 from __future__ import annotations
 
@@ -131,20 +134,6 @@ class ProductAdmin(admin.ModelAdmin):
             f"{obj.duplicate_score or 0:.3f}",
         )
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        extra_context = {**(extra_context or {}), **self._similar(request, object_id)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def _similar(self, request: HttpRequest, object_id: str) -> dict:
-        # The search app's service, reached through its public module: catalog never touches vectors.
-        from search import searching
-
-        try:
-            outcome = searching.search(searching.SearchQuery(product_id=int(object_id), limit=8))
-        except (searching.SearchError, ValueError) as exc:
-            return {"similar": [], "similar_problem": getattr(exc, "message", str(exc))}
-        return {"similar": searching.describe_hits(outcome.hits, request)}
-
     @admin.action(description="Re-index the selected products' images")
     def reindex_selected(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
         count = services.product_images_reindex(product_ids=list(queryset.values_list("pk", flat=True)))
@@ -152,7 +141,7 @@ class ProductAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Product, form, change: bool) -> None:
         fields = {
-            name: form.cleaned_data[name] for name in services.EDITABLE_FIELDS if name in form.cleaned_data
+            name: form.cleaned_data[name] for name in Product.EDITABLE_FIELDS if name in form.cleaned_data
         }
         if change:
             original = Product.objects.get(pk=obj.pk)

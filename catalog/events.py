@@ -1,47 +1,35 @@
-"""Index-keeping work that catalog writes trigger, always enqueued after the transaction commits.
+"""What the catalog announces. Services send these once their transaction commits; the catalog
+never knows who listens (``workers`` turns them into indexing tasks, see workers/subscribers.py).
 
-A rolled-back write therefore enqueues nothing, and a worker never sees a row that isn't there yet.
-
-Enqueues are ``robust``: once the write has committed, a broker that is down must not turn it into an
-error for the caller (a 500 for an upload that was saved), nor skip the callbacks after it (releasing
-files). The error is logged; the rows stay pending for the sweeper, and `reconcile_index` repairs
-points and payloads.
+A rolled-back write therefore announces nothing, and a listener never sees a row that isn't there yet.
+Announcements are ``robust``: once the write has committed, a listener that fails (a broker that is
+down, say) must not turn it into an error for the caller nor skip the callbacks after it; Django logs
+the error, the rows stay pending for the sweeper, and ``reconcile_index`` repairs the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from uuid import UUID
 
 from django.db import transaction
+from django.dispatch import Signal
+
+# image_ids: list[str] — new images that need embedding.
+images_added = Signal()
+# image_ids: list[str] — images an editor asked to index again (admin action, API).
+images_reindex_requested = Signal()
+# image_ids: list[str] — deleted images (their vectors must go).
+images_removed = Signal()
+# product_id: int, fields: frozenset[str] — a product's fields changed; product_id may no longer exist.
+product_changed = Signal()
 
 
-def _tasks():  # imported late: workers.tasks imports the catalog and search services
-    from workers import tasks
-
-    return tasks
-
-
-def images_added(image_ids: Iterable[UUID | str]) -> None:
-    ids = [str(i) for i in image_ids]
-    if ids:
-        transaction.on_commit(lambda: _tasks().index_images.delay(ids), robust=True)
+def announce(signal: Signal, **payload: Any) -> None:
+    """Send ``signal`` with ``payload`` after the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: signal.send(sender=__name__, **payload), robust=True)
 
 
-def images_removed(image_ids: Iterable[UUID | str]) -> None:
-    ids = [str(i) for i in image_ids]
-    if ids:
-        transaction.on_commit(lambda: _tasks().remove_image_points.delay(ids), robust=True)
-
-
-def product_changed(product_id: int) -> None:
-    transaction.on_commit(lambda: _tasks().sync_product_payload.delay(product_id), robust=True)
-
-
-def files_released(names: Iterable[str]) -> None:
-    """Delete files no row references any more, once the deleting transaction has committed."""
-    from catalog.storage import delete_if_unreferenced
-
-    pending = [n for n in names if n]
-    if pending:
-        transaction.on_commit(lambda: [delete_if_unreferenced(n) for n in pending])
+def ids(image_ids: Iterable[UUID | str]) -> list[str]:
+    return [str(i) for i in image_ids]

@@ -8,6 +8,22 @@ from django.db import models
 
 
 class Product(models.Model):
+    # The fields an editor, the API or an import may set; every writer and reader of product fields
+    # (services, admin, API serializers, the manifest import) takes the list from here.
+    EDITABLE_FIELDS = (
+        "sku",
+        "title",
+        "description",
+        "category",
+        "brand",
+        "price",
+        "currency",
+        "in_stock",
+        "attributes",
+    )
+    # What a search result shows of its product (the hit's "product" object, besides id and URLs).
+    CARD_FIELDS = ("sku", "title", "category", "price", "currency", "in_stock")
+
     sku = models.CharField(max_length=64, unique=True)
     title = models.CharField(max_length=300)
     description = models.TextField(blank=True, default="")

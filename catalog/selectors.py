@@ -49,23 +49,23 @@ def image_get(*, image_id: UUID | str) -> ProductImage | None:
         return None
 
 
-# What a search result shows of an image and its product: the key each value gets, and the column
-# it comes from (i = the image, p = its product). Search reads these for every query, so they are
-# read with one hand-written SQL statement: through the ORM the same read cost 1.4 ms on SQLite
-# (0.6 ms compiling the query, the rest building and converting rows), by hand 0.28 ms, 0.14 of it
-# the query itself (bench/query.py; the query plan is two primary-key lookups either way).
-_CARD_COLUMNS = (
-    ("id", "i.id"),
-    ("file", "i.file"),
-    ("product_id", "i.product_id"),
-    ("product__sku", "p.sku"),
-    ("product__title", "p.title"),
-    ("product__category", "p.category"),
-    ("product__price", "p.price"),
-    ("product__currency", "p.currency"),
-    ("product__in_stock", "p.in_stock"),
-)
-CARD_FIELDS = tuple(key for key, _ in _CARD_COLUMNS)
+# What a search result shows of an image and its product: the matched image's id and file, its
+# product's id and Product.CARD_FIELDS. Search reads these for every query, so they are read with one
+# hand-written SQL statement: through the ORM the same read cost 1.4 ms on SQLite (0.6 ms compiling
+# the query, the rest building and converting rows), by hand 0.28 ms, 0.14 of it the query itself
+# (bench/query.py; the query plan is two primary-key lookups either way).
+CARD_KEYS = ("image_id", "file", "product_id", *Product.CARD_FIELDS)
+
+
+def _card_columns() -> list[str]:
+    image = ProductImage._meta
+    product = Product._meta
+    return [
+        f"i.{image.pk.column}",
+        f"i.{image.get_field('file').column}",
+        f"i.{image.get_field('product').column}",
+        *(f"p.{product.get_field(name).column}" for name in Product.CARD_FIELDS),
+    ]
 
 
 def _tables() -> tuple[str, str]:
@@ -74,7 +74,7 @@ def _tables() -> tuple[str, str]:
 
 
 def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
-    """``{image id: {field: value}}`` (``CARD_FIELDS``) for the images that still exist, in one query.
+    """``{image id: {key: value}}`` (``CARD_KEYS``) for the images that still exist, in one query.
 
     Values are plain: ``price`` a float or None, ``in_stock`` a bool, ids as strings. Ids that are not
     UUIDs match nothing.
@@ -90,7 +90,7 @@ def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
     image_table, product_table = _tables()
     prep = ProductImage._meta.pk.get_db_prep_value
     sql = (
-        f"SELECT {', '.join(column for _, column in _CARD_COLUMNS)} "
+        f"SELECT {', '.join(_card_columns())} "
         f"FROM {image_table} i JOIN {product_table} p ON p.id = i.product_id "
         f"WHERE i.id IN ({', '.join(['%s'] * len(keys))})"
     )
@@ -99,12 +99,12 @@ def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
         rows = cursor.fetchall()
     cards = {}
     for row in rows:
-        card = dict(zip(CARD_FIELDS, row, strict=True))
-        card["id"] = str(UUID(str(card["id"])))  # SQLite gives hex, PostgreSQL a UUID
-        price = card["product__price"]
-        card["product__price"] = float(price) if price is not None else None
-        card["product__in_stock"] = bool(card["product__in_stock"])
-        cards[card["id"]] = card
+        card = dict(zip(CARD_KEYS, row, strict=True))
+        card["image_id"] = str(UUID(str(card["image_id"])))  # SQLite gives hex, PostgreSQL a UUID
+        price = card["price"]
+        card["price"] = float(price) if price is not None else None
+        card["in_stock"] = bool(card["in_stock"])
+        cards[card["image_id"]] = card
     return cards
 
 
@@ -133,8 +133,12 @@ def image_list(*, product_id: int | None = None, status: str | None = None) -> Q
     return qs
 
 
-def index_status_counts() -> dict[str, int]:
-    rows = ProductImage.objects.values("index_status").annotate(n=Count("id"))
+def index_status_counts(*, image_ids: Iterable[UUID | str] | None = None) -> dict[str, int]:
+    """Images by index status (every status present, zeros included), of all or of the given images."""
+    qs = ProductImage.objects.all()
+    if image_ids is not None:
+        qs = qs.filter(pk__in=list(image_ids))
+    rows = qs.values("index_status").annotate(n=Count("id"))
     counts = {s.value: 0 for s in IndexStatus}
     counts.update({r["index_status"]: r["n"] for r in rows})
     return counts

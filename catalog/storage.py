@@ -4,9 +4,16 @@ and two rows with the same bytes share one file (deleted only when the last row 
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Iterable
+from pathlib import Path
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import transaction
+
+from catalog.models import ProductImage
 
 _EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 
@@ -31,9 +38,12 @@ def write_image(data: bytes, sha256: str, image_format: str) -> tuple[str, bool]
     return name, True
 
 
-def delete_if_unreferenced(name: str) -> bool:
-    from catalog.models import ProductImage
+def read_image(name: str) -> bytes:
+    with default_storage.open(name, "rb") as handle:
+        return handle.read()
 
+
+def delete_if_unreferenced(name: str) -> bool:
     if not name or ProductImage.objects.filter(file=name).exists():
         return False
     if default_storage.exists(name):
@@ -42,16 +52,16 @@ def delete_if_unreferenced(name: str) -> bool:
     return False
 
 
+def release_files_on_commit(names: Iterable[str]) -> None:
+    """Delete files no row references any more, once the deleting transaction has committed."""
+    pending = [n for n in names if n]
+    if pending:
+        transaction.on_commit(lambda: [delete_if_unreferenced(n) for n in pending])
+
+
 def orphan_files(*, min_age_s: float = 3600.0, remove: bool = False) -> list[str]:
     """Image files no row references, older than ``min_age_s`` (younger ones may belong to an upload
     whose transaction has not committed yet). A rolled-back outer transaction can leave such files."""
-    import time
-    from pathlib import Path
-
-    from django.conf import settings
-
-    from catalog.models import ProductImage
-
     root = Path(settings.MEDIA_ROOT) / "images"
     if not root.is_dir():
         return []

@@ -1,5 +1,10 @@
-"""One error shape for the whole API: ``{"error": {"code", "message", "fields"?}}``.
+"""One error shape for the whole API: ``{"error": {"code", "message", "fields"?}}``, and the one table
+that maps every machine-readable code to its HTTP status.
 
+Services raise their app's domain error (catalog.errors.CatalogError, search.errors.SearchError) or
+ml.preprocess.ImageRejected, each with a ``code``; they never know about HTTP. The exception handler
+below turns them, and DRF's and Django's own errors, into this shape. Views declare the codes they can
+answer (``error_codes``) and config/api_schema.py documents them in the OpenAPI schema from this table.
 Clients branch on ``code``; ``message`` is for people; ``fields`` maps a request field to its problems.
 """
 
@@ -14,16 +19,62 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from catalog.errors import CatalogError
+from ml.preprocess import ImageRejected
+from search.errors import SearchError
 
-class ApiError(exceptions.APIException):
-    """A domain error with its own HTTP status and machine-readable code."""
+# code -> (HTTP status, what it means). Every code a service or view can raise is listed here; the
+# tests check that each code raised in the apps' code has a row.
+ERRORS: dict[str, tuple[int, str]] = {
+    "invalid_request": (400, "The request could not be read (malformed body or too many fields)."),
+    "invalid_parameter": (400, "A parameter is missing, of the wrong type or out of range."),
+    "invalid_image": (
+        400,
+        "The file is not a usable image (corrupt, empty, unsupported or too many pixels).",
+    ),
+    "not_authenticated": (401, "Credentials are missing or invalid."),
+    "permission_denied": (403, "The credentials do not allow this."),
+    "not_found": (404, "No such endpoint or object."),
+    "product_not_found": (404, "No product with this id."),
+    "image_not_found": (404, "No image with this id."),
+    "method_not_allowed": (405, "The endpoint does not accept this method."),
+    "not_acceptable": (406, "No acceptable response format."),
+    "duplicate_sku": (409, "Another product has this sku."),
+    "not_indexed": (409, "The product or image has no indexed vector yet."),
+    "image_too_large": (413, "The image file is larger than the server accepts."),
+    "request_too_large": (413, "The request body is larger than the server accepts."),
+    "unsupported_media_type": (415, "The request's content type is not accepted."),
+    "throttled": (429, "Too many requests; retry after the Retry-After header's seconds."),
+    "model_unavailable": (503, "No model can embed the query right now."),
+    "index_unavailable": (503, "The vector index cannot be searched right now."),
+}
+DOMAIN_ERRORS = (CatalogError, SearchError)
+# DRF's and Django's errors by status, for the codes they do not carry themselves.
+_CODE_FOR_STATUS = {
+    400: "invalid_request",
+    401: "not_authenticated",
+    403: "permission_denied",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "throttled",
+}
 
-    def __init__(self, status_code: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(detail=message, code=code)
-        self.status_code = status_code
-        self.error_code = code
-        self.message = message
-        self.field = field
+
+def status_for(code: str) -> int:
+    return ERRORS[code][0]
+
+
+def image_error(exc: ImageRejected) -> tuple[str, str, str]:
+    """(API code, message, request field) for a rejected image. Every endpoint names its uploaded file
+    ``image`` and its crop box ``crop``."""
+    if exc.code == "image_too_large":
+        return "image_too_large", exc.message, "image"
+    if exc.code == "invalid_crop":
+        return "invalid_parameter", exc.message, "crop"
+    return "invalid_image", f"{exc.message} ({exc.code})", "image"
 
 
 class ErrorDetailOutput(serializers.Serializer):
@@ -38,22 +89,11 @@ class ErrorOutput(serializers.Serializer):
     error = ErrorDetailOutput()
 
 
-def error_responses(*status_codes: int) -> dict[int, type[ErrorOutput]]:
-    """``extend_schema(responses=...)`` entries for the error statuses an operation can answer."""
-    return dict.fromkeys(status_codes, ErrorOutput)
-
-
-_DEFAULT_CODES = {
-    400: "invalid_request",
-    401: "not_authenticated",
-    403: "permission_denied",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-    429: "throttled",
-}
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
 
 
 def _flatten(detail: Any) -> Any:
@@ -64,17 +104,16 @@ def _flatten(detail: Any) -> Any:
     return str(detail)
 
 
-def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    return {"error": body}
+def _domain_response(code: str, message: str, field: str | None) -> Response:
+    fields = {field: [message]} if field else None
+    return Response(error_body(code, message, fields), status=status_for(code))
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, ApiError):
-        fields = {exc.field: [exc.message]} if exc.field else None
-        return Response(error_body(exc.error_code, exc.message, fields), status=exc.status_code)
+    if isinstance(exc, DOMAIN_ERRORS):
+        return _domain_response(exc.code, exc.message, exc.field)
+    if isinstance(exc, ImageRejected):
+        return _domain_response(*image_error(exc))
     if isinstance(exc, RequestDataTooBig):
         # Raised while DRF reads the body; left alone, Django answers with an HTML 400 page.
         return Response(
@@ -90,7 +129,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    code = _DEFAULT_CODES.get(response.status_code, "error")
+    code = _CODE_FOR_STATUS.get(response.status_code, "error")
     if isinstance(exc, exceptions.ValidationError):
         fields = (
             _flatten(exc.detail)
@@ -125,5 +164,5 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     """``handler404``: a URL no route matches (e.g. ``/api/v1/products/-1/``) still gets the API's JSON
     error shape under ``/api/``; everything else gets Django's page."""
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body("not_found", "No such endpoint or object."), status=404)
+        return JsonResponse(error_body("not_found", ERRORS["not_found"][1]), status=404)
     return defaults.page_not_found(request, exception)

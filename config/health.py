@@ -6,6 +6,10 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from search import selectors
+from search.embedders import embedder_for
+from search.vector_store import vector_store
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -35,8 +39,6 @@ def _check_broker() -> str | None:
 
 def _check_vector_store() -> str | None:
     try:
-        from search.runtime import vector_store
-
         if not vector_store().healthcheck():
             return "vector store did not answer"
     except Exception as exc:
@@ -46,10 +48,7 @@ def _check_vector_store() -> str | None:
 
 def _check_model() -> str | None:
     try:
-        from search.model_versions import active_model
-        from search.runtime import embedder_for
-
-        model = active_model()
+        model = selectors.active_model()
         if model is None:
             return "no active model version (run `manage.py bootstrap_model`)"
         if not embedder_for(model).ready():

@@ -7,7 +7,6 @@ the Grocery Store benchmark. Photos of the same product are positives for each o
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections import Counter
@@ -154,47 +153,6 @@ def write_manifest(path: str | os.PathLike[str], items: Sequence[tuple[str, str]
     with Path(path).open("w", encoding="utf-8") as fh:
         for sku, images in grouped.items():
             fh.write(json.dumps({"sku": sku, "images": images}) + "\n")
-
-
-# --- the Grocery Store Dataset (Klasson et al., WACV 2019), for benchmarks ---------------------
-
-
-def _grocery_dataset_dir(root: str | os.PathLike[str]) -> Path:
-    base = Path(root)
-    dataset = base / "dataset" if (base / "dataset").is_dir() else base
-    if not (dataset / "classes.csv").is_file():
-        raise TrainingDataError(f"not a Grocery Store dataset folder (no dataset/classes.csv): {base}")
-    return dataset
-
-
-def grocery_class_names(root: str | os.PathLike[str]) -> dict[int, str]:
-    """Fine class id -> class name, from ``dataset/classes.csv``."""
-    with (_grocery_dataset_dir(root) / "classes.csv").open(encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    return {int(r[1]): r[0].strip() for r in rows[1:] if r}
-
-
-def read_grocery_split(root: str | os.PathLike[str], split: str) -> list[Item]:
-    """Photos of one split (``train``, ``val`` or ``test``) labelled with their product's name."""
-    dataset = _grocery_dataset_dir(root)
-    names = grocery_class_names(root)
-    split_file = dataset / f"{split}.txt"
-    if not split_file.is_file():
-        raise TrainingDataError(f"no split file {split_file}")
-    items: list[Item] = []
-    for line in split_file.read_text(encoding="utf-8").splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 2 and parts[0]:
-            items.append((str(dataset / parts[0]), names[int(parts[1])]))
-    return items
-
-
-def read_grocery_iconic(root: str | os.PathLike[str]) -> list[Item]:
-    """The one web-shop ("iconic") catalog image of each product."""
-    dataset = _grocery_dataset_dir(root)
-    with (dataset / "classes.csv").open(encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
-    return [(str(dataset / r[4].strip().lstrip("/")), r[0].strip()) for r in rows[1:] if r]
 
 
 # --- splits -----------------------------------------------------------------------------------

@@ -44,6 +44,11 @@ class ImageInfo:
     bytes: int
 
 
+def too_large(size: int, limit: int) -> ImageRejected:
+    """The one "file too large" rejection, for a size known before or after reading the bytes."""
+    return ImageRejected("image_too_large", f"The file is {size:,} bytes; the limit is {limit:,} bytes.")
+
+
 def _looks_like_supported_image(data: bytes) -> bool:
     return (
         data.startswith(b"\xff\xd8")
@@ -57,10 +62,7 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[Imag
     if not data:
         raise ImageRejected("empty_file", "The file is empty.")
     if len(data) > max_bytes:
-        raise ImageRejected(
-            "image_too_large",
-            f"The file is {len(data):,} bytes; the limit is {max_bytes:,} bytes.",
-        )
+        raise too_large(len(data), max_bytes)
     try:
         with warnings.catch_warnings():
             # Pillow warns (then errors) about bombs by its own global limit; we apply ours below.

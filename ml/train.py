@@ -19,7 +19,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,76 +27,27 @@ import keras
 import numpy as np
 
 from ml.augment import Augmenter
-from ml.backbones import DEFAULT_BACKBONE, WeightsError, backbone_names, check_weights_file
+from ml.backbones import WeightsError
 from ml.data import (
     DecodedImages,
     Item,
     TrainingDataError,
     check_trainable,
     decode_items,
-    read_grocery_iconic,
-    read_grocery_split,
     read_manifest,
     split_items,
 )
 from ml.evaluate import retrieval_metrics
-from ml.losses import LOSSES, get_loss, uses_proxies
+from ml.grocery import iconic_items
+from ml.grocery import split_items as grocery_split
+from ml.losses import get_loss, uses_proxies
 from ml.model import build_embedding_model, freeze_backbone, unfreeze_top_layers
 from ml.proxies import PROXY_LAYER, build_training_model, class_centroids
 from ml.sampler import PKSampler
+from ml.train_args import add_training_arguments, config_from_args
+from ml.train_config import TrainConfig
 
 MODEL_FILENAME = "model.keras"
-
-
-@dataclass
-class TrainConfig:
-    backbone: str = DEFAULT_BACKBONE
-    # A local .weights.h5 path, "imagenet" (download) or None (random init: tests only).
-    weights: str | None = None
-    loss: str = "multi_similarity"
-    # Grocery Store, 224 px, 2 CPU cores: 1 head epoch + 18 fine-tuning epochs took 21 min and reached
-    # test Recall@1 0.803 (photos) / 0.693 (catalog images). More head epochs bought little (128 px:
-    # val R@1 0.33 -> 0.38 over two), so the time goes to fine-tuning. The cosine decay spans ``epochs``.
-    head_epochs: int = 1
-    epochs: int = 18  # fine-tuning epochs (an upper bound when early stopping ends sooner)
-    batch_p: int = 16
-    batch_k: int = 4
-    image_size: int = 224
-    embedding_dim: int = 128
-    pooling: str = "gem"
-    lr_head: float = 1e-3
-    # Grocery Store val Recall@1 (192 px): 4e-4 reached 0.625 in 12 fine-tuning epochs; 2e-4 (160 px)
-    # plateaued at 0.561. The loss default likewise: multi-similarity 0.561 vs contrastive 0.446 (160 px);
-    # Proxy-Anchor tied with multi-similarity in a short 128 px run (val 0.507 vs 0.503), so it stays.
-    lr_finetune: float = 4e-4
-    # MobileNetV2 has 154 layers; measured on 2 cores, training all of them costs no more per image
-    # than the top 30 (the frozen bottom still runs forward), and the shop photos are far from ImageNet.
-    unfreeze_layers: int = 100
-    seed: int = 0
-    output_dir: str = "var/train"
-    # Validation Recall@1 on a few hundred photos wobbles by 0.02-0.06 between epochs while still
-    # climbing (Grocery, 224 px), so stopping waits six epochs without a new best.
-    patience: int = 6
-    steps_per_epoch: int | None = None
-    augment: bool = True
-    # Validation embeds this many training photos as its gallery each epoch: the whole training set
-    # would cost as much as an epoch of training on 2 cores.
-    val_gallery_max: int = 1000
-    # Two threads build (augment) the next batches while the model trains on the current one.
-    workers: int = 2
-    loss_kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(sorted(LOSSES))}")
-        if self.backbone not in backbone_names():
-            raise ValueError(
-                f"unknown backbone {self.backbone!r}; choose one of: {', '.join(backbone_names())}"
-            )
-        if self.batch_p < 2 or self.batch_k < 2:
-            raise ValueError("batch_p and batch_k must both be >= 2")
-        if self.weights not in (None, "imagenet"):
-            check_weights_file(self.weights)
 
 
 @dataclass
@@ -372,7 +323,6 @@ def train(
 
 
 def _parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m ml.train", description="Train the Lookalike embedding model.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument(
@@ -383,35 +333,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", required=True, help="output folder (model.keras, train_result.json)")
     p.add_argument("--val-manifest", help="validation manifest (default: hold out photos of --manifest)")
-    p.add_argument("--split-by", choices=["photo", "product"], default="photo")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--backbone", default=d.backbone, choices=backbone_names())
-    p.add_argument(
-        "--weights", default=None, help="local .weights.h5 path, 'imagenet', or omit for random init"
-    )
-    p.add_argument("--loss", default=d.loss, choices=sorted(LOSSES))
-    p.add_argument("--head-epochs", type=int, default=d.head_epochs)
-    p.add_argument("--epochs", type=int, default=d.epochs, help="fine-tuning epochs (upper bound)")
-    p.add_argument("--batch-p", type=int, default=d.batch_p)
-    p.add_argument("--batch-k", type=int, default=d.batch_k)
-    p.add_argument("--image-size", type=int, default=d.image_size)
-    p.add_argument("--embedding-dim", type=int, default=d.embedding_dim)
-    p.add_argument("--pooling", choices=["gem", "avg"], default=d.pooling)
-    p.add_argument("--lr-head", type=float, default=d.lr_head)
-    p.add_argument("--lr-finetune", type=float, default=d.lr_finetune)
-    p.add_argument("--unfreeze-layers", type=int, default=d.unfreeze_layers)
-    p.add_argument("--patience", type=int, default=d.patience)
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_training_arguments(p, weights_default=None)
     p.add_argument("--quiet", action="store_true")
     return p
 
 
 def _items_from_args(args: argparse.Namespace) -> tuple[list[Item], list[Item]]:
     if args.grocery:
-        train_items = read_grocery_split(args.grocery, "train") + read_grocery_iconic(args.grocery)
-        return train_items, read_grocery_split(args.grocery, "val")
+        train_items = grocery_split(args.grocery, "train") + iconic_items(args.grocery)
+        return train_items, grocery_split(args.grocery, "val")
     items = read_manifest(args.manifest)
     if args.val_manifest:
         return items, read_manifest(args.val_manifest)
@@ -423,30 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         train_items, val_items = _items_from_args(args)
-        config = TrainConfig(
-            backbone=args.backbone,
-            weights=args.weights,
-            loss=args.loss,
-            head_epochs=args.head_epochs,
-            epochs=args.epochs,
-            batch_p=args.batch_p,
-            batch_k=args.batch_k,
-            image_size=args.image_size,
-            embedding_dim=args.embedding_dim,
-            pooling=args.pooling,
-            lr_head=args.lr_head,
-            lr_finetune=args.lr_finetune,
-            unfreeze_layers=args.unfreeze_layers,
-            seed=args.seed,
-            output_dir=args.output,
-            patience=args.patience,
-            steps_per_epoch=args.steps_per_epoch,
-            augment=not args.no_augment,
-        )
-        if args.weights is None and not args.quiet:
-            print(
-                "note: no --weights given, so the backbone starts from random init; pass a .weights.h5 file"
-            )
+        config = config_from_args(args, output_dir=args.output)
+        if config.weights is None and not args.quiet:
+            print("note: no --weights given, so the backbone starts from random init; pass a weights file")
         train(config, train_items, val_items, progress=not args.quiet)
     except (TrainingDataError, WeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

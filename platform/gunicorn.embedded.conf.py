@@ -12,7 +12,8 @@ accesslog = "-"
 
 
 def post_worker_init(worker):
-    from search.embedded import start_sweeper, warm_up
+    from search.warmup import warm_up
+    from workers.embedded import start_sweeper
 
     warm_up()
     start_sweeper()

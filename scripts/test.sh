@@ -13,4 +13,5 @@ export CELERY_TEST_BROKER_URL="${CELERY_TEST_BROKER_URL:-redis://127.0.0.1:6379/
 export TF_CPP_MIN_LOG_LEVEL=2
 step "ruff" .venv/bin/ruff check .
 step "ruff format" .venv/bin/ruff format --check .
+step "import layers" .venv/bin/lint-imports --no-cache
 step "pytest" .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -11,7 +11,7 @@ pytest_plugins = ["tests.support.model_fixtures"]
 @pytest.fixture(autouse=True)
 def _fresh_active_model_cache():
     # Each test builds its own model rows; a row cached by an earlier test must not leak into it.
-    from search.model_versions import forget_active_model
+    from search.selectors import forget_active_model
 
     forget_active_model()
     yield

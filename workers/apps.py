@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class WorkersConfig(AppConfig):
     name = "workers"
     verbose_name = "Workers"
+
+    def ready(self) -> None:
+        from workers import subscribers
+
+        subscribers.connect()

@@ -1,9 +1,24 @@
-"""Every queue name, in one place. Indexing new uploads never waits behind a bulk reindex."""
+"""Every queue, in one place: its name, and which tasks it carries. Indexing new uploads never waits
+behind a bulk reindex.
+
+The queues are declared (``TASK_QUEUES``, Celery's ``task_queues``), so a plain
+``celery -A config worker`` consumes all of them; ``-Q index`` (or ``-Q reindex``) still splits them
+over separate worker deployments.
+"""
 
 from enum import StrEnum
+
+from kombu import Queue as KombuQueue
 
 
 class Queue(StrEnum):
     INDEX = "index"  # new and changed images: latency-sensitive
     REINDEX = "reindex"  # bulk backfills of a new model version
     DEFAULT = "default"  # payload syncs, deletes, sweeps
+
+
+TASK_QUEUES = tuple(KombuQueue(q.value, routing_key=q.value) for q in Queue)
+TASK_ROUTES = {
+    "lookalike.index_images": {"queue": Queue.INDEX.value},
+    "lookalike.reindex_run": {"queue": Queue.REINDEX.value},
+}

@@ -1,4 +1,4 @@
-"""Celery tasks: take ids, re-fetch, call a service. Reliability is declared on each task.
+"""Celery tasks: take ids, call a service. Reliability is declared on each task.
 
 Every task here is idempotent, so ``acks_late`` + ``reject_on_worker_lost`` make a worker crash
 mean "run it again", never "lost". Only transient errors (a store, model server, broker or database
@@ -14,17 +14,21 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from ml.serving import EmbedderUnavailable
-from search import indexing
+from search import selectors
+from search.errors import NoActiveModel
+from search.models import ReindexJob
+from search.services import indexing, payload_sync, reindex, sweeping
 from search.vector_store import VectorStoreLocked, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
 
 # A locked embedded store means another process owns it (the web server, say): the images stay
-# pending, and that process's sweeper indexes them.
+# pending, and that process's sweeper indexes them. No active model yet is retried the same way.
 TRANSIENT = (
     VectorStoreUnavailable,
     VectorStoreLocked,
     EmbedderUnavailable,
+    NoActiveModel,
     OperationalError,
     InterfaceError,
     ConnectionError,
@@ -43,7 +47,7 @@ INDEX_CHUNK = 64
 
 def _retry(task, exc: Exception, image_ids: list[str] | None = None):
     if image_ids:
-        indexing.note_transient_failure(image_ids, f"{type(exc).__name__}: {exc}")
+        sweeping.note_transient_failure(image_ids, f"{type(exc).__name__}: {exc}")
     if task.request.is_eager or task.request.retries >= task.max_retries:
         log.warning("%s gave up for now (%s); the sweeper will retry", task.name, exc)
         return None
@@ -60,10 +64,8 @@ def index_images(self, image_ids: list[str]) -> dict:
     try:
         ids = list(image_ids)
         if not self.request.is_eager:  # in a web request, batching would only add latency
-            ids += indexing.pending_companions(exclude=ids, limit=INDEX_CHUNK - len(ids))
-        outcome = indexing.index_images(ids, skip_indexed=True)
-    except indexing.NoActiveModel as exc:
-        return _retry(self, exc, image_ids) or {"error": str(exc)}
+            ids += selectors.pending_companions(exclude=ids, limit=INDEX_CHUNK - len(ids))
+        outcome = indexing.index_pending_images(ids)
     except TRANSIENT as exc:
         return _retry(self, exc, image_ids) or {"error": str(exc)}
     return {"indexed": len(outcome.indexed), "failed": len(outcome.failed), "missing": len(outcome.missing)}
@@ -72,7 +74,7 @@ def index_images(self, image_ids: list[str]) -> dict:
 @shared_task(bind=True, name="lookalike.remove_image_points", **RELIABLE)
 def remove_image_points(self, image_ids: list[str]) -> int:
     try:
-        return indexing.remove_image_points(image_ids)
+        return payload_sync.remove_image_points(image_ids)
     except TRANSIENT as exc:
         _retry(self, exc)
         return 0
@@ -81,7 +83,7 @@ def remove_image_points(self, image_ids: list[str]) -> int:
 @shared_task(bind=True, name="lookalike.sync_product_payload", **RELIABLE)
 def sync_product_payload(self, product_id: int) -> None:
     try:
-        indexing.sync_product_payload(product_id)
+        payload_sync.sync_product_payload(product_id)
     except TRANSIENT as exc:
         _retry(self, exc)
 
@@ -89,7 +91,7 @@ def sync_product_payload(self, product_id: int) -> None:
 @shared_task(bind=True, name="lookalike.sweep_index", acks_late=True, soft_time_limit=50, time_limit=60)
 def sweep_index(self) -> int:
     """The repair path behind every fast path: re-enqueue images pending too long or failed."""
-    due = indexing.claim_for_sweep()
+    due = sweeping.claim_for_sweep()
     for start in range(0, len(due), INDEX_CHUNK):
         index_images.delay(due[start : start + INDEX_CHUNK])
     return len(due)
@@ -105,9 +107,6 @@ def sweep_index(self) -> int:
 )
 def reindex_run(self, job_id: int) -> str:
     """Fill a new model's collection, gate, promote. Resumes from the job's cursor if redelivered."""
-    from search import reindex
-    from search.models import ReindexJob, ReindexStatus
-
     job = ReindexJob.objects.filter(pk=job_id).select_related("model_version").first()
     if job is None:
         return "missing"
@@ -115,7 +114,7 @@ def reindex_run(self, job_id: int) -> str:
         job = reindex.reindex_fill(job)
     except TRANSIENT as exc:
         if self.request.is_eager or self.request.retries >= self.max_retries:
-            ReindexJob.objects.filter(pk=job_id).update(status=ReindexStatus.FAILED, error=str(exc)[:2000])
+            reindex.reindex_fail(job_id, str(exc))
             raise
         raise self.retry(exc=exc, countdown=30) from exc
     return job.status

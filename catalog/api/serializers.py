@@ -43,23 +43,11 @@ class ProductOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Product
-        fields = [
-            "id",
-            "sku",
-            "title",
-            "description",
-            "category",
-            "brand",
-            "price",
-            "currency",
-            "in_stock",
-            "attributes",
-            "images",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *Product.EDITABLE_FIELDS, "images", "created_at", "updated_at"]
 
 
+# Validation of each editable field (Product.EDITABLE_FIELDS; tests/catalog/test_fields.py keeps the two
+# in step). No docstring: it would become the schema component's public description.
 class ProductInput(serializers.Serializer):
     sku = serializers.CharField(max_length=64)
     title = serializers.CharField(max_length=300)

@@ -1,8 +1,10 @@
-"""Catalog endpoints: thin adapters from HTTP to catalog services and selectors."""
+"""Catalog endpoints: thin adapters from HTTP to catalog services and selectors.
+
+Errors are the services' CatalogError / ImageRejected; config/api_errors.py gives them their status.
+"""
 
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.pagination import LimitOffsetPagination
@@ -11,32 +13,35 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog import selectors, services
+from catalog import image_limits, selectors, services
 from catalog.api import serializers as s
-from config.api_errors import ApiError, error_responses
-from ml.preprocess import ImageRejected
+from catalog.errors import CatalogError
+from catalog.models import Product, ProductImage
+
+WRITE_ERRORS = ("invalid_parameter", "not_authenticated", "permission_denied")
 
 
-def _catalog_error(exc: services.CatalogError) -> ApiError:
-    code = 409 if exc.code == "duplicate_sku" else 400
-    return ApiError(code, exc.code, exc.message, exc.field)
-
-
-def _get_product(product_id: int):
+def _get_product(product_id: int) -> Product:
     product = selectors.product_get(product_id=product_id)
     if product is None:
-        raise ApiError(404, "product_not_found", f"No product with id {product_id}.")
+        raise CatalogError("product_not_found", f"No product with id {product_id}.")
     return product
+
+
+def _get_image(image_id: str) -> ProductImage:
+    image = selectors.image_get(image_id=image_id)
+    if image is None:
+        raise CatalogError("image_not_found", f"No image with id {image_id}.")
+    return image
 
 
 class ProductListApi(APIView):
     parser_classes = [JSONParser]
     # Declared on the view so the generated schema documents the paginated envelope it returns.
     pagination_class = LimitOffsetPagination
+    error_codes = {"get": ("invalid_parameter",), "post": (*WRITE_ERRORS, "duplicate_sku")}
 
-    @extend_schema(
-        parameters=[s.ProductListQuery], responses={200: s.ProductOutput(many=True), **error_responses(400)}
-    )
+    @extend_schema(parameters=[s.ProductListQuery], responses=s.ProductOutput(many=True))
     def get(self, request: Request) -> Response:
         query = s.ProductListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -46,34 +51,33 @@ class ProductListApi(APIView):
         data = s.ProductOutput(page, many=True, context={"request": request}).data
         return paginator.get_paginated_response(data)
 
-    @extend_schema(request=s.ProductInput, responses={201: s.ProductOutput, **error_responses(400, 401, 409)})
+    @extend_schema(request=s.ProductInput, responses={201: s.ProductOutput})
     def post(self, request: Request) -> Response:
         payload = s.ProductInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            product = services.product_create(**payload.validated_data)
-        except services.CatalogError as exc:
-            raise _catalog_error(exc) from exc
+        product = services.product_create(**payload.validated_data)
         return Response(s.ProductOutput(product, context={"request": request}).data, status=201)
 
 
 class ProductDetailApi(APIView):
     parser_classes = [JSONParser]
+    error_codes = {
+        "get": ("product_not_found",),
+        "patch": (*WRITE_ERRORS, "product_not_found", "duplicate_sku"),
+        "put": (*WRITE_ERRORS, "product_not_found", "duplicate_sku"),
+        "delete": ("not_authenticated", "permission_denied", "product_not_found"),
+    }
 
-    @extend_schema(responses={200: s.ProductOutput, **error_responses(404)})
+    @extend_schema(responses=s.ProductOutput)
     def get(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
         return Response(s.ProductOutput(product, context={"request": request}).data)
 
-    @extend_schema(
-        request=s.ProductPatchInput, responses={200: s.ProductOutput, **error_responses(400, 401, 404, 409)}
-    )
+    @extend_schema(request=s.ProductPatchInput, responses=s.ProductOutput)
     def patch(self, request: Request, product_id: int) -> Response:
         return self._update(request, product_id, s.ProductPatchInput, only_sent=True)
 
-    @extend_schema(
-        request=s.ProductInput, responses={200: s.ProductOutput, **error_responses(400, 401, 404, 409)}
-    )
+    @extend_schema(request=s.ProductInput, responses=s.ProductOutput)
     def put(self, request: Request, product_id: int) -> Response:
         return self._update(request, product_id, s.ProductInput, only_sent=False)
 
@@ -84,13 +88,10 @@ class ProductDetailApi(APIView):
         fields = payload.validated_data
         if only_sent:  # PATCH changes what was sent; defaults for the rest must not overwrite
             fields = {k: v for k, v in fields.items() if k in request.data}
-        try:
-            product = services.product_update(product=product, **fields)
-        except services.CatalogError as exc:
-            raise _catalog_error(exc) from exc
+        product = services.product_update(product=product, **fields)
         return Response(s.ProductOutput(_get_product(product.pk), context={"request": request}).data)
 
-    @extend_schema(responses={204: None, **error_responses(401, 404)})
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, product_id: int) -> Response:
         services.product_delete(product=_get_product(product_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -98,56 +99,45 @@ class ProductDetailApi(APIView):
 
 class ProductImageListApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
+    error_codes = {
+        "get": ("product_not_found",),
+        "post": (*WRITE_ERRORS, "product_not_found", "invalid_image", "image_too_large"),
+    }
 
-    @extend_schema(responses={200: s.ImageOutput(many=True), **error_responses(404)})
+    @extend_schema(responses=s.ImageOutput(many=True))
     def get(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
         images = selectors.image_list(product_id=product.pk)
         return Response(s.ImageOutput(images, many=True, context={"request": request}).data)
 
-    @extend_schema(
-        request=s.ImageUploadInput,
-        responses={201: s.ImageOutput, 200: s.ImageOutput, **error_responses(400, 401, 404, 413)},
-    )
+    @extend_schema(request=s.ImageUploadInput, responses={201: s.ImageOutput, 200: s.ImageOutput})
     def post(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
         payload = s.ImageUploadInput(data=request.data)
         payload.is_valid(raise_exception=True)
         upload = payload.validated_data["image"]
-        if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
-            raise ApiError(
-                413,
-                "image_too_large",
-                f"The file is {upload.size:,} bytes; the limit is {settings.MAX_UPLOAD_BYTES:,}.",
-            )
-        data = upload.read()
-        try:
-            result = services.product_image_add(
-                product=product,
-                data=data,
-                original_name=upload.name or "",
-                display_order=payload.validated_data.get("display_order"),
-            )
-        except ImageRejected as exc:
-            code = 413 if exc.code == "image_too_large" else 400
-            api_code = exc.code if exc.code == "image_too_large" else "invalid_image"
-            raise ApiError(code, api_code, f"{exc.message} ({exc.code})", "image") from exc
+        image_limits.check_size(upload.size)
+        result = services.product_image_add(
+            product=product,
+            data=upload.read(),
+            original_name=upload.name or "",
+            display_order=payload.validated_data.get("display_order"),
+        )
         body = s.ImageOutput(result.image, context={"request": request}).data
         return Response(body, status=201 if result.created else 200)
 
 
 class ImageDetailApi(APIView):
-    @extend_schema(responses={200: s.ImageOutput, **error_responses(404)})
-    def get(self, request: Request, image_id: str) -> Response:
-        image = selectors.image_get(image_id=image_id)
-        if image is None:
-            raise ApiError(404, "image_not_found", f"No image with id {image_id}.")
-        return Response(s.ImageOutput(image, context={"request": request}).data)
+    error_codes = {
+        "get": ("image_not_found",),
+        "delete": ("not_authenticated", "permission_denied", "image_not_found"),
+    }
 
-    @extend_schema(responses={204: None, **error_responses(401, 404)})
+    @extend_schema(responses=s.ImageOutput)
+    def get(self, request: Request, image_id: str) -> Response:
+        return Response(s.ImageOutput(_get_image(image_id), context={"request": request}).data)
+
+    @extend_schema(responses={204: None})
     def delete(self, request: Request, image_id: str) -> Response:
-        image = selectors.image_get(image_id=image_id)
-        if image is None:
-            raise ApiError(404, "image_not_found", f"No image with id {image_id}.")
-        services.product_image_delete(image=image)
+        services.product_image_delete(image=_get_image(image_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

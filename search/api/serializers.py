@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config import api_errors
 from ml.preprocess import ImageRejected, parse_crop
+from search.api.links import HitLinks
 
 
 class CommaListField(serializers.ListField):
@@ -58,22 +59,34 @@ class SearchInput(serializers.Serializer):
         return attrs
 
 
+# A hit's product: its id, Product.CARD_FIELDS and two absolute URLs (our product page and the matched
+# image), from a card of catalog.selectors.image_cards. (A docstring here would show in the API docs.)
 class ProductHitOutput(serializers.Serializer):
-    id = serializers.IntegerField()
+    id = serializers.IntegerField(source="product_id")
     sku = serializers.CharField()
     title = serializers.CharField()
     category = serializers.CharField()
     price = serializers.FloatField(allow_null=True)
     currency = serializers.CharField()
     in_stock = serializers.BooleanField()
-    url = serializers.CharField()
-    image_url = serializers.CharField(allow_null=True)
+    url = serializers.SerializerMethodField()
+    image_url = serializers.SerializerMethodField()
+
+    def get_url(self, card: dict) -> str:
+        return self.context["links"].product(card["product_id"])
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_image_url(self, card: dict) -> str | None:
+        return self.context["links"].image(card["file"])
 
 
 class HitOutput(serializers.Serializer):
-    score = serializers.FloatField()
+    score = serializers.SerializerMethodField()
     image_id = serializers.UUIDField()
-    product = ProductHitOutput()
+    product = ProductHitOutput(source="card")
+
+    def get_score(self, hit) -> float:
+        return round(hit.score, 5)
 
 
 class TimingsOutput(serializers.Serializer):
@@ -87,8 +100,9 @@ class TimingsOutput(serializers.Serializer):
 class SearchOutput(serializers.Serializer):
     model_version = serializers.IntegerField()
     timings_ms = TimingsOutput()
-    results = HitOutput(many=True)
+    results = HitOutput(many=True, source="hits")
 
 
-# One error shape for the whole API, defined once so the schema has one ErrorOutput component.
-ErrorOutput = api_errors.ErrorOutput
+def present_hits(hits: list, request) -> list[dict]:
+    """Hits as the API shows them (the pages render the same dicts)."""
+    return HitOutput(hits, many=True, context={"links": HitLinks(request)}).data

@@ -1,55 +1,40 @@
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from config.api_errors import ApiError
-from search import searching
+from catalog import image_limits
 from search.api import serializers as s
-
-
-class SearchThrottle(SimpleRateThrottle):
-    """Anonymous clients by address at the ``search_anon`` rate, signed-in users by id at ``search_user``.
-
-    One class with one cache round trip per request; DRF's Anon + User pair made two, and for an
-    anonymous client the looser of the two never decided anything.
-    """
-
-    scope = "search_anon"
-
-    def allow_request(self, request: Request, view: APIView) -> bool:
-        self.scope = "search_user" if request.user.is_authenticated else "search_anon"
-        self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request: Request, view: APIView) -> str:
-        ident = request.user.pk if request.user.is_authenticated else self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+from search.api.links import HitLinks
+from search.api.throttling import SearchThrottle
+from search.services import searching
 
 
 class SearchApi(APIView):
     permission_classes = [AllowAny]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     throttle_classes = [SearchThrottle]
+    error_codes = {
+        "post": (
+            "invalid_parameter",
+            "invalid_image",
+            "image_too_large",
+            "product_not_found",
+            "image_not_found",
+            "not_indexed",
+            "throttled",
+            "model_unavailable",
+            "index_unavailable",
+        )
+    }
 
     @extend_schema(
         request={"multipart/form-data": s.SearchInput, "application/json": s.SearchInput},
-        responses={
-            200: s.SearchOutput,
-            400: s.ErrorOutput,
-            404: s.ErrorOutput,
-            409: s.ErrorOutput,
-            413: s.ErrorOutput,
-            429: s.ErrorOutput,
-            503: s.ErrorOutput,
-        },
+        responses=s.SearchOutput,
         examples=[
             OpenApiExample(
                 "More like this product", value={"product_id": 42, "limit": 12}, request_only=True
@@ -75,10 +60,7 @@ class SearchApi(APIView):
         image_bytes = None
         if data.get("image") is not None:
             upload = data["image"]
-            if upload.size is not None and upload.size > settings.MAX_UPLOAD_BYTES:
-                raise ApiError(
-                    413, "image_too_large", f"The file is larger than {settings.MAX_UPLOAD_BYTES:,} bytes."
-                )
+            image_limits.check_size(upload.size)
             image_bytes = upload.read()
         query = searching.SearchQuery(
             image=image_bytes,
@@ -91,13 +73,5 @@ class SearchApi(APIView):
             max_price=data.get("max_price"),
             in_stock=data.get("in_stock"),
         )
-        try:
-            outcome = searching.search(query)
-        except searching.SearchError as exc:
-            raise ApiError(exc.status, exc.code, exc.message, exc.field) from exc
-        body = {
-            "model_version": outcome.model_version,
-            "timings_ms": outcome.timings_ms,
-            "results": searching.describe_hits(outcome.hits, request),
-        }
-        return Response(body)
+        outcome = searching.search(query)
+        return Response(s.SearchOutput(outcome, context={"links": HitLinks(request)}).data)

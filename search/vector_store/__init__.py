@@ -9,6 +9,8 @@ Plain Python values in and out, nothing Django. One interface (`VectorStore`), t
   give qdrant-client's local mode, used by the contract tests.
 
 `open_vector_store(url=..., api_key=..., path=...)` picks one: a URL means a server, else Edge at path.
+`vector_store()` is this process's one store, opened from Django settings (process.py, the only module
+here that reads settings); `reset_vector_store()` closes it.
 
 Interface (collection arguments may be an alias; point ids are image UUID strings):
     ensure_collection(name, dim)                      idempotent; cosine; payload indexes on product_id,
@@ -52,6 +54,7 @@ from .base import (
     collection_name,
 )
 from .edge import EdgeVectorStore
+from .process import reset_vector_store, vector_store
 
 if TYPE_CHECKING:
     from .client import QdrantClientVectorStore
@@ -73,6 +76,8 @@ __all__ = [
     "VectorStoreUnavailable",
     "collection_name",
     "open_vector_store",
+    "reset_vector_store",
+    "vector_store",
 ]
 
 

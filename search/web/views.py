@@ -6,7 +6,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from catalog import selectors as catalog_selectors
-from search import searching
+from search.api.serializers import present_hits
+from search.errors import SearchError
+from search.services import searching
 
 
 def search_page(request: HttpRequest) -> HttpResponse:
@@ -20,8 +22,8 @@ def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
     similar, problem = [], None
     try:
         outcome = searching.search(searching.SearchQuery(product_id=product.pk, limit=12))
-        similar = searching.describe_hits(outcome.hits, request)
-    except searching.SearchError as exc:
+        similar = present_hits(outcome.hits, request)
+    except SearchError as exc:
         problem = exc.message
     return render(
         request,

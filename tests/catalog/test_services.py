@@ -5,10 +5,11 @@ from decimal import Decimal
 import pytest
 from django.core.files.storage import default_storage
 
-from catalog import services
+from catalog import events, services
 from catalog.models import IndexStatus, Product, ProductImage
 from ml.preprocess import ImageRejected
 from tests.fixtures.images import image_bytes
+from tests.support.recorders import announcements
 
 pytestmark = pytest.mark.django_db
 
@@ -94,20 +95,19 @@ def test_shared_file_is_kept_until_the_last_image_goes(
     assert not ProductImage.objects.exists()
 
 
-def test_update_enqueues_payload_sync_only_for_payload_fields(
+def test_update_announces_the_changed_fields_after_commit(
     media_root, django_capture_on_commit_callbacks
 ) -> None:
     product = services.product_create(sku="X", title="x", price="2")
-    services.product_image_add(product=product, data=image_bytes())
-    with django_capture_on_commit_callbacks() as title_only:
-        services.product_update(product=product, title="renamed")
-    with django_capture_on_commit_callbacks() as price_change:
-        services.product_update(product=product, price="3.00")
-    with django_capture_on_commit_callbacks() as no_change:
-        services.product_update(product=product, price="3")
-    assert len(title_only) == 0
-    assert len(price_change) == 1
-    assert len(no_change) == 0
+    with announcements(events.product_changed) as seen:
+        with django_capture_on_commit_callbacks(execute=True) as edit:
+            services.product_update(product=product, title="renamed", price="3.00")
+        assert len(edit) == 1 and seen == [
+            {"product_id": product.pk, "fields": frozenset({"title", "price"})}
+        ]
+        with django_capture_on_commit_callbacks(execute=True) as no_change:
+            services.product_update(product=product, price="3")
+    assert no_change == [] and len(seen) == 1
     product.refresh_from_db()
     assert product.price == Decimal("3.00") and product.title == "renamed"
 

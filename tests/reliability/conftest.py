@@ -46,13 +46,13 @@ def make_worker(
     exported_bootstrap, media_root: Path, vector_store_path: Path, tmp_path: Path
 ) -> Iterator[Callable[..., WorkerProcess]]:
     """Build worker processes for a broker URL; every one built is SIGKILLed at teardown."""
-    from search import runtime
+    from search import vector_store as store_handle
 
     made: list[WorkerProcess] = []
 
     def make(broker: str, extra: dict[str, str] | None = None) -> WorkerProcess:
         # The worker owns the embedded store from now on (one owner per folder).
-        runtime.reset_vector_store()
+        store_handle.reset_vector_store()
         env = worker_env(
             database_url=database_url(),
             broker_url=broker,
@@ -68,7 +68,7 @@ def make_worker(
     yield make
     for worker in made:
         worker.kill()
-    runtime.reset_vector_store()
+    store_handle.reset_vector_store()
 
 
 class RedisServer:

@@ -14,8 +14,9 @@ from django.db import transaction
 
 from catalog import services
 from catalog.models import IndexStatus, Product, ProductImage
-from search import runtime
-from search.reconcile import reconcile
+from search import vector_store as store_handle
+from search.embedders import reset_embedders
+from search.services.reconcile import reconcile
 from tests.fixtures.images import image_bytes
 from tests.support.celery_worker import QUEUES, WorkerProcess, wait_until
 from workers.tasks import sweep_index
@@ -92,8 +93,8 @@ def _sweep_until_indexed(worker: WorkerProcess | None, timeout: float) -> int:
 
 def _assert_store_matches_db(collection: str, version: int) -> None:
     """The store holds exactly one point per image row: none missing, no orphans, no duplicates."""
-    runtime.reset_vector_store()  # reopen: read what the worker left on disk, not a cached view
-    store = runtime.vector_store()
+    store_handle.reset_vector_store()  # reopen: read what the worker left on disk, not a cached view
+    store = store_handle.vector_store()
     db_ids = {str(pk) for pk in ProductImage.objects.values_list("pk", flat=True)}
     assert db_ids, "the test indexed nothing"
     assert _not_indexed() == 0
@@ -299,7 +300,7 @@ def _healed(auth_client, ids: list[str], collection: str) -> None:
     assert search.status_code == 200, search.content
     assert search.json()["results"][0]["product"]["sku"].startswith("OUT-")
     assert auth_client.get("/readyz").status_code == 200
-    assert runtime.vector_store().count(collection) == ProductImage.objects.count()
+    assert store_handle.vector_store().count(collection) == ProductImage.objects.count()
 
 
 @pytest.fixture
@@ -321,7 +322,8 @@ def test_model_server_down_uploads_pend_and_the_sweeper_heals(
     stub = spawn_stub(stub_models_dir)
     settings.TF_SERVING_TARGET = stub.target
     settings.TF_SERVING_TIMEOUT_S = 1.0
-    runtime.reset()
+    store_handle.reset_vector_store()
+    reset_embedders()
     try:
         first = _upload(auth_client, services.product_create(sku="UP", title="up"), 99)
         assert first.status_code == 201, first.content
@@ -334,7 +336,8 @@ def test_model_server_down_uploads_pend_and_the_sweeper_heals(
     finally:
         stub.kill()
         settings.TF_SERVING_TARGET = None
-        runtime.reset()
+        store_handle.reset_vector_store()
+        reset_embedders()
 
 
 def test_vector_store_down_uploads_pend_and_the_sweeper_heals(
@@ -343,12 +346,12 @@ def test_vector_store_down_uploads_pend_and_the_sweeper_heals(
     from tests.support.serving_fixtures import free_port
 
     settings.QDRANT_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    runtime.reset_vector_store()
+    store_handle.reset_vector_store()
     try:
         ids = _outage_answers(auth_client, "index_unavailable", "vector_store")
     finally:
         settings.QDRANT_URL = None
-        runtime.reset_vector_store()
+        store_handle.reset_vector_store()
     _healed(auth_client, ids, active_model.collection)
 
 

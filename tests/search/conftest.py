@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+CANDIDATE_VERSION = 8
+
 
 @pytest.fixture
 def indexed_catalog(active_model, django_capture_on_commit_callbacks):
@@ -26,3 +28,34 @@ def indexed_catalog(active_model, django_capture_on_commit_callbacks):
             services.product_image_add(product=product, data=data)
             products[sku], photos[sku] = product, data
     return products, photos
+
+
+@pytest.fixture(scope="session")
+def exported_candidate(tmp_path_factory):
+    import keras
+
+    from ml.export import export_saved_model
+    from ml.model import build_embedding_model
+
+    keras.utils.set_random_seed(11)
+    model = build_embedding_model(
+        backbone="mobilenet_v2_035", weights=None, image_size=32, embedding_dim=24, head=True, pooling="gem"
+    )
+    return export_saved_model(
+        model, tmp_path_factory.mktemp("candidate-models"), "lookalike", CANDIDATE_VERSION
+    )
+
+
+@pytest.fixture
+def candidate(db, exported_candidate):
+    from search.models import ModelKind
+    from search.services.model_versions import model_version_register
+
+    return model_version_register(
+        version=CANDIDATE_VERSION,
+        kind=ModelKind.TRAINED,
+        backbone="mobilenet_v2_035",
+        embedding_dim=exported_candidate.embedding_dim,
+        image_size=exported_candidate.image_size,
+        export_path=str(exported_candidate.path),
+    )

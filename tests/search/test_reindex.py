@@ -11,44 +11,15 @@ from django.core.management import call_command
 
 from catalog import services
 from catalog.models import IndexStatus, ProductImage
-from search import reindex
-from search.model_versions import active_model as get_active
-from search.model_versions import model_version_register
-from search.models import ModelKind, ModelStatus, ReindexStatus
-from search.reconcile import reconcile
-from search.runtime import vector_store
+from search.models import ModelStatus, ReindexStatus
+from search.selectors import active_model as get_active
+from search.services import reindex
+from search.services.reconcile import reconcile
+from search.vector_store import vector_store
 from tests.fixtures.images import image_bytes
+from tests.search.conftest import CANDIDATE_VERSION
 
 pytestmark = pytest.mark.django_db
-CANDIDATE_VERSION = 8
-
-
-@pytest.fixture(scope="session")
-def exported_candidate(tmp_path_factory):
-    import keras
-
-    from ml.export import export_saved_model
-    from ml.model import build_embedding_model
-
-    keras.utils.set_random_seed(11)
-    model = build_embedding_model(
-        backbone="mobilenet_v2_035", weights=None, image_size=32, embedding_dim=24, head=True, pooling="gem"
-    )
-    return export_saved_model(
-        model, tmp_path_factory.mktemp("candidate-models"), "lookalike", CANDIDATE_VERSION
-    )
-
-
-@pytest.fixture
-def candidate(db, exported_candidate):
-    return model_version_register(
-        version=CANDIDATE_VERSION,
-        kind=ModelKind.TRAINED,
-        backbone="mobilenet_v2_035",
-        embedding_dim=exported_candidate.embedding_dim,
-        image_size=exported_candidate.image_size,
-        export_path=str(exported_candidate.path),
-    )
 
 
 def _all_ids() -> list[str]:
@@ -75,7 +46,7 @@ def test_reindex_keeps_answering_and_dual_writes(
 
     reindex.BATCH = 2  # several batches even for a tiny catalog
     try:
-        job = reindex.reindex_start(model=candidate, force=True, enqueue=False)
+        job = reindex.reindex_start(model=candidate, force=True, announce=False)
         store = vector_store()
         job = reindex.reindex_fill(job, on_batch=during_fill)
     finally:
@@ -104,7 +75,7 @@ def test_rollback_restores_the_previous_model_and_fills_its_gaps(
     indexed_catalog, active_model, candidate, django_capture_on_commit_callbacks
 ) -> None:
     products, _ = indexed_catalog
-    reindex.reindex_fill(reindex.reindex_start(model=candidate, force=True, enqueue=False))
+    reindex.reindex_fill(reindex.reindex_start(model=candidate, force=True, announce=False))
     with django_capture_on_commit_callbacks(execute=True):
         new = services.product_image_add(product=products["BLU-1"], data=image_bytes(color=(0, 0, 150))).image
     store = vector_store()
@@ -153,7 +124,7 @@ def test_gate_rejects_a_worse_candidate_unless_forced(active_model, candidate, i
     candidate.eval_image_ids = [str(i.pk) for i in images if i.display_order == 0]
     candidate.save()
 
-    job = reindex.reindex_start(model=candidate, enqueue=False)
+    job = reindex.reindex_start(model=candidate, announce=False)
     rejected = reindex.gate_and_promote(job)
     assert rejected.status == ReindexStatus.REJECTED
     assert rejected.gate["passed"] is False
@@ -162,7 +133,7 @@ def test_gate_rejects_a_worse_candidate_unless_forced(active_model, candidate, i
     candidate.refresh_from_db()
     assert candidate.status == ModelStatus.REJECTED
 
-    forced = reindex.reindex_start(model=candidate, force=True, enqueue=False)
+    forced = reindex.reindex_start(model=candidate, force=True, announce=False)
     assert reindex.gate_and_promote(forced).status == ReindexStatus.PROMOTED
     assert get_active().pk == candidate.pk
 
@@ -209,4 +180,4 @@ def test_reconcile_repairs_changes_made_behind_the_platforms_back(indexed_catalo
 
 def test_reindex_refuses_without_a_candidate(active_model) -> None:
     with pytest.raises(reindex.ReindexError, match="No candidate model"):
-        reindex.reindex_start(enqueue=False)
+        reindex.reindex_start(announce=False)

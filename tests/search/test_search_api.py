@@ -6,7 +6,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog import services
 from catalog.models import IndexStatus, Product, ProductImage
-from search.runtime import vector_store
+from search.vector_store import vector_store
 from tests.fixtures.images import image_bytes, png_header_with_size, truncated_jpeg
 
 pytestmark = pytest.mark.django_db
@@ -207,34 +207,37 @@ def test_no_model_is_503(api_client, db, vector_store_path) -> None:
 
 
 def test_model_server_down_is_503(api_client, active_model, settings) -> None:
-    from search import runtime
+    from search import vector_store as store_handle
+    from search.embedders import reset_embedders
     from tests.support.serving_fixtures import free_port
 
     settings.TF_SERVING_TARGET = f"127.0.0.1:{free_port()}"
     settings.TF_SERVING_TIMEOUT_S = 0.5
-    runtime.reset()
+    store_handle.reset_vector_store()
+    reset_embedders()
     try:
         _error(_search(api_client, image=_photo(image_bytes())), 503, "model_unavailable")
     finally:
         settings.TF_SERVING_TARGET = None
-        runtime.reset()
+        store_handle.reset_vector_store()
+        reset_embedders()
 
 
 def test_index_down_is_503(api_client, active_model, settings) -> None:
-    from search import runtime
+    from search import vector_store as store_handle
     from tests.support.serving_fixtures import free_port
 
     settings.QDRANT_URL = f"http://127.0.0.1:{free_port()}"
-    runtime.reset_vector_store()
+    store_handle.reset_vector_store()
     try:
         _error(_search(api_client, image=_photo(image_bytes())), 503, "index_unavailable")
     finally:
         settings.QDRANT_URL = None
-        runtime.reset_vector_store()
+        store_handle.reset_vector_store()
 
 
 def test_anonymous_search_is_throttled(api_client, indexed_catalog, staff_user, monkeypatch) -> None:
-    from search.api.views import SearchThrottle
+    from search.api.throttling import SearchThrottle
 
     rates = {**SearchThrottle.THROTTLE_RATES, "search_anon": "2/min", "search_user": "4/min"}
     monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", rates)
@@ -302,7 +305,7 @@ def test_signed_in_editor_can_search_from_the_page(indexed_catalog, staff_user) 
 def test_image_urls_match_the_storage(settings, media_url) -> None:
     from django.core.files.storage import FileSystemStorage
 
-    from search.searching import media_url_function
+    from search.api.links import media_url_function
 
     settings.MEDIA_URL = media_url
     name = "images/ab/cd/abcdef 1+é.jpg"  # a space, a plus and a non-ASCII letter need quoting
@@ -319,7 +322,7 @@ def test_image_urls_match_the_storage(settings, media_url) -> None:
     ],
 )
 def test_absolute_urls_match_django(rf, path) -> None:
-    from search.searching import url_builder
+    from search.api.links import url_builder
 
     request = rf.get("/api/v1/search/", secure=True)
     assert url_builder(request)(path) == request.build_absolute_uri(path)

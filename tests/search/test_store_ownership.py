@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from search.runtime import vector_store
+from search.vector_store import vector_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from catalog import services
 from catalog.models import IndexStatus, ProductImage
-from search import indexing
+from search import selectors
+from search.services import sweeping
 from tests.fixtures.images import image_bytes
 from workers.tasks import sweep_index
 
@@ -21,7 +22,7 @@ def _age(image, seconds: int) -> None:
 def test_sweeper_indexes_what_the_fast_path_dropped(active_model, media_root) -> None:
     product = services.product_create(sku="S", title="s")
     image = services.product_image_add(product=product, data=image_bytes()).image  # its task never ran
-    assert indexing.due_for_sweep() == []  # still inside the grace period
+    assert selectors.due_for_sweep() == []  # still inside the grace period
     _age(image, 3600)
     assert sweep_index.apply().get() == 1  # eager: the re-enqueued task runs at once
     image.refresh_from_db()
@@ -37,10 +38,10 @@ def test_backoff_grows_per_image(db, media_root, settings) -> None:
     now = timezone.now()
     waits = []
     for _ in range(4):
-        assert indexing.claim_for_sweep(now) == [str(image.pk)]
+        assert sweeping.claim_for_sweep(now) == [str(image.pk)]
         image.refresh_from_db()
         waits.append((image.next_attempt_at - now).total_seconds())
-        assert indexing.claim_for_sweep(now) == []  # not due again until its backoff passes
+        assert sweeping.claim_for_sweep(now) == []  # not due again until its backoff passes
         now = image.next_attempt_at
     assert waits == [30, 60, 120, 240]
 
@@ -51,4 +52,4 @@ def test_failed_images_stop_after_the_attempt_cap(db, media_root, settings) -> N
     ProductImage.objects.filter(pk=image.pk).update(
         index_status=IndexStatus.FAILED, index_attempts=settings.INDEX_MAX_ATTEMPTS
     )
-    assert indexing.due_for_sweep() == []
+    assert selectors.due_for_sweep() == []

@@ -17,7 +17,7 @@ from django.core.management import call_command
 
 from catalog import services
 from catalog.models import IndexStatus, Product, ProductImage
-from search.runtime import vector_store
+from search.vector_store import vector_store
 from tests.fixtures.hostile import HOSTILE_MAX_UPLOAD_BYTES, Hostile, hostile_corpus
 
 # Broken EXIF is part of the corpus; Pillow warning about it is the expected outcome.

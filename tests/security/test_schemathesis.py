@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from search.api.views import SearchThrottle
+from search.api.throttling import SearchThrottle
 
 SCHEMA_PATH = "/api/v1/schema/?format=json"
 

@@ -20,10 +20,15 @@ QUEUES = ("index", "reindex", "default")
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, broker_url: str) -> None:
+    """``queues=None`` starts the worker without ``-Q``, as Celery's docs and a new user do."""
+
+    def __init__(
+        self, env: dict[str, str], log_path: Path, broker_url: str, queues: tuple[str, ...] | None = QUEUES
+    ) -> None:
         self.env = env
         self.log_path = log_path
         self.broker_url = broker_url
+        self.queues = queues
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -38,8 +43,7 @@ class WorkerProcess:
                 "worker",
                 "--pool=solo",
                 "--concurrency=1",
-                "-Q",
-                ",".join(QUEUES),
+                *(["-Q", ",".join(self.queues)] if self.queues else []),
                 "--without-heartbeat",
                 "--without-gossip",
                 "--without-mingle",

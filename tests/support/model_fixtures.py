@@ -38,19 +38,19 @@ def exported_bootstrap(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def vector_store_path(settings, tmp_path: Path):
-    from search import runtime
+    from search import vector_store as store_handle
 
-    runtime.reset_vector_store()
+    store_handle.reset_vector_store()
     settings.VECTOR_STORE_PATH = tmp_path / "qdrant"
     yield settings.VECTOR_STORE_PATH
-    runtime.reset_vector_store()
+    store_handle.reset_vector_store()
 
 
 def activate_exported(exported):
     """Register the exported tiny model as the active version, with its (empty) collection."""
-    from search.model_versions import model_activate, model_version_register
     from search.models import ModelKind
-    from search.runtime import vector_store
+    from search.services.model_versions import model_activate, model_version_register
+    from search.vector_store import vector_store
 
     record = model_version_register(
         version=SEARCH_MODEL_VERSION,

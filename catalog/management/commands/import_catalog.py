@@ -5,7 +5,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from catalog.imports import count_lines, import_manifest
+from catalog import selectors
+from catalog.services.imports import count_lines, import_manifest
 
 
 class Command(BaseCommand):
@@ -18,7 +19,6 @@ class Command(BaseCommand):
     def handle(self, *args, manifest: Path, quiet_errors: bool = False, **options) -> None:
         if not manifest.is_file():
             raise CommandError(f"Manifest not found: {manifest}")
-        self._warn_if_store_is_elsewhere()
         total = count_lines(manifest)
         with tqdm(total=total, unit="line", desc="import", disable=None) as bar:
             report = import_manifest(manifest, on_line=bar.update)
@@ -27,18 +27,10 @@ class Command(BaseCommand):
                 self.stderr.write(str(error))
         style = self.style.SUCCESS if not report.errors else self.style.WARNING
         self.stdout.write(style(report.summary()))
-
-    def _warn_if_store_is_elsewhere(self) -> None:
-        from django.conf import settings
-
-        if not settings.CELERY_TASK_ALWAYS_EAGER:
-            return  # workers index; this process never opens the store
-        from search.runtime import vector_store
-        from search.vector_store import VectorStoreError
-
-        try:
-            vector_store()
-        except VectorStoreError as exc:
-            self.stderr.write(
-                self.style.WARNING(f"{exc} Images will be saved as pending for that process to index.")
+        if report.added_image_ids:
+            # Indexing was announced per line; with tasks in-process it has run already, with a broker
+            # the workers pick it up. Images still pending are indexed by whoever owns the vector store.
+            counts = selectors.index_status_counts(image_ids=report.added_image_ids)
+            self.stdout.write(
+                f"New images: {counts['indexed']} indexed, {counts['pending']} pending, {counts['failed']} failed."
             )

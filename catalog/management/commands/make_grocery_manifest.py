@@ -4,7 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.grocery import GroceryLayoutError, write_manifest
+from catalog.grocery_manifest import write_manifest
+from ml.grocery import GroceryLayoutError
 
 
 class Command(BaseCommand):

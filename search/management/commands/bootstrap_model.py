@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--image-size", type=int, default=None)
 
     def handle(self, *args, weights: str | None, image_size: int | None, **options) -> None:
-        from search.model_versions import bootstrap_model_ensure
+        from search.services.model_versions import bootstrap_model_ensure
         from search.vector_store import VectorStoreError
 
         try:

@@ -10,7 +10,7 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Only report.")
 
     def handle(self, *args, dry_run: bool, **options) -> None:
-        from search.reconcile import reconcile
+        from search.services.reconcile import reconcile
         from search.vector_store import VectorStoreError
 
         try:

@@ -25,8 +25,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, model: int | None, force: bool, no_wait: bool, **options) -> None:
-        from search import reindex
         from search.models import ModelVersion, ReindexJob
+        from search.services import reindex
         from search.vector_store import VectorStoreError
 
         target = None
@@ -36,7 +36,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No model version {model}; see the admin's Model versions list.")
         in_process = settings.CELERY_TASK_ALWAYS_EAGER
         try:
-            job = reindex.reindex_start(model=target, force=force, enqueue=not in_process)
+            job = reindex.reindex_start(model=target, force=force, announce=not in_process)
         except (reindex.ReindexError, VectorStoreError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Reindex job {job.pk}: {job.total} images into {job.model_version.collection}")

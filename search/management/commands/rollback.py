@@ -7,7 +7,7 @@ class Command(BaseCommand):
     help = "Re-activate the previously active model (its collection was kept) and re-index what it lacks."
 
     def handle(self, *args, **options) -> None:
-        from search import reindex
+        from search.services import reindex
         from search.vector_store import VectorStoreError
 
         try:

@@ -1,80 +1,18 @@
-"""The Grocery Store Dataset (Klasson et al., WACV 2019) as a catalog manifest.
+"""The Grocery Store Dataset as a demo catalog manifest for ``import_catalog``.
 
 Product = fine class, its catalog image = the iconic image (listed first), category = coarse class.
 The dataset has no prices; the manifest gives each product a stable demo price derived from its
-class id and says so in ``attributes.price_source``.
+class id and says so in ``attributes.price_source``. The dataset's layout is read by ml.grocery.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class GroceryClass:
-    class_id: int
-    name: str
-    coarse_id: int
-    coarse_name: str
-    iconic: str  # relative to dataset/
-    description: str  # relative to dataset/
-
-
-class GroceryLayoutError(ValueError):
-    pass
-
-
-def dataset_dir(root: Path) -> Path:
-    """Accept either the checkout root or its dataset/ folder."""
-    for candidate in (root / "dataset", root):
-        if (candidate / "classes.csv").is_file():
-            return candidate
-    raise GroceryLayoutError(
-        f"{root} is not a Grocery Store Dataset checkout (no dataset/classes.csv). "
-        "Pass the folder that contains dataset/."
-    )
-
-
-def read_classes(root: Path) -> list[GroceryClass]:
-    ds = dataset_dir(root)
-    classes = []
-    with (ds / "classes.csv").open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        next(reader, None)
-        for row in reader:
-            if len(row) < 6:
-                continue
-            classes.append(
-                GroceryClass(
-                    class_id=int(row[1]),
-                    name=row[0].strip(),
-                    coarse_id=int(row[3]),
-                    coarse_name=row[2].strip(),
-                    iconic=row[4].strip().lstrip("/"),
-                    description=row[5].strip().lstrip("/"),
-                )
-            )
-    return classes
-
-
-def read_split(root: Path, split: str) -> list[tuple[str, int]]:
-    """(path relative to dataset/, fine class id) for each photo of a split."""
-    if split not in SPLITS:
-        raise GroceryLayoutError(f"Unknown split {split!r}; use one of {', '.join(SPLITS)}.")
-    ds = dataset_dir(root)
-    rows = []
-    for line in (ds / f"{split}.txt").read_text(encoding="utf-8").splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 2 and parts[0]:
-            rows.append((parts[0], int(parts[1])))
-    return rows
+from ml.grocery import dataset_dir, read_classes, read_split
 
 
 def demo_price(class_id: int) -> str:

@@ -9,26 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
-from catalog import events, services
+from catalog import events, image_limits
+from catalog.errors import CatalogError
 from catalog.models import Product
+from catalog.services.images import product_image_add
+from catalog.services.products import product_create, product_update
 from catalog.storage import delete_if_unreferenced, path_for, sha256_of
-from ml.preprocess import ImageInfo, ImageRejected, validate_image
+from ml.preprocess import ImageInfo, ImageRejected
 
-MANIFEST_FIELDS = (
-    "sku",
-    "title",
-    "description",
-    "category",
-    "brand",
-    "price",
-    "currency",
-    "in_stock",
-    "attributes",
-    "images",
-)
+MANIFEST_FIELDS = (*Product.EDITABLE_FIELDS, "images")
 
 
 @dataclass(frozen=True)
@@ -52,6 +43,7 @@ class ImportReport:
     images_added: int = 0
     images_existing: int = 0
     errors: list[LineError] = field(default_factory=list)
+    added_image_ids: list[str] = field(default_factory=list)
 
     def add_counts(self, other: ImportReport) -> None:
         self.products_created += other.products_created
@@ -59,6 +51,7 @@ class ImportReport:
         self.products_unchanged += other.products_unchanged
         self.images_added += other.images_added
         self.images_existing += other.images_existing
+        self.added_image_ids += other.added_image_ids
 
     @property
     def ok_lines(self) -> int:
@@ -125,20 +118,16 @@ def _load_images(row: dict[str, Any], base: Path) -> list[tuple[str, bytes, Imag
             )
         path = base / rel
         try:
-            if path.stat().st_size > settings.MAX_UPLOAD_BYTES:
-                raise LineRejected(
-                    "image_too_large",
-                    f"{rel}: {path.stat().st_size:,} bytes; the limit is {settings.MAX_UPLOAD_BYTES:,}.",
-                )
+            image_limits.check_size(path.stat().st_size)
             data = path.read_bytes()
+        except ImageRejected as exc:
+            raise LineRejected(exc.code, f"{rel}: {exc.message}") from exc
         except FileNotFoundError as exc:
             raise LineRejected("missing_file", f"{rel}: no such file.") from exc
         except (IsADirectoryError, PermissionError, OSError) as exc:
             raise LineRejected("unreadable_file", f"{rel}: cannot be read ({exc.strerror or exc}).") from exc
         try:
-            info = validate_image(
-                data, max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS
-            )
+            info = image_limits.validate(data)
         except ImageRejected as exc:
             raise LineRejected(exc.code, f"{rel}: {exc.message}") from exc
         loaded.append((rel, data, info))
@@ -151,32 +140,34 @@ def _import_line(
     fields = {k: row[k] for k in MANIFEST_FIELDS if k in row and k not in ("sku", "images")}
     product = Product.objects.filter(sku=row["sku"].strip()).first()
     if product is None:
-        product = services.product_create(sku=row["sku"], **fields)
+        product = product_create(sku=row["sku"], **fields)
         report.products_created += 1
     else:
         before = product.updated_at
-        product = services.product_update(product=product, **fields)
+        product = product_update(product=product, **fields)
         if product.updated_at != before:
             report.products_updated += 1
         else:
             report.products_unchanged += 1
     added = []
     for order, (rel, data, info) in enumerate(images):
-        result = services.product_image_add(
+        result = product_image_add(
             product=product,
             data=data,
             original_name=Path(rel).name,
             display_order=order,
             info=info,
-            enqueue=False,
+            announce=False,
         )
         if result.created:
             report.images_added += 1
             added.append(result.image.pk)
         else:
             report.images_existing += 1
-    # One indexing task per line: the embedder works on a batch instead of one photo at a time.
-    events.images_added(added)
+    # One announcement per line: the embedder works on a batch instead of one photo at a time.
+    if added:
+        report.added_image_ids += events.ids(added)
+        events.announce(events.images_added, image_ids=events.ids(added))
 
 
 def import_manifest(path: Path, *, on_line: Callable[[], None] | None = None) -> ImportReport:
@@ -197,7 +188,7 @@ def import_manifest(path: Path, *, on_line: Callable[[], None] | None = None) ->
             report.add_counts(line)
         except LineRejected as exc:
             report.errors.append(LineError(number, exc.code, exc.message, sku))
-        except (services.CatalogError, ImageRejected) as exc:
+        except (CatalogError, ImageRejected) as exc:
             report.errors.append(LineError(number, exc.code, exc.message, sku))
             _release(written)
         except Exception:

@@ -1,80 +1,24 @@
-"""Reads and writes of model versions: which model is active, which collections receive writes,
-and the bootstrap model that makes a fresh catalog searchable before any training."""
+"""Registering and activating model versions, and the bootstrap model that makes a fresh catalog
+searchable before any training."""
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
-from search.models import ModelKind, ModelStatus, ModelVersion, ReindexJob, ReindexStatus
+from search import selectors
+from search.models import ModelKind, ModelStatus, ModelVersion
+from search.vector_store import ALIAS, collection_name, vector_store
 
 log = logging.getLogger(__name__)
-ALIAS = "images"
-
-
-def active_model() -> ModelVersion | None:
-    return ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
-
-
-# Queries read the active model on every request; a short per-process cache saves a database round
-# trip (about 2 ms here). A query still embeds and searches with one and the same model row, so a
-# promotion seen up to this long after the fact only means the old model (and its kept collection)
-# answers a moment longer.
-ACTIVE_CACHE_S = 2.0
-_active_cache: tuple[float, ModelVersion | None] = (0.0, None)
-
-
-def active_model_cached() -> ModelVersion | None:
-    global _active_cache
-    now = time.monotonic()
-    stamp, model = _active_cache
-    if model is None or now - stamp > ACTIVE_CACHE_S:
-        model = active_model()
-        _active_cache = (now, model)
-    return model
-
-
-def forget_active_model() -> None:
-    global _active_cache
-    _active_cache = (0.0, None)
-
-
-def write_targets() -> list[ModelVersion]:
-    """Every model whose collection must receive new uploads: the active one, and any being filled."""
-    targets = []
-    active = active_model()
-    if active is not None:
-        targets.append(active)
-    filling = ModelVersion.objects.filter(
-        reindex_jobs__status__in=[ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING]
-    ).distinct()
-    targets.extend(m for m in filling if active is None or m.pk != active.pk)
-    return targets
-
-
-def models_with_collections() -> list[ModelVersion]:
-    return list(ModelVersion.objects.exclude(collection=""))
-
-
-def next_version_number() -> int:
-    top = ModelVersion.objects.aggregate(m=Max("version"))["m"]
-    # Versions must also be new on disk: TF Serving would otherwise serve an old folder's model.
-    model_root = Path(settings.MODELS_DIR) / settings.TF_SERVING_MODEL_NAME
-    on_disk = [int(p.name) for p in model_root.glob("*") if p.name.isdigit()]
-    return max([top or 0, *on_disk]) + 1
 
 
 def collection_for(version: int) -> str:
-    from search.vector_store import collection_name
-
     return collection_name(str(version))
 
 
@@ -119,8 +63,6 @@ def model_activate(model: ModelVersion) -> ModelVersion | None:
     The database row is the source of truth for which collection a query searches, so a query is
     embedded and searched by the same model; the server alias follows it for outside readers.
     """
-    from search.runtime import vector_store
-
     with transaction.atomic():
         previous = ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).first()
         if previous is not None and previous.pk == model.pk:
@@ -132,8 +74,8 @@ def model_activate(model: ModelVersion) -> ModelVersion | None:
         model.promoted_at = timezone.now()
         model.save(update_fields=["status", "promoted_at"])
         vector_store().set_alias(ALIAS, model.collection)
-        forget_active_model()  # this process sees it at once; others within ACTIVE_CACHE_S
-        transaction.on_commit(forget_active_model)
+        selectors.forget_active_model()  # this process sees it at once; others within ACTIVE_CACHE_S
+        transaction.on_commit(selectors.forget_active_model)
     return previous
 
 
@@ -145,12 +87,11 @@ class BootstrapResult:
 
 def bootstrap_model_ensure(*, weights: str | None = None, image_size: int | None = None) -> BootstrapResult:
     """Make sure some model is active; with none at all, export the pretrained backbone and activate it."""
-    active = active_model()
+    active = selectors.active_model()
     if active is not None:
         return BootstrapResult(active, created=False)
     from ml.export import export_saved_model
     from ml.model import build_embedding_model
-    from search.runtime import vector_store
 
     weights = weights or settings.BACKBONE_WEIGHTS
     size = image_size or settings.BOOTSTRAP_IMAGE_SIZE
@@ -159,7 +100,7 @@ def bootstrap_model_ensure(*, weights: str | None = None, image_size: int | None
     model = build_embedding_model(
         backbone=backbone, weights=weights, image_size=size, head=False, pooling="avg"
     )
-    version = next_version_number()
+    version = selectors.next_version_number()
     result = export_saved_model(model, settings.MODELS_DIR, settings.TF_SERVING_MODEL_NAME, version)
     record = model_version_register(
         version=version,
@@ -174,9 +115,3 @@ def bootstrap_model_ensure(*, weights: str | None = None, image_size: int | None
     model_activate(record)
     log.info("bootstrapped model v%s (%s, %d-d)", version, backbone, result.embedding_dim)
     return BootstrapResult(record, created=True)
-
-
-def reindex_in_progress() -> ReindexJob | None:
-    return ReindexJob.objects.filter(
-        status__in=[ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING]
-    ).first()

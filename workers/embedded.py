@@ -1,5 +1,5 @@
-"""The embedded default's background repair: with no broker there is no Celery beat, so the one
-web process runs the sweeper itself on a daemon thread."""
+"""The embedded default's background work: with no broker there is no Celery beat and no worker, so
+the one web process runs the sweeper itself on a daemon thread."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import logging
 import threading
 
 from django.conf import settings
+from django.db import close_old_connections
+
+from workers.tasks import sweep_index
 
 log = logging.getLogger(__name__)
 _started = threading.Event()
@@ -20,10 +23,6 @@ def start_sweeper(interval_s: float = 60.0) -> bool:
     stop = threading.Event()
 
     def loop() -> None:
-        from django.db import close_old_connections
-
-        from workers.tasks import sweep_index
-
         while not stop.wait(interval_s):
             try:
                 close_old_connections()
@@ -35,20 +34,3 @@ def start_sweeper(interval_s: float = 60.0) -> bool:
 
     threading.Thread(target=loop, name="lookalike-sweeper", daemon=True).start()
     return True
-
-
-def warm_up() -> None:
-    """Load the active model and open the store before the first request, not during it (~10 s)."""
-    from search.model_versions import active_model
-    from search.runtime import embedder_for, vector_store
-
-    try:
-        vector_store()
-        model = active_model()
-        if model is not None:
-            embedder = embedder_for(model)
-            import numpy as np
-
-            embedder.embed(np.zeros((1, model.image_size, model.image_size, 3), np.uint8))
-    except Exception:  # readiness (/readyz) reports what is wrong; serving must still start
-        log.exception("warm-up failed")

@@ -16,8 +16,9 @@ from django.core.files.storage import default_storage
 
 from catalog.models import ProductImage
 from ml.data import Item, TrainingDataError, check_trainable, decode_items, read_manifest, split_items
-from search import model_versions
+from search import selectors
 from search.models import ModelKind, ModelVersion
+from search.services.model_versions import model_version_register
 
 
 @dataclass
@@ -120,7 +121,7 @@ def train_candidate(
         {"trained": recall_curve(metrics), "untrained backbone": recall_curve(baseline)},
         history,
     )
-    version = model_versions.next_version_number()
+    version = selectors.next_version_number()
     export = export_saved_model(
         result.model_path,
         settings.MODELS_DIR,
@@ -128,7 +129,7 @@ def train_candidate(
         version,
         backbone=config.backbone,
     )
-    record = model_versions.model_version_register(
+    record = model_version_register(
         version=version,
         kind=ModelKind.TRAINED,
         backbone=config.backbone,

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from catalog.models import IndexStatus, Product, ProductImage
-from search import indexing, model_versions
-from search.runtime import vector_store
-
-_PAYLOAD_KEYS = ("product_id", "sku", "category", "price", "in_stock")
+from search import selectors
+from search.models import ModelStatus
+from search.payloads import product_facts
+from search.services.indexing import repair_missing
+from search.vector_store import vector_store
 
 
 @dataclass
@@ -31,20 +32,13 @@ class ReconcileReport:
         )
 
 
-def _expected_payload(product: Product) -> dict:
-    full = indexing.payload_for(product, 0)
-    return {k: full[k] for k in _PAYLOAD_KEYS}
-
-
 def reconcile(*, dry_run: bool = False) -> list[ReconcileReport]:
     reports = []
     store = vector_store()
-    for model in model_versions.write_targets():
+    for model in selectors.write_targets():
         report = ReconcileReport(collection=model.collection)
         store.ensure_collection(model.collection, model.embedding_dim)
-        images = {
-            str(pk): product_id for pk, product_id in ProductImage.objects.values_list("pk", "product_id")
-        }
+        images = selectors.image_labels()
         report.images = len(images)
         products = {p.pk: p for p in Product.objects.filter(pk__in=set(images.values()))}
         seen: set[str] = set()
@@ -57,7 +51,7 @@ def reconcile(*, dry_run: bool = False) -> list[ReconcileReport]:
                 continue
             seen.add(point_id)
             product_id = images[point_id]
-            expected = _expected_payload(products[product_id])
+            expected = product_facts(products[product_id])
             if any(payload.get(k) != v for k, v in expected.items()):
                 stale[product_id] = expected
         missing = [i for i in images if i not in seen]
@@ -68,12 +62,10 @@ def reconcile(*, dry_run: bool = False) -> list[ReconcileReport]:
             for product_id, expected in stale.items():
                 store.set_payload_by_product(model.collection, product_id, expected)
             for start in range(0, len(missing), 64):
-                outcome = indexing.index_images(
-                    missing[start : start + 64], targets=[model], mark=model.status == "active"
-                )
+                outcome = repair_missing(missing[start : start + 64], model)
                 report.reindexed += len(outcome.indexed)
                 report.failed.update(outcome.failed)
-            if model.status == "active":
+            if model.status == ModelStatus.ACTIVE:
                 # Rows that claim "indexed" but had no point were just repaired; rows that claim
                 # pending while their point exists are marked indexed.
                 ProductImage.objects.filter(pk__in=list(seen), index_status=IndexStatus.PENDING).update(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 from django.db import connection
@@ -9,7 +11,7 @@ from django.db import connection
 from catalog import services
 from catalog.models import IndexStatus, ProductImage
 from config.celery import app
-from search import runtime
+from search import vector_store as store_handle
 from tests.fixtures.images import image_bytes
 from tests.support.celery_worker import QUEUES, WorkerProcess, wait_until, worker_env
 
@@ -17,23 +19,61 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def worker(celery_over_redis, active_model, exported_bootstrap, media_root, vector_store_path, tmp_path):
-    runtime.reset_vector_store()  # hand the embedded store over to the worker
-    db = connection.settings_dict
-    database_url = (
-        f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+def make_worker(celery_over_redis, active_model, exported_bootstrap, media_root, vector_store_path, tmp_path):
+    """``make_worker(queues)``: a worker process over the test's Redis, not started yet; ``queues=None``
+    passes no ``-Q``, as Celery's docs (and a new user) do. Killed at teardown."""
+    made = []
+
+    def make(queues: tuple[str, ...] | None = QUEUES) -> WorkerProcess:
+        store_handle.reset_vector_store()  # hand the embedded store over to the worker
+        db = connection.settings_dict
+        database_url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        env = worker_env(
+            database_url=database_url,
+            broker_url=celery_over_redis,
+            media_root=media_root,
+            vector_store_path=vector_store_path,
+            models_dir=exported_bootstrap.path.parent.parent,
+        )
+        made.append(WorkerProcess(env, tmp_path / "worker.log", celery_over_redis, queues=queues))
+        return made[-1]
+
+    yield make
+    for process in made:
+        process.kill()
+    store_handle.reset_vector_store()
+
+
+def _start_and_wait_until_all_indexed(worker: WorkerProcess, what: str) -> None:
+    worker.start()
+    wait_until(
+        lambda: not ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).exists(),
+        timeout=120,
+        what=what,
+        on_fail=worker.log_tail,
     )
-    env = worker_env(
-        database_url=database_url,
-        broker_url=celery_over_redis,
-        media_root=media_root,
-        vector_store_path=vector_store_path,
-        models_dir=exported_bootstrap.path.parent.parent,
-    )
-    process = WorkerProcess(env, tmp_path / "worker.log", celery_over_redis)
-    yield process
-    process.kill()
-    runtime.reset_vector_store()
+
+
+def test_a_plain_worker_indexes_an_import_that_waited(make_worker, media_root, tmp_path) -> None:
+    # An import while no worker runs: every image saved as pending, its tasks routed to the index queue.
+    from catalog.services.imports import import_manifest
+
+    manifest = tmp_path / "catalog.jsonl"
+    rows = []
+    for n, colour in enumerate([(200, 20, 20), (20, 200, 20), (20, 20, 200)]):
+        name = f"p{n}.jpg"
+        (tmp_path / name).write_bytes(image_bytes(color=colour, pattern=n + 1))
+        rows.append(json.dumps({"sku": f"P{n}", "title": f"p{n}", "images": [name]}))
+    manifest.write_text("\n".join(rows) + "\n")
+    report = import_manifest(manifest)
+    assert report.images_added == 3 and not report.errors
+    plain_worker = make_worker(queues=None)
+    client = redis.Redis.from_url(plain_worker.broker_url)
+    assert client.llen("index") == 3  # routed to the index queue, which a plain worker used to ignore
+    assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.PENDING}
+
+    _start_and_wait_until_all_indexed(plain_worker, "every imported image indexed by a worker without -Q")
+    assert client.llen("index") == 0
 
 
 def _queued(broker_url: str) -> int:
@@ -41,7 +81,10 @@ def _queued(broker_url: str) -> int:
     return sum(client.llen(q) for q in QUEUES)
 
 
-def test_worker_indexes_what_waited_in_redis_and_applies_changes(worker, active_model, media_root) -> None:
+def test_worker_indexes_what_waited_in_redis_and_applies_changes(
+    make_worker, active_model, media_root
+) -> None:
+    worker = make_worker()
     # Uploads while no worker runs: saved as pending, their tasks wait in Redis.
     products = {}
     for sku, colour, price in [
@@ -57,13 +100,7 @@ def test_worker_indexes_what_waited_in_redis_and_applies_changes(worker, active_
     assert _queued(worker.broker_url) == 4
     assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.PENDING}
 
-    worker.start()
-    wait_until(
-        lambda: not ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).exists(),
-        timeout=120,
-        what="every image indexed",
-        on_fail=worker.log_tail,
-    )
+    _start_and_wait_until_all_indexed(worker, "every image indexed")
     assert set(ProductImage.objects.values_list("indexed_model_version", flat=True)) == {
         str(active_model.version)
     }
@@ -76,7 +113,7 @@ def test_worker_indexes_what_waited_in_redis_and_applies_changes(worker, active_
     worker.stop()
     assert not worker.alive()
 
-    store = runtime.vector_store()
+    store = store_handle.vector_store()
     ids = sorted(str(pk) for pk in ProductImage.objects.values_list("pk", flat=True))
     assert store.count(active_model.collection) == 3
     stored = store.retrieve(active_model.collection, ids)

@@ -1,0 +1,25 @@
+"""The limits every image entering the platform meets: API uploads, manifest and feed imports, fetched
+URLs and search queries all check here, so one setting changes them all and a refusal reads the same
+everywhere (the messages come from ml.preprocess)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from ml.preprocess import ImageInfo, too_large, validate_image
+
+
+def limits() -> dict[str, int]:
+    """``max_bytes`` and ``max_pixels`` as ml.preprocess takes them."""
+    return {"max_bytes": settings.MAX_UPLOAD_BYTES, "max_pixels": settings.MAX_IMAGE_PIXELS}
+
+
+def check_size(size: int | None) -> None:
+    """Refuse a file by its size before reading it into memory (an upload's or a file's declared size)."""
+    if size is not None and size > settings.MAX_UPLOAD_BYTES:
+        raise too_large(size, settings.MAX_UPLOAD_BYTES)
+
+
+def validate(data: bytes) -> ImageInfo:
+    """Decode ``data`` fully under the limits; ImageRejected (with a code) if it is not a usable image."""
+    return validate_image(data, **limits())

@@ -1,0 +1,25 @@
+"""Every write to the catalog. Views, admin, commands and tasks call these, never ``save()`` directly.
+
+products.py: create, update, delete products (fields cleaned here). images.py: add, delete and
+re-index images. imports.py: the JSON Lines manifest import.
+"""
+
+from catalog.errors import CatalogError
+from catalog.services.images import (
+    ImageAddResult,
+    product_image_add,
+    product_image_delete,
+    product_images_reindex,
+)
+from catalog.services.products import product_create, product_delete, product_update
+
+__all__ = [
+    "CatalogError",
+    "ImageAddResult",
+    "product_create",
+    "product_delete",
+    "product_image_add",
+    "product_image_delete",
+    "product_images_reindex",
+    "product_update",
+]

@@ -1,0 +1,106 @@
+"""Adding, deleting and re-indexing product images. Indexing itself is announced, not done here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from catalog import events, image_limits
+from catalog.models import IndexStatus, Product, ProductImage
+from catalog.storage import delete_if_unreferenced, release_files_on_commit, sha256_of, write_image
+from ml.preprocess import ImageInfo
+
+
+@dataclass(frozen=True)
+class ImageAddResult:
+    image: ProductImage
+    created: bool
+
+
+def product_image_add(
+    *,
+    product: Product,
+    data: bytes,
+    original_name: str = "",
+    display_order: int | None = None,
+    info: ImageInfo | None = None,
+    announce: bool = True,
+) -> ImageAddResult:
+    """Validate, store and record one image; ``images_added`` is announced after commit.
+
+    The same bytes on the same product return the existing image (``created=False``): re-imports
+    and retried uploads are no-ops. A failure after the file was written removes the file again.
+    Bulk callers pass ``announce=False`` and announce once per batch, so the embedder gets a batch.
+    """
+    if info is None:  # callers that validated already (bulk import) pass what they found
+        info = image_limits.validate(data)
+    digest = sha256_of(data)
+    existing = ProductImage.objects.filter(product=product, sha256=digest).first()
+    if existing is not None:
+        return ImageAddResult(existing, created=False)
+    name, file_created = write_image(data, digest, info.format)
+    try:
+        with transaction.atomic():
+            if display_order is None:
+                top = product.images.aggregate(m=Max("display_order"))["m"]
+                display_order = 0 if top is None else top + 1
+            image = ProductImage.objects.create(
+                product=product,
+                file=name,
+                sha256=digest,
+                original_name=_safe_name(original_name),
+                format=info.format,
+                width=info.width,
+                height=info.height,
+                bytes=info.bytes,
+                display_order=display_order,
+            )
+            if announce:
+                events.announce(events.images_added, image_ids=[str(image.id)])
+    except IntegrityError:
+        # A concurrent add of the same bytes won; return theirs and keep the shared file.
+        existing = ProductImage.objects.filter(product=product, sha256=digest).first()
+        if existing is None:
+            if file_created:
+                delete_if_unreferenced(name)
+            raise
+        return ImageAddResult(existing, created=False)
+    except BaseException:
+        if file_created:
+            delete_if_unreferenced(name)
+        raise
+    return ImageAddResult(image, created=True)
+
+
+def _safe_name(name: str) -> str:
+    # Keep a readable original name for people, never used as a path.
+    cleaned = "".join(ch for ch in str(name) if ch.isprintable() and ch not in "/\\")
+    return cleaned.encode("utf-8", "replace").decode("utf-8", "replace")[-255:]
+
+
+@transaction.atomic
+def product_image_delete(*, image: ProductImage) -> None:
+    name = image.file.name
+    image_id = str(image.id)
+    image.delete()
+    events.announce(events.images_removed, image_ids=[image_id])
+    release_files_on_commit([name])
+
+
+@transaction.atomic
+def product_images_reindex(*, product_ids: list[int]) -> int:
+    """Mark the products' images pending and ask for them to be indexed again (admin action, API)."""
+    ids = list(ProductImage.objects.filter(product_id__in=product_ids).values_list("id", flat=True))
+    ProductImage.objects.filter(id__in=ids).update(
+        index_status=IndexStatus.PENDING,
+        last_error="",
+        index_attempts=0,
+        next_attempt_at=None,
+        updated_at=timezone.now(),
+    )
+    if ids:
+        events.announce(events.images_reindex_requested, image_ids=events.ids(ids))
+    return len(ids)

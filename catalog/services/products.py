@@ -1,0 +1,119 @@
+"""Creating, changing and deleting products; every field a caller sends is cleaned here."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from catalog import events
+from catalog.errors import CatalogError
+from catalog.models import Product
+from catalog.storage import release_files_on_commit
+
+
+def _clean_price(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        price = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise CatalogError("invalid_parameter", f"price must be a number, got {value!r}.", "price") from exc
+    if not price.is_finite() or price < 0 or price >= Decimal("1e10"):
+        raise CatalogError("invalid_parameter", "price must be between 0 and 9,999,999,999.99.", "price")
+    return price.quantize(Decimal("0.01"))
+
+
+def _storable_json(value: Any) -> bool:
+    # PostgreSQL's jsonb refuses NUL and unpaired surrogates ("unsupported Unicode escape sequence"),
+    # which json.loads lets through; caught here they are a 400 instead of a 500 from the database.
+    if isinstance(value, str):
+        return "\x00" not in value and not any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return all(_storable_json(k) and _storable_json(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_storable_json(v) for v in value)
+    return True
+
+
+def clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate and normalise product fields (``Product.EDITABLE_FIELDS``); raise CatalogError."""
+    unknown = set(fields) - set(Product.EDITABLE_FIELDS)
+    if unknown:
+        raise CatalogError("invalid_parameter", f"Unknown product field(s): {', '.join(sorted(unknown))}.")
+    cleaned = dict(fields)
+    if "price" in cleaned:
+        cleaned["price"] = _clean_price(cleaned["price"])
+    if "sku" in cleaned:
+        sku = str(cleaned["sku"]).strip()
+        if not sku or len(sku) > 64:
+            raise CatalogError("invalid_parameter", "sku must be 1 to 64 characters.", "sku")
+        cleaned["sku"] = sku
+    if "title" in cleaned:
+        title = str(cleaned["title"]).strip()
+        if not title:
+            raise CatalogError("invalid_parameter", "title must not be empty.", "title")
+        cleaned["title"] = title[:300]
+    if "currency" in cleaned:
+        currency = str(cleaned["currency"] or "EUR").strip().upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise CatalogError("invalid_parameter", "currency must be a 3-letter ISO code.", "currency")
+        cleaned["currency"] = currency
+    if "attributes" in cleaned:
+        if cleaned["attributes"] is None:
+            cleaned["attributes"] = {}
+        if not isinstance(cleaned["attributes"], dict):
+            raise CatalogError("invalid_parameter", "attributes must be a JSON object.", "attributes")
+        if not _storable_json(cleaned["attributes"]):
+            raise CatalogError(
+                "invalid_parameter",
+                "attributes must not contain NUL characters or unpaired surrogates.",
+                "attributes",
+            )
+    if "in_stock" in cleaned and not isinstance(cleaned["in_stock"], bool):
+        raise CatalogError("invalid_parameter", "in_stock must be true or false.", "in_stock")
+    for key in ("description", "category", "brand"):
+        if key in cleaned:
+            cleaned[key] = "" if cleaned[key] is None else str(cleaned[key]).strip()
+    return cleaned
+
+
+def _duplicate_sku(sku: str) -> CatalogError:
+    return CatalogError("duplicate_sku", f"A product with sku {sku!r} already exists.", "sku")
+
+
+@transaction.atomic
+def product_create(*, sku: str, title: str, **fields: Any) -> Product:
+    cleaned = clean_fields({"sku": sku, "title": title, **fields})
+    if Product.objects.filter(sku=cleaned["sku"]).exists():
+        raise _duplicate_sku(cleaned["sku"])
+    try:
+        with transaction.atomic():
+            return Product.objects.create(**cleaned)
+    except IntegrityError as exc:  # a concurrent create of the same sku
+        raise _duplicate_sku(cleaned["sku"]) from exc
+
+
+@transaction.atomic
+def product_update(*, product: Product, **fields: Any) -> Product:
+    cleaned = clean_fields(fields)
+    if "sku" in cleaned and Product.objects.exclude(pk=product.pk).filter(sku=cleaned["sku"]).exists():
+        raise _duplicate_sku(cleaned["sku"])
+    changed = {k for k, v in cleaned.items() if getattr(product, k) != v}
+    if not changed:
+        return product
+    for key in changed:
+        setattr(product, key, cleaned[key])
+    product.save(update_fields=[*sorted(changed), "updated_at"])
+    events.announce(events.product_changed, product_id=product.pk, fields=frozenset(changed))
+    return product
+
+
+@transaction.atomic
+def product_delete(*, product: Product) -> None:
+    images = list(product.images.values_list("id", "file"))
+    product.delete()
+    if images:
+        events.announce(events.images_removed, image_ids=events.ids(i for i, _ in images))
+    release_files_on_commit(name for _, name in images)

@@ -1,0 +1,61 @@
+"""The training configuration: every choice a training run makes, with the measured reasons for
+its defaults. ``ml/train_args.py`` turns it into command-line options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ml.backbones import DEFAULT_BACKBONE, backbone_names, check_weights_file
+from ml.losses import LOSSES
+
+
+@dataclass
+class TrainConfig:
+    backbone: str = DEFAULT_BACKBONE
+    # A local .weights.h5 path, "imagenet" (download) or None (random init: tests only).
+    weights: str | None = None
+    loss: str = "multi_similarity"
+    # Grocery Store, 224 px, 2 CPU cores: 1 head epoch + 18 fine-tuning epochs took 21 min and reached
+    # test Recall@1 0.803 (photos) / 0.693 (catalog images). More head epochs bought little (128 px:
+    # val R@1 0.33 -> 0.38 over two), so the time goes to fine-tuning. The cosine decay spans ``epochs``.
+    head_epochs: int = 1
+    epochs: int = 18  # fine-tuning epochs (an upper bound when early stopping ends sooner)
+    batch_p: int = 16
+    batch_k: int = 4
+    image_size: int = 224
+    embedding_dim: int = 128
+    pooling: str = "gem"
+    lr_head: float = 1e-3
+    # Grocery Store val Recall@1 (192 px): 4e-4 reached 0.625 in 12 fine-tuning epochs; 2e-4 (160 px)
+    # plateaued at 0.561. The loss default likewise: multi-similarity 0.561 vs contrastive 0.446 (160 px);
+    # Proxy-Anchor tied with multi-similarity in a short 128 px run (val 0.507 vs 0.503), so it stays.
+    lr_finetune: float = 4e-4
+    # MobileNetV2 has 154 layers; measured on 2 cores, training all of them costs no more per image
+    # than the top 30 (the frozen bottom still runs forward), and the shop photos are far from ImageNet.
+    unfreeze_layers: int = 100
+    seed: int = 0
+    output_dir: str = "var/train"
+    # Validation Recall@1 on a few hundred photos wobbles by 0.02-0.06 between epochs while still
+    # climbing (Grocery, 224 px), so stopping waits six epochs without a new best.
+    patience: int = 6
+    steps_per_epoch: int | None = None
+    augment: bool = True
+    # Validation embeds this many training photos as its gallery each epoch: the whole training set
+    # would cost as much as an epoch of training on 2 cores.
+    val_gallery_max: int = 1000
+    # Two threads build (augment) the next batches while the model trains on the current one.
+    workers: int = 2
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(sorted(LOSSES))}")
+        if self.backbone not in backbone_names():
+            raise ValueError(
+                f"unknown backbone {self.backbone!r}; choose one of: {', '.join(backbone_names())}"
+            )
+        if self.batch_p < 2 or self.batch_k < 2:
+            raise ValueError("batch_p and batch_k must both be >= 2")
+        if self.weights not in (None, "imagenet"):
+            check_weights_file(self.weights)

@@ -1,0 +1,130 @@
+"""Every read of the search app's state: which model serves, which collections take writes, what is
+due for indexing. Writes live in search/services/."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from catalog.models import IndexStatus, ProductImage
+from search.models import ModelStatus, ModelVersion, ReindexJob, ReindexStatus
+
+OPEN_REINDEX = (ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING)
+
+
+def active_model() -> ModelVersion | None:
+    return ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
+
+
+# Queries read the active model on every request; a short per-process cache saves a database round
+# trip (about 2 ms here). A query still embeds and searches with one and the same model row, so a
+# promotion seen up to this long after the fact only means the old model (and its kept collection)
+# answers a moment longer.
+ACTIVE_CACHE_S = 2.0
+_active_cache: tuple[float, ModelVersion | None] = (0.0, None)
+
+
+def active_model_cached() -> ModelVersion | None:
+    global _active_cache
+    now = time.monotonic()
+    stamp, model = _active_cache
+    if model is None or now - stamp > ACTIVE_CACHE_S:
+        model = active_model()
+        _active_cache = (now, model)
+    return model
+
+
+def forget_active_model() -> None:
+    """Drop this process's cached active model (after a promotion, and between tests)."""
+    global _active_cache
+    _active_cache = (0.0, None)
+
+
+def write_targets() -> list[ModelVersion]:
+    """Every model whose collection must receive new uploads: the active one first, then any being filled."""
+    targets = []
+    active = active_model()
+    if active is not None:
+        targets.append(active)
+    filling = ModelVersion.objects.filter(reindex_jobs__status__in=OPEN_REINDEX).distinct()
+    targets.extend(m for m in filling if active is None or m.pk != active.pk)
+    return targets
+
+
+def models_with_collections() -> list[ModelVersion]:
+    return list(ModelVersion.objects.exclude(collection=""))
+
+
+def latest_candidate() -> ModelVersion | None:
+    return ModelVersion.objects.filter(status=ModelStatus.CANDIDATE).order_by("-version").first()
+
+
+def previous_model() -> ModelVersion | None:
+    """The model that served before the active one (rollback's target), if its collection was kept."""
+    return (
+        ModelVersion.objects.filter(status=ModelStatus.RETIRED)
+        .exclude(collection="")
+        .order_by("-promoted_at", "-version")
+        .first()
+    )
+
+
+def next_version_number() -> int:
+    top = ModelVersion.objects.aggregate(m=Max("version"))["m"]
+    # Versions must also be new on disk: TF Serving would otherwise serve an old folder's model.
+    model_root = Path(settings.MODELS_DIR) / settings.TF_SERVING_MODEL_NAME
+    on_disk = [int(p.name) for p in model_root.glob("*") if p.name.isdigit()]
+    return max([top or 0, *on_disk]) + 1
+
+
+def reindex_in_progress() -> ReindexJob | None:
+    return ReindexJob.objects.filter(status__in=OPEN_REINDEX).first()
+
+
+def due_for_sweep(now=None, *, include_fresh: bool = False) -> list[str]:
+    """Images to (re)index: pending past the grace period (or all, with ``include_fresh``), and failed
+    ones under the attempt cap whose backoff has passed."""
+    now = now or timezone.now()
+    grace = now if include_fresh else now - timedelta(seconds=settings.INDEX_PENDING_GRACE_S)
+    due = ProductImage.objects.filter(
+        Q(index_status=IndexStatus.PENDING, updated_at__lt=grace)
+        | Q(index_status=IndexStatus.FAILED, index_attempts__lt=settings.INDEX_MAX_ATTEMPTS)
+    ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+    return [str(pk) for pk in due.values_list("pk", flat=True)[:5000]]
+
+
+def pending_companions(exclude: list[str], limit: int, max_age_s: int = 600) -> list[str]:
+    """Other recent uploads still pending, to embed in the same batch as a task's own images.
+
+    One upload is one task; embedding them one by one pays the per-call cost (database round trips,
+    model call) per image. Taking waiting neighbours along shares it; their own tasks then find them
+    indexed and return at once.
+    """
+    if limit <= 0:
+        return []
+    since = timezone.now() - timedelta(seconds=max_age_s)
+    qs = (
+        ProductImage.objects.filter(index_status=IndexStatus.PENDING, created_at__gte=since)
+        .exclude(pk__in=exclude)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return [str(pk) for pk in qs]
+
+
+def image_ids_in_order(*, after: str = "", limit: int) -> list[str]:
+    """Image ids in primary-key order after ``after``: the cursor a reindex fill walks."""
+    qs = ProductImage.objects.order_by("pk")
+    if after:
+        qs = qs.filter(pk__gt=after)
+    return [str(pk) for pk in qs.values_list("pk", flat=True)[:limit]]
+
+
+def image_labels() -> dict[str, int]:
+    """Every image id with its product id: the ground truth the evaluation gate scores against."""
+    return {str(pk): product_id for pk, product_id in ProductImage.objects.values_list("pk", "product_id")}

@@ -1,0 +1,13 @@
+"""Every write of the search app, one module per behaviour:
+
+- indexing.py: embed images and upsert them into the collections that take writes; mark the rows.
+- sweeping.py: the repair path: what the sweeper re-enqueues, and backoff after transient failures.
+- duplicates.py: flag products whose image is nearly identical to another product's.
+- payload_sync.py: keep stored payloads in step with product edits; remove points of deleted images.
+- model_versions.py: register, activate and bootstrap model versions.
+- reindex.py: move the index to a new model with no downtime (fill, gate, promote), and roll back.
+- gate.py: the evaluation gate that compares a candidate with the active model.
+- reconcile.py: compare the catalog with the store and repair both ways.
+- training.py: train a candidate model on the catalog.
+- searching.py: the similarity search itself (data in, data out; presentation is the API's).
+"""

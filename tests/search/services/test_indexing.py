@@ -1,0 +1,86 @@
+"""The indexing service's three entry points, each with what it writes and what it leaves alone."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.storage import default_storage
+
+from catalog import services
+from catalog.models import IndexStatus, ProductImage
+from search.services.indexing import fill_collection, index_pending_images, repair_missing
+from search.services.reindex import reindex_start
+from search.vector_store import vector_store
+from tests.fixtures.images import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def _pending_images(n: int, sku: str = "P") -> list[ProductImage]:
+    product = services.product_create(sku=sku, title=sku)
+    # announce=False: the images stay pending, as when no worker has run yet.
+    return [
+        services.product_image_add(product=product, data=image_bytes(pattern=i + 1), announce=False).image
+        for i in range(n)
+    ]
+
+
+def test_live_path_marks_rows_and_skips_what_the_active_model_indexed(active_model, media_root) -> None:
+    images = _pending_images(2)
+    ids = [str(i.pk) for i in images]
+    outcome = index_pending_images([*ids, "00000000-0000-0000-0000-000000000000"])
+    assert sorted(outcome.indexed) == sorted(ids)
+    assert outcome.missing == ["00000000-0000-0000-0000-000000000000"]
+    rows = ProductImage.objects.filter(pk__in=ids)
+    assert {(r.index_status, r.indexed_model_version) for r in rows} == {
+        (IndexStatus.INDEXED, str(active_model.version))
+    }
+    assert vector_store().count(active_model.collection) == 2
+    again = index_pending_images(ids)  # a redelivered task: nothing to do
+    assert again.indexed == [] and again.failed == {}
+
+
+def test_live_path_writes_every_collection_that_takes_writes(active_model, candidate, media_root) -> None:
+    reindex_start(model=candidate, announce=False)  # the candidate's collection is being filled
+    (image,) = _pending_images(1)
+    index_pending_images([str(image.pk)])
+    store = vector_store()
+    assert store.retrieve(active_model.collection, [str(image.pk)])
+    assert store.retrieve(candidate.collection, [str(image.pk)])
+    image.refresh_from_db()
+    assert image.indexed_model_version == str(active_model.version)  # rows follow the serving model
+
+
+def test_a_bad_image_is_marked_failed_with_a_backoff_and_the_batch_goes_on(active_model, media_root) -> None:
+    good, bad = _pending_images(2)
+    default_storage.delete(bad.file.name)
+    outcome = index_pending_images([str(good.pk), str(bad.pk)])
+    assert outcome.indexed == [str(good.pk)]
+    bad.refresh_from_db()
+    assert bad.index_status == IndexStatus.FAILED and bad.last_error.startswith("missing_file")
+    assert bad.index_attempts == 1 and bad.next_attempt_at is not None
+
+
+def test_filling_a_collection_leaves_the_rows_alone(active_model, candidate, media_root) -> None:
+    images = _pending_images(2)
+    outcome = fill_collection([str(i.pk) for i in images], candidate)
+    assert len(outcome.indexed) == 2
+    assert vector_store().count(candidate.collection) == 2
+    assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.PENDING}
+
+
+def test_repair_marks_rows_only_for_the_serving_model(active_model, candidate, media_root) -> None:
+    images = _pending_images(1)
+    ids = [str(images[0].pk)]
+    repair_missing(ids, candidate)
+    assert ProductImage.objects.get(pk=ids[0]).index_status == IndexStatus.PENDING
+    repair_missing(ids, active_model)
+    assert ProductImage.objects.get(pk=ids[0]).index_status == IndexStatus.INDEXED
+
+
+def test_no_active_model_is_a_typed_error(db, vector_store_path, media_root) -> None:
+    from search.errors import NoActiveModel
+
+    (image,) = _pending_images(1)
+    with pytest.raises(NoActiveModel) as info:
+        index_pending_images([str(image.pk)])
+    assert info.value.code == "model_unavailable"

@@ -1,0 +1,74 @@
+"""What each announcement turns into: the tasks workers/subscribers.py enqueues (eager here, so they
+run in-process and are recorded as they start)."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog import events as catalog_events
+from catalog import services
+from search import events as search_events
+from tests.fixtures.images import image_bytes
+from tests.support.recorders import tasks_run
+
+pytestmark = pytest.mark.django_db
+
+
+def test_product_edits_sync_payloads_only_when_a_payload_field_changed(
+    media_root, django_capture_on_commit_callbacks
+) -> None:
+    product = services.product_create(sku="X", title="x", price="2")
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        services.product_update(product=product, title="renamed", description="longer")
+    assert ran == []  # titles are read from the catalog at query time, never from the store
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        services.product_update(product=product, price="3.00")
+    assert ran == [("lookalike.sync_product_payload", (product.pk,), {})]
+
+
+def test_image_events_enqueue_indexing_and_removal(media_root, django_capture_on_commit_callbacks) -> None:
+    product = services.product_create(sku="X", title="x")
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        image = services.product_image_add(product=product, data=image_bytes()).image
+    assert ran == [("lookalike.index_images", ([str(image.pk)],), {})]
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        services.product_images_reindex(product_ids=[product.pk])
+    assert ran == [("lookalike.index_images", ([str(image.pk)],), {})]
+    image_id = str(image.pk)  # delete() clears the instance's pk
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        services.product_image_delete(image=image)
+    assert ran == [("lookalike.remove_image_points", ([image_id],), {})]
+
+
+def test_search_announcements_become_tasks(django_capture_on_commit_callbacks) -> None:
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        search_events.announce(search_events.reindex_requested, job_id=123)
+        search_events.announce(search_events.index_requested, image_ids=["a", "b"])
+    assert ran == [
+        ("lookalike.reindex_run", (123,), {}),
+        ("lookalike.index_images", (["a", "b"],), {}),
+    ]
+
+
+def test_an_empty_announcement_enqueues_nothing(django_capture_on_commit_callbacks) -> None:
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        catalog_events.announce(catalog_events.images_added, image_ids=[])
+        catalog_events.announce(catalog_events.images_removed, image_ids=[])
+    assert ran == []
+
+
+def test_a_failing_listener_does_not_fail_the_committed_write(
+    media_root, django_capture_on_commit_callbacks, caplog
+) -> None:
+    def broken(sender, **payload):
+        raise ConnectionError("broker down")
+
+    catalog_events.images_added.connect(broken, weak=False)
+    try:
+        product = services.product_create(sku="X", title="x")
+        with django_capture_on_commit_callbacks(execute=True):
+            result = services.product_image_add(product=product, data=image_bytes())
+    finally:
+        catalog_events.images_added.disconnect(broken)
+    assert result.created and result.image.pk is not None
+    assert "broker down" in caplog.text

@@ -1,0 +1,45 @@
+"""Turning what the apps announce into tasks: the one place that connects catalog and search events
+to Celery. Connected once, when the workers app is ready (workers/apps.py).
+
+Announcements arrive after the write committed (catalog.events / search.events ``announce``), so a
+task never runs before its rows exist, and a rolled-back write enqueues nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from catalog import events as catalog_events
+from search import events as search_events
+from search.payloads import affects_payload
+from workers import tasks
+
+
+def _index(sender: Any, image_ids: list[str], **_: Any) -> None:
+    if image_ids:
+        tasks.index_images.delay(list(image_ids))
+
+
+def _remove(sender: Any, image_ids: list[str], **_: Any) -> None:
+    if image_ids:
+        tasks.remove_image_points.delay(list(image_ids))
+
+
+def _product_changed(sender: Any, product_id: int, fields: frozenset[str], **_: Any) -> None:
+    # A title or description edit changes nothing in the store: results read those from the catalog.
+    if affects_payload(fields):
+        tasks.sync_product_payload.delay(product_id)
+
+
+def _reindex(sender: Any, job_id: int, **_: Any) -> None:
+    tasks.reindex_run.delay(job_id)
+
+
+def connect() -> None:
+    # dispatch_uid makes a second connect() (tests re-importing, autoreload) a no-op.
+    catalog_events.images_added.connect(_index, dispatch_uid="workers.index.added")
+    catalog_events.images_reindex_requested.connect(_index, dispatch_uid="workers.index.requested")
+    catalog_events.images_removed.connect(_remove, dispatch_uid="workers.remove")
+    catalog_events.product_changed.connect(_product_changed, dispatch_uid="workers.payload")
+    search_events.index_requested.connect(_index, dispatch_uid="workers.index.search")
+    search_events.reindex_requested.connect(_reindex, dispatch_uid="workers.reindex")
