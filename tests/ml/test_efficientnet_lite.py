@@ -25,7 +25,7 @@ from ml.preprocess import preprocess
 from ml.pretrained import CACHE_ENV, convert_pth, efficientnet_lite, imagenet_pth
 from ml.pth_reader import read_pth
 from tests.fixtures.images import image_bytes
-from tests.fixtures.pth import calling_pickle, legacy_pth_bytes
+from tests.fixtures.pth import calling_pickle, legacy_pth_bytes, write_legacy_pth
 
 # Parameters (with the 1000-class classifier, without it) of Google's EfficientNet-Lite0/1/2.
 EXPECTED_PARAMS = {0: (4_694_024, 3_413_024), 1: (5_470_344, 4_189_344), 2: (6_150_168, 4_869_168)}
@@ -180,6 +180,9 @@ def _bad_weights(kind: str, tmp_path: Path, cache_dir: Path) -> tuple[Path, str]
         return path, "sha256"
     if kind == "lite0_h5_for_lite1":
         return convert_pth(lite0, 0, cache_dir=cache_dir), "does not fit efficientnet_lite1"
+    if kind == "foreign_state_dict":
+        path = write_legacy_pth(tmp_path / "foreign.pth", {"_conv_stem.weight": np.zeros(4, "float32")})
+        return path, "_conv_stem.weight has shape (4,)"
     if kind == "other_suffix":
         path = tmp_path / "weights.bin"
         path.write_bytes(b"x")
@@ -195,6 +198,7 @@ def _bad_weights(kind: str, tmp_path: Path, cache_dir: Path) -> tuple[Path, str]
         "truncated",
         "wrong_sha256",
         "lite0_h5_for_lite1",
+        "foreign_state_dict",
         "other_suffix",
         "missing",
     ],
