@@ -162,11 +162,11 @@ class LocalEmbedder(Embedder):
         return out[OUTPUT_NAME].numpy()
 
 
-# Defaults for the in-process TFLite runtime, measured here with MobileNetV2-0.35 at 224 px (2 cores
-# AMD EPYC, machine quiet, random pixels, after warm-up):
-#   threads per interpreter   batch 1 p50   batch 32        2 callers at once, batch 1 / batch 32
-#   1                         1.6 ms        450 images/s    1,290 / 720 images/s (pool of 2 x 1)
-#   2                         1.0 ms        900 images/s    1,020 / 820 images/s (pool of 2 x 2)
+# Defaults for the in-process TFLite runtime, measured here with MobileNetV2-0.35 at 224 px (2 cores,
+# Intel Xeon, load below 1, random pixels, after warm-up; two runs each where a range is given):
+#   threads per interpreter   batch 1 p50    batch 32           2 callers at once, batch 1 / batch 32
+#   1                         1.6-3.0 ms     360-450 images/s   1,290 / 720 images/s (pool of 2 x 1)
+#   2                         1.0 ms         870-900 images/s   1,020 / 820 images/s (pool of 2 x 2)
 # Two threads win both single-caller figures and still lead at batch 32 with two callers; two
 # interpreters let two requests (web threads, an indexing batch) run at once instead of queueing,
 # and the 4 threads they add up to on 2 cores cost little (the right-hand column). On a busy shared
@@ -212,8 +212,8 @@ class TFLiteEmbedder(Embedder):
         self.num_threads = min(num_threads, _cpu_count())
         self.pool_size = pool_size
         self.metadata = read_model_metadata(self.model_dir)
-        # All interpreters load here: a broken file fails when the process starts, not on a request.
-        # Each costs about 10 ms and the model's 1.6 MB once per interpreter plus its arena.
+        # All interpreters load here (about 10 ms each for MobileNetV2-0.35): a broken file fails
+        # when the process starts, not on a request.
         try:
             runners = [tflite.TFLiteRunner(path, num_threads=self.num_threads) for _ in range(pool_size)]
         except tflite.TFLiteModelError as exc:
