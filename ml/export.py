@@ -2,8 +2,9 @@
 
 ``<models_dir>/<name>/<version>/`` holds a SavedModel whose ``serving_default`` signature takes
 ``images`` (uint8 [None, H, W, 3], the output of ``ml.preprocess``) and returns ``embeddings``
-(float32 [None, D], L2-normalised), plus ``assets.extra/lookalike.json`` (TF Serving ignores
-``assets.extra``; our clients read it). See docs/CONTRACTS.md.
+(float32 [None, D], L2-normalised), the same signature converted to TensorFlow Lite as
+``model.tflite`` (the fast CPU runtime: ``ml.tflite``), plus ``assets.extra/lookalike.json``
+(TF Serving ignores ``assets.extra``; our clients read it). See docs/CONTRACTS.md.
 
 TF Serving polls ``<models_dir>/<name>/`` and loads any new numeric folder, so a version must never
 be visible half-written: everything is written and verified in a dot-folder beside it (which the
@@ -20,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +36,12 @@ OUTPUT_NAME = "embeddings"
 METADATA_DIR = "assets.extra"
 METADATA_FILE = "lookalike.json"
 DEFAULT_ATOL = 1e-5
+# The TFLite model must point every verification embedding the same way as the SavedModel. Measured
+# for MobileNetV2-0.35 (ImageNet weights, 224 px, 1280-d): at most 2.4e-6 apart per component,
+# cosine 1 - 3e-11 (the runtime note saw up to 3.3e-5 against Keras). 0.9999 leaves room for other
+# kernels' rounding yet catches a wrong op or weight: a model with its weights shifted by one channel
+# scores far below it (tests/ml/test_export.py).
+DEFAULT_TFLITE_MIN_COSINE = 0.9999
 # Modules that register custom Keras objects (package="lookalike"); imported before loading a .keras
 # file so deserialisation finds them. Missing ones are skipped (they may not exist yet).
 _REGISTERING_MODULES = ("ml.model", "ml.losses")
@@ -62,6 +70,8 @@ class ExportResult:
     name: str = ""
     version: int = 0
     backbone: str = ""
+    tflite_path: Path | None = None  # None when exported with tflite=False
+    tflite_max_abs_diff: float | None = None
 
 
 def _register_custom_objects() -> None:
@@ -125,7 +135,31 @@ def _write_saved_model(model: Any, out_dir: Path, image_size: int) -> None:
         tf.saved_model.save(root, os.fspath(out_dir), signatures={SIGNATURE_NAME: concrete})
 
 
-def _verify(model: Any, out_dir: Path, image_size: int, dim: int, atol: float) -> float:
+def _verification_images(image_size: int) -> np.ndarray:
+    """Four images of random pixels and two smooth ones, uint8 [6, S, S, 3].
+
+    Random pixels exercise the whole value range; smooth gradients look more like photos to the
+    network (large uniform regions, low frequencies), so both kinds of activation are compared.
+    A fixed seed keeps a failure reproducible.
+    """
+    noise = np.random.default_rng(0).integers(0, 256, size=(4, image_size, image_size, 3), dtype=np.uint8)
+    ramp = np.linspace(0.0, 1.0, image_size)
+    y, x = np.meshgrid(ramp, ramp, indexing="ij")
+    gradient = np.stack([x, y, 1.0 - (x + y) / 2], axis=-1)
+    waves = np.stack(
+        [
+            0.5 + 0.5 * np.sin(2 * np.pi * x),
+            0.5 + 0.5 * np.cos(3 * np.pi * y),
+            0.5 + 0.5 * np.sin(np.pi * (x + y)),
+        ],
+        axis=-1,
+    )
+    smooth = (np.stack([gradient, waves]) * 255).round().astype(np.uint8)
+    return np.concatenate([noise, smooth])
+
+
+def _verify(model: Any, out_dir: Path, image_size: int, dim: int, atol: float) -> tuple[float, np.ndarray]:
+    """Check the reloaded SavedModel; returns (max abs diff to Keras, its embeddings of the check images)."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(os.fspath(out_dir))
@@ -145,11 +179,10 @@ def _verify(model: Any, out_dir: Path, image_size: int, dim: int, atol: float) -
     if ospec.dtype != tf.float32 or ospec.shape.as_list() != [None, dim]:
         raise ExportVerificationError(f"output spec {ospec} != float32 [None, {dim}]")
 
-    # Random pixels exercise the whole value range; a fixed seed keeps a failure reproducible.
-    images = np.random.default_rng(0).integers(0, 256, size=(4, image_size, image_size, 3), dtype=np.uint8)
+    images = _verification_images(image_size)
     served = fn(images=tf.constant(images))[OUTPUT_NAME].numpy()
     expected = np.asarray(model(images.astype(np.float32), training=False), dtype=np.float32)
-    if served.shape != (4, dim) or not np.all(np.isfinite(served)):
+    if served.shape != (len(images), dim) or not np.all(np.isfinite(served)):
         raise ExportVerificationError(f"reloaded model returned shape {served.shape} or non-finite values")
     diff = float(np.max(np.abs(served - expected)))
     if diff > atol:
@@ -159,7 +192,83 @@ def _verify(model: Any, out_dir: Path, image_size: int, dim: int, atol: float) -
     norms = np.linalg.norm(served, axis=1)
     if not np.allclose(norms, 1.0, atol=1e-3):
         raise ExportVerificationError(f"embeddings are not L2-normalised (norms {norms.round(4).tolist()})")
-    return diff
+    return diff, served
+
+
+def _tflite_signature_def(saved_model_dir: Path, runner: Any) -> Any:
+    """The SavedModel's serving SignatureDef, its TensorInfo names pointed at the TFLite model's tensors.
+
+    Embedded in model.tflite so TF Serving (--prefer_tflite_model) answers GetModelMetadata and
+    Predict with the same ``images`` -> ``embeddings`` signature as for the SavedModel.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((saved_model_dir / "saved_model.pb").read_bytes())
+    signature = saved.meta_graphs[0].signature_def[SIGNATURE_NAME]
+    signature.inputs[INPUT_NAME].name = runner.input_tensor_name
+    signature.outputs[OUTPUT_NAME].name = runner.output_tensor_name
+    return signature
+
+
+def _write_and_verify_tflite(
+    out_dir: Path, image_size: int, expected: np.ndarray, min_cosine: float
+) -> dict[str, Any]:
+    """Convert the SavedModel in ``out_dir`` to ``model.tflite`` there and check it against ``expected``.
+
+    ``expected`` is the SavedModel's output for :func:`_verification_images`. The TFLite model runs
+    them as one batch and the first image alone (which also exercises the dynamic batch dimension);
+    every row must have cosine >= ``min_cosine`` with the SavedModel's. Returns the metadata entry.
+    """
+    from ml import tflite
+
+    started = time.perf_counter()
+    try:
+        flatbuffer = tflite.convert_saved_model(out_dir)
+    except Exception as exc:  # the converter raises its own ConverterError and assorted others
+        detail = " ".join(str(exc).split())[:300]
+        raise ExportError(
+            f"TFLite conversion failed ({type(exc).__name__}: {detail}); "
+            "export with tflite=False for a SavedModel only"
+        ) from exc
+    convert_s = time.perf_counter() - started
+    path = out_dir / tflite.TFLITE_FILE
+    try:
+        names = tflite.TFLiteRunner(flatbuffer)
+        flatbuffer = tflite.add_signature_defs(
+            flatbuffer, {SIGNATURE_NAME: _tflite_signature_def(out_dir, names).SerializeToString()}
+        )
+        path.write_bytes(flatbuffer)
+        runner = tflite.TFLiteRunner(path)
+    except tflite.TFLiteModelError as exc:
+        raise ExportVerificationError(f"converted TFLite model is unusable: {exc}") from exc
+    if (runner.image_size, runner.dim) != (image_size, expected.shape[1]):
+        raise ExportVerificationError(
+            f"TFLite model maps {runner.image_size} px to {runner.dim}-d, "
+            f"expected {image_size} px to {expected.shape[1]}-d"
+        )
+    images = _verification_images(image_size)
+    batch = runner.run(images)
+    single = runner.run(images[:1])
+    got = np.concatenate([batch, single])
+    want = np.concatenate([expected, expected[:1]])
+    if got.shape != want.shape or not np.all(np.isfinite(got)):
+        raise ExportVerificationError(f"TFLite model returned shape {list(got.shape)} or non-finite values")
+    cosine = np.sum(got.astype(np.float64) * want, axis=1) / (
+        np.linalg.norm(got.astype(np.float64), axis=1) * np.linalg.norm(want.astype(np.float64), axis=1)
+    )
+    worst = float(np.min(cosine))
+    if not np.all(cosine >= min_cosine):  # also catches NaN from a zero vector
+        raise ExportVerificationError(
+            f"TFLite model disagrees with the SavedModel: cosine {worst:.6f} < {min_cosine} on a check image"
+        )
+    return {
+        "file": tflite.TFLITE_FILE,
+        "bytes": len(flatbuffer),
+        "min_cosine": worst,
+        "max_abs_diff": float(np.max(np.abs(got - want))),
+        "convert_s": round(convert_s, 2),
+        "litert_version": tflite.litert_version(),
+    }
 
 
 def export_saved_model(
@@ -170,13 +279,17 @@ def export_saved_model(
     *,
     backbone: str | None = None,
     atol: float = DEFAULT_ATOL,
+    tflite: bool = True,
+    tflite_min_cosine: float = DEFAULT_TFLITE_MIN_COSINE,
 ) -> ExportResult:
-    """Write ``<models_dir>/<name>/<version>/`` (SavedModel + metadata) and verify it; see module doc.
+    """Write ``<models_dir>/<name>/<version>/`` (SavedModel, model.tflite, metadata), verified; see module doc.
 
     ``model_or_keras_path`` is a ``keras.Model`` or a path to a ``.keras`` file. ``backbone`` goes into
-    the metadata; by default it is read from the model's name (set by ``ml.model``).
+    the metadata; by default it is read from the model's name (set by ``ml.model``). ``tflite=False``
+    writes the SavedModel only (conversion adds seconds: about 8 s for MobileNetV2-0.35).
     Raises VersionExistsError if the version exists, ExportVerificationError if the reload disagrees
-    by more than ``atol``, ExportError for an unusable model or a non-TensorFlow Keras backend.
+    by more than ``atol`` or the TFLite model's cosine to it falls below ``tflite_min_cosine``,
+    ExportError for an unusable model, a failed conversion or a non-TensorFlow Keras backend.
     """
     import keras
 
@@ -207,7 +320,10 @@ def export_saved_model(
     tmp_dir = model_root / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     try:
         _write_saved_model(model, tmp_dir, image_size)
-        diff = _verify(model, tmp_dir, image_size, dim, atol)
+        diff, served = _verify(model, tmp_dir, image_size, dim, atol)
+        tflite_meta = (
+            _write_and_verify_tflite(tmp_dir, image_size, served, tflite_min_cosine) if tflite else None
+        )
         import tensorflow as tf
 
         meta = {
@@ -223,6 +339,7 @@ def export_saved_model(
             "l2_normalized": True,
             "keras_model_name": str(getattr(model, "name", "")),
             "max_abs_diff": diff,
+            "tflite": tflite_meta,
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -246,4 +363,6 @@ def export_saved_model(
         name=name,
         version=version,
         backbone=backbone,
+        tflite_path=final_dir / tflite_meta["file"] if tflite_meta else None,
+        tflite_max_abs_diff=tflite_meta["max_abs_diff"] if tflite_meta else None,
     )

@@ -435,6 +435,46 @@ def test_tfserving_command_references_existing_platform_files(services, env_sets
         assert PLATFORM.resolve() in resolved.parents
 
 
+# Every flag tensorflow_model_server accepts (tensorflow_serving/model_servers/main.cc, TF Serving
+# 2.21). The server refuses to start on an unknown flag, which no test here could otherwise see.
+TF_SERVING_FLAGS = frozenset(
+    """port grpc_socket_path rest_api_port rest_api_num_threads rest_api_timeout_in_ms
+    rest_api_enable_cors_support enable_batching allow_version_labels_for_unavailable_models
+    batching_parameters_file enable_per_model_batching_parameters model_config_file
+    model_config_file_poll_wait_seconds model_name model_base_path num_load_threads num_unload_threads
+    max_num_load_retries load_retry_interval_micros file_system_poll_wait_seconds
+    flush_filesystem_caches tensorflow_session_parallelism tensorflow_intra_op_parallelism
+    tensorflow_inter_op_parallelism use_alts_credentials tensorflow_session_config_file
+    ssl_config_file platform_config_file per_process_gpu_memory_fraction saved_model_tags
+    grpc_channel_arguments grpc_max_threads enable_model_warmup num_request_iterations_for_warmup
+    version monitoring_config_file remove_unused_fields_from_bundle_metagraph prefer_tflite_model
+    num_tflite_pools num_tflite_interpreters_per_pool enable_signature_method_name_check
+    xla_cpu_compilation_enabled xla_gpu_compilation_enabled enable_profiler
+    thread_pool_factory_config_file mixed_precision skip_initialize_tpu
+    enable_grpc_healthcheck_service enable_serialization_as_tensor_content""".split()  # noqa: SIM905
+)
+
+
+def test_tfserving_flags_are_tf_serving_flags(services):
+    args = [a for a in command_args(services["tfserving"]) if a.startswith("--")]
+    unknown = {a.split("=", 1)[0][2:] for a in args} - TF_SERVING_FLAGS
+    assert not unknown, f"tensorflow_model_server has no flag(s) {sorted(unknown)}"
+
+
+def test_tfserving_serves_the_tflite_model_with_an_interpreter_per_batch_thread(services):
+    from ml.tflite import TFLITE_FILE
+
+    args = command_args(services["tfserving"])
+    assert flag(args, "--prefer_tflite_model") == "true"
+    # The file TF Serving looks for in a version folder (saved_model_bundle_factory.cc) is the one
+    # ml.export writes.
+    assert TFLITE_FILE == "model.tflite"
+    # --num_tflite_pools is the number of interpreters; every batch the batcher runs at once needs one.
+    assert int(flag(args, "--num_tflite_pools") or 0) == _batching_parameters().num_batch_threads.value
+    # Above 1 a second, TFLite-internal batch scheduler would regroup what --enable_batching batched.
+    assert flag(args, "--num_tflite_interpreters_per_pool") == "1"
+
+
 def _batching_parameters():
     pytest.importorskip("google.protobuf")
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2

@@ -63,6 +63,7 @@ from tests.support.serving_fixtures import (  # noqa: E402, F401
     local_embedder,
     models_dir,
     stub_server,
+    tflite_embedder,
     tfs_embedder,
     tiny_keras_model,
     tiny_keras_path,

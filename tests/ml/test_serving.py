@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from ml import tflite
 from ml.serving import (
     BadEmbedding,
+    EmbedderError,
     EmbedderUnavailable,
     InvalidInput,
     LocalEmbedder,
     ModelNotFound,
+    TFLiteEmbedder,
     TFServingEmbedder,
+    open_local_embedder,
 )
 from tests.support.serving_fixtures import MODEL_NAME, TINY_DIM, TINY_SIZE, free_port, random_images
 
 # Scheduling slack on a loaded 2-core CI machine, on top of the embedder's own worst case.
 SLACK_S = 1.5
+# The export's own bar for TFLite against the SavedModel (ml.export.DEFAULT_TFLITE_MIN_COSINE).
+MIN_COSINE = 0.9999
+
+
+def assert_same_directions(got: np.ndarray, expected: np.ndarray) -> None:
+    assert got.shape == expected.shape and got.dtype == np.float32
+    a, b = got.astype(np.float64), expected.astype(np.float64)
+    cosines = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert np.all(cosines >= MIN_COSINE), cosines.min()
+
+
+def copy_version(exported, root, *, tflite_bytes: bytes | None = None):
+    """A copy of the exported version folder; without model.tflite, or with the given bytes in it."""
+    target = root / MODEL_NAME / "1"
+    shutil.copytree(exported.path, target)
+    (target / "model.tflite").unlink()
+    if tflite_bytes is not None:
+        (target / "model.tflite").write_bytes(tflite_bytes)
+    return target
 
 
 def test_local_embedder_matches_keras(local_embedder, tiny_keras_model):
@@ -55,6 +80,92 @@ def test_local_embedder_missing_model(tmp_path):
         LocalEmbedder(tmp_path / "nope")
 
 
+@pytest.mark.parametrize("n", [1, 3, 70])  # 70 > max_batch (32): three interpreter runs
+def test_tflite_embedder_matches_the_saved_model(tflite_embedder, local_embedder, n):
+    images = random_images(n, seed=20 + n)
+    assert (tflite_embedder.image_size, tflite_embedder.dim) == (TINY_SIZE, TINY_DIM)
+    assert tflite_embedder.ready()
+    assert_same_directions(tflite_embedder.embed(images), local_embedder.embed(images))
+    assert tflite_embedder.embed(images[:0]).shape == (0, TINY_DIM)
+
+
+def test_tflite_embedder_reallocates_only_when_the_batch_size_changes(exported):
+    embedder = TFLiteEmbedder(exported.path, max_batch=4, pool_size=1)
+    first = embedder.embed(random_images(1, seed=1))
+    for _ in range(5):
+        embedder.embed(random_images(1, seed=2))
+    assert embedder.resizes == 0, "the interpreter starts at batch 1: no reallocation for batch-1 queries"
+    embedder.embed(random_images(3))
+    embedder.embed(random_images(3, seed=3))
+    assert embedder.resizes == 1
+    embedder.embed(random_images(10))  # chunks of 4, 4, 2: resized to 4 once, then to 2
+    assert embedder.resizes == 3
+    np.testing.assert_allclose(embedder.embed(random_images(1, seed=1)), first, atol=1e-6)
+
+
+def test_tflite_embedder_is_safe_from_many_threads(exported):
+    embedder = TFLiteEmbedder(exported.path, max_batch=4, pool_size=2)
+    # Each thread its own images and batch sizes, so a mix-up between callers shows as wrong vectors.
+    work = [random_images(1 + i % 6, seed=100 + i) for i in range(8)]
+    expected = [embedder.embed(images) for images in work]
+    start = threading.Barrier(len(work))
+    results: dict[int, list[np.ndarray]] = {}
+
+    def call(i: int) -> None:
+        start.wait()
+        results[i] = [embedder.embed(work[i]) for _ in range(10)]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(work))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == list(range(len(work)))
+    for i, outputs in results.items():
+        for out in outputs:
+            np.testing.assert_allclose(out, expected[i], atol=1e-6)
+
+
+def test_tflite_embedder_errors(exported, tmp_path, tflite_embedder):
+    with pytest.raises(ModelNotFound, match="model.tflite"):
+        TFLiteEmbedder(copy_version(exported, tmp_path / "none"))
+    with pytest.raises(ModelNotFound, match="not a loadable TFLite model"):
+        TFLiteEmbedder(copy_version(exported, tmp_path / "bad", tflite_bytes=b"not a flatbuffer"))
+    with pytest.raises(InvalidInput):
+        tflite_embedder.embed(random_images(1, size=TINY_SIZE + 1))
+    with pytest.raises(InvalidInput):
+        tflite_embedder.embed(random_images(1).astype(np.float32))
+    closed = TFLiteEmbedder(exported.path)
+    closed.close()
+    assert not closed.ready()
+    with pytest.raises(EmbedderError, match="closed"):
+        closed.embed(random_images(1))
+
+
+def test_open_local_embedder_prefers_tflite_and_falls_back(exported, tmp_path, local_embedder, caplog):
+    images = random_images(2, seed=30)
+    expected = local_embedder.embed(images)
+
+    fast = open_local_embedder(exported.path, max_batch=8)
+    assert isinstance(fast, TFLiteEmbedder) and fast.max_batch == 8
+    assert_same_directions(fast.embed(images), expected)
+
+    # A version exported before model.tflite existed.
+    older = open_local_embedder(copy_version(exported, tmp_path / "old"), max_batch=8)
+    assert isinstance(older, LocalEmbedder) and older.max_batch == 8
+    np.testing.assert_allclose(older.embed(images), expected, atol=1e-6)
+
+    # A model.tflite that does not load: the SavedModel answers, and the log says why.
+    with caplog.at_level(logging.WARNING, logger="ml.serving"):
+        broken = open_local_embedder(copy_version(exported, tmp_path / "broken", tflite_bytes=b"\0" * 64))
+    assert isinstance(broken, LocalEmbedder)
+    assert "did not load" in caplog.text
+
+    assert isinstance(open_local_embedder(exported.path, prefer_tflite=False), LocalEmbedder)
+    with pytest.raises(ModelNotFound):
+        open_local_embedder(tmp_path / "nothing-here")
+
+
 def test_both_embedders_agree(stub_server, local_embedder):
     images = random_images(5, seed=3)
     # max_batch=2 splits the request into three Predict calls.
@@ -64,6 +175,38 @@ def test_both_embedders_agree(stub_server, local_embedder):
         out = remote.embed(images)
     assert out.dtype == np.float32 and out.shape == (5, TINY_DIM)
     np.testing.assert_allclose(out, local_embedder.embed(images), atol=1e-5)
+
+
+def test_stub_serves_the_tflite_model_like_tf_serving(stub_server, exported, models_dir, tflite_embedder):
+    images = random_images(4, seed=40)
+    assert stub_server.models.runtime(MODEL_NAME, 1) == "tflite"
+    # image_size and dim come from GetModelMetadata: the signature embedded in model.tflite.
+    with TFServingEmbedder(stub_server.target, MODEL_NAME, 1) as remote:
+        assert (remote.image_size, remote.dim) == (TINY_SIZE, TINY_DIM)
+        served = remote.embed(images)
+    np.testing.assert_allclose(served, tflite_embedder.embed(images), atol=1e-6)
+
+    from tests.support.tf_serving_stub import TFServingStub
+
+    with (
+        TFServingStub(models_dir, prefer_tflite=False) as saved_model_server,
+        TFServingEmbedder(saved_model_server.target, MODEL_NAME, 1) as remote,
+    ):
+        assert saved_model_server.models.runtime(MODEL_NAME, 1) == "savedmodel"
+        assert_same_directions(remote.embed(images), served)
+
+
+def test_stub_without_tflite_signature_metadata_breaks_the_contract(exported, tmp_path):
+    """Why ml.export embeds the SignatureDef: without it TF Serving names the signature by tensors."""
+    from tests.support.tf_serving_stub import TFServingStub
+
+    bare = tflite.convert_saved_model(exported.path)  # the converter's output, no metadata added
+    assert tflite.read_signature_defs(bare) == {}
+    copy_version(exported, tmp_path, tflite_bytes=bare)
+    with TFServingStub(tmp_path) as server, TFServingEmbedder(server.target, MODEL_NAME, 1) as remote:
+        assert server.models.runtime(MODEL_NAME, 1) == "tflite"
+        with pytest.raises(BadEmbedding, match="signature"):
+            remote.embed(random_images(1))
 
 
 def test_unpinned_version_resolves_to_newest_and_stays_pinned(tfs_embedder, stub_server):

@@ -80,6 +80,13 @@ def local_embedder(exported: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
+def tflite_embedder(exported: Any) -> Any:
+    from ml.serving import TFLiteEmbedder
+
+    return TFLiteEmbedder(exported.path)
+
+
+@pytest.fixture(scope="session")
 def _stub_server(exported: Any, models_dir: Path) -> Iterator[Any]:
     from tests.support.tf_serving_stub import TFServingStub
 
