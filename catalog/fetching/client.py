@@ -185,6 +185,12 @@ def _open(
                 conn.close()
                 lease.release()
                 raise transport_error(exc, current, deadline, timeouts) from exc
+            except BaseException:
+                # Anything else (a caller's malformed ETag, an interrupt) must not keep the host's slot.
+                conn.close()
+                lease.release()
+                deadline.cancel()
+                raise
             stream = FetchStream(
                 url=url,
                 final_url=current,

@@ -258,3 +258,10 @@ def test_a_fetch_waiting_for_a_busy_host_gives_up_at_its_deadline(server, limite
         error = refused(fetch, server.url("/image.jpg"), policy, limiter=limiter)
     assert error.reason == "timeout" and "slot" in error.message
     assert server.count("/image.jpg") == 0
+
+
+def test_a_malformed_stored_validator_is_a_caller_error_that_frees_the_slot(server, policy, limiter) -> None:
+    with pytest.raises(ValueError):
+        fetch(server.url("/image.jpg"), policy, etag='"v1"\r\nX-Injected: 1', limiter=limiter)
+    assert limiter.hosts() == 0
+    assert server.requests == []
