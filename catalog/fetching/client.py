@@ -31,6 +31,7 @@ from ml.preprocess import ImageRejected, validate_image
 
 T = TypeVar("T")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 IMAGE_ACCEPT = "image/jpeg, image/png, image/webp, image/gif;q=0.9, */*;q=0.1"
 # Declared types a valid image may come with: CDNs and object stores label uploads these ways.
 _IMAGE_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
@@ -191,6 +192,14 @@ def _open(
                 lease.release()
                 deadline.cancel()
                 raise
+            location = response.getheader("Location") if response.status in REDIRECTS else None
+            if location is not None:
+                # Closing the connection discards the redirect's body unread; the deadline runs on.
+                response.close()
+                conn.close()
+                lease.release()
+                current = urljoin(current, location)
+                continue
             stream = FetchStream(
                 url=url,
                 final_url=current,
@@ -203,12 +212,8 @@ def _open(
                 validators=(etag, last_modified),
                 timeouts=timeouts,
             )
-            location = response.getheader("Location") if response.status in REDIRECTS else None
-            if location is None:
-                _check_status(stream, policy, conditional=bool(etag or last_modified))
-                return stream
-            stream.close()  # closing the connection discards the redirect's body unread
-            current = urljoin(current, location)
+            _check_status(stream, policy, conditional=bool(etag or last_modified))
+            return stream
         raise FetchError(
             "too_many_redirects",
             current,
@@ -273,6 +278,3 @@ def _checked_addresses(parsed: ParsedUrl, policy: FetchPolicy) -> list[SockAddr]
         if (family, sockaddr) not in checked:
             checked.append((family, sockaddr))
     return checked
-
-
-_FAMILIES = (socket.AF_INET, socket.AF_INET6)

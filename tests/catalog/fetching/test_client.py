@@ -56,6 +56,14 @@ def test_a_body_dripping_forever_hits_the_whole_attempt_deadline(server, limiter
     assert time.monotonic() - started < 1.0
 
 
+def test_the_whole_attempt_deadline_spans_redirects(server, limiter) -> None:
+    policy = make_policy(read_timeout_s=0.5, total_timeout_s=0.4, retries=0)
+    started = time.monotonic()
+    error = refused(fetch, server.url(f"/to?{server.url('/drip')}"), policy, limiter=limiter)
+    assert error.reason == "timeout"
+    assert time.monotonic() - started < 1.0
+
+
 @pytest.mark.parametrize("path", ["/huge-declared", "/huge-unannounced", "/huge-chunked"])
 def test_a_body_over_the_cap_is_refused(server, policy, limiter, path: str) -> None:
     error = refused(fetch, server.url(path), policy, limiter=limiter)
