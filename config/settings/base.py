@@ -105,6 +105,10 @@ STORAGES = {
 # (platform/nginx.conf client_max_body_size) so oversized bodies are refused before Django reads them.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 50_000_000)
+# Images and feeds fetched by URL (catalog.fetching): no hosts listed means any public host; private,
+# loopback and other non-public addresses are refused unless their CIDR is listed in the second.
+IMAGE_FETCH_ALLOWED_HOSTS = env_list("IMAGE_FETCH_ALLOWED_HOSTS", [])
+IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = env_list("IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS", [])
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
