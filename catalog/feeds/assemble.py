@@ -79,7 +79,7 @@ def _variant_attribute(row: tuple[Any, ...]) -> dict[str, Any]:
     return attribute
 
 
-@dataclass
+@dataclass(slots=True)
 class ProductBuilder:
     sku: str
     title: str = ""

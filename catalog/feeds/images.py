@@ -75,38 +75,51 @@ def resolve_local_image(base_dir: Path, rel: str) -> Path:
 
 
 class ImageCollector:
-    """A product's images in feed order, each URL once, at most MAX_IMAGES.
+    """A product's images in feed order, each URL once, at most MAX_IMAGES (more are left out).
 
     ``rank`` orders images whose feed gives an explicit position (Shopify's Image Position); images
-    without one keep their arrival order after them.
+    without one keep their arrival order after them. Held per group until a feed ends, so it keeps
+    parallel lists (and alt texts and ranks only where given) instead of an object per image.
     """
 
+    __slots__ = ("_alts", "_ranks", "_sources", "_urls")
+
     def __init__(self) -> None:
-        self._seen: set[str] = set()
-        self._items: list[tuple[int, int, str, str, str]] = []
-        self.dropped = 0
+        self._urls: list[str] = []
+        self._sources: list[str] = []
+        self._alts: dict[int, str] = {}
+        self._ranks: dict[int, int] = {}
 
     def add(self, url_or_path: str, *, source: str, alt: str = "", rank: int | None = None) -> None:
-        if url_or_path in self._seen:
+        # A linear search: at most MAX_IMAGES entries, and no set to keep beside the list.
+        if url_or_path in self._urls:  # seen before (a variant's image, say): fill in what it lacked
+            index = self._urls.index(url_or_path)
+            if alt:
+                self._alts.setdefault(index, alt)
+            if rank is not None:
+                self._ranks.setdefault(index, rank)
             return
-        if len(self._items) >= MAX_IMAGES:
-            self.dropped += 1
+        if len(self._urls) >= MAX_IMAGES:
             return
-        self._seen.add(url_or_path)
-        order = len(self._items)
-        self._items.append((rank if rank is not None else 1 << 30, order, url_or_path, alt, source))
-
-    def set_alt(self, url_or_path: str, alt: str) -> None:
-        for index, (rank, order, url, old_alt, source) in enumerate(self._items):
-            if url == url_or_path and not old_alt:
-                self._items[index] = (rank, order, url, alt, source)
+        if alt:
+            self._alts[len(self._urls)] = alt
+        if rank is not None:
+            self._ranks[len(self._urls)] = rank
+        self._urls.append(url_or_path)
+        self._sources.append(source)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._urls)
 
     def build(self) -> tuple[FeedImage, ...]:
-        ordered = sorted(self._items)
+        unranked = 1 << 62
+        order = sorted(range(len(self._urls)), key=lambda i: (self._ranks.get(i, unranked), i))
         return tuple(
-            FeedImage(url_or_path=url, position=position, alt=alt, source=source)
-            for position, (_, _, url, alt, source) in enumerate(ordered)
+            FeedImage(
+                url_or_path=self._urls[i],
+                position=position,
+                alt=self._alts.get(i, ""),
+                source=self._sources[i],
+            )
+            for position, i in enumerate(order)
         )

@@ -15,7 +15,8 @@ Mapping (attribute names as in Google's product data specification):
   ignored (the feed's next sync picks it up), so the price is always the one a shopper pays now.
 * ``availability``: in_stock (also the old "in stock") -> in_stock True; out_of_stock, preorder,
   backorder (and the old "available for order") -> False, since none can be shipped now; the value
-  is kept in ``attributes["availability"]``. Missing -> True (the catalog's default).
+  is kept in ``attributes["availability"]`` of a lone item (a group's variants each carry their
+  in_stock). Missing -> True (the catalog's default).
 * ``image_link`` then every ``additional_image_link`` -> images (http(s) URLs only).
 * ``condition``, ``custom_label_0``..``custom_label_4``, ``gtin``, ``mpn``, ``color``, ``size``
   -> attributes (for a group, gtin/mpn/color/size are per variant in ``attributes["variants"]``).
@@ -25,11 +26,12 @@ before, a price that cannot be read (``invalid_price``). Kept with a FeedError: 
 window, an unknown availability (then out of stock), a bad image URL or link (dropped).
 
 Memory: lone items stream through. Each group is held, as a ``ProductBuilder``, from its first item
-to the end of the feed (a later item may still join it); per variant it keeps a tuple of short
-strings, per image one URL. Plus the set of item ids seen, for duplicates. Measured with
-``python -m bench.feeds`` (see docs/benchmarks.md): 100,000 items of which a third are variants in
-groups of 2-6 spread over the feed, peak RSS of the whole process 51 MB; with every item in a group,
-peak 127 MB.
+to the end of the feed (a later item may still join it): per variant a tuple of short strings, per
+image one URL string, about 1.1 KB per held item with 3 images. Plus the set of item ids seen, for
+duplicates (about 100 bytes an id). Measured with ``python -m bench.feeds`` (docs/benchmarks.md) on
+100,000 items with 3 images each: a third of them variants in groups of 2-6 spread over the feed, peak
+RSS of the whole process 72 MB (25 of them the interpreter and imports); every item in a group,
+141 MB.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class _Item:
     category: str
     brand: str
     attributes: dict[str, object]
+    availability: str
     variant: Variant
     images: list[tuple[str, str]]
 
@@ -217,7 +220,6 @@ class MerchantAssembler:
         attributes: dict[str, object] = {
             "product_type": product_type,
             "google_product_category": google_category,
-            "availability": availability,
         }
         attributes.update({name: first(name) for name in _ATTRIBUTE_FIELDS})
         variant = Variant(
@@ -239,6 +241,7 @@ class MerchantAssembler:
             category=category,
             brand=first("brand"),
             attributes=attributes,
+            availability=availability,
             variant=variant,
             images=images,
         )
@@ -263,7 +266,15 @@ class MerchantAssembler:
         builder = ProductBuilder(sku=item.id)
         self._fill(builder, item)
         v = item.variant
-        builder.fill_attributes({"color": v.color, "size": v.size, "gtin": v.gtin, "mpn": v.mpn})
+        builder.fill_attributes(
+            {
+                "availability": item.availability,
+                "color": v.color,
+                "size": v.size,
+                "gtin": v.gtin,
+                "mpn": v.mpn,
+            }
+        )
         builder.add_variant(v)
         self._lone_skus.add(item.id)
         yield builder.build(list_variants=False)
@@ -284,7 +295,8 @@ class MerchantAssembler:
         """The groups, in the order of their first items. Call once, also after a fatal error: the
         groups read so far are what the feed could give."""
         groups, self._groups = self._groups, {}
-        for sku, (position, builder) in groups.items():
+        for sku in list(groups):
+            position, builder = groups.pop(sku)  # each group's memory goes once it is built
             if sku in self._lone_skus:
                 yield self._error(
                     position, "duplicate_sku", f"item_group_id {sku!r} is also the id of a lone item.", sku

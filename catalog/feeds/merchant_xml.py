@@ -113,6 +113,9 @@ def parse_merchant_xml(
     except ParseError as exc:
         line, column = exc.position
         reason = str(exc).split(":")[0]
+        if "invalid token" in reason:
+            # What expat also says for bytes that are not valid in the document's encoding.
+            reason += ", or bytes that are not valid UTF-8 (or the encoding the XML declaration names)"
         fatal = FeedError(
             line,
             "invalid_xml",

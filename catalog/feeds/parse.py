@@ -28,6 +28,10 @@ def parse_feed(
 ) -> Iterator[FeedRecord]:
     """Parse a feed lazily, one record at a time, in bounded memory.
 
+    Records come in feed order, with one exception: the product of a Merchant Center item group
+    comes after the feed's last item (a later item could still join it), groups in the order of
+    their first items. A fatal ``FeedError``, if any, is the last record.
+
     ``stream``: a binary file-like object read with ``read(n)`` only (a file, an HTTP response);
     the caller opens and closes it. ``format``: from ``detect_format``/``sniff_format``.
     ``base_dir``/``allow_local_images``: JSONL only; local image paths are refused unless allowed,

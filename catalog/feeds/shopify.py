@@ -132,7 +132,6 @@ class _ShopifyReader:
                     rank = None
                 alt = clean_text(row.get("image alt text"))
                 builder.images.add(src, source="image_src", alt=alt, rank=rank)
-                builder.images.set_alt(src, alt)
         if not any(clean_text(row.get(column)) for column in _VARIANT_COLUMNS):
             return
         variant_sku = clean_text(row.get("variant sku")) or None

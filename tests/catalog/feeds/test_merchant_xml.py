@@ -204,3 +204,40 @@ def test_duplicate_ids_and_group_id_clashing_with_a_lone_item():
         ("P", "duplicate_sku"),
         ("G2", "missing_field"),  # no item of the group has a title
     ]
+
+
+def test_bytes_that_are_not_utf8_break_the_xml_where_they_are():
+    xml = (
+        b'<rss xmlns:g="http://base.google.com/ns/1.0"><channel>\n'
+        b"<item><g:id>A</g:id><g:title>Fine</g:title></item>\n"
+        b"<item><g:id>B</g:id><g:title>Caf\xe9</g:title></item>\n"
+        b"</channel></rss>"
+    )
+    product, error = parse_bytes(xml, "merchant_xml")
+    assert isinstance(product, FeedProduct) and product.sku == "A"
+    assert isinstance(error, FeedError) and (error.code, error.position, error.fatal) == (
+        "invalid_xml",
+        3,
+        True,
+    )
+    assert "UTF-8" in error.message
+    # A declared encoding is honoured.
+    latin = b'<?xml version="1.0" encoding="ISO-8859-1"?>' + xml.replace(
+        b"<item><g:id>A</g:id>", b"<item><g:id>C</g:id>"
+    )
+    assert [p.title for p in products(parse_bytes(latin, "merchant_xml")).values()] == ["Fine", "Café"]
+
+
+def test_an_item_with_thousands_of_elements_is_bounded():
+    links = b"".join(
+        b"<g:additional_image_link>https://img.example/%d.jpg</g:additional_image_link>" % n
+        for n in range(5000)
+    )
+    xml = (
+        b'<rss xmlns:g="http://base.google.com/ns/1.0"><channel><item><g:id>BIG</g:id><g:title>Big</g:title>'
+        + links
+        + b"</item><item><g:id>NEXT</g:id><g:title>Next</g:title></item></channel></rss>"
+    )
+    found = products(parse_bytes(xml, "merchant_xml"))
+    assert list(found) == ["BIG", "NEXT"]
+    assert len(found["BIG"].images) == 50  # MAX_IMAGES
