@@ -107,10 +107,6 @@ class ProductBuilder:
             if value not in (None, "", [], {}) and key not in self.attributes:
                 self.attributes[key] = value
 
-    @property
-    def variant_count(self) -> int:
-        return len(self._variants)
-
     def add_variant(self, variant: Variant) -> None:
         """Take one variant into the product; raises ``VariantRefused`` (the product keeps the others)."""
         if len(self._variants) >= MAX_VARIANTS:

@@ -45,7 +45,6 @@ _VARIANT_COLUMNS = ("variant sku", "variant price", "option1 value", "option2 va
 @dataclass
 class _Product:
     handle: str
-    line: int
     builder: ProductBuilder | None  # None: refused, its remaining rows are skipped
     option_names: list[str] = field(default_factory=list)
 
@@ -78,7 +77,7 @@ class _ShopifyReader:
 
     def start(self, row: dict[str, str], line: int, handle: str) -> Generator[FeedRecord, None, _Product]:
         sku = clip(handle, SKU_MAX)
-        product = _Product(handle=handle, line=line, builder=None)
+        product = _Product(handle=handle, builder=None)
         if sku in self.seen:
             yield FeedError(
                 line,
