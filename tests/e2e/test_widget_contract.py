@@ -11,6 +11,7 @@ The test starts two loopback servers on different ports, so two origins, as in p
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.e2e.conftest import SCREENSHOT_DIR
 from tests.fixtures.images import image_bytes
 
 pytestmark = pytest.mark.e2e
@@ -36,6 +38,7 @@ KEY = "pk_test_widget_123"
 WAIT_S = 10
 SEARCH_ID = "5b0c1b9e-6f3e-4a59-9d0e-3f4f3c0f7a11"
 NO_MATCH_HEADING = "No exact match; similar items"
+EVENTS_PREFLIGHT_DELAY_S = 0.5
 BROKEN_MESSAGE = "The model is warming up; try again in a minute."
 
 
@@ -116,6 +119,9 @@ class StandInApi:
     def searches(self) -> list[dict[str, Any]]:
         return [r for r in list(self.requests) if r["method"] == "POST" and r["path"] == "/api/v1/search/"]
 
+    def photo_searches(self) -> list[dict[str, Any]]:
+        return [r for r in self.searches() if "image" in r["fields"]]
+
     def summary(self) -> list[str]:
         return [f"{r['method']} {r['path']} {r['json'] or sorted(r['fields'])}" for r in list(self.requests)]
 
@@ -133,6 +139,10 @@ class StandInApi:
 
             def do_OPTIONS(self) -> None:
                 api.requests.append(self.record(b""))
+                if self.path == "/api/v1/events/":
+                    # Slower than the shop's next page loads here: a click report without keepalive
+                    # is cancelled by the navigation before its POST is sent, and the test sees it.
+                    time.sleep(EVENTS_PREFLIGHT_DELAY_S)
                 self.send_response(204)
                 self.cors()
                 self.send_header("Access-Control-Allow-Methods", "POST")
@@ -180,6 +190,7 @@ class StandInApi:
                                 {"type": part.get_content_type(), "data": data}
                             )
                 return {
+                    "at": time.monotonic(),
                     "method": self.command,
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
@@ -227,8 +238,10 @@ SHOP_PAGE = """<!doctype html>
 <div id="search" data-lookalike-search data-limit="5" data-category="kitchen, garden" data-in-stock="true"></div>
 <div id="similar" data-lookalike-similar data-sku="RED-1" data-limit="8"></div>
 <div id="broken" data-lookalike-similar data-sku="BROKEN"></div>
+<div id="broken-too" data-lookalike-similar data-sku="BROKEN"></div>
 <div style="height: 4000px"></div>
 <div id="late" data-lookalike-similar data-sku="LATE"></div>
+<input id="shop-q" aria-label="The shop's own search field">
 <script>window.__before = window.__styles();</script>
 <script src="{api}/widget/v1/lookalike.js" data-key="{key}" defer></script>
 </body></html>
@@ -237,14 +250,22 @@ SHOP_PAGE = """<!doctype html>
 
 class Shop:
     def __init__(self, api: Callable[[], str]) -> None:
+        self.served: dict[str, float] = {}  # path -> when it was asked for (time.monotonic)
+        shop = self
+
         class Handler(_Quiet):
             def do_GET(self) -> None:
+                shop.served[self.path] = time.monotonic()
                 if self.path.startswith("/p/"):
                     body = f"<!doctype html><title>Product {self.path[3:]}</title><h1>Product</h1>".encode()
                 else:
                     body = SHOP_PAGE.format(api=api(), key=KEY).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
+                # no-store keeps the page out of the back/forward cache. A cached page's fetches outlive
+                # it with or without keepalive (seen here: the report arrived either way), so keepalive
+                # would go untested.
+                self.send_header("Cache-Control", "no-store")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -297,6 +318,20 @@ def _cards(driver: Any, block: str) -> list[dict[str, Any]]:
     )
 
 
+# Pastes or drops a file the way the browser does, with a DataTransfer holding it (WebDriver has no
+# clipboard or file drag of its own).
+SEND_FILE_JS = """
+const [how, selector, b64, name] = arguments;
+const data = new DataTransfer();
+data.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], name, {type: "image/png"}));
+const target = selector ? document.querySelector(selector) : document.activeElement;
+const events = how === "paste"
+  ? [new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true})]
+  : ["dragenter", "dragover", "drop"].map((t) => new DragEvent(t, {dataTransfer: data, bubbles: true, cancelable: true}));
+for (const event of events) target.dispatchEvent(event);
+"""
+
+
 def _euros(driver: Any, amount: float, currency: str = "EUR") -> str:
     return driver.execute_script(
         "return new Intl.NumberFormat(undefined, {style: 'currency', currency: arguments[1]}).format(arguments[0])",
@@ -322,6 +357,7 @@ def test_similar_blocks_errors_lazy_loading_styles_and_keyboard(browser: Any, se
         f"{api.origin}/products/14/",  # link was null
     ]
     assert [c["title"] for c in cards] == ["Red mug (RED-1)", "<b>Blue</b> vase & co", "Green lamp"]
+    assert browser.find_element(By.CSS_SELECTOR, "#similar h2").text == "Looks similar"
     assert cards[1]["elements"] == 0, "a title was parsed as markup"
     assert [c["alt"] for c in cards[:2]] == ["Red mug (RED-1)", "<b>Blue</b> vase & co"]
     assert cards[2]["alt"] is None, "image_url null must not render a broken <img>"
@@ -338,10 +374,14 @@ def test_similar_blocks_errors_lazy_loading_styles_and_keyboard(browser: Any, se
     preflight = api.wait_for(lambda r: r["method"] == "OPTIONS", "a CORS preflight")
     assert "authorization" in preflight["headers"]["access-control-request-headers"]
 
-    # An API error shows its message inside that block only, and is warned about exactly once.
-    broken = browser.find_element(By.CSS_SELECTOR, "#broken")
-    _wait(browser, lambda d: BROKEN_MESSAGE in broken.text, "the 503 message was not shown")
-    assert broken.get_attribute("data-lookalike-state") == "error"
+    # An API error shows its message inside the failing blocks only, and is warned about exactly once.
+    for block_id in ("broken", "broken-too"):
+        broken = browser.find_element(By.ID, block_id)
+        _wait(
+            browser, lambda d, b=broken: BROKEN_MESSAGE in b.text, f"#{block_id} did not show the 503 message"
+        )
+        assert broken.get_attribute("data-lookalike-state") == "error"
+        assert not _cards(browser, f"#{block_id}")
     warns = browser.execute_script("return window.__warns")
     assert len(warns) == 1 and "503" in warns[0], warns
 
@@ -350,6 +390,8 @@ def test_similar_blocks_errors_lazy_loading_styles_and_keyboard(browser: Any, se
     browser.execute_script("document.getElementById('late').scrollIntoView()")
     _wait(browser, lambda d: len(_cards(d, "#late")) == 3, "the below-the-fold block never loaded")
     browser.execute_script("window.scrollTo(0, 0)")
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT_DIR / "widget_similar.png"))
 
     # Nothing the widget injected changed how the shop's own paragraph and link look.
     before = browser.execute_script("return window.__before")
@@ -380,6 +422,17 @@ def test_similar_blocks_errors_lazy_loading_styles_and_keyboard(browser: Any, se
     focused_accept = browser.execute_script("return document.activeElement.accept")
     assert focused_accept == "image/*"
 
+    # Enter on a result follows it and reports the click with the result's position.
+    browser.execute_script("document.querySelectorAll('#similar [data-lookalike-results] a')[1].focus()")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    _wait(
+        browser, lambda d: d.current_url == f"{api.origin}/products/13/", "Enter on a result did not navigate"
+    )
+    event = api.wait_for(
+        lambda r: r["path"] == "/api/v1/events/" and r["method"] == "POST", "the click event"
+    )
+    assert event["json"] == {"search_id": SEARCH_ID, "product_id": 13, "position": 2, "type": "click"}
+
 
 def test_photo_search_crop_no_match_and_click_report(browser: Any, servers: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
@@ -394,7 +447,7 @@ def test_photo_search_crop_no_match_and_click_report(browser: Any, servers: Any,
     browser.find_element(By.CSS_SELECTOR, "#search input[type=file]").send_keys(str(big))
     _wait(browser, lambda d: len(_cards(d, "#search")) == 2, "the photo search showed no results")
 
-    first = api.searches()[-1]
+    first = api.photo_searches()[-1]
     assert first["headers"]["authorization"] == f"Bearer {KEY}"
     assert first["headers"]["content-type"].startswith("multipart/form-data")
     fields = first["fields"]
@@ -419,21 +472,49 @@ def test_photo_search_crop_no_match_and_click_report(browser: Any, servers: Any,
     cropped = api.wait_for(lambda r: r["fields"].get("crop"), "a search with a crop")
     assert cropped["fields"]["crop"] == ["400,200,800,400"]  # in the 1600x800 copy's pixels
     # Escape clears the crop: the whole photo is searched again.
-    count = len(api.searches())
+    count = len(api.photo_searches())
     stage.send_keys(Keys.ESCAPE)
-    _wait(browser, lambda d: len(api.searches()) > count, "Escape did not search the whole photo")
-    assert "crop" not in api.searches()[-1]["fields"]
+    _wait(browser, lambda d: len(api.photo_searches()) > count, "Escape did not search the whole photo")
+    assert "crop" not in api.photo_searches()[-1]["fields"]
 
     # Pointer crop: drag over the top-left quarter of the preview.
     preview = browser.find_element(By.CSS_SELECTOR, "#search .lkw-stage img")
     width, height = preview.size["width"], preview.size["height"]
-    count = len(api.searches())
+    count = len(api.photo_searches())
     ActionChains(browser).move_to_element_with_offset(
         preview, -width // 2 + 1, -height // 2 + 1
     ).click_and_hold().move_by_offset(width // 2, height // 2).release().perform()
-    _wait(browser, lambda d: len(api.searches()) > count, "dragging a crop box did not search")
-    x, y, w, h = map(int, api.searches()[-1]["fields"]["crop"][0].split(","))
+    _wait(browser, lambda d: len(api.photo_searches()) > count, "dragging a crop box did not search")
+    x, y, w, h = map(int, api.photo_searches()[-1]["fields"]["crop"][0].split(","))
     assert x <= 20 and y <= 20 and 700 <= w <= 900 and 300 <= h <= 500, (x, y, w, h)
+    # A click without a drag changes nothing, so it sends nothing.
+    count = len(api.photo_searches())
+    ActionChains(browser).click(preview).perform()
+    time.sleep(0.3)
+    assert len(api.photo_searches()) == count, "a plain click on the photo searched again"
+
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOT_DIR / "widget_search.png"))
+
+    # Paste: not while the shop's own field has focus; elsewhere it goes to the page's only search block.
+    pasted = image_bytes(color=(10, 160, 90), size=(50, 40), fmt="PNG", pattern=7)
+    count = len(api.photo_searches())
+    browser.execute_script("document.getElementById('shop-q').focus()")
+    browser.execute_script(SEND_FILE_JS, "paste", None, base64.b64encode(pasted).decode(), "clip.png")
+    time.sleep(0.3)
+    assert len(api.photo_searches()) == count, "a paste into the shop's own field started a search"
+    browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+    browser.execute_script(SEND_FILE_JS, "paste", None, base64.b64encode(pasted).decode(), "clip.png")
+    _wait(browser, lambda d: len(api.photo_searches()) > count, "pasting an image did not search")
+    assert api.photo_searches()[-1]["fields"]["image"][0]["data"] == pasted
+
+    # Drop a file onto the block.
+    dropped = image_bytes(color=(90, 10, 160), size=(50, 40), fmt="PNG", pattern=8)
+    count = len(api.photo_searches())
+    root = "#search [data-lookalike-root]"
+    browser.execute_script(SEND_FILE_JS, "drop", root, base64.b64encode(dropped).decode(), "drop.png")
+    _wait(browser, lambda d: len(api.photo_searches()) > count, "dropping an image did not search")
+    assert api.photo_searches()[-1]["fields"]["image"][0]["data"] == dropped
 
     # A small photo is sent as it is, and a no_match answer gets its heading.
     api.no_match = True
@@ -447,10 +528,11 @@ def test_photo_search_crop_no_match_and_click_report(browser: Any, servers: Any,
         ),
         "no_match: true did not show its heading",
     )
-    assert api.searches()[-1]["fields"]["image"][0]["data"] == small.read_bytes()
+    assert api.photo_searches()[-1]["fields"]["image"][0]["data"] == small.read_bytes()
     assert [c["match"] for c in _cards(browser, "#search")] == ["similar", "similar"]
 
-    # Following a result reports the click (keepalive survives the navigation) and lands on the shop page.
+    # Following a result lands on the shop's page at once, and reports the click: the report's preflight
+    # takes EVENTS_PREFLIGHT_DELAY_S, so it arrives after the navigation, thanks to keepalive.
     link = browser.find_element(By.CSS_SELECTOR, "#search [data-lookalike-results] a[href]")
     assert link.get_attribute("href") == f"{shop.origin}/p/21"
     link.click()
@@ -460,3 +542,4 @@ def test_photo_search_crop_no_match_and_click_report(browser: Any, servers: Any,
     )
     assert event["json"] == {"search_id": SEARCH_ID, "product_id": 21, "position": 1, "type": "click"}
     assert event["headers"]["authorization"] == f"Bearer {KEY}"
+    assert shop.served["/p/21"] < event["at"], "the navigation waited for the click report"

@@ -32,6 +32,7 @@
 [data-lookalike-root] :where(.lkw-stage img){display:block;max-width:100%;max-height:var(--lookalike-preview-height,320px);width:auto;height:auto}
 [data-lookalike-root] :where(.lkw-box){position:absolute;border:2px solid var(--lookalike-accent,#2563eb);box-shadow:0 0 0 100vmax rgba(0,0,0,.35);pointer-events:none}
 [data-lookalike-root] :where(.lkw-status){min-height:1.3em;margin:.5em 0}
+[data-lookalike-root] :where(.lkw-status:empty){min-height:0;margin:0}
 [data-lookalike-root] :where(.lkw-error){color:var(--lookalike-error,#b91c1c)}
 [data-lookalike-root] :where(.lkw-heading){margin:.5em 0;font-size:1em;font-weight:600}
 [data-lookalike-root] :where(.lkw-list){display:grid;grid-template-columns:repeat(auto-fill,minmax(var(--lookalike-card-width,150px),1fr));gap:var(--lookalike-gap,1em);margin:0;padding:0;list-style:none}
@@ -39,6 +40,7 @@
 [data-lookalike-root] :where(.lkw-card){display:flex;flex-direction:column;gap:.25em;height:100%;padding:.5em;border:1px solid var(--lookalike-border,#e5e7eb);border-radius:var(--lookalike-radius,10px);background:var(--lookalike-surface,transparent);color:inherit;text-decoration:none}
 [data-lookalike-root] :where(a.lkw-card:hover,[data-match=same] .lkw-card){border-color:var(--lookalike-accent,#2563eb)}
 [data-lookalike-root] :where(.lkw-card img,.lkw-ph){display:block;width:100%;height:auto;aspect-ratio:1;object-fit:contain;background:#fff;border-radius:calc(var(--lookalike-radius,10px) / 2)}
+[data-lookalike-root] :where(.lkw-ph){background:#f3f4f6}
 [data-lookalike-root] :where(.lkw-title){font-weight:600;line-height:1.3}
 [data-lookalike-root] :where(.lkw-price){font-variant-numeric:tabular-nums}
 [data-lookalike-root] :where(.lkw-same){color:var(--lookalike-accent,#2563eb);font-size:.75em}
@@ -312,14 +314,15 @@
       if (!photo) return;
       const key = cropPixels() || "";
       if (sent && sent.photo === photo && sent.key === key) return; // nothing changed (a click, not a drag)
-      sent = { photo: photo, key: key };
+      const mine = (sent = { photo: photo, key: key });
       const form = new FormData();
       form.append("image", photo.blob, photo.blob.name || "photo.jpg");
       if (key) form.append("crop", key);
       form.append("limit", String(limitOf(host, 12)));
       for (const c of (host.getAttribute("data-category") || "").split(",")) if (c.trim()) form.append("category", c.trim());
       if (host.getAttribute("data-in-stock") === "true") form.append("in_stock", "true");
-      if (!(await search(block, form, false))) sent = null; // let the same request be retried
+      // A failed search may be retried as it was; a superseded one has already been replaced in `sent`.
+      if (!(await search(block, form, false)) && sent === mine) sent = null;
     }
 
     function setCrop(next) {
@@ -432,6 +435,7 @@
     });
     block.root.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && crop) {
+        e.stopPropagation(); // clearing the crop must not also close a shop's quick-view dialog around us
         setCrop(null);
         run();
       }
