@@ -65,6 +65,7 @@
     console.warn("Lookalike: " + message);
   }
   if (!KEY) warn("the script tag has no data-key; searches will be refused");
+  if (!API) warn("the API's address is unknown (no script src, or a bad data-api); searches go to this page's origin");
 
   // Builds nodes; strings become text nodes, so shop data can never turn into markup.
   function h(tag, attrs, ...kids) {
@@ -185,7 +186,8 @@
   }
 
   function card(hit, index, searchId) {
-    const product = (hit && hit.product) || {};
+    hit = hit || {};
+    const product = hit.product || {};
     const title = String(product.title || product.sku || "");
     const href = safeUrl(product.link) || safeUrl(product.url);
     const src = safeUrl(product.image_url);
