@@ -20,9 +20,10 @@ class Product(models.Model):
         "currency",
         "in_stock",
         "attributes",
+        "link",
     )
     # What a search result shows of its product (the hit's "product" object, besides id and URLs).
-    CARD_FIELDS = ("sku", "title", "category", "price", "currency", "in_stock")
+    CARD_FIELDS = ("sku", "title", "category", "price", "currency", "in_stock", "link")
 
     sku = models.CharField(max_length=64, unique=True)
     title = models.CharField(max_length=300)
@@ -33,6 +34,8 @@ class Product(models.Model):
     currency = models.CharField(max_length=3, default="EUR")
     in_stock = models.BooleanField(default=True, db_index=True)
     attributes = models.JSONField(default=dict, blank=True)
+    # The product's page in the shop (a feed's `link`): search results link shoppers there.
+    link = models.URLField(max_length=2000, blank=True, default="")
     # Set by the duplicate check when another product's image is nearly identical to one of ours.
     possible_duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -62,6 +65,8 @@ class ProductImage(models.Model):
     file = models.FileField(upload_to="images/", max_length=255)
     sha256 = models.CharField(max_length=64, db_index=True)
     original_name = models.CharField(max_length=255, blank=True, default="")
+    # Where the bytes came from when a feed named the image by URL (empty for uploads and local files).
+    source_url = models.URLField(max_length=2000, blank=True, default="")
     format = models.CharField(max_length=8, blank=True, default="")
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()

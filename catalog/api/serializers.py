@@ -60,6 +60,13 @@ class ProductInput(serializers.Serializer):
     currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False, default="EUR")
     in_stock = serializers.BooleanField(required=False, default=True)
     attributes = serializers.DictField(required=False, default=dict)
+    link = serializers.URLField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        default="",
+        help_text="The product's page in the shop.",
+    )
 
 
 class ProductPatchInput(ProductInput):

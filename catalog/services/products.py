@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 
@@ -35,6 +36,18 @@ def _storable_json(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return all(_storable_json(v) for v in value)
     return True
+
+
+def _clean_link(value: Any) -> str:
+    link = "" if value is None else str(value).strip()
+    if not link:
+        return ""
+    parts = urlsplit(link)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > 2000:
+        raise CatalogError(
+            "invalid_parameter", "link must be an http(s) URL of at most 2,000 characters.", "link"
+        )
+    return link
 
 
 def clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
@@ -73,6 +86,8 @@ def clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
             )
     if "in_stock" in cleaned and not isinstance(cleaned["in_stock"], bool):
         raise CatalogError("invalid_parameter", "in_stock must be true or false.", "in_stock")
+    if "link" in cleaned:
+        cleaned["link"] = _clean_link(cleaned["link"])
     for key in ("description", "category", "brand"):
         if key in cleaned:
             cleaned[key] = "" if cleaned[key] is None else str(cleaned[key]).strip()

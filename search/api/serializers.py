@@ -69,8 +69,13 @@ class ProductHitOutput(serializers.Serializer):
     price = serializers.FloatField(allow_null=True)
     currency = serializers.CharField()
     in_stock = serializers.BooleanField()
+    link = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
     image_url = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.URLField(allow_null=True, help_text="The product's page in the shop."))
+    def get_link(self, card: dict) -> str | None:
+        return card["link"] or None
 
     def get_url(self, card: dict) -> str:
         return self.context["links"].product(card["product_id"])

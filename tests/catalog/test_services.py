@@ -154,3 +154,16 @@ def test_orphan_files_left_by_an_outer_rollback_are_found_and_removed(media_root
     assert orphan_files(remove=True) == [image.file.name]
     assert not path.exists()
     assert orphan_files() == []
+
+
+@pytest.mark.parametrize("link", ["ftp://shop.example/p", "javascript:alert(1)", "/relative/path", "x" * 2001])
+def test_a_shop_link_must_be_an_http_url(link) -> None:
+    with pytest.raises(services.CatalogError) as info:
+        services.product_create(sku="L", title="l", link=link)
+    assert info.value.field == "link"
+
+
+def test_a_shop_link_is_kept_and_shown_in_the_api(auth_client) -> None:
+    product = services.product_create(sku="L", title="l", link=" https://shop.example/p/1 ")
+    assert product.link == "https://shop.example/p/1"
+    assert auth_client.get(f"/api/v1/products/{product.pk}/").json()["link"] == "https://shop.example/p/1"

@@ -60,6 +60,7 @@ def test_a_photo_finds_its_product_first(api_client, indexed_catalog, active_mod
         "price": float(row.price) if row.price is not None else None,
         "currency": row.currency,
         "in_stock": row.in_stock,
+        "link": None,  # no shop page known for this product
         "url": product["url"],
         "image_url": product["image_url"],
     }
