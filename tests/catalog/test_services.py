@@ -156,7 +156,9 @@ def test_orphan_files_left_by_an_outer_rollback_are_found_and_removed(media_root
     assert orphan_files() == []
 
 
-@pytest.mark.parametrize("link", ["ftp://shop.example/p", "javascript:alert(1)", "/relative/path", "x" * 2001])
+@pytest.mark.parametrize(
+    "link", ["ftp://shop.example/p", "javascript:alert(1)", "/relative/path", "x" * 2001]
+)
 def test_a_shop_link_must_be_an_http_url(link) -> None:
     with pytest.raises(services.CatalogError) as info:
         services.product_create(sku="L", title="l", link=link)
