@@ -33,6 +33,10 @@ class ModelVersion(models.Model):
     report_path = models.CharField(max_length=500, blank=True, default="")
     plot_path = models.CharField(max_length=500, blank=True, default="")
     metrics = models.JSONField(default=dict, blank=True)
+    # Score thresholds fitted on held-out data: {"same": float, "similar": float, ...}; a hit scoring at
+    # least "same" is labelled "this is the product". Empty until the model is calibrated.
+    calibration = models.JSONField(default=dict, blank=True)
+    calibration_plot_path = models.CharField(max_length=500, blank=True, default="")
     config = models.JSONField(default=dict, blank=True)
     # Image ids held out from training, used by the promotion gate to compare models fairly.
     eval_image_ids = models.JSONField(default=list, blank=True)
