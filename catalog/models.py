@@ -41,6 +41,16 @@ class Product(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     duplicate_score = models.FloatField(null=True, blank=True)
+    # Catalog sync (catalog/services/sync/): a product missing from a full sync of its source is
+    # deactivated at once (it leaves search; its vectors stay, flagged) and deleted after the
+    # retention period (CATALOG_SYNC_RETENTION_DAYS) unless it comes back before.
+    active = models.BooleanField(default=True, db_index=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The catalog source that last synced the product (None: the API, the admin or a command run);
+    # a full sync deactivates only products of its own source.
+    source = models.ForeignKey(
+        "catalog.CatalogSource", null=True, blank=True, on_delete=models.SET_NULL, related_name="products"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -92,3 +102,33 @@ class ProductImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product.sku} #{self.display_order} ({self.index_status})"
+
+
+# The catalog sync's tables (sources, runs, their errors, image downloads) live in their own module;
+# importing them here registers them with the app.
+from catalog.sync_models import (  # noqa: E402
+    CatalogSource,
+    FeedChoice,
+    FetchState,
+    ImageFetch,
+    ImageSource,
+    SyncError,
+    SyncOrigin,
+    SyncRun,
+    SyncState,
+)
+
+__all__ = [
+    "CatalogSource",
+    "FeedChoice",
+    "FetchState",
+    "ImageFetch",
+    "ImageSource",
+    "IndexStatus",
+    "Product",
+    "ProductImage",
+    "SyncError",
+    "SyncOrigin",
+    "SyncRun",
+    "SyncState",
+]

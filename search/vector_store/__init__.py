@@ -14,7 +14,7 @@ here that reads settings); `reset_vector_store()` closes it.
 
 Interface (collection arguments may be an alias; point ids are image UUID strings):
     ensure_collection(name, dim)                      idempotent; cosine; payload indexes on product_id,
-                                                      category, price, in_stock, model_version;
+                                                      category, price, in_stock, active, model_version;
                                                       DimensionMismatch if it exists with another dim
     upsert(collection, [(image_id, vector, payload)], batch_size=None) -> int   replays are no-ops
     delete(collection, image_ids); delete_by_product(collection, product_id)

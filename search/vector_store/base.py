@@ -31,6 +31,7 @@ INDEXED_FIELDS: dict[str, str] = {
     "category": "keyword",
     "price": "float",
     "in_stock": "bool",
+    "active": "bool",
     "model_version": "keyword",
 }
 
@@ -86,6 +87,9 @@ class PointPayload:
     price: float | None
     in_stock: bool
     model_version: str
+    # False once the product left its catalog (a full sync no longer lists it): every search filters
+    # such points out at once, before the product and its points are deleted for good.
+    active: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,6 +100,7 @@ class PointPayload:
             category=self.category,
             price=None if self.price is None else float(self.price),
             in_stock=bool(self.in_stock),
+            active=bool(self.active),
             model_version=self.model_version,
         )
         return data
@@ -113,7 +118,9 @@ class Hit:
 class SearchFilter:
     """Conditions ANDed together. None (or an empty list) means "no constraint".
 
-    Price bounds are inclusive; a point without a price never matches a price bound.
+    Price bounds are inclusive; a point without a price never matches a price bound. ``active=True``
+    leaves out points whose payload says ``active: false`` (points written before the field existed
+    count as active); ``active=False`` keeps only those.
     """
 
     categories: list[str] | None = None
@@ -121,6 +128,7 @@ class SearchFilter:
     max_price: float | None = None
     in_stock: bool | None = None
     exclude_product_ids: list[int] | None = None
+    active: bool | None = None
 
     def is_empty(self) -> bool:
         return (
@@ -129,6 +137,7 @@ class SearchFilter:
             and self.max_price is None
             and self.in_stock is None
             and not self.exclude_product_ids
+            and self.active is None
         )
 
 
@@ -255,6 +264,7 @@ def merge_exclusions(flt: SearchFilter | None, extra: list[int]) -> SearchFilter
         max_price=base.max_price,
         in_stock=base.in_stock,
         exclude_product_ids=list(base.exclude_product_ids or []) + list(extra),
+        active=base.active,
     )
 
 

@@ -398,6 +398,10 @@ def _to_filter(flt: SearchFilter | None) -> models.Filter | None:
         must.append(models.FieldCondition(key="price", range=rng))
     if flt.in_stock is not None:
         must.append(models.FieldCondition(key="in_stock", match=models.MatchValue(value=bool(flt.in_stock))))
+    if flt.active is True:  # "not marked inactive": points without the field stay in
+        must_not.append(models.FieldCondition(key="active", match=models.MatchValue(value=False)))
+    elif flt.active is False:
+        must.append(models.FieldCondition(key="active", match=models.MatchValue(value=False)))
     if flt.exclude_product_ids:
         ids = [int(p) for p in flt.exclude_product_ids]
         must_not.append(models.FieldCondition(key="product_id", match=models.MatchAny(any=ids)))

@@ -62,8 +62,9 @@ _ENGINE_CONFIG = "edge_config.json"
 # qdrant-edge-py 0.9 turns a Python bool in MatchValue/MatchAny into the integer 1/0 (bool is an int
 # subclass and the binding tries int first), so a filter on a stored JSON bool never matches (measured:
 # MatchValue(True) and MatchValue(False) both count 0 points, with or without a Bool index). So on
-# Edge `in_stock` is stored as 0/1 with an Integer index, and turned back into a bool on every read.
-_BOOL_AS_INT = ("in_stock",)
+# Edge the bools (`in_stock`, `active`) are stored as 0/1 with an Integer index, and turned back into
+# bools on every read.
+_BOOL_AS_INT = ("in_stock", "active")
 
 # How many points to fetch per product still wanted when grouping in the gateway. Catalog images
 # per product are few (1-10), so 4x usually finishes in one round; later rounds exclude found products.
@@ -490,6 +491,10 @@ def _to_filter(flt: SearchFilter | None) -> Any:
         must.append(qe.FieldCondition(key="price", range=rng))
     if flt.in_stock is not None:
         must.append(qe.FieldCondition(key="in_stock", match=qe.MatchValue(int(bool(flt.in_stock)))))
+    if flt.active is True:  # "not marked inactive": points without the field stay in
+        must_not.append(qe.FieldCondition(key="active", match=qe.MatchValue(0)))
+    elif flt.active is False:
+        must.append(qe.FieldCondition(key="active", match=qe.MatchValue(0)))
     if flt.exclude_product_ids:
         ids = [int(p) for p in flt.exclude_product_ids]
         must_not.append(qe.FieldCondition(key="product_id", match=qe.MatchAny(ids)))

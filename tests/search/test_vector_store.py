@@ -86,7 +86,10 @@ class Catalog:
                     price=price,
                     in_stock=pid % 3 != 0,
                     model_version="test",
+                    active=pid % 7 != 0,
                 ).to_dict()
+                if pid % 5 == 0:  # written before payloads carried "active": counts as active
+                    del payload["active"]
                 self.points.append((image_id(n), rng.normal(size=DIM).astype(np.float32), payload))
                 n += 1
         self.rng = rng
@@ -243,6 +246,23 @@ def test_delete_and_payload_updates_reach_search_and_retrieve(filled: VectorStor
     assert [h.product_id for h in pricey] == [prod]
 
 
+def test_deactivating_a_product_takes_it_out_of_active_search_at_once(
+    filled: VectorStore, catalog: Catalog
+) -> None:
+    query = catalog.rng.normal(size=DIM)
+    active_only = SearchFilter(active=True)
+    top = filled.search(COLL, query, limit=3, filter=active_only)
+    gone = top[0].product_id
+    filled.set_payload_by_product(COLL, gone, {"active": False})
+    images = [p[0] for p in catalog.points if p[2]["product_id"] == gone]
+    assert all(v[1]["active"] is False for v in filled.retrieve(COLL, images).values())
+    assert gone not in [h.product_id for h in filled.search(COLL, query, limit=50, filter=active_only)]
+    assert gone in [h.product_id for h in filled.search(COLL, query, limit=50, filter=SearchFilter(active=False))]
+    # Coming back is the same patch the other way.
+    filled.set_payload_by_product(COLL, gone, {"active": True})
+    assert filled.search(COLL, query, limit=1, filter=active_only)[0].product_id == gone
+
+
 # --- search ---------------------------------------------------------------------------------------
 
 FILTERS: list[tuple[SearchFilter, Callable[[dict[str, Any]], bool]]] = [
@@ -266,6 +286,12 @@ FILTERS: list[tuple[SearchFilter, Callable[[dict[str, Any]], bool]]] = [
         ),
     ),
     (SearchFilter(categories=[]), lambda p: True),  # an empty list constrains nothing
+    (SearchFilter(active=True), lambda p: p.get("active", True)),
+    (SearchFilter(active=False), lambda p: p.get("active") is False),
+    (
+        SearchFilter(categories=["fruit", "dairy"], in_stock=True, active=True),
+        lambda p: p["category"] in ("fruit", "dairy") and p["in_stock"] and p.get("active", True),
+    ),
 ]
 
 
