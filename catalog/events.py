@@ -24,6 +24,10 @@ images_reindex_requested = Signal()
 images_removed = Signal()
 # product_id: int, fields: frozenset[str] — a product's fields changed; product_id may no longer exist.
 product_changed = Signal()
+# run_id: int — a catalog sync run was queued (a pushed feed, a due source, the admin's "sync now").
+sync_requested = Signal()
+# fetch_ids: list[int] — image URLs a sync recorded for download (catalog.models.ImageFetch).
+image_fetches_requested = Signal()
 
 
 def announce(signal: Signal, **payload: Any) -> None:

@@ -73,8 +73,14 @@ def _tables() -> tuple[str, str]:
     return quote(ProductImage._meta.db_table), quote(Product._meta.db_table)
 
 
+def _active_column() -> str:
+    return f"p.{Product._meta.get_field('active').column}"
+
+
 def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
-    """``{image id: {key: value}}`` (``CARD_KEYS``) for the images that still exist, in one query.
+    """``{image id: {key: value}}`` (``CARD_KEYS``) for the images that still exist and whose product is
+    active, in one query. A product deactivated by a sync leaves results here at once, even while
+    its vectors' payloads are still being updated.
 
     Values are plain: ``price`` a float or None, ``in_stock`` a bool, ids as strings. Ids that are not
     UUIDs match nothing.
@@ -92,7 +98,7 @@ def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
     sql = (
         f"SELECT {', '.join(_card_columns())} "
         f"FROM {image_table} i JOIN {product_table} p ON p.id = i.product_id "
-        f"WHERE i.id IN ({', '.join(['%s'] * len(keys))})"
+        f"WHERE i.id IN ({', '.join(['%s'] * len(keys))}) AND {_active_column()}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [prep(k, connection) for k in keys])
@@ -109,12 +115,14 @@ def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
 
 
 def product_image_ids(*, product_id: int) -> list[str] | None:
-    """The product's image ids, ``[]`` for a product without images, ``None`` for no such product."""
+    """The product's image ids, ``[]`` for a product without images, ``None`` for no such product (or
+    one a sync deactivated: it is no longer in the shop)."""
     if not 0 < product_id < 2**63:  # beyond any primary key; SQLite would raise instead of missing
         return None
     image_table, product_table = _tables()
     sql = (
-        f"SELECT i.id FROM {product_table} p LEFT JOIN {image_table} i ON i.product_id = p.id WHERE p.id = %s"
+        f"SELECT i.id FROM {product_table} p LEFT JOIN {image_table} i ON i.product_id = p.id "
+        f"WHERE p.id = %s AND {_active_column()}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [int(product_id)])

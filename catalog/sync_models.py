@@ -39,7 +39,10 @@ class CatalogSource(models.Model):
     )
     enabled = models.BooleanField(default=True)
     store_url = models.URLField(
-        max_length=2000, blank=True, default="", help_text="Shopify only: the shop's address, for product links."
+        max_length=2000,
+        blank=True,
+        default="",
+        help_text="Shopify only: the shop's address, for product links.",
     )
     default_currency = models.CharField(
         max_length=3, blank=True, default="", help_text="For prices that name no currency (Shopify's)."

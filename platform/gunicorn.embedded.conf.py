@@ -13,7 +13,8 @@ accesslog = "-"
 
 def post_worker_init(worker):
     from search.warmup import warm_up
-    from workers.embedded import start_sweeper
+    from workers.embedded import start_sweeper, start_sync_scheduler
 
     warm_up()
     start_sweeper()
+    start_sync_scheduler()

@@ -14,8 +14,10 @@ from typing import Any
 from catalog.models import Product
 from search.vector_store import PointPayload
 
-# The product fields a payload copies: every PointPayload field that is also a product field.
-PRODUCT_FIELDS = tuple(f.name for f in dataclasses.fields(PointPayload) if f.name in Product.EDITABLE_FIELDS)
+# The product fields a payload copies: every PointPayload field that is also a product field (the
+# editable ones, and ``active``, which only the catalog sync changes).
+_PRODUCT_COLUMNS = frozenset(f.name for f in Product._meta.concrete_fields)
+PRODUCT_FIELDS = tuple(f.name for f in dataclasses.fields(PointPayload) if f.name in _PRODUCT_COLUMNS)
 
 
 def point_payload(product: Product, model_version: int | str) -> PointPayload:
@@ -25,6 +27,7 @@ def point_payload(product: Product, model_version: int | str) -> PointPayload:
         category=product.category,
         price=float(product.price) if product.price is not None else None,
         in_stock=product.in_stock,
+        active=product.active,
         model_version=str(model_version),
     )
 

@@ -1,10 +1,12 @@
 """The embedded default's background work: with no broker there is no Celery beat and no worker, so
-the one web process runs the sweeper itself on a daemon thread."""
+the one web process runs the sweeper itself on a daemon thread, and catalog syncs on another."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -34,3 +36,85 @@ def start_sweeper(interval_s: float = 60.0) -> bool:
 
     threading.Thread(target=loop, name="lookalike-sweeper", daemon=True).start()
     return True
+
+
+# --- catalog sync ---------------------------------------------------------------------------------
+# Kept apart from the sweeper above: one more daemon thread that runs queued catalog syncs (an API
+# push, the admin's "sync now": never inside the request that queued them) and, once scheduling is
+# on, starts due catalog sources, re-queues lost image downloads and purges products past retention,
+# as Celery beat does with a broker.
+
+_sync_runs: queue.Queue[int] = queue.Queue()
+_sync_lock = threading.Lock()
+_sync_thread: threading.Thread | None = None
+_sync_scheduled = threading.Event()
+PURGE_EVERY_S = 3600.0
+
+
+def submit_sync_run(run_id: int) -> None:
+    """Run a queued catalog sync on the background thread (started on first use)."""
+    _sync_runs.put(run_id)
+    _ensure_sync_thread(interval_s=60.0)
+
+
+def start_sync_scheduler(interval_s: float = 60.0) -> bool:
+    """Also start due catalog sources every ``interval_s`` on that thread; once per process, and only
+    when tasks run in-process (with a broker, Celery beat does it)."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER or _sync_scheduled.is_set():
+        return False
+    _sync_scheduled.set()
+    _ensure_sync_thread(interval_s)
+    return True
+
+
+def sync_runner_idle(timeout_s: float) -> bool:
+    """Wait until every submitted sync has run (tests, shutdown); False if still busy after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while _sync_runs.unfinished_tasks:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _ensure_sync_thread(interval_s: float) -> None:
+    global _sync_thread
+    with _sync_lock:
+        if _sync_thread is None or not _sync_thread.is_alive():
+            _sync_thread = threading.Thread(
+                target=_sync_loop, args=(interval_s,), name="lookalike-catalog-sync", daemon=True
+            )
+            _sync_thread.start()
+
+
+def _sync_loop(interval_s: float) -> None:
+    from catalog.services import activation
+    from catalog.services import sync as catalog_sync
+    from workers.tasks import sync_run
+
+    next_check = time.monotonic()
+    next_purge = time.monotonic()
+    while True:
+        try:
+            run_id = _sync_runs.get(timeout=max(0.05, next_check - time.monotonic()))
+        except queue.Empty:
+            run_id = None
+        try:
+            close_old_connections()
+            if run_id is not None:
+                sync_run.apply(args=(run_id,)).get(propagate=False)
+            if _sync_scheduled.is_set() and time.monotonic() >= next_check:
+                next_check = time.monotonic() + interval_s
+                catalog_sync.sources_start_due()
+                catalog_sync.fetches_requeue_stale()
+                if time.monotonic() >= next_purge:
+                    next_purge = time.monotonic() + PURGE_EVERY_S
+                    activation.products_purge_inactive()
+            elif not _sync_scheduled.is_set():
+                next_check = time.monotonic() + interval_s
+        except Exception:  # the loop must outlive any one failure
+            log.exception("catalog sync pass failed")
+        finally:
+            close_old_connections()
+            if run_id is not None:
+                _sync_runs.task_done()

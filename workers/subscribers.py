@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from catalog import events as catalog_events
 from search import events as search_events
 from search.payloads import affects_payload
-from workers import tasks
+from workers import embedded, tasks
 
 
 def _index(sender: Any, image_ids: list[str], **_: Any) -> None:
@@ -35,6 +37,20 @@ def _reindex(sender: Any, job_id: int, **_: Any) -> None:
     tasks.reindex_run.delay(job_id)
 
 
+def _sync_requested(sender: Any, run_id: int, **_: Any) -> None:
+    # In-process tasks would read the whole feed inside the request that queued it (an API push, the
+    # admin's "sync now"); the embedded default runs it on its background thread instead.
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        embedded.submit_sync_run(run_id)
+    else:
+        tasks.sync_run.delay(run_id)
+
+
+def _fetch_images(sender: Any, fetch_ids: list[int], **_: Any) -> None:
+    if fetch_ids:
+        tasks.fetch_sync_images.delay(list(fetch_ids))
+
+
 def connect() -> None:
     # dispatch_uid makes a second connect() (tests re-importing, autoreload) a no-op.
     catalog_events.images_added.connect(_index, dispatch_uid="workers.index.added")
@@ -43,3 +59,5 @@ def connect() -> None:
     catalog_events.product_changed.connect(_product_changed, dispatch_uid="workers.payload")
     search_events.index_requested.connect(_index, dispatch_uid="workers.index.search")
     search_events.reindex_requested.connect(_reindex, dispatch_uid="workers.reindex")
+    catalog_events.sync_requested.connect(_sync_requested, dispatch_uid="workers.sync")
+    catalog_events.image_fetches_requested.connect(_fetch_images, dispatch_uid="workers.sync.images")

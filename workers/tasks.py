@@ -13,6 +13,9 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from catalog.models import SyncRun
+from catalog.services import activation
+from catalog.services import sync as catalog_sync
 from ml.serving import EmbedderUnavailable
 from search import selectors
 from search.errors import NoActiveModel
@@ -118,3 +121,55 @@ def reindex_run(self, job_id: int) -> str:
             raise
         raise self.retry(exc=exc, countdown=30) from exc
     return job.status
+
+
+# --- catalog sync ---------------------------------------------------------------------------------
+
+# Image downloads per task: one task's worth of images is also one indexing batch (INDEX_CHUNK).
+FETCH_CHUNK = INDEX_CHUNK
+
+
+@shared_task(
+    bind=True,
+    name="lookalike.sync_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=3 * 3600,
+    time_limit=3 * 3600 + 60,
+)
+def sync_run(self, run_id: int) -> str:
+    """Read and apply one queued catalog sync. A redelivered task finds the run claimed and returns."""
+    run = SyncRun.objects.filter(pk=run_id).select_related("source").first()
+    if run is None:
+        return "missing"
+    return catalog_sync.sync_run_execute(run).state
+
+
+@shared_task(bind=True, name="lookalike.fetch_sync_images", **RELIABLE)
+def fetch_sync_images(self, fetch_ids: list[int]) -> dict:
+    """Download a batch of a sync's image URLs; each failure is recorded on its run, not raised."""
+    if len(fetch_ids) > FETCH_CHUNK:
+        for start in range(0, len(fetch_ids), FETCH_CHUNK):
+            fetch_sync_images.delay(fetch_ids[start : start + FETCH_CHUNK])
+        return {"split": len(fetch_ids)}
+    try:
+        outcome = catalog_sync.sync_images_fetch(fetch_ids=fetch_ids)
+    except TRANSIENT as exc:
+        return _retry(self, exc) or {"error": str(exc)}
+    return {"fetched": outcome.fetched, "unchanged": outcome.unchanged, "failed": outcome.failed}
+
+
+@shared_task(bind=True, name="lookalike.sync_due_sources", acks_late=True, soft_time_limit=50, time_limit=60)
+def sync_due_sources(self) -> dict:
+    """Start the catalog sources that are due; queue again downloads a lost worker left pending."""
+    started = catalog_sync.sources_start_due()
+    requeued = catalog_sync.fetches_requeue_stale()
+    return {"started": len(started), "requeued": len(requeued)}
+
+
+@shared_task(
+    bind=True, name="lookalike.purge_inactive_products", acks_late=True, soft_time_limit=600, time_limit=660
+)
+def purge_inactive_products(self) -> int:
+    """Delete products deactivated longer ago than the retention period (CATALOG_SYNC_RETENTION_DAYS)."""
+    return activation.products_purge_inactive()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from catalog.feeds.images import ImageCollector
 from catalog.feeds.prices import Money, money_text
@@ -90,6 +90,8 @@ class ProductBuilder:
     attributes: dict[str, Any] = field(default_factory=dict)
     images: ImageCollector = field(default_factory=ImageCollector)
     held_back: bool = False  # not for sale whatever the variants say (a draft, an unpublished product)
+    position: int = 0  # FeedProduct.position / unit
+    unit: Literal["line", "item"] = "line"
     _variants: list[tuple[Any, ...]] = field(default_factory=list)
     _currency: str | None = None
     _best: tuple[Decimal, Decimal | None] | None = None
@@ -144,4 +146,6 @@ class ProductBuilder:
             in_stock=self._any_in_stock and not self.held_back,
             attributes=attributes,
             images=self.images.build(),
+            position=self.position,
+            unit=self.unit,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -212,7 +213,9 @@ def parse_manifest(
                     raise _Rejected("invalid_json", "each line must be a JSON object.")
                 if isinstance(row.get("sku"), str):
                     sku = clip(clean_text(row["sku"]), SKU_MAX) or None
-                product = _product(row, base_dir, allow_local_images, default_currency)
+                product = replace(
+                    _product(row, base_dir, allow_local_images, default_currency), position=line.number
+                )
                 if product.sku in seen:
                     raise _Rejected("duplicate_sku", f"sku {product.sku!r} appears on an earlier line.")
                 seen.add(product.sku)

@@ -263,7 +263,7 @@ class MerchantAssembler:
             builder.images.add(url, source=source)
 
     def _lone(self, item: _Item, position: int) -> Iterator[FeedRecord]:
-        builder = ProductBuilder(sku=item.id)
+        builder = ProductBuilder(sku=item.id, position=position, unit=self.unit)
         self._fill(builder, item)
         v = item.variant
         builder.fill_attributes(
@@ -282,7 +282,10 @@ class MerchantAssembler:
     def _join(self, item: _Item, position: int) -> Iterator[FeedRecord]:
         assert item.group is not None
         if item.group not in self._groups:
-            self._groups[item.group] = (position, ProductBuilder(sku=item.group))
+            self._groups[item.group] = (
+                position,
+                ProductBuilder(sku=item.group, position=position, unit=self.unit),
+            )
         builder = self._groups[item.group][1]
         try:
             builder.add_variant(item.variant)

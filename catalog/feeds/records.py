@@ -75,6 +75,11 @@ class FeedProduct:
     in_stock: bool = True
     attributes: dict[str, Any] = field(default_factory=dict)
     images: tuple[FeedImage, ...] = ()
+    # Where the product starts in the feed (its line, or its item for XML; a group's first item), so
+    # a problem met later (a refused field, an unreadable image) can name it; 0 when not known. Not
+    # part of the product's value: the same product read from another spot of the feed is equal.
+    position: int = field(default=0, compare=False)
+    unit: Literal["line", "item"] = field(default="line", compare=False)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ class _ShopifyReader:
         if not title:
             yield FeedError(line, "missing_field", "the product's first row has no Title.", sku)
             return product
-        builder = ProductBuilder(sku=sku)
+        builder = ProductBuilder(sku=sku, position=line)
         product_type = normalise_path(clean_text(row.get("type")))
         product_category = normalise_path(clean_text(row.get("product category")))
         builder.fill(

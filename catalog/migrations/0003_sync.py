@@ -7,134 +7,327 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0002_product_link_image_source'),
+        ("catalog", "0002_product_link_image_source"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CatalogSource',
+            name="CatalogSource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('url', models.URLField(help_text="The feed's http(s) address.", max_length=2000)),
-                ('format', models.CharField(choices=[('auto', 'Detect from the content'), ('merchant', 'Google Merchant Center (XML or TSV)'), ('shopify', 'Shopify product CSV'), ('jsonl', 'JSON Lines manifest')], default='auto', max_length=16)),
-                ('full', models.BooleanField(default=True, help_text='The feed lists the whole catalog: products missing from it leave search (deactivated) and are deleted after the retention period.')),
-                ('interval_minutes', models.PositiveIntegerField(default=1440, help_text='How often to sync, in minutes.', validators=[django.core.validators.MinValueValidator(5)])),
-                ('enabled', models.BooleanField(default=True)),
-                ('store_url', models.URLField(blank=True, default='', help_text="Shopify only: the shop's address, for product links.", max_length=2000)),
-                ('default_currency', models.CharField(blank=True, default='', help_text="For prices that name no currency (Shopify's).", max_length=3)),
-                ('feed_etag', models.CharField(blank=True, default='', max_length=300)),
-                ('feed_last_modified', models.CharField(blank=True, default='', max_length=100)),
-                ('next_run_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, unique=True)),
+                ("url", models.URLField(help_text="The feed's http(s) address.", max_length=2000)),
+                (
+                    "format",
+                    models.CharField(
+                        choices=[
+                            ("auto", "Detect from the content"),
+                            ("merchant", "Google Merchant Center (XML or TSV)"),
+                            ("shopify", "Shopify product CSV"),
+                            ("jsonl", "JSON Lines manifest"),
+                        ],
+                        default="auto",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "full",
+                    models.BooleanField(
+                        default=True,
+                        help_text="The feed lists the whole catalog: products missing from it leave search (deactivated) and are deleted after the retention period.",
+                    ),
+                ),
+                (
+                    "interval_minutes",
+                    models.PositiveIntegerField(
+                        default=1440,
+                        help_text="How often to sync, in minutes.",
+                        validators=[django.core.validators.MinValueValidator(5)],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "store_url",
+                    models.URLField(
+                        blank=True,
+                        default="",
+                        help_text="Shopify only: the shop's address, for product links.",
+                        max_length=2000,
+                    ),
+                ),
+                (
+                    "default_currency",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="For prices that name no currency (Shopify's).",
+                        max_length=3,
+                    ),
+                ),
+                ("feed_etag", models.CharField(blank=True, default="", max_length=300)),
+                ("feed_last_modified", models.CharField(blank=True, default="", max_length=100)),
+                ("next_run_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ImageSource',
+            name="ImageSource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('url_hash', models.CharField(max_length=64, unique=True)),
-                ('url', models.CharField(max_length=2000)),
-                ('etag', models.CharField(blank=True, default='', max_length=300)),
-                ('last_modified', models.CharField(blank=True, default='', max_length=100)),
-                ('sha256', models.CharField(blank=True, default='', max_length=64)),
-                ('checked_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, default='', help_text='Reason of the last failure.', max_length=40)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("url_hash", models.CharField(max_length=64, unique=True)),
+                ("url", models.CharField(max_length=2000)),
+                ("etag", models.CharField(blank=True, default="", max_length=300)),
+                ("last_modified", models.CharField(blank=True, default="", max_length=100)),
+                ("sha256", models.CharField(blank=True, default="", max_length=64)),
+                ("checked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "error",
+                    models.CharField(
+                        blank=True, default="", help_text="Reason of the last failure.", max_length=40
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='product',
-            name='active',
+            model_name="product",
+            name="active",
             field=models.BooleanField(db_index=True, default=True),
         ),
         migrations.AddField(
-            model_name='product',
-            name='deactivated_at',
+            model_name="product",
+            name="deactivated_at",
             field=models.DateTimeField(blank=True, db_index=True, null=True),
         ),
         migrations.AddField(
-            model_name='product',
-            name='source',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='products', to='catalog.catalogsource'),
+            model_name="product",
+            name="source",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="products",
+                to="catalog.catalogsource",
+            ),
         ),
         migrations.CreateModel(
-            name='SyncRun',
+            name="SyncRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('origin', models.CharField(choices=[('command', 'manage.py sync_catalog'), ('schedule', 'Schedule'), ('admin', 'Admin'), ('api', 'API push')], max_length=10)),
-                ('location', models.CharField(help_text="The file or URL read, or 'push' for the API.", max_length=2000)),
-                ('requested_format', models.CharField(choices=[('auto', 'Detect from the content'), ('merchant', 'Google Merchant Center (XML or TSV)'), ('shopify', 'Shopify product CSV'), ('jsonl', 'JSON Lines manifest')], default='auto', max_length=16)),
-                ('format', models.CharField(blank=True, default='', help_text='The parser that read it.', max_length=16)),
-                ('full', models.BooleanField(default=False)),
-                ('images', models.BooleanField(default=True, help_text='Whether image URLs were fetched.')),
-                ('state', models.CharField(choices=[('queued', 'Queued'), ('running', 'Reading the feed'), ('fetching', 'Fetching images'), ('done', 'Done'), ('failed', 'Failed')], db_index=True, default='queued', max_length=10)),
-                ('upload', models.FileField(blank=True, default='', max_length=255, upload_to='sync-uploads/')),
-                ('feed_not_modified', models.BooleanField(default=False)),
-                ('records', models.PositiveIntegerField(default=0, help_text='Products read from the feed.')),
-                ('products_created', models.PositiveIntegerField(default=0)),
-                ('products_updated', models.PositiveIntegerField(default=0)),
-                ('products_unchanged', models.PositiveIntegerField(default=0)),
-                ('products_removed', models.PositiveIntegerField(default=0)),
-                ('products_reactivated', models.PositiveIntegerField(default=0)),
-                ('images_queued', models.PositiveIntegerField(default=0, help_text='Image URLs handed to the workers.')),
-                ('images_added', models.PositiveIntegerField(default=0, help_text='Local image files added.')),
-                ('images_fetched', models.PositiveIntegerField(default=0)),
-                ('images_unchanged', models.PositiveIntegerField(default=0)),
-                ('images_failed', models.PositiveIntegerField(default=0)),
-                ('images_removed', models.PositiveIntegerField(default=0)),
-                ('error_count', models.PositiveIntegerField(default=0)),
-                ('message', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('parsed_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('requested_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('source', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='catalog.catalogsource')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "origin",
+                    models.CharField(
+                        choices=[
+                            ("command", "manage.py sync_catalog"),
+                            ("schedule", "Schedule"),
+                            ("admin", "Admin"),
+                            ("api", "API push"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "location",
+                    models.CharField(
+                        help_text="The file or URL read, or 'push' for the API.", max_length=2000
+                    ),
+                ),
+                (
+                    "requested_format",
+                    models.CharField(
+                        choices=[
+                            ("auto", "Detect from the content"),
+                            ("merchant", "Google Merchant Center (XML or TSV)"),
+                            ("shopify", "Shopify product CSV"),
+                            ("jsonl", "JSON Lines manifest"),
+                        ],
+                        default="auto",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "format",
+                    models.CharField(
+                        blank=True, default="", help_text="The parser that read it.", max_length=16
+                    ),
+                ),
+                ("full", models.BooleanField(default=False)),
+                ("images", models.BooleanField(default=True, help_text="Whether image URLs were fetched.")),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Reading the feed"),
+                            ("fetching", "Fetching images"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "upload",
+                    models.FileField(blank=True, default="", max_length=255, upload_to="sync-uploads/"),
+                ),
+                ("feed_not_modified", models.BooleanField(default=False)),
+                ("records", models.PositiveIntegerField(default=0, help_text="Products read from the feed.")),
+                ("products_created", models.PositiveIntegerField(default=0)),
+                ("products_updated", models.PositiveIntegerField(default=0)),
+                ("products_unchanged", models.PositiveIntegerField(default=0)),
+                ("products_removed", models.PositiveIntegerField(default=0)),
+                ("products_reactivated", models.PositiveIntegerField(default=0)),
+                (
+                    "images_queued",
+                    models.PositiveIntegerField(default=0, help_text="Image URLs handed to the workers."),
+                ),
+                (
+                    "images_added",
+                    models.PositiveIntegerField(default=0, help_text="Local image files added."),
+                ),
+                ("images_fetched", models.PositiveIntegerField(default=0)),
+                ("images_unchanged", models.PositiveIntegerField(default=0)),
+                ("images_failed", models.PositiveIntegerField(default=0)),
+                ("images_removed", models.PositiveIntegerField(default=0)),
+                ("error_count", models.PositiveIntegerField(default=0)),
+                ("message", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("parsed_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "source",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runs",
+                        to="catalog.catalogsource",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='SyncError',
+            name="SyncError",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(blank=True, null=True)),
-                ('unit', models.CharField(blank=True, default='', max_length=8)),
-                ('sku', models.CharField(blank=True, default='', max_length=64)),
-                ('url', models.CharField(blank=True, default='', max_length=2000)),
-                ('code', models.CharField(max_length=40)),
-                ('message', models.TextField()),
-                ('fatal', models.BooleanField(default=False)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='errors', to='catalog.syncrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(blank=True, null=True)),
+                ("unit", models.CharField(blank=True, default="", max_length=8)),
+                ("sku", models.CharField(blank=True, default="", max_length=64)),
+                ("url", models.CharField(blank=True, default="", max_length=2000)),
+                ("code", models.CharField(max_length=40)),
+                ("message", models.TextField()),
+                ("fatal", models.BooleanField(default=False)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="errors",
+                        to="catalog.syncrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='ImageFetch',
+            name="ImageFetch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('url', models.CharField(max_length=2000)),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('fetched', 'Fetched'), ('unchanged', 'Unchanged'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('reason', models.CharField(blank=True, default='', max_length=40)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.product')),
-                ('replaces', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='catalog.productimage')),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fetches', to='catalog.syncrun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("url", models.CharField(max_length=2000)),
+                ("position", models.PositiveIntegerField(default=0)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("fetched", "Fetched"),
+                            ("unchanged", "Unchanged"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, default="", max_length=40)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "product",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="catalog.product"
+                    ),
+                ),
+                (
+                    "replaces",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="catalog.productimage",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="fetches",
+                        to="catalog.syncrun",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['run', 'state'], name='catalog_ima_run_id_e1351d_idx'), models.Index(fields=['state', 'claimed_at'], name='catalog_ima_state_d581ee_idx')],
+                "indexes": [
+                    models.Index(fields=["run", "state"], name="catalog_ima_run_id_e1351d_idx"),
+                    models.Index(fields=["state", "claimed_at"], name="catalog_ima_state_d581ee_idx"),
+                ],
             },
         ),
     ]

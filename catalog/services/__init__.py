@@ -1,7 +1,8 @@
 """Every write to the catalog. Views, admin, commands and tasks call these, never ``save()`` directly.
 
 products.py: create, update, delete products (fields cleaned here). images.py: add, delete and
-re-index images. imports.py: the JSON Lines manifest import.
+re-index images. activation.py: products leaving and rejoining the shop, and their retention.
+sync/: the catalog sync (feeds, files, URLs, pushes), the one import path.
 """
 
 from catalog.errors import CatalogError

@@ -28,12 +28,14 @@ def product_image_add(
     display_order: int | None = None,
     info: ImageInfo | None = None,
     announce: bool = True,
+    source_url: str = "",
 ) -> ImageAddResult:
     """Validate, store and record one image; ``images_added`` is announced after commit.
 
     The same bytes on the same product return the existing image (``created=False``): re-imports
     and retried uploads are no-ops. A failure after the file was written removes the file again.
     Bulk callers pass ``announce=False`` and announce once per batch, so the embedder gets a batch.
+    ``source_url``: the URL a feed named the image by (the catalog sync matches images by it).
     """
     if info is None:  # callers that validated already (bulk import) pass what they found
         info = image_limits.validate(data)
@@ -52,6 +54,7 @@ def product_image_add(
                 file=name,
                 sha256=digest,
                 original_name=_safe_name(original_name),
+                source_url=source_url[:2000],
                 format=info.format,
                 width=info.width,
                 height=info.height,

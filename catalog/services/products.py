@@ -111,6 +111,20 @@ def product_create(*, sku: str, title: str, **fields: Any) -> Product:
 
 
 @transaction.atomic
+def products_create_many(*, rows: list[dict[str, Any]]) -> list[Product]:
+    """Create many products in one statement (the catalog sync's new products); each row holds the
+    fields of ``product_create``. A new product has no images, so nothing needs announcing. Raises
+    CatalogError for a bad field or a sku that exists (check first; the caller falls back to
+    ``product_create`` one by one to find which)."""
+    products = [Product(**clean_fields(row)) for row in rows]
+    try:
+        with transaction.atomic():
+            return Product.objects.bulk_create(products)
+    except IntegrityError as exc:
+        raise CatalogError("duplicate_sku", "A product in the batch already exists.", "sku") from exc
+
+
+@transaction.atomic
 def product_update(*, product: Product, **fields: Any) -> Product:
     cleaned = clean_fields(fields)
     if "sku" in cleaned and Product.objects.exclude(pk=product.pk).filter(sku=cleaned["sku"]).exists():

@@ -132,6 +132,9 @@ CELERY_TASK_QUEUES = TASK_QUEUES
 CELERY_TASK_ROUTES = TASK_ROUTES
 CELERY_BEAT_SCHEDULE = {
     "sweep-index": {"task": "lookalike.sweep_index", "schedule": 60.0},
+    # Catalog sync: start the sources that are due (and re-queue image downloads a lost worker left).
+    "sync-due-sources": {"task": "lookalike.sync_due_sources", "schedule": 60.0},
+    "purge-inactive-products": {"task": "lookalike.purge_inactive_products", "schedule": 3600.0},
 }
 
 # --- Vectors and model --------------------------------------------------------------------------
@@ -158,6 +161,26 @@ BOOTSTRAP_IMAGE_SIZE = env_int("BOOTSTRAP_IMAGE_SIZE", 224)
 INDEX_PENDING_GRACE_S = env_int("INDEX_PENDING_GRACE_S", 30)
 INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 8)
 DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
+
+# --- Catalog sync (catalog/services/sync/) ------------------------------------------------------
+# Products a full sync no longer finds leave search at once and are deleted after this many days.
+CATALOG_SYNC_RETENTION_DAYS = env_int("CATALOG_SYNC_RETENTION_DAYS", 30)
+# An image URL already fetched is asked again (conditionally: ETag / Last-Modified, then the content
+# hash) once this old; a URL that failed is retried after the second delay (a run sooner if transient).
+CATALOG_SYNC_IMAGE_RECHECK_S = env_int("CATALOG_SYNC_IMAGE_RECHECK_S", 7 * 24 * 3600)
+CATALOG_SYNC_IMAGE_RETRY_S = env_int("CATALOG_SYNC_IMAGE_RETRY_S", 6 * 3600)
+# The currency of prices a feed gives without one (Shopify exports never name it).
+CATALOG_SYNC_DEFAULT_CURRENCY = env_str("CATALOG_SYNC_DEFAULT_CURRENCY", "EUR")
+# Downloads at once per fetch task (the fetcher's per-host limit still applies: 4 per host).
+CATALOG_SYNC_FETCH_THREADS = env_int("CATALOG_SYNC_FETCH_THREADS", 8)
+# A feed fetched by URL: byte cap and the whole download's time limit (a 100,000-item Merchant feed
+# is about 110 MB).
+CATALOG_SYNC_MAX_FEED_BYTES = env_int("CATALOG_SYNC_MAX_FEED_BYTES", 1024 * 1024 * 1024)
+CATALOG_SYNC_FEED_TIMEOUT_S = env_float("CATALOG_SYNC_FEED_TIMEOUT_S", 1800.0)
+# A feed pushed to POST /api/v1/catalog/sync/ (NDJSON), streamed to storage up to this size.
+CATALOG_SYNC_MAX_PUSH_BYTES = env_int("CATALOG_SYNC_MAX_PUSH_BYTES", 256 * 1024 * 1024)
+# Search by image URL: the whole download (connect, redirects, body) within the request.
+SEARCH_IMAGE_URL_TIMEOUT_S = env_float("SEARCH_IMAGE_URL_TIMEOUT_S", 5.0)
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -92,7 +92,7 @@ def _query_vector(
         exclude = [query.product_id]
     else:
         image = catalog_selectors.image_get(image_id=query.image_id)
-        if image is None:
+        if image is None or not image.product.active:
             raise SearchError("image_not_found", f"No image with id {query.image_id}.", "image_id")
         vectors = _stored_vectors(model.collection, [str(image.pk)])
         if not vectors:
@@ -118,6 +118,7 @@ def search(query: SearchQuery) -> SearchOutcome:
             max_price=float(query.max_price) if query.max_price is not None else None,
             in_stock=query.in_stock,
             exclude_product_ids=exclude or None,
+            active=True,  # products a sync deactivated leave every search at once
         )
         hits = vector_store().search(model.collection, vector, query.limit, flt, group_by_product=True)
         timings["search"] = _ms(start)

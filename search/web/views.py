@@ -17,7 +17,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
 
 def product_page(request: HttpRequest, product_id: int) -> HttpResponse:
     product = catalog_selectors.product_get(product_id=product_id)
-    if product is None:
+    if product is None or not product.active:
         raise Http404("No such product.")
     similar, problem = [], None
     try:

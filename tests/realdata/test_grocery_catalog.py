@@ -57,7 +57,8 @@ def test_imported_grocery_catalog_is_searchable_with_store_photos(
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):
         call_command("import_catalog", str(grocery_slice), stdout=out, stderr=StringIO())
-    assert f"{PRODUCTS} line(s): {PRODUCTS} imported, 0 rejected" in out.getvalue()
+    assert f"{PRODUCTS} product(s) read; {PRODUCTS} created" in out.getvalue()
+    assert "0 error(s)" in out.getvalue()
     assert Product.objects.count() == PRODUCTS
     assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
 

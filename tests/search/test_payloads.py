@@ -9,8 +9,8 @@ from search.payloads import PRODUCT_FIELDS, affects_payload, point_payload, prod
 
 
 def test_the_payload_copies_exactly_the_fields_filters_need() -> None:
-    assert set(PRODUCT_FIELDS) == {"sku", "category", "price", "in_stock"}
-    assert affects_payload({"price"}) and affects_payload({"title", "in_stock"})
+    assert set(PRODUCT_FIELDS) == {"sku", "category", "price", "in_stock", "active"}
+    assert affects_payload({"price"}) and affects_payload({"title", "in_stock"}) and affects_payload({"active"})
     assert not affects_payload({"title", "description", "brand", "attributes"})
 
 
@@ -22,6 +22,7 @@ def test_payload_values_are_plain() -> None:
         "category": "c",
         "price": 2.5,
         "in_stock": False,
+        "active": True,
         "model_version": "3",
     }
     assert product_facts(product) == {
@@ -30,4 +31,5 @@ def test_payload_values_are_plain() -> None:
         "category": "c",
         "price": 2.5,
         "in_stock": False,
+        "active": True,
     }

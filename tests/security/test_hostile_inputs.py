@@ -173,5 +173,6 @@ def test_import_catalog(tmp_path: Path, active_model, django_capture_on_commit_c
     accepted = sum(1 for e in CORPUS if e.accepted)
     assert ProductImage.objects.count() == accepted
     assert _points(active_model) == points_before + accepted
-    assert f"{accepted} imported, {len(CORPUS) - accepted} rejected" in out.getvalue()
+    assert f"{accepted} created," in out.getvalue()
+    assert f"{len(CORPUS) - accepted} error(s)" in out.getvalue()
     _assert_no_orphans()

@@ -56,7 +56,7 @@ def _start_and_wait_until_all_indexed(worker: WorkerProcess, what: str) -> None:
 
 def test_a_plain_worker_indexes_an_import_that_waited(make_worker, media_root, tmp_path) -> None:
     # An import while no worker runs: every image saved as pending, its tasks routed to the index queue.
-    from catalog.services.imports import import_manifest
+    from catalog.services.sync import sync_run_create, sync_run_execute
 
     manifest = tmp_path / "catalog.jsonl"
     rows = []
@@ -65,8 +65,8 @@ def test_a_plain_worker_indexes_an_import_that_waited(make_worker, media_root, t
         (tmp_path / name).write_bytes(image_bytes(color=colour, pattern=n + 1))
         rows.append(json.dumps({"sku": f"P{n}", "title": f"p{n}", "images": [name]}))
     manifest.write_text("\n".join(rows) + "\n")
-    report = import_manifest(manifest)
-    assert report.images_added == 3 and not report.errors
+    run = sync_run_execute(sync_run_create(location=str(manifest), origin="command"))
+    assert run.images_added == 3 and not run.error_count
     plain_worker = make_worker(queues=None)
     client = redis.Redis.from_url(plain_worker.broker_url)
     assert client.llen("index") == 3  # routed to the index queue, which a plain worker used to ignore

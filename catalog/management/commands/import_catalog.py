@@ -2,15 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
-
-from catalog import selectors
-from catalog.services.imports import count_lines, import_manifest
 
 
 class Command(BaseCommand):
-    help = "Import products and images from a JSON Lines manifest (idempotent by sku and image sha256)."
+    help = (
+        "Import a JSON Lines manifest: the same as `sync_catalog MANIFEST --format jsonl` (kept for scripts)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("manifest", type=Path, help="JSONL file; image paths are relative to its folder.")
@@ -19,18 +18,11 @@ class Command(BaseCommand):
     def handle(self, *args, manifest: Path, quiet_errors: bool = False, **options) -> None:
         if not manifest.is_file():
             raise CommandError(f"Manifest not found: {manifest}")
-        total = count_lines(manifest)
-        with tqdm(total=total, unit="line", desc="import", disable=None) as bar:
-            report = import_manifest(manifest, on_line=bar.update)
-        if not quiet_errors:
-            for error in report.errors:
-                self.stderr.write(str(error))
-        style = self.style.SUCCESS if not report.errors else self.style.WARNING
-        self.stdout.write(style(report.summary()))
-        if report.added_image_ids:
-            # Indexing was announced per line; with tasks in-process it has run already, with a broker
-            # the workers pick it up. Images still pending are indexed by whoever owns the vector store.
-            counts = selectors.index_status_counts(image_ids=report.added_image_ids)
-            self.stdout.write(
-                f"New images: {counts['indexed']} indexed, {counts['pending']} pending, {counts['failed']} failed."
-            )
+        call_command(
+            "sync_catalog",
+            str(manifest),
+            format="jsonl",
+            quiet_errors=quiet_errors,
+            stdout=self.stdout._out,
+            stderr=self.stderr._out,
+        )

@@ -1,0 +1,188 @@
+"""The workers' half of a sync: download the image URLs a run recorded, add what is new, and count.
+
+Called by the ``lookalike.fetch_sync_images`` task with a batch of ``ImageFetch`` ids (never in a web
+request). Downloads run on a few threads through ``catalog.fetching`` (address guard, redirects,
+timeouts, byte and pixel caps, retries with backoff on timeouts and 5xx, at most
+``per_host_concurrency`` connections per host in this process); every database write happens on the
+calling thread. A URL that fails is an error row on its run, never an exception: the batch goes on.
+A URL asked again with its stored validators may answer 304, or the same bytes (same SHA-256): both
+count as unchanged and write nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from catalog.fetching import (
+    FetchError,
+    FetchPolicy,
+    FetchResult,
+    HostLimiter,
+    fetch_image,
+    policy_from_settings,
+)
+from catalog.models import FetchState, ImageFetch, ImageSource, ProductImage
+from catalog.services.images import ImageAddResult, product_image_add, product_image_delete
+from catalog.services.sync import runs
+from catalog.services.sync.images import announce_added
+from catalog.services.sync.runs import ErrorRow
+
+
+@dataclass
+class FetchOutcome:
+    fetched: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    added_image_ids: list[str] = field(default_factory=list)
+
+
+def sync_images_fetch(
+    *,
+    fetch_ids: Iterable[int],
+    policy: FetchPolicy | None = None,
+    limiter: HostLimiter | None = None,
+    threads: int | None = None,
+) -> FetchOutcome:
+    """Download the pending fetches among ``fetch_ids``; announce the new images once, for indexing."""
+    now = timezone.now()
+    ids = list(fetch_ids)
+    # Claiming makes a replayed or duplicated task a no-op for fetches another one already finished.
+    fetches = list(
+        ImageFetch.objects.filter(pk__in=ids, state=FetchState.PENDING).select_related("product", "replaces")
+    )
+    ImageFetch.objects.filter(pk__in=[f.pk for f in fetches]).update(claimed_at=now)
+    outcome = FetchOutcome()
+    if not fetches:
+        return outcome
+    policy = policy or policy_from_settings()
+    known = {
+        s.url: s for s in ImageSource.objects.filter(url_hash__in={ImageSource.key(f.url) for f in fetches})
+    }
+    per_run: dict[int, Counter[str]] = {}
+    errors: dict[int, list[ErrorRow]] = {}
+    workers = max(1, min(threads or settings.CATALOG_SYNC_FETCH_THREADS, len(fetches)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookalike-fetch") as pool:
+        futures = {pool.submit(_download, f, known.get(f.url), policy, limiter): f for f in fetches}
+        for future in as_completed(futures):
+            fetch = futures[future]
+            result = future.result()
+            counts = per_run.setdefault(fetch.run_id, Counter())
+            kind = _apply(fetch, result, known, now, outcome, errors.setdefault(fetch.run_id, []))
+            counts[kind] += 1
+    ImageFetch.objects.bulk_update(fetches, ["state", "reason"])
+    announce_added(outcome.added_image_ids)
+    for run_id, counts in per_run.items():
+        runs.add_counts(
+            run_id,
+            images_fetched=counts[FetchState.FETCHED],
+            images_unchanged=counts[FetchState.UNCHANGED],
+            images_failed=counts[FetchState.FAILED],
+        )
+        runs.record_errors(run_id, errors.get(run_id, []))
+        runs.finish_if_fetched(run_id)
+    return outcome
+
+
+def _download(
+    fetch: ImageFetch, source: ImageSource | None, policy: FetchPolicy, limiter: HostLimiter | None
+) -> FetchResult | FetchError:
+    # Validators only when we still hold the bytes they describe (the image this fetch may replace).
+    conditional = fetch.replaces is not None and source is not None and source.sha256 == fetch.replaces.sha256
+    try:
+        return fetch_image(
+            fetch.url,
+            policy,
+            etag=(source.etag or None) if conditional else None,
+            last_modified=(source.last_modified or None) if conditional else None,
+            limiter=limiter,
+        )
+    except FetchError as exc:
+        return exc
+
+
+def _apply(
+    fetch: ImageFetch,
+    result: FetchResult | FetchError,
+    known: dict[str, ImageSource],
+    now: datetime,
+    outcome: FetchOutcome,
+    errors: list[ErrorRow],
+) -> str:
+    """Write one download's outcome; returns the fetch's new state."""
+    source = known.get(fetch.url) or ImageSource(url_hash=ImageSource.key(fetch.url), url=fetch.url[:2000])
+    known[fetch.url] = source
+    source.checked_at = now
+    if isinstance(result, FetchError):
+        fetch.state, fetch.reason = FetchState.FAILED, result.reason[:40]
+        source.error = result.reason[:40]
+        errors.append(ErrorRow(result.reason, result.message, sku=fetch.product.sku, url=fetch.url))
+        outcome.failed += 1
+        _save_source(source)
+        return fetch.state
+    source.error = ""
+    if result.etag is not None:
+        source.etag = result.etag[:300]
+    if result.last_modified is not None:
+        source.last_modified = result.last_modified[:100]
+    replaced = fetch.replaces
+    if result.not_modified or (replaced is not None and replaced.sha256 == result.sha256):
+        fetch.state = FetchState.UNCHANGED
+        outcome.unchanged += 1
+        _save_source(source)
+        return fetch.state
+    source.sha256 = result.sha256 or ""
+    try:
+        added = _add(fetch, result, replaced, source)
+    except IntegrityError:  # the product was deleted while its picture downloaded
+        fetch.state, fetch.reason = FetchState.FAILED, "product_gone"
+        outcome.failed += 1
+        return fetch.state
+    if added.created:
+        outcome.added_image_ids.append(str(added.image.pk))
+    fetch.state = FetchState.FETCHED
+    outcome.fetched += 1
+    return fetch.state
+
+
+@transaction.atomic
+def _add(
+    fetch: ImageFetch, result: FetchResult, replaced: ProductImage | None, source: ImageSource
+) -> ImageAddResult:
+    added = product_image_add(
+        product=fetch.product,
+        data=result.content,
+        original_name=PurePosixPath(urlsplit(fetch.url).path).name,
+        display_order=fetch.position,
+        info=result.image,
+        announce=False,
+        source_url=fetch.url,
+    )
+    if replaced is not None and ProductImage.objects.filter(pk=replaced.pk).exists():
+        # The shop changed the picture behind the same URL: the new one takes its place.
+        product_image_delete(image=replaced)
+    _save_source(source)
+    return added
+
+
+def _save_source(source: ImageSource) -> None:
+    ImageSource.objects.update_or_create(
+        url_hash=source.url_hash,
+        defaults={
+            "url": source.url,
+            "etag": source.etag,
+            "last_modified": source.last_modified,
+            "sha256": source.sha256,
+            "checked_at": source.checked_at,
+            "error": source.error,
+        },
+    )

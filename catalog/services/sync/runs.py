@@ -1,0 +1,169 @@
+"""A sync run's record: creating it, its state, its counters and its error rows.
+
+Counters are written with ``UPDATE ... SET n = n + k`` (never by saving the whole row): the run
+reading the feed and the workers fetching its images update the same row at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.core.files.storage import default_storage
+from django.db.models import F
+from django.utils import timezone
+
+from catalog.errors import CatalogError
+from catalog.feeds import FeedProduct
+from catalog.models import (
+    CatalogSource,
+    FeedChoice,
+    FetchState,
+    ImageFetch,
+    SyncError,
+    SyncOrigin,
+    SyncRun,
+    SyncState,
+)
+
+log = logging.getLogger(__name__)
+
+# Error rows kept per run. Every error is counted (``error_count``); a feed that is wrong on every
+# line would otherwise write 100,000 rows nobody reads past the first screen.
+MAX_ERROR_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    code: str
+    message: str
+    position: int | None = None
+    unit: str = ""
+    sku: str = ""
+    url: str = ""
+    fatal: bool = False
+
+    @classmethod
+    def about(cls, record: FeedProduct, code: str, message: str, *, url: str = "") -> ErrorRow:
+        """An error about one feed product, placed at its line or item."""
+        return cls(code, message, position=record.position or None, unit=record.unit, sku=record.sku, url=url)
+
+
+def sync_run_create(
+    *,
+    location: str,
+    origin: str,
+    requested_format: str = FeedChoice.AUTO,
+    full: bool = False,
+    images: bool = True,
+    source: CatalogSource | None = None,
+    upload: str = "",
+    requested_by: object | None = None,
+) -> SyncRun:
+    """Record a queued run. ``location`` is a file path or an http(s) URL (``push`` for the API)."""
+    if requested_format not in FeedChoice.values:
+        raise CatalogError(
+            "invalid_parameter",
+            f"format must be one of {', '.join(FeedChoice.values)}, got {requested_format!r}.",
+            "format",
+        )
+    if origin not in SyncOrigin.values:
+        raise CatalogError("invalid_parameter", f"unknown sync origin {origin!r}.", "origin")
+    return SyncRun.objects.create(
+        location=location[:2000],
+        origin=origin,
+        requested_format=requested_format,
+        full=full,
+        images=images,
+        source=source,
+        upload=upload,
+        requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+    )
+
+
+def claim(run_id: int) -> bool:
+    """Move a queued run to running; False if another process took it (or it ran already)."""
+    now = timezone.now()
+    return bool(
+        SyncRun.objects.filter(pk=run_id, state=SyncState.QUEUED).update(
+            state=SyncState.RUNNING, started_at=now
+        )
+    )
+
+
+def add_counts(run_id: int, **counts: int) -> None:
+    """Add to the run's counters (``products_created=3, images_failed=1``); zeros are skipped."""
+    changes = {name: F(name) + n for name, n in counts.items() if n}
+    if changes:
+        SyncRun.objects.filter(pk=run_id).update(**changes)
+
+
+def record_errors(run_id: int, errors: Iterable[ErrorRow]) -> int:
+    """Count the errors on the run and keep the first ``MAX_ERROR_ROWS`` of them as rows."""
+    rows = list(errors)
+    if not rows:
+        return 0
+    add_counts(run_id, error_count=len(rows))
+    room = MAX_ERROR_ROWS - SyncError.objects.filter(run_id=run_id).count()
+    fatal = [r for r in rows if r.fatal]
+    # The error that ended a run is kept even when the table is full: it is the one people look for.
+    kept = rows[: max(room, 0)] + [r for r in fatal if r not in rows[: max(room, 0)]]
+    SyncError.objects.bulk_create(
+        SyncError(
+            run_id=run_id,
+            position=r.position,
+            unit=r.unit,
+            sku=r.sku[:64],
+            url=r.url[:2000],
+            code=r.code[:40],
+            message=r.message,
+            fatal=r.fatal,
+        )
+        for r in kept
+    )
+    return len(rows)
+
+
+def mark_parsed(run_id: int, *, format: str, not_modified: bool = False) -> None:
+    SyncRun.objects.filter(pk=run_id).update(
+        format=format, parsed_at=timezone.now(), feed_not_modified=not_modified
+    )
+
+
+def fail(run_id: int, message: str) -> None:
+    """End the run as failed (the feed could not be read, or broke before its end)."""
+    SyncRun.objects.filter(pk=run_id).exclude(state__in=[SyncState.DONE, SyncState.FAILED]).update(
+        state=SyncState.FAILED, message=message[:5000], finished_at=timezone.now()
+    )
+    _release_upload(run_id)
+
+
+def close_reading(run_id: int) -> None:
+    """The feed has been read and applied: done now, or once the workers have fetched its images."""
+    SyncRun.objects.filter(pk=run_id, state=SyncState.RUNNING).update(state=SyncState.FETCHING)
+    finish_if_fetched(run_id)
+    _release_upload(run_id)
+
+
+def finish_if_fetched(run_id: int) -> bool:
+    """Mark a run done once none of its images waits for a worker (called after each fetch batch)."""
+    if ImageFetch.objects.filter(run_id=run_id, state=FetchState.PENDING).exists():
+        return False
+    return bool(
+        SyncRun.objects.filter(pk=run_id, state=SyncState.FETCHING).update(
+            state=SyncState.DONE, finished_at=timezone.now()
+        )
+    )
+
+
+def _release_upload(run_id: int) -> None:
+    # A pushed body is read once; the run's counts and errors are what stays.
+    name = SyncRun.objects.filter(pk=run_id).values_list("upload", flat=True).first()
+    if not name:
+        return
+    try:
+        default_storage.delete(name)
+    except OSError:
+        log.warning("could not delete the pushed feed %s of sync run %s", name, run_id)
+    SyncRun.objects.filter(pk=run_id).update(upload="")
