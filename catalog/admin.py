@@ -103,9 +103,18 @@ class ProductAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     list_display_links = ["thumbnail", "sku", "title"]
-    list_filter = ["category", "in_stock", ImageIndexStatusFilter, PossibleDuplicateFilter]
+    list_filter = ["category", "in_stock", "active", ImageIndexStatusFilter, PossibleDuplicateFilter]
     search_fields = ["sku", "title", "brand", "description"]
-    readonly_fields = ["created_at", "updated_at", "possible_duplicate_of", "duplicate_score"]
+    # active / deactivated_at / source belong to the catalog sync (catalog/services/sync/).
+    readonly_fields = [
+        "created_at",
+        "updated_at",
+        "possible_duplicate_of",
+        "duplicate_score",
+        "active",
+        "deactivated_at",
+        "source",
+    ]
     inlines = [ProductImageInline]
     actions = ["reindex_selected"]
     list_per_page = 50
@@ -202,3 +211,7 @@ class ProductImageAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ProductImage]) -> None:
         for image in queryset:
             services.product_image_delete(image=image)
+
+
+# The catalog sync's sources and runs (catalog/sync_admin.py).
+from catalog import sync_admin  # noqa: E402, F401

@@ -43,7 +43,15 @@ class ProductOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Product
-        fields = ["id", *Product.EDITABLE_FIELDS, "images", "created_at", "updated_at"]
+        fields = [
+            "id",
+            *Product.EDITABLE_FIELDS,
+            "active",
+            "deactivated_at",
+            "images",
+            "created_at",
+            "updated_at",
+        ]
 
 
 # Validation of each editable field (Product.EDITABLE_FIELDS; tests/catalog/test_fields.py keeps the two

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from catalog.fetching import FetchPolicy, HostLimiter
-from tests.catalog.fetching.loopback import (
+from tests.support.loopback import (
     CAP,
     ConnectionRecorder,
     LoopbackServer,

@@ -12,7 +12,7 @@ import pytest
 
 from catalog.fetching import FetchError, FetchPolicy, backoff_delay, fetch, fetch_image, open_url
 from tests.catalog.fetching.conftest import make_policy
-from tests.catalog.fetching.loopback import CAP, ETAG, FEED, IMAGE, LAST_MODIFIED, LoopbackServer, closed_port
+from tests.support.loopback import CAP, ETAG, FEED, IMAGE, LAST_MODIFIED, LoopbackServer, closed_port
 
 
 def refused(call, *args, **kwargs) -> FetchError:

@@ -7,7 +7,7 @@ import pytest
 
 from catalog.fetching import FetchError, fetch, fetch_image
 from tests.catalog.fetching.conftest import Aliases, make_policy
-from tests.catalog.fetching.loopback import IMAGE
+from tests.support.loopback import IMAGE
 
 OTHER_LOOPBACK_HOSTS = [
     "127.0.0.2",

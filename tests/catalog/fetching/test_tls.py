@@ -13,7 +13,7 @@ import pytest
 
 from catalog.fetching import FetchError, fetch, fetch_image
 from tests.catalog.fetching.conftest import make_policy
-from tests.catalog.fetching.loopback import IMAGE, LoopbackServer
+from tests.support.loopback import IMAGE, LoopbackServer
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,8 @@
-"""Servers the fetching tests start on loopback: an HTTP(S) server with one route per behaviour,
-and a listener that only records who connected (to prove a refused URL opened no connection)."""
+"""Servers the tests start on loopback (shared by the fetcher's tests and the catalog sync's): an
+HTTP(S) server with one route per behaviour (slow, dripping, huge, truncated, wrong type, redirects,
+404, 500, ETags and 304s), plus files a test publishes at any path (``serve``), with ETag and
+Last-Modified answered by 304; and a listener that only records who connected (to prove a refused URL
+opened no connection). Every request is counted per path (``count``)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from tests.fixtures.images import image_bytes, truncated_jpeg
@@ -32,9 +36,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         self.server.record(path, dict(self.headers.items()))
         try:
-            route = getattr(
-                self, "route_" + path.strip("/").split("/")[0].replace("-", "_").replace(".", "_")
-            )
+            if path in self.server.files:
+                route = self.route_published
+            else:
+                route = getattr(
+                    self, "route_" + path.strip("/").split("/")[0].replace("-", "_").replace(".", "_")
+                )
         except AttributeError:
             route = self.route_missing
         try:
@@ -52,6 +59,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(name.replace("_", "-"), value)
         self.end_headers()
         self.wfile.write(body)
+
+    def route_published(self, path: str) -> None:
+        published = self.server.files[path]
+        etag, modified = published.etag, published.last_modified
+        if (etag and self.headers.get("If-None-Match") == etag) or (
+            modified and self.headers.get("If-Modified-Since") == modified
+        ):
+            self.send_response(304)
+            if etag:
+                self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        headers = {}
+        if etag:
+            headers["ETag"] = etag
+        if modified:
+            headers["Last_Modified"] = modified
+        self._send(published.status, published.body, published.content_type, **headers)
 
     def route_image_jpg(self, path: str) -> None:
         if (
@@ -170,6 +195,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(block)
 
 
+@dataclass(frozen=True)
+class Published:
+    body: bytes
+    content_type: str
+    etag: str | None = None
+    last_modified: str | None = None
+    status: int = 200
+
+
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -184,6 +218,7 @@ class _Server(http.server.ThreadingHTTPServer):
         self.active = 0
         self.max_active = 0
         self.sni: list[str | None] = []
+        self.files: dict[str, Published] = {}
 
     def record(self, path: str, headers: dict[str, str]) -> None:
         with self._lock:
@@ -222,6 +257,24 @@ class LoopbackServer:
     def url(self, path: str, host: str | None = None, scheme: str = "http") -> str:
         name = host or (f"[{self.host}]" if ":" in self.host else self.host)
         return f"{scheme}://{name}:{self.port}{path}"
+
+    def serve(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        status: int = 200,
+    ) -> str:
+        """Publish ``body`` at ``path`` (replacing what was there); returns its URL. With ``etag`` or
+        ``last_modified``, a request that repeats it gets a 304."""
+        self.httpd.files[path] = Published(body, content_type, etag, last_modified, status)
+        return self.url(path)
+
+    def unpublish(self, path: str) -> None:
+        self.httpd.files.pop(path, None)
 
     @property
     def requests(self) -> list[tuple[str, dict[str, str]]]:
