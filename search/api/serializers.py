@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import base64
+import binascii
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from catalog import image_limits
 from ml.preprocess import ImageRejected, parse_crop
 from search.api.links import HitLinks
+
+# What a search may be asked by: exactly one of these. The first three are a photo.
+PHOTO_KINDS = ("image", "image_url", "image_base64")
+QUERY_KINDS = (*PHOTO_KINDS, "product_id", "image_id")
 
 
 class CommaListField(serializers.ListField):
@@ -26,9 +34,33 @@ class CommaListField(serializers.ListField):
         return super().to_internal_value(items)
 
 
+class Base64ImageField(serializers.CharField):
+    """An image as base64 text (a ``data:image/...;base64,`` prefix is allowed), decoded to bytes;
+    larger than the upload limit once decoded is an ``image_too_large``, as for an upload."""
+
+    def to_internal_value(self, data) -> bytes:
+        text = super().to_internal_value(data)
+        if text.startswith("data:") and "," in text:
+            text = text.split(",", 1)[1]
+        text = "".join(text.split())  # line breaks from base64 tools
+        image_limits.check_size(len(text) * 3 // 4)  # decoded size, before decoding
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise serializers.ValidationError("Not valid base64.") from exc
+
+
 class SearchInput(serializers.Serializer):
     image = serializers.FileField(
         required=False, allow_empty_file=True, help_text="A photo (JPEG, PNG, WebP, GIF)."
+    )
+    image_url = serializers.CharField(
+        required=False,
+        max_length=2000,
+        help_text="A photo's http(s) URL, fetched by the server (public addresses only, a few seconds at most).",
+    )
+    image_base64 = Base64ImageField(
+        required=False, help_text="A photo's bytes in base64 (a data: URL prefix is accepted)."
     )
     product_id = serializers.IntegerField(required=False, min_value=1)
     image_id = serializers.UUIDField(required=False)
@@ -46,13 +78,15 @@ class SearchInput(serializers.Serializer):
             raise serializers.ValidationError(exc.message) from exc
 
     def validate(self, attrs):
-        given = [k for k in ("image", "product_id", "image_id") if attrs.get(k) is not None]
+        given = [k for k in QUERY_KINDS if attrs.get(k) is not None]
         if len(given) != 1:
             raise serializers.ValidationError(
-                {"query": ["Give exactly one of image, product_id or image_id."]}
+                {"query": ["Give exactly one of image, image_url, image_base64, product_id or image_id."]}
             )
-        if attrs.get("crop") and "image" not in given:
-            raise serializers.ValidationError({"crop": ["crop applies to an uploaded image only."]})
+        if attrs.get("crop") and given[0] not in PHOTO_KINDS:
+            raise serializers.ValidationError(
+                {"crop": ["crop applies to a photo (image, image_url or image_base64)."]}
+            )
         lo, hi = attrs.get("min_price"), attrs.get("max_price")
         if lo is not None and hi is not None and lo > hi:
             raise serializers.ValidationError({"min_price": ["min_price must not exceed max_price."]})

@@ -11,7 +11,7 @@ from catalog import image_limits
 from search.api import serializers as s
 from search.api.links import HitLinks
 from search.api.throttling import SearchThrottle
-from search.services import searching
+from search.services import query_images, searching
 
 
 class SearchApi(APIView):
@@ -23,6 +23,8 @@ class SearchApi(APIView):
             "invalid_parameter",
             "invalid_image",
             "image_too_large",
+            "image_url_refused",
+            "image_url_unreachable",
             "product_not_found",
             "image_not_found",
             "not_indexed",
@@ -40,6 +42,11 @@ class SearchApi(APIView):
                 "More like this product", value={"product_id": 42, "limit": 12}, request_only=True
             ),
             OpenApiExample(
+                "Photo by URL",
+                value={"image_url": "https://cdn.shop.example/photos/42.jpg", "limit": 8},
+                request_only=True,
+            ),
+            OpenApiExample(
                 "Photo with filters",
                 value={"limit": 8, "category": ["Apple"], "max_price": "20"},
                 request_only=True,
@@ -51,17 +58,22 @@ class SearchApi(APIView):
                 status_codes=["409"],
             ),
         ],
-        description="Find the products that look most like a photo, a product or an image. One result per product.",
+        description=(
+            "Find the products that look most like a photo (uploaded, by URL, or in base64), a product or an "
+            "image. One result per product; each names the shop's product page (`product.link`)."
+        ),
     )
     def post(self, request: Request) -> Response:
         payload = s.SearchInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        image_bytes = None
+        image_bytes = data.get("image_base64")
         if data.get("image") is not None:
             upload = data["image"]
             image_limits.check_size(upload.size)
             image_bytes = upload.read()
+        elif data.get("image_url") is not None:
+            image_bytes = query_images.image_from_url(data["image_url"])
         query = searching.SearchQuery(
             image=image_bytes,
             crop=data.get("crop"),
