@@ -16,7 +16,10 @@ from pathlib import Path
 
 import redis
 
-QUEUES = ("index", "reindex", "default")
+from workers.queues import Queue
+
+# Every declared queue (workers/queues.py), as `-Q` for the tests' workers.
+QUEUES = tuple(q.value for q in Queue)
 
 
 class WorkerProcess:
