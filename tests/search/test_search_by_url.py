@@ -14,10 +14,16 @@ from tests.support.loopback import LoopbackServer
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def photo_server(settings):
+@pytest.fixture(autouse=True)
+def _loopback_only(settings) -> None:
     settings.IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
+    # Host names other than these are refused before any lookup: no test reaches a resolver.
+    settings.IMAGE_FETCH_ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
     settings.SEARCH_IMAGE_URL_TIMEOUT_S = 0.5
+
+
+@pytest.fixture
+def photo_server():
     server = LoopbackServer()
     yield server
     server.close()

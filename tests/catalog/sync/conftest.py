@@ -31,8 +31,10 @@ def feed_server() -> Iterator[LoopbackServer]:
 
 @pytest.fixture(autouse=True)
 def loopback_allowed(settings) -> None:
-    # The only network the tests use: the loopback server they start.
+    # The only network the tests use: the loopback server they start. Any other host is refused
+    # before a name lookup (the fetcher checks the host list first), so no test reaches a resolver.
     settings.IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
+    settings.IMAGE_FETCH_ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
 
 
 @dataclass
