@@ -20,7 +20,6 @@ from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.fetching import (
@@ -32,10 +31,14 @@ from catalog.fetching import (
     policy_from_settings,
 )
 from catalog.models import FetchState, ImageFetch, ImageSource, ProductImage
-from catalog.services.images import ImageAddResult, product_image_add, product_image_delete
+from catalog.services.images import NewImage, product_image_delete, product_images_add_many
 from catalog.services.sync import runs
 from catalog.services.sync.images import announce_added
 from catalog.services.sync.runs import ErrorRow
+
+# Downloaded bytes held before they are written as one batch: a batch is a few queries, not a few per
+# image, and this bounds the memory a task holds (one INDEX_CHUNK of product photos is 5-30 MB).
+ADD_BATCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -68,19 +71,31 @@ def sync_images_fetch(
     known = {
         s.url: s for s in ImageSource.objects.filter(url_hash__in={ImageSource.key(f.url) for f in fetches})
     }
-    per_run: dict[int, Counter[str]] = {}
     errors: dict[int, list[ErrorRow]] = {}
+    to_add: list[tuple[ImageFetch, FetchResult]] = []
+    held = 0
     workers = max(1, min(threads or settings.CATALOG_SYNC_FETCH_THREADS, len(fetches)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lookalike-fetch") as pool:
         futures = {pool.submit(_download, f, known.get(f.url), policy, limiter): f for f in fetches}
         for future in as_completed(futures):
             fetch = futures[future]
             result = future.result()
-            counts = per_run.setdefault(fetch.run_id, Counter())
-            kind = _apply(fetch, result, known, now, outcome, errors.setdefault(fetch.run_id, []))
-            counts[kind] += 1
+            if _settle(fetch, result, known, now, outcome, errors.setdefault(fetch.run_id, [])):
+                continue
+            assert isinstance(result, FetchResult)
+            to_add.append((fetch, result))
+            held += result.byte_count
+            if held >= ADD_BATCH_BYTES:
+                _add_batch(to_add, outcome)
+                to_add, held = [], 0
+    _add_batch(to_add, outcome)
+    # One statement each for the batch: what we now know of each URL, and each fetch's outcome.
+    _save_sources([known[f.url] for f in fetches])
     ImageFetch.objects.bulk_update(fetches, ["state", "reason"])
     announce_added(outcome.added_image_ids)
+    per_run: dict[int, Counter[str]] = {}
+    for fetch in fetches:
+        per_run.setdefault(fetch.run_id, Counter())[fetch.state] += 1
     for run_id, counts in per_run.items():
         runs.add_counts(
             run_id,
@@ -110,15 +125,16 @@ def _download(
         return exc
 
 
-def _apply(
+def _settle(
     fetch: ImageFetch,
     result: FetchResult | FetchError,
     known: dict[str, ImageSource],
     now: datetime,
     outcome: FetchOutcome,
     errors: list[ErrorRow],
-) -> str:
-    """Write one download's outcome; returns the fetch's new state."""
+) -> bool:
+    """Record what a download says about its URL; settle the fetch if it failed or found nothing new
+    (True), or leave it to ``_add_batch`` (False)."""
     source = known.get(fetch.url) or ImageSource(url_hash=ImageSource.key(fetch.url), url=fetch.url[:2000])
     known[fetch.url] = source
     source.checked_at = now
@@ -127,8 +143,7 @@ def _apply(
         source.error = result.reason[:40]
         errors.append(ErrorRow(result.reason, result.message, sku=fetch.product.sku, url=fetch.url))
         outcome.failed += 1
-        _save_source(source)
-        return fetch.state
+        return True
     source.error = ""
     if result.etag is not None:
         source.etag = result.etag[:300]
@@ -138,51 +153,58 @@ def _apply(
     if result.not_modified or (replaced is not None and replaced.sha256 == result.sha256):
         fetch.state = FetchState.UNCHANGED
         outcome.unchanged += 1
-        _save_source(source)
-        return fetch.state
+        return True
     source.sha256 = result.sha256 or ""
-    try:
-        added = _add(fetch, result, replaced, source)
-    except IntegrityError:  # the product was deleted while its picture downloaded
-        fetch.state, fetch.reason = FetchState.FAILED, "product_gone"
-        outcome.failed += 1
-        return fetch.state
-    if added.created:
-        outcome.added_image_ids.append(str(added.image.pk))
-    fetch.state = FetchState.FETCHED
-    outcome.fetched += 1
-    return fetch.state
+    return False
 
 
-@transaction.atomic
-def _add(
-    fetch: ImageFetch, result: FetchResult, replaced: ProductImage | None, source: ImageSource
-) -> ImageAddResult:
-    added = product_image_add(
-        product=fetch.product,
-        data=result.content,
-        original_name=PurePosixPath(urlsplit(fetch.url).path).name,
-        display_order=fetch.position,
-        info=result.image,
-        announce=False,
-        source_url=fetch.url,
+def _add_batch(downloads: list[tuple[ImageFetch, FetchResult]], outcome: FetchOutcome) -> None:
+    if not downloads:
+        return
+    added = product_images_add_many(
+        images=[
+            NewImage(
+                product=fetch.product,
+                data=result.content,
+                info=result.image,  # fetch_image validated the bytes: always set on a 200
+                original_name=PurePosixPath(urlsplit(fetch.url).path).name,
+                display_order=fetch.position,
+                source_url=fetch.url,
+            )
+            for fetch, result in downloads
+        ]
     )
-    if replaced is not None and ProductImage.objects.filter(pk=replaced.pk).exists():
-        # The shop changed the picture behind the same URL: the new one takes its place.
-        product_image_delete(image=replaced)
-    _save_source(source)
-    return added
+    for (fetch, _), done in zip(downloads, added, strict=True):
+        if done is None:  # the product was deleted while its picture downloaded
+            fetch.state, fetch.reason = FetchState.FAILED, "product_gone"
+            outcome.failed += 1
+            continue
+        replaced = fetch.replaces
+        if replaced is not None and ProductImage.objects.filter(pk=replaced.pk).exists():
+            # The shop changed the picture behind the same URL: the new one takes its place.
+            product_image_delete(image=replaced)
+        if done.created:
+            outcome.added_image_ids.append(str(done.image.pk))
+        fetch.state = FetchState.FETCHED
+        outcome.fetched += 1
 
 
-def _save_source(source: ImageSource) -> None:
-    ImageSource.objects.update_or_create(
-        url_hash=source.url_hash,
-        defaults={
-            "url": source.url,
-            "etag": source.etag,
-            "last_modified": source.last_modified,
-            "sha256": source.sha256,
-            "checked_at": source.checked_at,
-            "error": source.error,
-        },
+def _save_sources(sources: list[ImageSource]) -> None:
+    rows = {
+        s.url_hash: ImageSource(
+            url_hash=s.url_hash,
+            url=s.url,
+            etag=s.etag,
+            last_modified=s.last_modified,
+            sha256=s.sha256,
+            checked_at=s.checked_at,
+            error=s.error,
+        )
+        for s in sources
+    }
+    ImageSource.objects.bulk_create(
+        rows.values(),
+        update_conflicts=True,
+        unique_fields=["url_hash"],
+        update_fields=["url", "etag", "last_modified", "sha256", "checked_at", "error"],
     )
