@@ -48,23 +48,31 @@ _sync_runs: queue.Queue[int] = queue.Queue()
 _sync_lock = threading.Lock()
 _sync_thread: threading.Thread | None = None
 _sync_scheduled = threading.Event()
+_sync_interval_s = 60.0
 PURGE_EVERY_S = 3600.0
 
 
 def submit_sync_run(run_id: int) -> None:
     """Run a queued catalog sync on the background thread (started on first use)."""
     _sync_runs.put(run_id)
-    _ensure_sync_thread(interval_s=60.0)
+    _ensure_sync_thread()
 
 
 def start_sync_scheduler(interval_s: float = 60.0) -> bool:
     """Also start due catalog sources every ``interval_s`` on that thread; once per process, and only
     when tasks run in-process (with a broker, Celery beat does it)."""
+    global _sync_interval_s
     if not settings.CELERY_TASK_ALWAYS_EAGER or _sync_scheduled.is_set():
         return False
+    _sync_interval_s = interval_s
     _sync_scheduled.set()
-    _ensure_sync_thread(interval_s)
+    _ensure_sync_thread()
     return True
+
+
+def stop_sync_scheduler() -> None:
+    """Stop starting due sources (queued runs still run); for tests and shutdown."""
+    _sync_scheduled.clear()
 
 
 def sync_runner_idle(timeout_s: float) -> bool:
@@ -77,26 +85,27 @@ def sync_runner_idle(timeout_s: float) -> bool:
     return True
 
 
-def _ensure_sync_thread(interval_s: float) -> None:
+def _ensure_sync_thread() -> None:
     global _sync_thread
     with _sync_lock:
         if _sync_thread is None or not _sync_thread.is_alive():
-            _sync_thread = threading.Thread(
-                target=_sync_loop, args=(interval_s,), name="lookalike-catalog-sync", daemon=True
-            )
+            _sync_thread = threading.Thread(target=_sync_loop, name="lookalike-catalog-sync", daemon=True)
             _sync_thread.start()
 
 
-def _sync_loop(interval_s: float) -> None:
+def _sync_loop() -> None:
     from catalog.services import activation
     from catalog.services import sync as catalog_sync
     from workers.tasks import sync_run
 
-    next_check = time.monotonic()
-    next_purge = time.monotonic()
+    next_check = next_purge = 0.0
     while True:
+        # Unscheduled, the thread only runs what is submitted; it looks once a second whether
+        # scheduling was switched on meanwhile.
+        scheduled = _sync_scheduled.is_set()
+        wait = max(0.05, next_check - time.monotonic()) if scheduled else 1.0
         try:
-            run_id = _sync_runs.get(timeout=max(0.05, next_check - time.monotonic()))
+            run_id: int | None = _sync_runs.get(timeout=wait)
         except queue.Empty:
             run_id = None
         try:
@@ -104,14 +113,12 @@ def _sync_loop(interval_s: float) -> None:
             if run_id is not None:
                 sync_run.apply(args=(run_id,)).get(propagate=False)
             if _sync_scheduled.is_set() and time.monotonic() >= next_check:
-                next_check = time.monotonic() + interval_s
+                next_check = time.monotonic() + _sync_interval_s
                 catalog_sync.sources_start_due()
                 catalog_sync.fetches_requeue_stale()
                 if time.monotonic() >= next_purge:
                     next_purge = time.monotonic() + PURGE_EVERY_S
                     activation.products_purge_inactive()
-            elif not _sync_scheduled.is_set():
-                next_check = time.monotonic() + interval_s
         except Exception:  # the loop must outlive any one failure
             log.exception("catalog sync pass failed")
         finally:

@@ -3,6 +3,7 @@ feeds from URLs naming local files; scheduled catalog sources and their conditio
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -128,3 +129,20 @@ def test_due_sources_start_on_the_background_thread_and_an_unchanged_feed_is_not
     by_command = sync(url)
     assert by_command.run.source_id == source.pk and by_command.run.feed_not_modified
     assert "has not changed" in by_command.out
+
+
+def test_the_embedded_thread_starts_due_sources_on_its_own(shop: Shop, media_root) -> None:
+    url = shop.server.serve("/feed.jsonl", b'{"sku": "PLATE", "title": "Plate"}\n', "application/x-ndjson")
+    source = CatalogSource.objects.create(name="shop", url=url, interval_minutes=60)
+    assert embedded.start_sync_scheduler(interval_s=0.2)
+    try:
+        assert not embedded.start_sync_scheduler()  # once per process
+        deadline = time.monotonic() + 30
+        while not SyncRun.objects.filter(source=source, state="done").exists():
+            assert time.monotonic() < deadline, "the scheduler did not run the due source"
+            time.sleep(0.1)
+    finally:
+        embedded.stop_sync_scheduler()
+    assert embedded.sync_runner_idle(timeout_s=30)
+    assert Product.objects.get().sku == "PLATE"
+    assert SyncRun.objects.get().origin == "schedule"
