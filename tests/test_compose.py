@@ -58,7 +58,7 @@ CORE_VARS = {
 SECRET_VARS = ("SECRET_KEY", "POSTGRES_PASSWORD", "QDRANT_API_KEY")
 # Site-specific values where the example shows a sample domain and compose a bare default.
 SITE_SPECIFIC_VARS = {"ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"}
-WORKER_QUEUES = {"index", "reindex", "default"}
+WORKER_QUEUES = {"index", "reindex", "default", "sync"}  # workers/queues.py (tests/workers checks that side)
 # Django's DATA_UPLOAD_MAX_MEMORY_SIZE allowance on top of MAX_UPLOAD_BYTES (config/settings/base.py).
 MULTIPART_ALLOWANCE = 1024 * 1024
 
@@ -691,14 +691,21 @@ def test_dockerfile_builds_a_compiled_non_root_image():
 
 def test_nginx_caps_uploads_at_the_django_limit(example, env_sets):
     conf = NGINX_CONF.read_text()
-    sizes = re.findall(r"^\s*client_max_body_size\s+(\S+);", conf, re.M)
-    assert len(sizes) == 1, "one upload cap for the whole site"
+    push = re.search(r"location = /api/v1/catalog/sync/ \{(.*?)\}", conf, re.S)
+    assert push, "the catalog push endpoint has its own location (and cap)"
+    site = conf.replace(push.group(0), "")
+    sizes = re.findall(r"^\s*client_max_body_size\s+(\S+);", site, re.M)
+    assert len(sizes) == 1, "one upload cap for the rest of the site"
     cap = nginx_size(sizes[0])
+    push_sizes = re.findall(r"client_max_body_size\s+(\S+);", push.group(1))
+    assert len(push_sizes) == 1 and "proxy_pass http://lookalike_web;" in push.group(1)
     for label, env in env_sets.items():
         max_upload = int(interpolate("${MAX_UPLOAD_BYTES:-20971520}", env))
         assert cap == max_upload + MULTIPART_ALLOWANCE, (
             f"[{label}] nginx client_max_body_size {cap} != MAX_UPLOAD_BYTES {max_upload} + {MULTIPART_ALLOWANCE}"
         )
+        max_push = int(interpolate("${CATALOG_SYNC_MAX_PUSH_BYTES:-268435456}", env))
+        assert nginx_size(push_sizes[0]) == max_push, f"[{label}] the push cap differs from CATALOG_SYNC_MAX_PUSH_BYTES"
 
 
 def test_nginx_proxies_to_web_and_serves_the_shared_media(services, env_sets, monkeypatch):
