@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,11 +27,15 @@ def _clean_price(value: Any) -> Decimal | None:
     return price.quantize(Decimal("0.01"))
 
 
+# PostgreSQL's jsonb refuses NUL and unpaired surrogates ("unsupported Unicode escape sequence"),
+# which json.loads lets through; caught here they are a 400 instead of a 500 from the database. A regex
+# scans in C: the character-by-character test cost a catalog sync 0.5 s per 7,500 products.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _storable_json(value: Any) -> bool:
-    # PostgreSQL's jsonb refuses NUL and unpaired surrogates ("unsupported Unicode escape sequence"),
-    # which json.loads lets through; caught here they are a 400 instead of a 500 from the database.
     if isinstance(value, str):
-        return "\x00" not in value and not any("\ud800" <= ch <= "\udfff" for ch in value)
+        return _UNSTORABLE.search(value) is None
     if isinstance(value, dict):
         return all(_storable_json(k) and _storable_json(v) for k, v in value.items())
     if isinstance(value, list | tuple):

@@ -74,9 +74,15 @@ def apply_batch(
             if product is None:
                 new_rows.append((record, values))
                 continue
+            changed = {k: v for k, v in values.items() if getattr(product, k) != v}
+            if not changed and product.active:
+                # The common case of a re-sync: nothing to write, so not even a savepoint.
+                result.unchanged += 1
+                result.products.append((product, record))
+                continue
             try:
                 with transaction.atomic():
-                    _update(product, values, result)
+                    _update(product, changed, result)
             except CatalogError as exc:
                 result.errors.append(ErrorRow.about(record, exc.code, exc.message))
                 continue
@@ -88,8 +94,7 @@ def apply_batch(
     return result
 
 
-def _update(product: Product, values: dict[str, Any], result: BatchResult) -> None:
-    changed = {k: v for k, v in values.items() if getattr(product, k) != v}
+def _update(product: Product, changed: dict[str, Any], result: BatchResult) -> None:
     reactivated = product_reactivate(product=product)
     if changed:
         product_update(product=product, **changed)
