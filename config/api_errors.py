@@ -46,7 +46,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "not_indexed": (409, "The product or image has no indexed vector yet."),
     "image_too_large": (413, "The image file is larger than the server accepts."),
     "request_too_large": (413, "The request body is larger than the server accepts."),
-    "feed_too_large": (413, "The pushed feed is larger than the server accepts (CATALOG_SYNC_MAX_PUSH_BYTES)."),
+    "feed_too_large": (
+        413,
+        "The pushed feed is larger than the server accepts (CATALOG_SYNC_MAX_PUSH_BYTES).",
+    ),
     "unsupported_media_type": (415, "The request's content type is not accepted."),
     "throttled": (429, "Too many requests; retry after the Retry-After header's seconds."),
     "image_url_unreachable": (502, "The image URL could not be fetched (no answer, or an HTTP error)."),

@@ -705,7 +705,9 @@ def test_nginx_caps_uploads_at_the_django_limit(example, env_sets):
             f"[{label}] nginx client_max_body_size {cap} != MAX_UPLOAD_BYTES {max_upload} + {MULTIPART_ALLOWANCE}"
         )
         max_push = int(interpolate("${CATALOG_SYNC_MAX_PUSH_BYTES:-268435456}", env))
-        assert nginx_size(push_sizes[0]) == max_push, f"[{label}] the push cap differs from CATALOG_SYNC_MAX_PUSH_BYTES"
+        assert nginx_size(push_sizes[0]) == max_push, (
+            f"[{label}] the push cap differs from CATALOG_SYNC_MAX_PUSH_BYTES"
+        )
 
 
 def test_nginx_proxies_to_web_and_serves_the_shared_media(services, env_sets, monkeypatch):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from catalog.api.serializers import ProductInput, ProductOutput
-from catalog.models import Product
 from catalog.feeds.manifest import MANIFEST_FIELDS
+from catalog.models import Product
 from catalog.services.products import clean_fields
 
 

@@ -120,8 +120,15 @@ def test_local_paths_stay_inside_the_manifests_folder(tmp_path, media_root) -> N
         ],
     )
     _, err = _run(manifest)
-    codes = {line.split("(sku ")[1].split(")")[0]: line.split("): ")[1].split(":")[0] for line in err.splitlines()}
-    assert codes == {"UP": "parent_segment", "UP2": "parent_segment", "ABS": "absolute_path", "LINK": "outside_base"}
+    codes = {
+        line.split("(sku ")[1].split(")")[0]: line.split("): ")[1].split(":")[0] for line in err.splitlines()
+    }
+    assert codes == {
+        "UP": "parent_segment",
+        "UP2": "parent_segment",
+        "ABS": "absolute_path",
+        "LINK": "outside_base",
+    }
     assert list(Product.objects.values_list("sku", flat=True)) == ["OK"]
     assert ProductImage.objects.get().original_name == "ok.jpg"
 

@@ -10,7 +10,9 @@ from search.payloads import PRODUCT_FIELDS, affects_payload, point_payload, prod
 
 def test_the_payload_copies_exactly_the_fields_filters_need() -> None:
     assert set(PRODUCT_FIELDS) == {"sku", "category", "price", "in_stock", "active"}
-    assert affects_payload({"price"}) and affects_payload({"title", "in_stock"}) and affects_payload({"active"})
+    assert (
+        affects_payload({"price"}) and affects_payload({"title", "in_stock"}) and affects_payload({"active"})
+    )
     assert not affects_payload({"title", "description", "brand", "attributes"})
 
 

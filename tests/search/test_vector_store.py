@@ -257,7 +257,9 @@ def test_deactivating_a_product_takes_it_out_of_active_search_at_once(
     images = [p[0] for p in catalog.points if p[2]["product_id"] == gone]
     assert all(v[1]["active"] is False for v in filled.retrieve(COLL, images).values())
     assert gone not in [h.product_id for h in filled.search(COLL, query, limit=50, filter=active_only)]
-    assert gone in [h.product_id for h in filled.search(COLL, query, limit=50, filter=SearchFilter(active=False))]
+    assert gone in [
+        h.product_id for h in filled.search(COLL, query, limit=50, filter=SearchFilter(active=False))
+    ]
     # Coming back is the same patch the other way.
     filled.set_payload_by_product(COLL, gone, {"active": True})
     assert filled.search(COLL, query, limit=1, filter=active_only)[0].product_id == gone
