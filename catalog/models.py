@@ -88,7 +88,11 @@ class ProductImage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["product", "sha256"], name="unique_image_per_product"),
         ]
-        indexes = [models.Index(fields=["index_status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["index_status", "next_attempt_at"]),
+            # The index backlog read on every metrics scrape: counts and the oldest pending image.
+            models.Index(fields=["index_status", "updated_at"], name="catalog_image_status_updated"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.product.sku} #{self.display_order} ({self.index_status})"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
 
 from catalog.models import IndexStatus, Product, ProductImage
 
@@ -142,6 +144,31 @@ def index_status_counts(*, image_ids: Iterable[UUID | str] | None = None) -> dic
     counts = {s.value: 0 for s in IndexStatus}
     counts.update({r["index_status"]: r["n"] for r in rows})
     return counts
+
+
+class IndexBacklog(NamedTuple):
+    pending: int
+    failed: int
+    oldest_pending_at: datetime | None  # the longest-waiting pending image's updated_at
+
+
+def image_index_backlog() -> IndexBacklog:
+    """Pending and failed image counts and since when the longest-waiting pending image waits, in one
+    grouped query that reads only the (index_status, updated_at) index's pending and failed ranges.
+
+    ``updated_at`` is when an image last became pending (an upload, a re-index request) or last
+    failed a transient attempt; the sweeper's claims leave it alone.
+    """
+    rows = (
+        ProductImage.objects.filter(index_status__in=[IndexStatus.PENDING, IndexStatus.FAILED])
+        .order_by()
+        .values("index_status")
+        .annotate(n=Count("pk"), oldest=Min("updated_at"))
+    )
+    by_status = {row["index_status"]: row for row in rows}
+    pending = by_status.get(IndexStatus.PENDING, {})
+    failed = by_status.get(IndexStatus.FAILED, {})
+    return IndexBacklog(pending.get("n", 0), failed.get("n", 0), pending.get("oldest"))
 
 
 def categories() -> list[str]:
