@@ -119,3 +119,15 @@ def test_gunicorn_hooks_empty_the_folder_and_forget_dead_workers(tmp_path, monke
     conf["child_exit"](None, Worker())
     assert not live.exists(), "a dead worker's live gauges must stop counting"
     assert kept.exists(), "a dead worker's counters and histograms stay in the sums"
+
+
+def test_every_dashboard_query_reads_a_metric_we_export(client, settings, broker_url) -> None:
+    from tests.test_compose import dashboard_metric_names
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # a broker, so the queue metrics are exported too
+    settings.CELERY_BROKER_URL = broker_url
+    families = scrape(client)
+    suffixes = {"histogram": ("_bucket", "_count", "_sum"), "counter": ("_total",)}
+    exported = {f.name + suffix for f in families.values() for suffix in suffixes.get(f.type, ("",))}
+    for title, names in dashboard_metric_names().items():
+        assert names and names <= exported, f"panel {title!r} reads {sorted(names - exported)}, not exported"
