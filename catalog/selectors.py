@@ -10,7 +10,7 @@ from uuid import UUID
 from django.db import connection
 from django.db.models import Count, Min, Prefetch, Q, QuerySet
 
-from catalog.models import IndexStatus, Product, ProductImage
+from catalog.models import DismissedDuplicate, IndexStatus, Product, ProductImage
 
 
 def product_list(
@@ -169,6 +169,20 @@ def image_index_backlog() -> IndexBacklog:
     pending = by_status.get(IndexStatus.PENDING, {})
     failed = by_status.get(IndexStatus.FAILED, {})
     return IndexBacklog(pending.get("n", 0), failed.get("n", 0), pending.get("oldest"))
+
+
+def dismissed_duplicate_partners(*, product_ids: Iterable[int]) -> dict[int, set[int]]:
+    """``{product id: the products an editor said it does not duplicate}`` for the given products, in
+    one query (both columns of the pair are indexed)."""
+    ids = set(product_ids)
+    partners: dict[int, set[int]] = {pk: set() for pk in ids}
+    rows = DismissedDuplicate.objects.filter(Q(product_low_id__in=ids) | Q(product_high_id__in=ids))
+    for low, high in rows.values_list("product_low_id", "product_high_id"):
+        if low in partners:
+            partners[low].add(high)
+        if high in partners:
+            partners[high].add(low)
+    return partners
 
 
 def categories() -> list[str]:
