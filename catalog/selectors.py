@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
@@ -124,6 +125,21 @@ def product_image_ids(*, product_id: int) -> list[str] | None:
     if not rows:
         return None
     return [str(UUID(str(r[0]))) for r in rows if r[0] is not None]
+
+
+def image_await_index(*, image_id: UUID | str, timeout_s: float) -> ProductImage | None:
+    """The image once it is no longer pending (indexed or failed), or as it is when ``timeout_s`` runs
+    out; ``None`` if it was deleted meanwhile. Re-reads the row, from every 50 ms at first to every
+    0.5 s, so a quick index is seen quickly and a slow one costs at most a dozen queries a second."""
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    pause = 0.05
+    while True:
+        image = image_get(image_id=image_id)
+        left = deadline - time.monotonic()
+        if image is None or image.index_status != IndexStatus.PENDING or left <= 0:
+            return image
+        time.sleep(min(pause, left))
+        pause = min(pause * 1.5, 0.5)
 
 
 def image_list(*, product_id: int | None = None, status: str | None = None) -> QuerySet[ProductImage]:
