@@ -229,18 +229,18 @@ class ProductAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path(
-                "<path:object_id>/dismiss-duplicate/",
+                "<int:object_id>/dismiss-duplicate/",
                 self.admin_site.admin_view(self.dismiss_duplicate_view),
                 name="catalog_product_dismiss_duplicate",
             ),
             *super().get_urls(),
         ]
 
-    def dismiss_duplicate_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+    def dismiss_duplicate_view(self, request: HttpRequest, object_id: int) -> HttpResponseRedirect:
         """The product page's "Not a duplicate" button (a POST of the change form to this URL)."""
         return require_POST(self._dismiss_duplicate)(request, object_id)
 
-    def _dismiss_duplicate(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+    def _dismiss_duplicate(self, request: HttpRequest, object_id: int) -> HttpResponseRedirect:
         product = get_object_or_404(Product, pk=object_id)
         if not self.has_change_permission(request, product):
             raise PermissionDenied
