@@ -19,6 +19,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from catalog import image_limits
 from catalog.errors import CatalogError
 from ml.preprocess import ImageRejected
 from search.errors import SearchError
@@ -40,6 +41,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "The endpoint does not accept this method."),
     "not_acceptable": (406, "No acceptable response format."),
     "duplicate_sku": (409, "Another product has this sku."),
+    "duplicate_image": (409, "The product already has an image with these bytes."),
     "not_indexed": (409, "The product or image has no indexed vector yet."),
     "image_too_large": (413, "The image file is larger than the server accepts."),
     "request_too_large": (413, "The request body is larger than the server accepts."),
@@ -70,11 +72,12 @@ def status_for(code: str) -> int:
 def image_error(exc: ImageRejected) -> tuple[str, str, str]:
     """(API code, message, request field) for a rejected image. Every endpoint names its uploaded file
     ``image`` and its crop box ``crop``."""
+    message = image_limits.refusal_message(exc)  # the admin's upload form shows the same words
     if exc.code == "image_too_large":
-        return "image_too_large", exc.message, "image"
+        return "image_too_large", message, "image"
     if exc.code == "invalid_crop":
-        return "invalid_parameter", exc.message, "crop"
-    return "invalid_image", f"{exc.message} ({exc.code})", "image"
+        return "invalid_parameter", message, "crop"
+    return "invalid_image", message, "image"
 
 
 class ErrorDetailOutput(serializers.Serializer):

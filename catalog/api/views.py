@@ -110,9 +110,20 @@ class ProductImageListApi(APIView):
         images = selectors.image_list(product_id=product.pk)
         return Response(s.ImageOutput(images, many=True, context={"request": request}).data)
 
-    @extend_schema(request=s.ImageUploadInput, responses={201: s.ImageOutput, 200: s.ImageOutput})
+    @extend_schema(
+        parameters=[s.ImageUploadQuery],
+        request=s.ImageUploadInput,
+        responses={201: s.ImageOutput, 200: s.ImageOutput},
+        description=(
+            "Add a photo to the product (201), or find the same bytes already there (200). Indexing "
+            "follows the upload; with `?wait=N` the answer comes once the image is indexed or failed, "
+            "or after N seconds (at most 5), with the image's index_status as it then is."
+        ),
+    )
     def post(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
+        query = s.ImageUploadQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
         payload = s.ImageUploadInput(data=request.data)
         payload.is_valid(raise_exception=True)
         upload = payload.validated_data["image"]
@@ -123,7 +134,12 @@ class ProductImageListApi(APIView):
             original_name=upload.name or "",
             display_order=payload.validated_data.get("display_order"),
         )
-        body = s.ImageOutput(result.image, context={"request": request}).data
+        image = result.image
+        wait = query.validated_data["wait"]
+        if wait > 0:
+            # A delete racing the wait returns the image as it was added (the row is gone).
+            image = selectors.image_await_index(image_id=image.pk, timeout_s=wait) or image
+        body = s.ImageOutput(image, context={"request": request}).data
         return Response(body, status=201 if result.created else 200)
 
 

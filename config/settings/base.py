@@ -6,11 +6,12 @@ the exported model loaded in-process. See platform/.env.example for every variab
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
 
-from config.settings.env import env_bool, env_float, env_int, env_list, env_str
+from config.settings.env import env_bool, env_cidrs, env_float, env_int, env_list, env_str
 from workers.queues import TASK_QUEUES, TASK_ROUTES, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -32,12 +33,15 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "catalog",
     "search",
     "workers",
 ]
 
 MIDDLEWARE = [
+    # First: times every request, and answers /metrics before the host and HTTPS checks (config/metrics.py).
+    "config.metrics.MetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -58,7 +62,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # config/templates: the composition root's own pages (the API docs' ReDoc page).
+        "DIRS": [BASE_DIR / "templates", BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -185,7 +190,25 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files, not a CDN: the docs pages work
+    # offline and under a CSP that allows only our own origin.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# --- Metrics (config/metrics.py, search/metrics/, workers/metrics.py) ----------------------------
+# Who may read /metrics and the worker's metrics endpoint: networks matched against the TCP peer
+# address (never X-Forwarded-For, which a client writes). Default: this machine only.
+METRICS_ALLOWED_CIDRS = env_cidrs("METRICS_ALLOWED_CIDRS", ["127.0.0.0/8", "::1/128"])
+# The Celery worker serves its own metrics at http://WORKER_METRICS_HOST:WORKER_METRICS_PORT/metrics
+# (0: no endpoint).
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_HOST = env_str("WORKER_METRICS_HOST", "127.0.0.1")
+# Multiprocess mode (several gunicorn workers, Celery's prefork pool) is switched on by this variable,
+# read by prometheus_client itself; its folder must exist before the first value is written.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -52,6 +53,17 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None or value.strip() == "":
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_cidrs(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of networks (``10.0.0.0/8``, ``::1/128``, or a bare address)."""
+    cidrs = env_list(name, default)
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {cidr!r} is not an IP network (e.g. 10.0.0.0/8).") from exc
+    return cidrs
 
 
 def env_required(name: str) -> str:

@@ -20,6 +20,7 @@ from ml.serving import EmbedderError
 from search import selectors
 from search.embedders import embedder_for
 from search.errors import SearchError
+from search.metrics import instruments
 from search.models import ModelVersion
 from search.vector_store import SearchFilter, VectorStoreError, vector_store
 
@@ -137,4 +138,16 @@ def search(query: SearchQuery) -> SearchOutcome:
     ]
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)
+    _observe(query, model, timings)
     return SearchOutcome(model_version=model.version, hits=results, timings_ms=timings)
+
+
+def _observe(query: SearchQuery, model: ModelVersion, timings: dict[str, float]) -> None:
+    """The metrics of a finished search, from the timings the response reports (one measurement)."""
+    if query.image is not None:
+        instruments.observe_search(timings, "photo")
+        instruments.observe_embedding(
+            model_version=model.version, purpose="query", images=1, seconds=timings["embed"] / 1000.0
+        )
+    else:
+        instruments.observe_search(timings, "product" if query.product_id is not None else "image")
