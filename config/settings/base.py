@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.settings.env import env_bool, env_float, env_int, env_list, env_str
+from config.settings.env import cache_from_url, env_bool, env_float, env_int, env_list, env_str
 from workers.queues import TASK_QUEUES, TASK_ROUTES, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -32,12 +32,16 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "corsheaders",
+    "apikeys",
     "catalog",
     "search",
     "workers",
 ]
 
 MIDDLEWARE = [
+    # First, so every answer of the CORS-enabled endpoints (errors and 429s included) gets its headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -162,6 +166,8 @@ DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: its "Bearer" challenge makes DRF answer missing credentials with 401.
+        "apikeys.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -177,8 +183,28 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "search_anon": env_str("SEARCH_THROTTLE_ANON", "60/min"),
         "search_user": env_str("SEARCH_THROTTLE_USER", "600/min"),
+        # Per API key, unless the key has its own rate. A publishable key serves all of a shop's
+        # shoppers, so it gets more than one client address does.
+        "api_key_publishable": env_str("API_KEY_THROTTLE_PUBLISHABLE", "600/min"),
+        "api_key_secret": env_str("API_KEY_THROTTLE_SECRET", "1200/min"),
     },
 }
+# --- API keys, CORS, shared cache ---------------------------------------------------------------
+# Keys are stored as HMAC-SHA256 with this secret (apikeys/keys.py). Set it apart from SECRET_KEY so
+# rotating SECRET_KEY does not invalidate every shop's key.
+API_KEY_HASH_SECRET = env_str("API_KEY_HASH_SECRET", SECRET_KEY)
+# Rate-limit counters and the allowed-origins list live here: unset, a per-process memory cache (the
+# embedded default runs one process); with several processes, CACHE_URL=redis://host:6379/1 so they
+# share one count.
+CACHES = {"default": cache_from_url(env_str("CACHE_URL"))}
+# Only the endpoints a shop's page calls answer browsers from other origins; which origins is decided
+# per request from the API key (apikeys/cors.py).
+CORS_URLS_REGEX = r"^/api/v1/(search|events)/$"
+CORS_ALLOW_METHODS = ("POST",)
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type")
+CORS_EXPOSE_HEADERS = ("retry-after",)
+CORS_PREFLIGHT_MAX_AGE = 3600
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lookalike API",
     "DESCRIPTION": "Visual search for product catalogs: catalog management and similarity search.",

@@ -2,20 +2,23 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikeys.permissions import ScopeIfKey
 from catalog import image_limits
 from search.api import serializers as s
 from search.api.links import HitLinks
 from search.api.throttling import SearchThrottle
 from search.services import searching
 
+# Anyone may search (throttled per client address); with an API key, the key needs the search scope.
+KEY_ERRORS = ("invalid_api_key", "api_key_revoked", "insufficient_scope", "origin_not_allowed")
+
 
 class SearchApi(APIView):
-    permission_classes = [AllowAny]
+    permission_classes = [ScopeIfKey("search")]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     throttle_classes = [SearchThrottle]
     error_codes = {
@@ -29,6 +32,7 @@ class SearchApi(APIView):
             "throttled",
             "model_unavailable",
             "index_unavailable",
+            *KEY_ERRORS,
         )
     }
 
