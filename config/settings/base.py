@@ -136,6 +136,7 @@ CELERY_TASK_QUEUES = TASK_QUEUES
 CELERY_TASK_ROUTES = TASK_ROUTES
 CELERY_BEAT_SCHEDULE = {
     "sweep-index": {"task": "lookalike.sweep_index", "schedule": 60.0},
+    "purge-search-photos": {"task": "lookalike.purge_search_photos", "schedule": 3600.0},
 }
 
 # --- Vectors and model --------------------------------------------------------------------------
@@ -162,6 +163,14 @@ BOOTSTRAP_IMAGE_SIZE = env_int("BOOTSTRAP_IMAGE_SIZE", 224)
 INDEX_PENDING_GRACE_S = env_int("INDEX_PENDING_GRACE_S", 30)
 INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 8)
 DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
+
+# --- Search log ---------------------------------------------------------------------------------
+# Every API search is logged (no photo, no client address). With SEARCH_LOG_PHOTOS the shopper's photo
+# is kept too (as training data: manage.py train --with-feedback), in a folder of its own that is never
+# served, and deleted SEARCH_LOG_RETENTION_DAYS after the last search that sent it.
+SEARCH_LOG_PHOTOS = env_bool("SEARCH_LOG_PHOTOS", False)
+SEARCH_LOG_RETENTION_DAYS = env_int("SEARCH_LOG_RETENTION_DAYS", 30)
+SEARCH_LOG_PHOTOS_DIR = Path(env_str("SEARCH_LOG_PHOTOS_DIR", str(VAR_DIR / "search-photos")))
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -21,6 +21,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(os.environ.get("TEST_MEDIA_ROOT", _TMP / "media"))
 VECTOR_STORE_PATH = _TMP / "qdrant"
 MODELS_DIR = _TMP / "models"
+SEARCH_LOG_PHOTOS_DIR = _TMP / "search-photos"
 CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_ALWAYS_EAGER = True
 QDRANT_URL = None
