@@ -120,7 +120,9 @@ def reindex_run(self, job_id: int) -> str:
     return job.status
 
 
-@shared_task(bind=True, name="lookalike.purge_search_photos", acks_late=True, soft_time_limit=600, time_limit=660)
+@shared_task(
+    bind=True, name="lookalike.purge_search_photos", acks_late=True, soft_time_limit=600, time_limit=660
+)
 def purge_search_photos(self) -> dict:
     """Delete shoppers' photos past SEARCH_LOG_RETENTION_DAYS (rows and files). Idempotent: a rerun
     finds nothing left to delete."""
