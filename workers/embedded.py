@@ -8,7 +8,7 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from workers.tasks import purge_search_photos, sweep_index
 
@@ -54,6 +54,8 @@ def start_search_photo_retention(interval_s: float = 3600.0) -> bool:
                 purge_search_photos.apply().get(propagate=True)
             except Exception:  # the loop must outlive any one failure
                 log.exception("search photo retention pass failed")
+            finally:
+                connection.close()  # not held open through the hour's sleep
             time.sleep(interval_s)
 
     threading.Thread(target=loop, name="lookalike-search-photo-retention", daemon=True).start()
