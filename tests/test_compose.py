@@ -50,6 +50,8 @@ CORE_VARS = {
     "MODELS_DIR",
     "MEDIA_ROOT",
     "SECRET_KEY",
+    "API_KEY_HASH_SECRET",
+    "CACHE_URL",
     "ALLOWED_HOSTS",
     "CSRF_TRUSTED_ORIGINS",
     "DJANGO_SETTINGS_MODULE",
@@ -61,7 +63,7 @@ CORE_VARS = {
     "WEB_CONCURRENCY",
 }
 # Never given a value in the compose file or in the example: only `${NAME:?...}` from the .env.
-SECRET_VARS = ("SECRET_KEY", "POSTGRES_PASSWORD", "QDRANT_API_KEY")
+SECRET_VARS = ("SECRET_KEY", "POSTGRES_PASSWORD", "QDRANT_API_KEY", "API_KEY_HASH_SECRET")
 # Site-specific values where the example shows a sample domain and compose a bare default.
 SITE_SPECIFIC_VARS = {"ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"}
 WORKER_QUEUES = {"index", "reindex", "default"}

@@ -13,12 +13,31 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikeys.permissions import ReadOrWriteScope
+from apikeys.throttling import KeyedThrottle
 from catalog import image_limits, selectors, services
 from catalog.api import serializers as s
 from catalog.errors import CatalogError
 from catalog.models import Product, ProductImage
 
-WRITE_ERRORS = ("invalid_parameter", "not_authenticated", "permission_denied")
+WRITE_ERRORS = (
+    "invalid_parameter",
+    "not_authenticated",
+    "invalid_api_key",
+    "api_key_revoked",
+    "permission_denied",
+    "insufficient_scope",
+)
+
+
+class CatalogApiView(APIView):
+    """Every catalog endpoint: anyone reads; writes need an API key with ``catalog:write``, or a staff
+    user with the Django permission to add / change / delete the view's ``write_model``."""
+
+    permission_classes = [ReadOrWriteScope("catalog:write")]
+    # An API key's rate limit covers all its requests; others are not limited here (no catalog_* rates).
+    throttle_classes = [KeyedThrottle]
+    write_model: type = Product
 
 
 def _get_product(product_id: int) -> Product:
@@ -35,7 +54,7 @@ def _get_image(image_id: str) -> ProductImage:
     return image
 
 
-class ProductListApi(APIView):
+class ProductListApi(CatalogApiView):
     parser_classes = [JSONParser]
     # Declared on the view so the generated schema documents the paginated envelope it returns.
     pagination_class = LimitOffsetPagination
@@ -59,13 +78,13 @@ class ProductListApi(APIView):
         return Response(s.ProductOutput(product, context={"request": request}).data, status=201)
 
 
-class ProductDetailApi(APIView):
+class ProductDetailApi(CatalogApiView):
     parser_classes = [JSONParser]
     error_codes = {
         "get": ("product_not_found",),
         "patch": (*WRITE_ERRORS, "product_not_found", "duplicate_sku"),
         "put": (*WRITE_ERRORS, "product_not_found", "duplicate_sku"),
-        "delete": ("not_authenticated", "permission_denied", "product_not_found"),
+        "delete": (*WRITE_ERRORS[1:], "product_not_found"),
     }
 
     @extend_schema(responses=s.ProductOutput)
@@ -97,7 +116,8 @@ class ProductDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ProductImageListApi(APIView):
+class ProductImageListApi(CatalogApiView):
+    write_model = ProductImage
     parser_classes = [MultiPartParser, FormParser]
     error_codes = {
         "get": ("product_not_found",),
@@ -143,10 +163,11 @@ class ProductImageListApi(APIView):
         return Response(body, status=201 if result.created else 200)
 
 
-class ImageDetailApi(APIView):
+class ImageDetailApi(CatalogApiView):
+    write_model = ProductImage
     error_codes = {
         "get": ("image_not_found",),
-        "delete": ("not_authenticated", "permission_denied", "image_not_found"),
+        "delete": (*WRITE_ERRORS[1:], "image_not_found"),
     }
 
     @extend_schema(responses=s.ImageOutput)

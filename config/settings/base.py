@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.settings.env import env_bool, env_cidrs, env_float, env_int, env_list, env_str
+from config.settings.env import cache_from_url, env_bool, env_cidrs, env_float, env_int, env_list, env_str
 from workers.queues import TASK_QUEUES, TASK_ROUTES, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "corsheaders",
+    "apikeys",
     "catalog",
     "search",
     "workers",
@@ -42,6 +44,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: times every request, and answers /metrics before the host and HTTPS checks (config/metrics.py).
     "config.metrics.MetricsMiddleware",
+    # Next, so every answer of the CORS-enabled endpoints (errors and 429s included) gets its headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -137,6 +141,7 @@ CELERY_TASK_QUEUES = TASK_QUEUES
 CELERY_TASK_ROUTES = TASK_ROUTES
 CELERY_BEAT_SCHEDULE = {
     "sweep-index": {"task": "lookalike.sweep_index", "schedule": 60.0},
+    "purge-search-photos": {"task": "lookalike.purge_search_photos", "schedule": 3600.0},
 }
 
 # --- Vectors and model --------------------------------------------------------------------------
@@ -164,9 +169,19 @@ INDEX_PENDING_GRACE_S = env_int("INDEX_PENDING_GRACE_S", 30)
 INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 8)
 DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
 
+# --- Search log ---------------------------------------------------------------------------------
+# Every API search is logged (no photo, no client address). With SEARCH_LOG_PHOTOS the shopper's photo
+# is kept too (as training data: manage.py train --with-feedback), in a folder of its own that is never
+# served, and deleted SEARCH_LOG_RETENTION_DAYS after the last search that sent it.
+SEARCH_LOG_PHOTOS = env_bool("SEARCH_LOG_PHOTOS", False)
+SEARCH_LOG_RETENTION_DAYS = env_int("SEARCH_LOG_RETENTION_DAYS", 30)
+SEARCH_LOG_PHOTOS_DIR = Path(env_str("SEARCH_LOG_PHOTOS_DIR", str(VAR_DIR / "search-photos")))
+
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: its "Bearer" challenge makes DRF answer missing credentials with 401.
+        "apikeys.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -182,8 +197,28 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "search_anon": env_str("SEARCH_THROTTLE_ANON", "60/min"),
         "search_user": env_str("SEARCH_THROTTLE_USER", "600/min"),
+        # Per API key, unless the key has its own rate. A publishable key serves all of a shop's
+        # shoppers, so it gets more than one client address does.
+        "api_key_publishable": env_str("API_KEY_THROTTLE_PUBLISHABLE", "600/min"),
+        "api_key_secret": env_str("API_KEY_THROTTLE_SECRET", "1200/min"),
     },
 }
+# --- API keys, CORS, shared cache ---------------------------------------------------------------
+# Keys are stored as HMAC-SHA256 with this secret (apikeys/keys.py). Set it apart from SECRET_KEY so
+# rotating SECRET_KEY does not invalidate every shop's key.
+API_KEY_HASH_SECRET = env_str("API_KEY_HASH_SECRET", SECRET_KEY)
+# Rate-limit counters and the allowed-origins list live here: unset, a per-process memory cache (the
+# embedded default runs one process); with several processes, CACHE_URL=redis://host:6379/1 so they
+# share one count.
+CACHES = {"default": cache_from_url(env_str("CACHE_URL"))}
+# Only the endpoints a shop's page calls answer browsers from other origins; which origins is decided
+# per request from the API key (apikeys/cors.py).
+CORS_URLS_REGEX = r"^/api/v1/(search|events)/$"
+CORS_ALLOW_METHODS = ("POST",)
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type")
+CORS_EXPOSE_HEADERS = ("retry-after",)
+CORS_PREFLIGHT_MAX_AGE = 3600
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lookalike API",
     "DESCRIPTION": "Visual search for product catalogs: catalog management and similarity search.",

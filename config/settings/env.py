@@ -71,3 +71,13 @@ def env_required(name: str) -> str:
     if not value:
         raise ImproperlyConfigured(f"{name} must be set in production (see platform/.env.example).")
     return value
+
+
+def cache_from_url(url: str | None) -> dict:
+    """Django's CACHES entry for ``redis://``/``rediss://`` (Django's own RedisCache) or ``locmem://``;
+    no URL means the local-memory cache."""
+    if not url or url.startswith("locmem://"):
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "lookalike"}
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    raise ImproperlyConfigured(f"CACHE_URL must start with redis://, rediss:// or locmem://, got {url!r}.")

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from ml.preprocess import ImageRejected, parse_crop
 from search.api.links import HitLinks
+from search.models import EventKind
 
 
 class CommaListField(serializers.ListField):
@@ -26,12 +27,19 @@ class CommaListField(serializers.ListField):
         return super().to_internal_value(items)
 
 
+# The ways to say what to search for; a request gives exactly one.
+QUERY_FIELDS = ("image", "product_id", "image_id", "sku")
+
+
 class SearchInput(serializers.Serializer):
     image = serializers.FileField(
         required=False, allow_empty_file=True, help_text="A photo (JPEG, PNG, WebP, GIF)."
     )
     product_id = serializers.IntegerField(required=False, min_value=1)
     image_id = serializers.UUIDField(required=False)
+    sku = serializers.CharField(
+        required=False, max_length=64, help_text="More like the product with this SKU."
+    )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=12)
     category = CommaListField(child=serializers.CharField(max_length=120), required=False, default=list)
     min_price = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, min_value=0)
@@ -46,17 +54,22 @@ class SearchInput(serializers.Serializer):
             raise serializers.ValidationError(exc.message) from exc
 
     def validate(self, attrs):
-        given = [k for k in ("image", "product_id", "image_id") if attrs.get(k) is not None]
+        given = [k for k in QUERY_FIELDS if attrs.get(k) is not None]
         if len(given) != 1:
-            raise serializers.ValidationError(
-                {"query": ["Give exactly one of image, product_id or image_id."]}
-            )
+            raise serializers.ValidationError({"query": [f"Give exactly one of {', '.join(QUERY_FIELDS)}."]})
         if attrs.get("crop") and "image" not in given:
             raise serializers.ValidationError({"crop": ["crop applies to an uploaded image only."]})
         lo, hi = attrs.get("min_price"), attrs.get("max_price")
         if lo is not None and hi is not None and lo > hi:
             raise serializers.ValidationError({"min_price": ["min_price must not exceed max_price."]})
         return attrs
+
+
+class EventInput(serializers.Serializer):
+    search_id = serializers.UUIDField(help_text="The search_id of the search answer.")
+    product_id = serializers.IntegerField(min_value=1)
+    position = serializers.IntegerField(min_value=1, max_value=100, help_text="1 = the first result.")
+    type = serializers.ChoiceField(choices=EventKind.choices)
 
 
 # A hit's product: its id, Product.CARD_FIELDS and two absolute URLs (our product page and the matched
@@ -103,6 +116,7 @@ class TimingsOutput(serializers.Serializer):
 
 
 class SearchOutput(serializers.Serializer):
+    search_id = serializers.UUIDField(help_text="Name this search in click events (POST /api/v1/events/).")
     model_version = serializers.IntegerField()
     timings_ms = TimingsOutput()
     results = HitOutput(many=True, source="hits")
