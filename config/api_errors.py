@@ -19,8 +19,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from catalog import image_limits
 from apikeys.errors import ApiKeyError
+from catalog import image_limits
 from catalog.errors import CatalogError
 from ml.preprocess import ImageRejected
 from search.errors import SearchError
