@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from ml.preprocess import ImageInfo, too_large, validate_image
+from ml.preprocess import ImageInfo, ImageRejected, too_large, validate_image
 
 
 def limits() -> dict[str, int]:
@@ -23,3 +23,11 @@ def check_size(size: int | None) -> None:
 def validate(data: bytes) -> ImageInfo:
     """Decode ``data`` fully under the limits; ImageRejected (with a code) if it is not a usable image."""
     return validate_image(data, **limits())
+
+
+def refusal_message(exc: ImageRejected) -> str:
+    """What a person is told about a refused image, in the API's error body and the admin's form alike.
+    Size and crop problems read as they are; the others name their machine-readable code too."""
+    if exc.code in ("image_too_large", "invalid_crop"):
+        return exc.message
+    return f"{exc.message} ({exc.code})"

@@ -98,10 +98,34 @@ class ProductImage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["product", "sha256"], name="unique_image_per_product"),
         ]
-        indexes = [models.Index(fields=["index_status", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["index_status", "next_attempt_at"]),
+            # The index backlog read on every metrics scrape: counts and the oldest pending image.
+            models.Index(fields=["index_status", "updated_at"], name="catalog_image_status_updated"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.product.sku} #{self.display_order} ({self.index_status})"
+
+
+class DismissedDuplicate(models.Model):
+    """An editor's "these two are not duplicates": the duplicate check never flags the pair again,
+    either way round. The lower product id is stored first, so a pair is one row."""
+
+    product_low = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
+    product_high = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+")
+    dismissed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product_low", "product_high"], name="unique_dismissed_pair"),
+            models.CheckConstraint(
+                condition=models.Q(product_low__lt=models.F("product_high")), name="dismissed_pair_in_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"products {self.product_low_id} and {self.product_high_id} are not duplicates"
 
 
 # The catalog sync's tables (sources, runs, their errors, image downloads) live in their own module;

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from datetime import datetime
+from typing import NamedTuple
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Min, Prefetch, Q, QuerySet
 
-from catalog.models import IndexStatus, Product, ProductImage
+from catalog.models import DismissedDuplicate, IndexStatus, Product, ProductImage
 
 
 def product_list(
@@ -132,6 +135,21 @@ def product_image_ids(*, product_id: int) -> list[str] | None:
     return [str(UUID(str(r[0]))) for r in rows if r[0] is not None]
 
 
+def image_await_index(*, image_id: UUID | str, timeout_s: float) -> ProductImage | None:
+    """The image once it is no longer pending (indexed or failed), or as it is when ``timeout_s`` runs
+    out; ``None`` if it was deleted meanwhile. Re-reads the row, from every 50 ms at first to every
+    0.5 s, so a quick index is seen quickly and a slow one costs at most a dozen queries a second."""
+    deadline = time.monotonic() + max(0.0, timeout_s)
+    pause = 0.05
+    while True:
+        image = image_get(image_id=image_id)
+        left = deadline - time.monotonic()
+        if image is None or image.index_status != IndexStatus.PENDING or left <= 0:
+            return image
+        time.sleep(min(pause, left))
+        pause = min(pause * 1.5, 0.5)
+
+
 def image_list(*, product_id: int | None = None, status: str | None = None) -> QuerySet[ProductImage]:
     qs = ProductImage.objects.select_related("product")
     if product_id is not None:
@@ -150,6 +168,45 @@ def index_status_counts(*, image_ids: Iterable[UUID | str] | None = None) -> dic
     counts = {s.value: 0 for s in IndexStatus}
     counts.update({r["index_status"]: r["n"] for r in rows})
     return counts
+
+
+class IndexBacklog(NamedTuple):
+    pending: int
+    failed: int
+    oldest_pending_at: datetime | None  # the longest-waiting pending image's updated_at
+
+
+def image_index_backlog() -> IndexBacklog:
+    """Pending and failed image counts and since when the longest-waiting pending image waits, in one
+    grouped query that reads only the (index_status, updated_at) index's pending and failed ranges.
+
+    ``updated_at`` is when an image last became pending (an upload, a re-index request) or last
+    failed a transient attempt; the sweeper's claims leave it alone.
+    """
+    rows = (
+        ProductImage.objects.filter(index_status__in=[IndexStatus.PENDING, IndexStatus.FAILED])
+        .order_by()
+        .values("index_status")
+        .annotate(n=Count("pk"), oldest=Min("updated_at"))
+    )
+    by_status = {row["index_status"]: row for row in rows}
+    pending = by_status.get(IndexStatus.PENDING, {})
+    failed = by_status.get(IndexStatus.FAILED, {})
+    return IndexBacklog(pending.get("n", 0), failed.get("n", 0), pending.get("oldest"))
+
+
+def dismissed_duplicate_partners(*, product_ids: Iterable[int]) -> dict[int, set[int]]:
+    """``{product id: the products an editor said it does not duplicate}`` for the given products, in
+    one query (both columns of the pair are indexed)."""
+    ids = set(product_ids)
+    partners: dict[int, set[int]] = {pk: set() for pk in ids}
+    rows = DismissedDuplicate.objects.filter(Q(product_low_id__in=ids) | Q(product_high_id__in=ids))
+    for low, high in rows.values_list("product_low_id", "product_high_id"):
+        if low in partners:
+            partners[low].add(high)
+        if high in partners:
+            partners[high].add(low)
+    return partners
 
 
 def categories() -> list[str]:

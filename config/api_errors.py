@@ -19,6 +19,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apikeys.errors import ApiKeyError
+from catalog import image_limits
 from catalog.errors import CatalogError
 from ml.preprocess import ImageRejected
 from search.errors import SearchError
@@ -34,8 +36,17 @@ ERRORS: dict[str, tuple[int, str]] = {
     ),
     "empty_feed": (400, "The pushed feed has no content."),
     "image_url_refused": (400, "The image URL may not be fetched (its reason is in the message)."),
+    "invalid_origin": (400, "An API key's allowed origin is not a web origin (https://host[:port])."),
+    "invalid_scope": (400, "An API key scope is unknown, or not allowed for that kind of key."),
+    "invalid_rate": (400, "A rate limit is not like 600/min."),
+    "search_not_found": (400, "The event names a search this key never made (or one deleted since)."),
+    "result_not_shown": (400, "The search did not show that product at that position."),
     "not_authenticated": (401, "Credentials are missing or invalid."),
+    "invalid_api_key": (401, "The Bearer API key is unknown."),
+    "api_key_revoked": (401, "The Bearer API key was revoked."),
     "permission_denied": (403, "The credentials do not allow this."),
+    "insufficient_scope": (403, "The API key lacks the scope this needs (e.g. catalog:write)."),
+    "origin_not_allowed": (403, "A publishable key was sent from a page (Origin) it does not list."),
     "not_found": (404, "No such endpoint or object."),
     "product_not_found": (404, "No product with this id."),
     "image_not_found": (404, "No image with this id."),
@@ -43,6 +54,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "The endpoint does not accept this method."),
     "not_acceptable": (406, "No acceptable response format."),
     "duplicate_sku": (409, "Another product has this sku."),
+    "duplicate_image": (409, "The product already has an image with these bytes."),
     "not_indexed": (409, "The product or image has no indexed vector yet."),
     "image_too_large": (413, "The image file is larger than the server accepts."),
     "request_too_large": (413, "The request body is larger than the server accepts."),
@@ -56,7 +68,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "model_unavailable": (503, "No model can embed the query right now."),
     "index_unavailable": (503, "The vector index cannot be searched right now."),
 }
-DOMAIN_ERRORS = (CatalogError, SearchError)
+DOMAIN_ERRORS = (CatalogError, SearchError, ApiKeyError)
 # DRF's and Django's errors by status, for the codes they do not carry themselves.
 _CODE_FOR_STATUS = {
     400: "invalid_request",
@@ -78,11 +90,12 @@ def status_for(code: str) -> int:
 def image_error(exc: ImageRejected) -> tuple[str, str, str]:
     """(API code, message, request field) for a rejected image. Every endpoint names its uploaded file
     ``image`` and its crop box ``crop``."""
+    message = image_limits.refusal_message(exc)  # the admin's upload form shows the same words
     if exc.code == "image_too_large":
-        return "image_too_large", exc.message, "image"
+        return "image_too_large", message, "image"
     if exc.code == "invalid_crop":
-        return "invalid_parameter", exc.message, "crop"
-    return "invalid_image", f"{exc.message} ({exc.code})", "image"
+        return "invalid_parameter", message, "crop"
+    return "invalid_image", message, "image"
 
 
 class ErrorDetailOutput(serializers.Serializer):
@@ -164,6 +177,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = str(detail) if detail is not None else "Error."
         if hasattr(detail, "code") and detail.code not in (None, "error", "invalid"):
             code = {"parse_error": "invalid_request"}.get(str(detail.code), code)
+            # A code of ours carried by a DRF exception (apikeys: invalid_api_key, insufficient_scope...).
+            if detail.code in ERRORS and status_for(detail.code) == response.status_code:
+                code = detail.code
     response.data = error_body(code, message)
     return response
 

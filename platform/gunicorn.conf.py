@@ -76,3 +76,18 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(D)sus "%(a)s"'
 # port, so only nginx on the private network can reach it; outside compose, set
 # FORWARDED_ALLOW_IPS to the proxy's address.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+
+
+# Metrics with several workers (search/metrics/exposition.py): when PROMETHEUS_MULTIPROC_DIR is set
+# (docker-compose.yml does), every worker writes its values to files there and /metrics sums them.
+# A new run starts from an empty folder; a dead worker's live gauges stop counting (its counters stay).
+def on_starting(server):
+    from search.metrics.exposition import reset_multiprocess_dir
+
+    reset_multiprocess_dir()
+
+
+def child_exit(server, worker):
+    from search.metrics.exposition import process_exited
+
+    process_exited(worker.pid)

@@ -13,8 +13,9 @@ accesslog = "-"
 
 def post_worker_init(worker):
     from search.warmup import warm_up
-    from workers.embedded import start_sweeper, start_sync_scheduler
+    from workers.embedded import start_search_photo_retention, start_sweeper, start_sync_scheduler
 
     warm_up()
     start_sweeper()
+    start_search_photo_retention()
     start_sync_scheduler()

@@ -116,3 +116,7 @@ class ReindexJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# The search log and its dashboard (registered on import).
+from search import log_admin  # noqa: E402, F401

@@ -1,7 +1,9 @@
-"""Model versions and reindex jobs: which model embeds queries, and which collection it searches."""
+"""Model versions and reindex jobs (which model embeds queries, and which collection it searches), and the
+search log: searches answered, shoppers' photos when kept, and the results they clicked."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 
@@ -100,3 +102,91 @@ class ReindexJob(models.Model):
     @property
     def progress(self) -> float:
         return (self.done + self.failed) / self.total if self.total else 0.0
+
+
+# --- What shoppers do: searches, the photos they sent (when kept) and the results they clicked ---------
+
+
+class QueryKind(models.TextChoices):
+    PHOTO = "photo", "Photo"
+    PRODUCT = "product", "More like a product"
+    SKU = "sku", "More like a SKU"
+    IMAGE = "image", "More like an image"
+
+
+class SearchPhoto(models.Model):
+    """A shopper's photo, kept only with SEARCH_LOG_PHOTOS=true: content-addressed (one file and one row
+    per distinct photo) in its own storage, never under MEDIA_ROOT, which the proxy serves publicly.
+    Deleted, file and row, SEARCH_LOG_RETENTION_DAYS after the last search that sent it."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    file = models.CharField(max_length=200)  # name in search.photo_storage
+    bytes = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_searched_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.file
+
+
+class SearchLog(models.Model):
+    """One search answered by the API. Its id is the ``search_id`` the answer carries and click events
+    name. Written with one INSERT after the search (two more writes when the photo is kept)."""
+
+    id = models.UUIDField(primary_key=True)
+    created_at = models.DateTimeField(db_index=True)
+    api_key = models.ForeignKey(
+        "apikeys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    query_kind = models.CharField(max_length=10, choices=QueryKind.choices)
+    # The product a "more like this" query (product, sku or image) started from.
+    query_product_id = models.BigIntegerField(null=True, blank=True)
+    filters = models.JSONField(default=dict, blank=True)
+    crop = models.JSONField(null=True, blank=True)  # [x, y, w, h] of the photo, when the shopper cropped
+    limit = models.PositiveSmallIntegerField()
+    model_version = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField()
+    # What was shown, in order: [{"position", "product_id", "image_id", "score", "match"}]; "match" is
+    # null until the model is calibrated.
+    results = models.JSONField(default=list, blank=True)
+    result_count = models.PositiveSmallIntegerField(default=0)
+    top_product_id = models.BigIntegerField(null=True, blank=True)
+    # null: the answer carried no no_match verdict (an uncalibrated model).
+    no_match = models.BooleanField(null=True, blank=True)
+    photo = models.ForeignKey(
+        SearchPhoto, null=True, blank=True, on_delete=models.SET_NULL, related_name="searches"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "search"
+
+    def __str__(self) -> str:
+        return f"{self.query_kind} search {self.id} ({self.result_count} results)"
+
+
+class EventKind(models.TextChoices):
+    CLICK = "click", "Click"
+
+
+class SearchClick(models.Model):
+    search = models.ForeignKey(SearchLog, on_delete=models.CASCADE, related_name="clicks")
+    product = models.ForeignKey(
+        "catalog.Product", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    position = models.PositiveSmallIntegerField()  # 1 = the first result
+    kind = models.CharField(max_length=10, choices=EventKind.choices, default=EventKind.CLICK)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A repeated report (a retry, a second click on the same result) is one click.
+            models.UniqueConstraint(fields=["search", "position", "kind"], name="one_event_per_result")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on #{self.position} of {self.search_id}"

@@ -9,6 +9,8 @@ dependency, to parse TF Serving's text protos); no Django, no database.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -27,6 +29,10 @@ QDRANT_CONFIG = PLATFORM / "qdrant" / "config.yaml"
 GUNICORN_CONF = PLATFORM / "gunicorn.conf.py"
 DOCKERFILE = PLATFORM / "Dockerfile"
 NGINX_CONF = PLATFORM / "nginx.conf"
+PROMETHEUS_CONFIG = PLATFORM / "prometheus" / "prometheus.yml"
+GRAFANA = PLATFORM / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "lookalike.json"
+MONITORING_SERVICES = {"prometheus", "grafana"}
 
 # The processes that run the Django code. migrate and init-volumes are one-shot jobs of the same image.
 APP_SERVICES = ("web", "worker", "beat")
@@ -44,6 +50,8 @@ CORE_VARS = {
     "MODELS_DIR",
     "MEDIA_ROOT",
     "SECRET_KEY",
+    "API_KEY_HASH_SECRET",
+    "CACHE_URL",
     "ALLOWED_HOSTS",
     "CSRF_TRUSTED_ORIGINS",
     "DJANGO_SETTINGS_MODULE",
@@ -55,7 +63,7 @@ CORE_VARS = {
     "WEB_CONCURRENCY",
 }
 # Never given a value in the compose file or in the example: only `${NAME:?...}` from the .env.
-SECRET_VARS = ("SECRET_KEY", "POSTGRES_PASSWORD", "QDRANT_API_KEY")
+SECRET_VARS = ("SECRET_KEY", "POSTGRES_PASSWORD", "QDRANT_API_KEY", "API_KEY_HASH_SECRET")
 # Site-specific values where the example shows a sample domain and compose a bare default.
 SITE_SPECIFIC_VARS = {"ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"}
 WORKER_QUEUES = {"index", "reindex", "default", "sync"}  # workers/queues.py (tests/workers checks that side)
@@ -749,3 +757,152 @@ def test_beat_runs_once_and_can_write_its_schedule(services):
     )
     deploy = services["beat"].get("deploy") or {}
     assert deploy.get("replicas", 1) == 1, "two beats would enqueue every periodic task twice"
+
+
+# --- monitoring profile: Prometheus, Grafana, and who may scrape ---------------------------------------
+
+
+_METRIC_NAME = re.compile(r"\blookalike_[a-z0-9_]+\b")
+
+
+def dashboard_metric_names(path: Path = DASHBOARD) -> dict[str, set[str]]:
+    """{panel title: the metric names its queries read}; tests/config/test_metrics.py checks each one
+    against a real scrape of /metrics."""
+    dashboard = json.loads(path.read_text())
+    return {
+        panel["title"]: {name for target in panel["targets"] for name in _METRIC_NAME.findall(target["expr"])}
+        for panel in dashboard["panels"]
+    }
+
+
+def _service_networks(service: dict) -> set[str]:
+    networks = service.get("networks") or ["default"]
+    return set(networks)
+
+
+def _bind_mount(service: dict, target: str, env: dict[str, str]) -> Path:
+    for source, mount_target, _ in mounts(service, env):
+        if mount_target.rstrip("/") == target.rstrip("/"):
+            local = host_path(source)
+            assert local is not None, f"{target} is not a bind mount of the repository"
+            return local
+    raise AssertionError(f"nothing is mounted at {target}")
+
+
+def test_monitoring_services_run_only_with_their_profile(services):
+    assert services.keys() >= MONITORING_SERVICES
+    for name, service in services.items():
+        profiles = service.get("profiles")
+        if name in MONITORING_SERVICES:
+            assert profiles == ["monitoring"], f"{name} must run only with --profile monitoring"
+        else:
+            assert not profiles, f"{name} is part of the stack and must not need a profile"
+
+
+def test_monitoring_mounts_exist_in_platform(services, env_sets):
+    env = env_sets["defaults"]
+    for name in MONITORING_SERVICES:
+        for source, _, mode in mounts(services[name], env):
+            local = host_path(source)
+            if local is None:
+                continue
+            assert local.exists(), f"{name} mounts {source}, which does not exist"
+            assert PLATFORM.resolve() in local.parents, f"{name} mounts {source} from outside platform/"
+            assert mode == "ro", f"{name} must mount {source} read-only"
+    args = command_args(services["prometheus"])
+    config_file = flag(args, "--config.file")
+    assert _bind_mount(services["prometheus"], config_file, env) == PROMETHEUS_CONFIG.resolve()
+
+
+def test_prometheus_scrapes_web_and_every_worker(services, env_sets, monkeypatch):
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    jobs = {}
+    for job in config["scrape_configs"]:
+        assert job.get("metrics_path", "/metrics") == "/metrics"
+        for sd in job.get("dns_sd_configs", []):
+            for host in sd["names"]:
+                jobs[host] = (sd.get("type", "SRV"), sd["port"])
+    web_port = int(_load_gunicorn_conf(monkeypatch, QDRANT_URL="x")["bind"].rsplit(":", 1)[1])
+    # A records: every replica of a scaled service is a target.
+    assert jobs["web"] == ("A", web_port)
+    for label, env in env_sets.items():
+        worker_port = int(resolved_env(services["worker"], env)["WORKER_METRICS_PORT"])
+        assert jobs["worker"] == ("A", worker_port), f"[{label}] the worker's metrics port"
+        expose = {int(interpolate(str(p), env)) for p in services["worker"].get("expose", [])}
+        assert worker_port in expose
+
+
+def test_only_the_monitoring_network_may_scrape(services, compose, env_sets):
+    assert _service_networks(services["prometheus"]) == {"monitoring"}
+    assert _service_networks(services["grafana"]) == {"monitoring"}
+    for name in ("web", "worker"):
+        assert _service_networks(services[name]) == {"default", "monitoring"}, name
+    assert "monitoring" not in _service_networks(services["nginx"]), "nginx's address would be allowed"
+    subnet_setting = compose["networks"]["monitoring"]["ipam"]["config"][0]["subnet"]
+    for label, env in env_sets.items():
+        subnet = ipaddress.ip_network(interpolate(subnet_setting, env))
+        allowed = [
+            ipaddress.ip_network(c)
+            for c in resolved_env(services["web"], env)["METRICS_ALLOWED_CIDRS"].split(",")
+        ]
+        assert any(subnet.subnet_of(n) for n in allowed if n.version == subnet.version), (
+            f"[{label}] MONITORING_SUBNET {subnet} is not in METRICS_ALLOWED_CIDRS: Prometheus would get 403"
+        )
+        assert any(ipaddress.ip_address("127.0.0.1") in n for n in allowed), label
+
+
+def test_metrics_multiprocess_folder_is_a_tmpfs_of_each_app_container(services, env_sets):
+    for name in APP_SERVICES:
+        folder = resolved_env(services[name], env_sets["defaults"])["PROMETHEUS_MULTIPROC_DIR"]
+        assert folder in (services[name].get("tmpfs") or []), f"{name}: {folder} must be a fresh tmpfs"
+
+
+def test_nginx_refuses_metrics_on_the_public_port():
+    conf = NGINX_CONF.read_text()
+    block = re.search(r"location\s+\^~\s+/metrics\s*\{([^}]*)\}", conf)
+    assert block, "nginx needs `location ^~ /metrics { deny all; }` (prefix match, before any regex)"
+    assert re.search(r"^\s*deny\s+all;", block.group(1), re.M)
+    assert "proxy_pass" not in block.group(1)
+
+
+def test_grafana_provisions_the_datasource_and_the_dashboard(services, env_sets):
+    env = env_sets["defaults"]
+    grafana = services["grafana"]
+    provisioning = _bind_mount(grafana, "/etc/grafana/provisioning", env)
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    url = urlsplit(datasource["url"])
+    assert url.hostname == "prometheus" and url.port in container_ports(services["prometheus"])
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "lookalike.yml").read_text())["providers"]
+    dashboards = _bind_mount(grafana, provider["options"]["path"], env)
+    assert dashboards == DASHBOARD.parent.resolve()
+    assert service_env(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == (
+        provider["options"]["path"].rstrip("/") + "/" + DASHBOARD.name
+    )
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    panels = dashboard["panels"]
+    assert dashboard["uid"] and panels
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids must be unique"
+    for panel in panels:
+        assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+        assert panel["gridPos"]["x"] >= 0 and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        assert panel["targets"], f"{panel['title']} has no query"
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == datasource["uid"]
+    names = dashboard_metric_names()
+    assert all(names.values()), (
+        f"panels reading no lookalike metric: {[t for t, n in names.items() if not n]}"
+    )
+    wanted = {
+        "lookalike_http_requests_total",
+        "lookalike_http_request_duration_seconds_bucket",
+        "lookalike_search_stage_seconds_bucket",
+        "lookalike_images_embedded_total",
+        "lookalike_index_lag_seconds",
+        "lookalike_index_images",
+        "lookalike_active_model_version",
+        "lookalike_celery_queue_length",
+    }
+    assert wanted <= set().union(*names.values()), sorted(wanted - set().union(*names.values()))

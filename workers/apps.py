@@ -6,6 +6,7 @@ class WorkersConfig(AppConfig):
     verbose_name = "Workers"
 
     def ready(self) -> None:
-        from workers import subscribers
+        from workers import metrics, subscribers
 
         subscribers.connect()
+        metrics.connect()

@@ -20,7 +20,7 @@ from ml.serving import EmbedderUnavailable
 from search import selectors
 from search.errors import NoActiveModel
 from search.models import ReindexJob
-from search.services import indexing, payload_sync, reindex, sweeping
+from search.services import indexing, payload_sync, reindex, search_logs, sweeping
 from search.vector_store import VectorStoreLocked, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,18 @@ def reindex_run(self, job_id: int) -> str:
             raise
         raise self.retry(exc=exc, countdown=30) from exc
     return job.status
+
+
+@shared_task(
+    bind=True, name="lookalike.purge_search_photos", acks_late=True, soft_time_limit=600, time_limit=660
+)
+def purge_search_photos(self) -> dict:
+    """Delete shoppers' photos past SEARCH_LOG_RETENTION_DAYS (rows and files). Idempotent: a rerun
+    finds nothing left to delete."""
+    outcome = search_logs.search_photos_purge()
+    if outcome.photos or outcome.orphan_files:
+        log.info("purged %s search photo(s) and %s orphan file(s)", outcome.photos, outcome.orphan_files)
+    return {"photos": outcome.photos, "orphan_files": outcome.orphan_files}
 
 
 # --- catalog sync ---------------------------------------------------------------------------------

@@ -89,6 +89,24 @@ class ImageUploadInput(serializers.Serializer):
     display_order = serializers.IntegerField(required=False, min_value=0, max_value=10_000)
 
 
+# The longest an upload may wait for its indexing: a request holds a server thread while it waits.
+MAX_UPLOAD_WAIT_S = 5.0
+
+
+class ImageUploadQuery(serializers.Serializer):
+    wait = serializers.FloatField(
+        required=False,
+        default=0.0,
+        min_value=0.0,
+        max_value=MAX_UPLOAD_WAIT_S,
+        help_text=(
+            "Seconds (0 to 5) to wait for the image to be indexed, or to fail, before answering; the "
+            "body's index_status is then where it ended up (still pending if the time ran out). "
+            "0 answers at once."
+        ),
+    )
+
+
 class ProductListQuery(serializers.Serializer):
     search = serializers.CharField(required=False, max_length=200)
     category = serializers.CharField(required=False, max_length=120)

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikeys.throttling import KeyedThrottle
 from catalog.api.parsers import NdjsonParser
 from catalog.api.permissions import CanWriteCatalog
 from catalog.api.sync_serializers import SyncPushQuery, SyncRunOutput
@@ -17,11 +18,18 @@ from catalog.errors import CatalogError
 from catalog.models import SyncRun
 from catalog.services.sync import sync_push_start
 
-AUTH_ERRORS = ("not_authenticated", "permission_denied")
+AUTH_ERRORS = (
+    "not_authenticated",
+    "invalid_api_key",
+    "api_key_revoked",
+    "permission_denied",
+    "insufficient_scope",
+)
 
 
 class SyncPushApi(APIView):
     permission_classes = [CanWriteCatalog]
+    throttle_classes = [KeyedThrottle]  # an API key's rate limit covers every request it makes
     parser_classes = [NdjsonParser]
     error_codes = {
         "post": (*AUTH_ERRORS, "invalid_parameter", "empty_feed", "feed_too_large", "unsupported_media_type")
@@ -60,6 +68,7 @@ class SyncPushApi(APIView):
 
 class SyncRunApi(APIView):
     permission_classes = [CanWriteCatalog]
+    throttle_classes = [KeyedThrottle]
     error_codes = {"get": (*AUTH_ERRORS, "sync_run_not_found")}
 
     @extend_schema(operation_id="catalog_sync_run", responses=SyncRunOutput)

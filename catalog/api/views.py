@@ -13,12 +13,31 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikeys.permissions import ReadOrWriteScope
+from apikeys.throttling import KeyedThrottle
 from catalog import image_limits, selectors, services
 from catalog.api import serializers as s
 from catalog.errors import CatalogError
 from catalog.models import Product, ProductImage
 
-WRITE_ERRORS = ("invalid_parameter", "not_authenticated", "permission_denied")
+WRITE_ERRORS = (
+    "invalid_parameter",
+    "not_authenticated",
+    "invalid_api_key",
+    "api_key_revoked",
+    "permission_denied",
+    "insufficient_scope",
+)
+
+
+class CatalogApiView(APIView):
+    """Every catalog endpoint: anyone reads; writes need an API key with ``catalog:write``, or a staff
+    user with the Django permission to add / change / delete the view's ``write_model``."""
+
+    permission_classes = [ReadOrWriteScope("catalog:write")]
+    # An API key's rate limit covers all its requests; others are not limited here (no catalog_* rates).
+    throttle_classes = [KeyedThrottle]
+    write_model: type = Product
 
 
 def _get_product(product_id: int) -> Product:
@@ -35,7 +54,7 @@ def _get_image(image_id: str) -> ProductImage:
     return image
 
 
-class ProductListApi(APIView):
+class ProductListApi(CatalogApiView):
     parser_classes = [JSONParser]
     # Declared on the view so the generated schema documents the paginated envelope it returns.
     pagination_class = LimitOffsetPagination
@@ -59,13 +78,13 @@ class ProductListApi(APIView):
         return Response(s.ProductOutput(product, context={"request": request}).data, status=201)
 
 
-class ProductDetailApi(APIView):
+class ProductDetailApi(CatalogApiView):
     parser_classes = [JSONParser]
     error_codes = {
         "get": ("product_not_found",),
         "patch": (*WRITE_ERRORS, "product_not_found", "duplicate_sku"),
         "put": (*WRITE_ERRORS, "product_not_found", "duplicate_sku"),
-        "delete": ("not_authenticated", "permission_denied", "product_not_found"),
+        "delete": (*WRITE_ERRORS[1:], "product_not_found"),
     }
 
     @extend_schema(responses=s.ProductOutput)
@@ -97,7 +116,8 @@ class ProductDetailApi(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class ProductImageListApi(APIView):
+class ProductImageListApi(CatalogApiView):
+    write_model = ProductImage
     parser_classes = [MultiPartParser, FormParser]
     error_codes = {
         "get": ("product_not_found",),
@@ -110,9 +130,20 @@ class ProductImageListApi(APIView):
         images = selectors.image_list(product_id=product.pk)
         return Response(s.ImageOutput(images, many=True, context={"request": request}).data)
 
-    @extend_schema(request=s.ImageUploadInput, responses={201: s.ImageOutput, 200: s.ImageOutput})
+    @extend_schema(
+        parameters=[s.ImageUploadQuery],
+        request=s.ImageUploadInput,
+        responses={201: s.ImageOutput, 200: s.ImageOutput},
+        description=(
+            "Add a photo to the product (201), or find the same bytes already there (200). Indexing "
+            "follows the upload; with `?wait=N` the answer comes once the image is indexed or failed, "
+            "or after N seconds (at most 5), with the image's index_status as it then is."
+        ),
+    )
     def post(self, request: Request, product_id: int) -> Response:
         product = _get_product(product_id)
+        query = s.ImageUploadQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
         payload = s.ImageUploadInput(data=request.data)
         payload.is_valid(raise_exception=True)
         upload = payload.validated_data["image"]
@@ -123,14 +154,20 @@ class ProductImageListApi(APIView):
             original_name=upload.name or "",
             display_order=payload.validated_data.get("display_order"),
         )
-        body = s.ImageOutput(result.image, context={"request": request}).data
+        image = result.image
+        wait = query.validated_data["wait"]
+        if wait > 0:
+            # A delete racing the wait returns the image as it was added (the row is gone).
+            image = selectors.image_await_index(image_id=image.pk, timeout_s=wait) or image
+        body = s.ImageOutput(image, context={"request": request}).data
         return Response(body, status=201 if result.created else 200)
 
 
-class ImageDetailApi(APIView):
+class ImageDetailApi(CatalogApiView):
+    write_model = ProductImage
     error_codes = {
         "get": ("image_not_found",),
-        "delete": ("not_authenticated", "permission_denied", "image_not_found"),
+        "delete": (*WRITE_ERRORS[1:], "image_not_found"),
     }
 
     @extend_schema(responses=s.ImageOutput)

@@ -1,15 +1,18 @@
 """Every write to the catalog. Views, admin, commands and tasks call these, never ``save()`` directly.
 
 products.py: create, update, delete products (fields cleaned here). images.py: add, delete and
-re-index images. activation.py: products leaving and rejoining the shop, and their retention.
-sync/: the catalog sync (feeds, files, URLs, pushes), the one import path.
+re-index images, and replace one photo with another. duplicates.py: dismiss a "possible duplicate" flag.
+activation.py: products leaving and rejoining the shop, and their retention. sync/: the catalog sync
+(feeds, files, URLs, pushes), the one import path.
 """
 
 from catalog.errors import CatalogError
+from catalog.services.duplicates import duplicate_flag_dismiss
 from catalog.services.images import (
     ImageAddResult,
     product_image_add,
     product_image_delete,
+    product_image_replace,
     product_images_reindex,
 )
 from catalog.services.products import product_create, product_delete, product_update
@@ -17,10 +20,12 @@ from catalog.services.products import product_create, product_delete, product_up
 __all__ = [
     "CatalogError",
     "ImageAddResult",
+    "duplicate_flag_dismiss",
     "product_create",
     "product_delete",
     "product_image_add",
     "product_image_delete",
+    "product_image_replace",
     "product_images_reindex",
     "product_update",
 ]

@@ -11,6 +11,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from catalog import events, image_limits
+from catalog.errors import CatalogError
 from catalog.models import IndexStatus, Product, ProductImage
 from catalog.storage import delete_if_unreferenced, release_files_on_commit, sha256_of, write_image
 from ml.preprocess import ImageInfo
@@ -174,6 +175,42 @@ def product_image_delete(*, image: ProductImage) -> None:
     image.delete()
     events.announce(events.images_removed, image_ids=[image_id])
     release_files_on_commit([name])
+
+
+def product_image_replace(
+    *, image: ProductImage, data: bytes, original_name: str = "", info: ImageInfo | None = None
+) -> ImageAddResult:
+    """Put a new photo in ``image``'s place: same product, same display order. The old image is deleted
+    (its vectors removed and its file released after commit) and the new one indexed after commit, in
+    one transaction: a failure leaves the old photo as it was.
+
+    Checked like an upload before anything is written. The old image's own bytes are a no-op
+    (``created=False``); bytes another image of the product already has are refused
+    (``duplicate_image``), since a product holds each photo once.
+    """
+    if info is None:
+        info = image_limits.validate(data)
+    digest = sha256_of(data)
+    if digest == image.sha256:
+        return ImageAddResult(image, created=False)
+    with transaction.atomic():
+        current = (
+            ProductImage.objects.select_for_update().select_related("product").filter(pk=image.pk).first()
+        )
+        if current is None:
+            raise CatalogError("image_not_found", f"No image with id {image.pk}.")
+        twin = ProductImage.objects.filter(product_id=current.product_id, sha256=digest).first()
+        if twin is not None:
+            raise CatalogError(
+                "duplicate_image",
+                f"Product {current.product.sku} already has this photo (image {twin.pk}).",
+                "image",
+            )
+        order = current.display_order
+        product_image_delete(image=current)
+        return product_image_add(
+            product=current.product, data=data, original_name=original_name, display_order=order, info=info
+        )
 
 
 @transaction.atomic

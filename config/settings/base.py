@@ -6,11 +6,12 @@ the exported model loaded in-process. See platform/.env.example for every variab
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
 
-from config.settings.env import env_bool, env_float, env_int, env_list, env_str
+from config.settings.env import cache_from_url, env_bool, env_cidrs, env_float, env_int, env_list, env_str
 from workers.queues import TASK_QUEUES, TASK_ROUTES, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -32,12 +33,19 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "corsheaders",
+    "apikeys",
     "catalog",
     "search",
     "workers",
 ]
 
 MIDDLEWARE = [
+    # First: times every request, and answers /metrics before the host and HTTPS checks (config/metrics.py).
+    "config.metrics.MetricsMiddleware",
+    # Next, so every answer of the CORS-enabled endpoints (errors and 429s included) gets its headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -58,7 +66,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        # config/templates: the composition root's own pages (the API docs' ReDoc page).
+        "DIRS": [BASE_DIR / "templates", BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -132,6 +141,7 @@ CELERY_TASK_QUEUES = TASK_QUEUES
 CELERY_TASK_ROUTES = TASK_ROUTES
 CELERY_BEAT_SCHEDULE = {
     "sweep-index": {"task": "lookalike.sweep_index", "schedule": 60.0},
+    "purge-search-photos": {"task": "lookalike.purge_search_photos", "schedule": 3600.0},
     # Catalog sync: start the sources that are due (and re-queue image downloads a lost worker left).
     "sync-due-sources": {"task": "lookalike.sync_due_sources", "schedule": 60.0},
     "purge-inactive-products": {"task": "lookalike.purge_inactive_products", "schedule": 3600.0},
@@ -162,6 +172,14 @@ INDEX_PENDING_GRACE_S = env_int("INDEX_PENDING_GRACE_S", 30)
 INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 8)
 DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
 
+# --- Search log ---------------------------------------------------------------------------------
+# Every API search is logged (no photo, no client address). With SEARCH_LOG_PHOTOS the shopper's photo
+# is kept too (as training data: manage.py train --with-feedback), in a folder of its own that is never
+# served, and deleted SEARCH_LOG_RETENTION_DAYS after the last search that sent it.
+SEARCH_LOG_PHOTOS = env_bool("SEARCH_LOG_PHOTOS", False)
+SEARCH_LOG_RETENTION_DAYS = env_int("SEARCH_LOG_RETENTION_DAYS", 30)
+SEARCH_LOG_PHOTOS_DIR = Path(env_str("SEARCH_LOG_PHOTOS_DIR", str(VAR_DIR / "search-photos")))
+
 # --- Catalog sync (catalog/services/sync/) ------------------------------------------------------
 # Products a full sync no longer finds leave search at once and are deleted after this many days.
 CATALOG_SYNC_RETENTION_DAYS = env_int("CATALOG_SYNC_RETENTION_DAYS", 30)
@@ -185,6 +203,8 @@ SEARCH_IMAGE_URL_TIMEOUT_S = env_float("SEARCH_IMAGE_URL_TIMEOUT_S", 5.0)
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: its "Bearer" challenge makes DRF answer missing credentials with 401.
+        "apikeys.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -200,15 +220,53 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "search_anon": env_str("SEARCH_THROTTLE_ANON", "60/min"),
         "search_user": env_str("SEARCH_THROTTLE_USER", "600/min"),
+        # Per API key, unless the key has its own rate. A publishable key serves all of a shop's
+        # shoppers, so it gets more than one client address does.
+        "api_key_publishable": env_str("API_KEY_THROTTLE_PUBLISHABLE", "600/min"),
+        "api_key_secret": env_str("API_KEY_THROTTLE_SECRET", "1200/min"),
     },
 }
+# --- API keys, CORS, shared cache ---------------------------------------------------------------
+# Keys are stored as HMAC-SHA256 with this secret (apikeys/keys.py). Set it apart from SECRET_KEY so
+# rotating SECRET_KEY does not invalidate every shop's key.
+API_KEY_HASH_SECRET = env_str("API_KEY_HASH_SECRET", SECRET_KEY)
+# Rate-limit counters and the allowed-origins list live here: unset, a per-process memory cache (the
+# embedded default runs one process); with several processes, CACHE_URL=redis://host:6379/1 so they
+# share one count.
+CACHES = {"default": cache_from_url(env_str("CACHE_URL"))}
+# Only the endpoints a shop's page calls answer browsers from other origins; which origins is decided
+# per request from the API key (apikeys/cors.py).
+CORS_URLS_REGEX = r"^/api/v1/(search|events)/$"
+CORS_ALLOW_METHODS = ("POST",)
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type")
+CORS_EXPOSE_HEADERS = ("retry-after",)
+CORS_PREFLIGHT_MAX_AGE = 3600
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lookalike API",
     "DESCRIPTION": "Visual search for product catalogs: catalog management and similarity search.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files, not a CDN: the docs pages work
+    # offline and under a CSP that allows only our own origin.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# --- Metrics (config/metrics.py, search/metrics/, workers/metrics.py) ----------------------------
+# Who may read /metrics and the worker's metrics endpoint: networks matched against the TCP peer
+# address (never X-Forwarded-For, which a client writes). Default: this machine only.
+METRICS_ALLOWED_CIDRS = env_cidrs("METRICS_ALLOWED_CIDRS", ["127.0.0.0/8", "::1/128"])
+# The Celery worker serves its own metrics at http://WORKER_METRICS_HOST:WORKER_METRICS_PORT/metrics
+# (0: no endpoint).
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_HOST = env_str("WORKER_METRICS_HOST", "127.0.0.1")
+# Multiprocess mode (several gunicorn workers, Celery's prefork pool) is switched on by this variable,
+# read by prometheus_client itself; its folder must exist before the first value is written.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -54,8 +55,29 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_cidrs(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of networks (``10.0.0.0/8``, ``::1/128``, or a bare address)."""
+    cidrs = env_list(name, default)
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {cidr!r} is not an IP network (e.g. 10.0.0.0/8).") from exc
+    return cidrs
+
+
 def env_required(name: str) -> str:
     value = os.environ.get(name)
     if not value:
         raise ImproperlyConfigured(f"{name} must be set in production (see platform/.env.example).")
     return value
+
+
+def cache_from_url(url: str | None) -> dict:
+    """Django's CACHES entry for ``redis://``/``rediss://`` (Django's own RedisCache) or ``locmem://``;
+    no URL means the local-memory cache."""
+    if not url or url.startswith("locmem://"):
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "lookalike"}
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+    raise ImproperlyConfigured(f"CACHE_URL must start with redis://, rediss:// or locmem://, got {url!r}.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import dj_database_url
 
 from config.settings.base import *  # noqa: F403
-from config.settings.env import env_str
+from config.settings.env import cache_from_url, env_str
 
 DATABASES = {
     "default": dj_database_url.parse(
@@ -21,6 +21,7 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(os.environ.get("TEST_MEDIA_ROOT", _TMP / "media"))
 VECTOR_STORE_PATH = _TMP / "qdrant"
 MODELS_DIR = _TMP / "models"
+SEARCH_LOG_PHOTOS_DIR = _TMP / "search-photos"
 CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_ALWAYS_EAGER = True
 QDRANT_URL = None
@@ -31,4 +32,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 REST_FRAMEWORK = {**REST_FRAMEWORK}  # noqa: F405
+# Tests flush the cache between tests (tests/conftest.py): never a developer's CACHE_URL. A test that
+# needs Redis sets its own database (tests/apikeys/test_throttle_processes.py).
+CACHES = {"default": cache_from_url(env_str("TEST_CACHE_URL"))}
 LOG_LEVEL = "WARNING"

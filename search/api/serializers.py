@@ -9,10 +9,11 @@ from rest_framework import serializers
 from catalog import image_limits
 from ml.preprocess import ImageRejected, parse_crop
 from search.api.links import HitLinks
+from search.models import EventKind
 
-# What a search may be asked by: exactly one of these. The first three are a photo.
+# The ways to say what to search for; a request gives exactly one. The first three are a photo.
 PHOTO_KINDS = ("image", "image_url", "image_base64")
-QUERY_KINDS = (*PHOTO_KINDS, "product_id", "image_id")
+QUERY_KINDS = (*PHOTO_KINDS, "product_id", "image_id", "sku")
 
 
 class CommaListField(serializers.ListField):
@@ -64,6 +65,9 @@ class SearchInput(serializers.Serializer):
     )
     product_id = serializers.IntegerField(required=False, min_value=1)
     image_id = serializers.UUIDField(required=False)
+    sku = serializers.CharField(
+        required=False, max_length=64, help_text="More like the product with this SKU."
+    )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=12)
     category = CommaListField(child=serializers.CharField(max_length=120), required=False, default=list)
     min_price = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, min_value=0)
@@ -80,9 +84,7 @@ class SearchInput(serializers.Serializer):
     def validate(self, attrs):
         given = [k for k in QUERY_KINDS if attrs.get(k) is not None]
         if len(given) != 1:
-            raise serializers.ValidationError(
-                {"query": ["Give exactly one of image, image_url, image_base64, product_id or image_id."]}
-            )
+            raise serializers.ValidationError({"query": [f"Give exactly one of {', '.join(QUERY_KINDS)}."]})
         if attrs.get("crop") and given[0] not in PHOTO_KINDS:
             raise serializers.ValidationError(
                 {"crop": ["crop applies to a photo (image, image_url or image_base64)."]}
@@ -91,6 +93,13 @@ class SearchInput(serializers.Serializer):
         if lo is not None and hi is not None and lo > hi:
             raise serializers.ValidationError({"min_price": ["min_price must not exceed max_price."]})
         return attrs
+
+
+class EventInput(serializers.Serializer):
+    search_id = serializers.UUIDField(help_text="The search_id of the search answer.")
+    product_id = serializers.IntegerField(min_value=1)
+    position = serializers.IntegerField(min_value=1, max_value=100, help_text="1 = the first result.")
+    type = serializers.ChoiceField(choices=EventKind.choices)
 
 
 # A hit's product: its id, Product.CARD_FIELDS and two absolute URLs (our product page and the matched
@@ -137,6 +146,7 @@ class TimingsOutput(serializers.Serializer):
 
 
 class SearchOutput(serializers.Serializer):
+    search_id = serializers.UUIDField(help_text="Name this search in click events (POST /api/v1/events/).")
     model_version = serializers.IntegerField()
     timings_ms = TimingsOutput()
     results = HitOutput(many=True, source="hits")

@@ -1,27 +1,12 @@
-"""Rate limits on the search endpoint."""
+"""Rate limits on the search endpoints (search, and the click events its answers lead to)."""
 
 from __future__ import annotations
 
-from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
-from rest_framework.views import APIView
+from apikeys.throttling import KeyedThrottle
 
 
-class SearchThrottle(SimpleRateThrottle):
-    """Anonymous clients by address at the ``search_anon`` rate, signed-in users by id at ``search_user``.
+class SearchThrottle(KeyedThrottle):
+    """Per API key at the key's rate; without a key, signed-in users by id at ``search_user`` and anonymous
+    clients by address at ``search_anon`` (settings SEARCH_THROTTLE_*, TRUSTED_PROXIES)."""
 
-    One class with one cache round trip per request; DRF's Anon + User pair made two, and for an
-    anonymous client the looser of the two never decided anything.
-    """
-
-    scope = "search_anon"
-
-    def allow_request(self, request: Request, view: APIView) -> bool:
-        self.scope = "search_user" if request.user.is_authenticated else "search_anon"
-        self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request: Request, view: APIView) -> str:
-        ident = request.user.pk if request.user.is_authenticated else self.get_ident(request)
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+    scope = "search"

@@ -1,21 +1,27 @@
 from __future__ import annotations
 
+from functools import partial
+
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apikeys.models import ApiKey
+from apikeys.permissions import ScopeIfKey
 from catalog import image_limits
 from search.api import serializers as s
 from search.api.links import HitLinks
 from search.api.throttling import SearchThrottle
-from search.services import query_images, searching
+from search.services import query_images, search_logs, searching
+
+# Anyone may search (throttled per client address); with an API key, the key needs the search scope.
+KEY_ERRORS = ("invalid_api_key", "api_key_revoked", "insufficient_scope", "origin_not_allowed")
 
 
 class SearchApi(APIView):
-    permission_classes = [AllowAny]
+    permission_classes = [ScopeIfKey("search")]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     throttle_classes = [SearchThrottle]
     error_codes = {
@@ -31,6 +37,7 @@ class SearchApi(APIView):
             "throttled",
             "model_unavailable",
             "index_unavailable",
+            *KEY_ERRORS,
         )
     }
 
@@ -84,6 +91,55 @@ class SearchApi(APIView):
             min_price=data.get("min_price"),
             max_price=data.get("max_price"),
             in_stock=data.get("in_stock"),
+            sku=data.get("sku"),
         )
         outcome = searching.search(query)
-        return Response(s.SearchOutput(outcome, context={"links": HitLinks(request)}).data)
+        response = Response(s.SearchOutput(outcome, context={"links": HitLinks(request)}).data)
+        # Logged once the answer has gone out (WSGI and ASGI servers close the response after sending
+        # it): the shopper never waits for the INSERT (2-10 ms here under load; docs/benchmarks.md).
+        log = partial(search_logs.search_log_record, query=query, outcome=outcome, api_key=_key(request),
+                      user=request.user)  # fmt: skip
+        response._resource_closers.append(log)
+        return response
+
+
+def _key(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+class EventApi(APIView):
+    """What a shopper did with a search's results (the widget reports clicks), keyed like the search."""
+
+    permission_classes = [ScopeIfKey("search")]
+    parser_classes = [JSONParser]
+    throttle_classes = [SearchThrottle]
+    error_codes = {
+        "post": ("invalid_parameter", "search_not_found", "result_not_shown", "throttled", *KEY_ERRORS)
+    }
+
+    @extend_schema(
+        request=s.EventInput,
+        responses={202: None},
+        examples=[
+            OpenApiExample(
+                "A click on the second result",
+                value={"search_id": "5b0c1b9e-6f3e-4a59-9d0e-3f4f3c0f7a11", "product_id": 12, "position": 2,
+                       "type": "click"},
+                request_only=True,
+            )
+        ],
+        description="Record that a shopper followed a result of a search (202). The search must have been "
+        "made with the same API key and have shown that product at that position. Repeats count once.",
+    )  # fmt: skip
+    def post(self, request: Request) -> Response:
+        payload = s.EventInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        search_logs.search_click_record(
+            search_id=data["search_id"],
+            product_id=data["product_id"],
+            position=data["position"],
+            kind=data["type"],
+            api_key=_key(request),
+        )
+        return Response(status=202)

@@ -7,6 +7,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Q
 
+from catalog import selectors as catalog_selectors
 from catalog.models import Product, ProductImage
 from search.models import ModelVersion
 from search.vector_store import SearchFilter, vector_store
@@ -21,6 +22,9 @@ def flag_duplicates(images: list[ProductImage], model: ModelVersion, vectors: di
     """
     threshold = settings.DUPLICATE_SCORE_THRESHOLD
     store = vector_store()
+    # Pairs an editor dismissed are left out of the query: never flagged again, yet a third product
+    # that looks the same still is.
+    dismissed = catalog_selectors.dismissed_duplicate_partners(product_ids={i.product_id for i in images})
     flagged = 0
     for image in images:
         vector = vectors.get(str(image.pk))
@@ -30,7 +34,7 @@ def flag_duplicates(images: list[ProductImage], model: ModelVersion, vectors: di
             model.collection,
             vector,
             1,
-            SearchFilter(exclude_product_ids=[image.product_id]),
+            SearchFilter(exclude_product_ids=[image.product_id, *dismissed[image.product_id]]),
             group_by_product=True,
         )
         if not hits or hits[0].score < threshold:

@@ -14,6 +14,7 @@ unreachable) propagate so the caller retries; a bad image is marked failed and t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from ml.preprocess import ImageRejected, preprocess
 from search import selectors
 from search.embedders import embedder_for
 from search.errors import NoActiveModel
+from search.metrics import instruments
 from search.models import ModelStatus, ModelVersion
 from search.payloads import point_payload
 from search.services.duplicates import flag_duplicates
@@ -119,7 +121,14 @@ def _index(
         ok_images, pixels = decoded[embedder.image_size]
         if not ok_images:
             break
+        start = time.perf_counter()
         vectors = embedder.embed(pixels)
+        instruments.observe_embedding(
+            model_version=target.version,
+            purpose="index",
+            images=len(ok_images),
+            seconds=time.perf_counter() - start,
+        )
         if active is not None and target.pk == active.pk:
             active_vectors = {str(img.pk): vec for img, vec in zip(ok_images, vectors, strict=True)}
         store.ensure_collection(target.collection, target.embedding_dim)

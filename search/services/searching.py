@@ -7,6 +7,7 @@ with one serializer (search/api/serializers.py).
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from ml.serving import EmbedderError
 from search import selectors
 from search.embedders import embedder_for
 from search.errors import SearchError
+from search.metrics import instruments
 from search.models import ModelVersion
 from search.vector_store import SearchFilter, VectorStoreError, vector_store
 
@@ -35,6 +37,7 @@ class SearchQuery:
     min_price: Decimal | None = None
     max_price: Decimal | None = None
     in_stock: bool | None = None
+    sku: str | None = None  # "more like the product with this SKU" (the storefront's similar block)
 
 
 @dataclass
@@ -49,6 +52,8 @@ class SearchOutcome:
     model_version: int
     hits: list[SearchHit]
     timings_ms: dict[str, float]
+    # Names this answer in the search log and in the click events that follow it.
+    search_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 def _ms(start: float) -> float:
@@ -78,18 +83,17 @@ def _query_vector(
 
     timings["decode"] = 0.0
     start = time.perf_counter()
-    if query.product_id is not None:
-        image_ids = catalog_selectors.product_image_ids(product_id=query.product_id)
+    product_id = product_id_for_sku(query.sku) if query.sku is not None else query.product_id
+    if product_id is not None:
+        image_ids = catalog_selectors.product_image_ids(product_id=product_id)
         if image_ids is None:
-            raise SearchError("product_not_found", f"No product with id {query.product_id}.", "product_id")
+            raise SearchError("product_not_found", f"No product with id {product_id}.", "product_id")
         vectors = _stored_vectors(model.collection, image_ids) if image_ids else []
         if not vectors:
-            raise SearchError(
-                "not_indexed", f"Product {query.product_id} has no indexed image yet.", "product_id"
-            )
+            raise SearchError("not_indexed", f"Product {product_id} has no indexed image yet.", "product_id")
         # The product's look is the mean of its photos' directions; cosine ignores the length.
         vector = np.mean(np.stack(vectors), axis=0)
-        exclude = [query.product_id]
+        exclude = [product_id]
     else:
         image = catalog_selectors.image_get(image_id=query.image_id)
         if image is None or not image.product.active:
@@ -101,6 +105,13 @@ def _query_vector(
         exclude = [image.product_id]
     timings["embed"] = _ms(start)  # a stored vector: the lookup stands in for embedding
     return vector, exclude
+
+
+def product_id_for_sku(sku: str) -> int:
+    product = catalog_selectors.product_get_by_sku(sku=sku)
+    if product is None or not product.active:  # a product a sync deactivated is no longer in the shop
+        raise SearchError("product_not_found", f"No product with sku {sku!r}.", "sku")
+    return product.pk
 
 
 def search(query: SearchQuery) -> SearchOutcome:
@@ -138,4 +149,16 @@ def search(query: SearchQuery) -> SearchOutcome:
     ]
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)
+    _observe(query, model, timings)
     return SearchOutcome(model_version=model.version, hits=results, timings_ms=timings)
+
+
+def _observe(query: SearchQuery, model: ModelVersion, timings: dict[str, float]) -> None:
+    """The metrics of a finished search, from the timings the response reports (one measurement)."""
+    if query.image is not None:
+        instruments.observe_search(timings, "photo")
+        instruments.observe_embedding(
+            model_version=model.version, purpose="query", images=1, seconds=timings["embed"] / 1000.0
+        )
+    else:
+        instruments.observe_search(timings, "product" if query.product_id is not None else "image")

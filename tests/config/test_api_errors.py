@@ -15,14 +15,16 @@ from ml.preprocess import ImageRejected
 from search.errors import SearchError
 
 REPO = Path(__file__).resolve().parents[2]
-DOMAIN_ERROR_NAMES = {"CatalogError", "SearchError"}
+DOMAIN_ERROR_NAMES = {"CatalogError", "SearchError", "ApiKeyError", "KeyRefused"}
+# DRF exceptions raised with a code of ours (``PermissionDenied(..., code="insufficient_scope")``).
+DRF_ERROR_NAMES = {"PermissionDenied", "AuthenticationFailed"}
 
 
 def _raised_codes() -> set[str]:
-    """First arguments of every ``CatalogError(...)`` / ``SearchError(...)`` in the apps' code, and every
-    code a view declares in ``error_codes``."""
+    """First arguments of every domain error (``CatalogError(...)``, ``SearchError(...)``...) in the apps'
+    code, ``code=`` of DRF errors raised there, and every code a view declares in ``error_codes``."""
     codes: set[str] = set()
-    for app in ("catalog", "search", "workers"):
+    for app in ("apikeys", "catalog", "search", "workers"):
         for path in (REPO / app).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
@@ -33,6 +35,15 @@ def _raised_codes() -> set[str]:
                     and isinstance(node.args[0], ast.Constant)
                 ):
                     codes.add(node.args[0].value)
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", getattr(node.func, "attr", None)) in DRF_ERROR_NAMES
+                ):
+                    codes.update(
+                        k.value.value
+                        for k in node.keywords
+                        if k.arg == "code" and isinstance(k.value, ast.Constant)
+                    )
                 if isinstance(node, ast.Assign) and any(
                     getattr(t, "id", None) == "error_codes" for t in node.targets
                 ):

@@ -23,15 +23,25 @@ QUEUES = tuple(q.value for q in Queue)
 
 
 class WorkerProcess:
-    """``queues=None`` starts the worker without ``-Q``, as Celery's docs and a new user do."""
+    """``queues=None`` starts the worker without ``-Q``, as Celery's docs and a new user do. The solo
+    pool runs tasks in the worker process itself; ``pool="prefork"`` in child processes, as in production."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, broker_url: str, queues: tuple[str, ...] | None = QUEUES
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        broker_url: str,
+        queues: tuple[str, ...] | None = QUEUES,
+        *,
+        pool: str = "solo",
+        concurrency: int = 1,
     ) -> None:
         self.env = env
         self.log_path = log_path
         self.broker_url = broker_url
         self.queues = queues
+        self.pool = pool
+        self.concurrency = concurrency
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -44,8 +54,8 @@ class WorkerProcess:
                 "-A",
                 "config",
                 "worker",
-                "--pool=solo",
-                "--concurrency=1",
+                f"--pool={self.pool}",
+                f"--concurrency={self.concurrency}",
                 *(["-Q", ",".join(self.queues)] if self.queues else []),
                 "--without-heartbeat",
                 "--without-gossip",

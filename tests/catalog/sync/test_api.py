@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.authtoken.models import Token
 
+from apikeys.services import api_key_create
 from catalog.models import Product, ProductImage, SyncRun
 from tests.catalog.sync.conftest import Shop
 from workers import embedded
@@ -67,14 +68,24 @@ def test_a_full_push_deactivates_what_it_no_longer_lists(auth_client, media_root
 
 @pytest.mark.django_db
 def test_only_catalog_writers_may_push_or_read_runs(api_client, django_user_model, media_root) -> None:
-    assert _push(api_client, b'{"sku": "A", "title": "a"}\n').status_code == 401
+    body = b'{"sku": "A", "title": "a"}\n'
+    assert _push(api_client, body).status_code == 401
     clerk = django_user_model.objects.create_user("clerk", password="pw-for-tests-only")
     api_client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=clerk).key}")
-    response = _push(api_client, b'{"sku": "A", "title": "a"}\n')
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "permission_denied"
+    response = _push(api_client, body)
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "permission_denied")
     assert api_client.get("/api/v1/catalog/sync/1/").status_code == 403
+    search_only = api_key_create(kind="secret", name="search", scopes=["search"]).secret
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {search_only}")
+    response = _push(api_client, body)
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "insufficient_scope")
     assert not SyncRun.objects.exists()
+
+    writer = api_key_create(kind="secret", name="shop", scopes=["catalog:write"]).secret
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {writer}")
+    queued = _push(api_client, body)
+    assert queued.status_code == 202, queued.content
+    assert api_client.get(queued.json()["url"]).json()["state"] == "queued"
 
 
 @pytest.mark.django_db

@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("catalog", "0002_product_link_image_source"),
+        ("catalog", "0004_dismissed_duplicate"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

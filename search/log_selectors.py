@@ -1,0 +1,183 @@
+"""Reads of the search log: the dashboard's series, and shoppers' clicks as training examples."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from catalog.models import Product
+from search import photo_storage
+from search.models import SearchClick, SearchLog
+
+
+def logs_since(days: int, now: datetime | None = None):
+    since = (now or timezone.now()) - timedelta(days=days)
+    return SearchLog.objects.filter(created_at__gte=since)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass(frozen=True)
+class DayStats:
+    day: date
+    searches: int
+    p95_latency_ms: float
+    no_match_rate: float | None  # among searches with a verdict; None when none had one
+
+
+def daily_stats(days: int = 30, now: datetime | None = None) -> list[DayStats]:
+    """Searches, p95 latency and no-match rate per day (UTC), oldest first; days without searches left out."""
+    rows = (
+        logs_since(days, now)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day", "latency_ms", "no_match")
+        .order_by()
+    )
+    latencies: dict[date, list[float]] = defaultdict(list)
+    verdicts: dict[date, list[bool]] = defaultdict(list)
+    for day, latency, no_match in rows.iterator():
+        latencies[day].append(latency)
+        if no_match is not None:
+            verdicts[day].append(no_match)
+    return [
+        DayStats(
+            day=day,
+            searches=len(values),
+            p95_latency_ms=round(_percentile(values, 0.95), 1),
+            no_match_rate=(sum(verdicts[day]) / len(verdicts[day])) if verdicts[day] else None,
+        )
+        for day, values in sorted(latencies.items())
+    ]
+
+
+@dataclass(frozen=True)
+class PositionStats:
+    position: int
+    shown: int  # searches that had a result at this position
+    clicked: int  # of those, how many had a click on it
+    rate: float
+
+
+def click_through_by_position(
+    days: int = 30, positions: int = 12, now: datetime | None = None
+) -> list[PositionStats]:
+    logs = logs_since(days, now)
+    shown = logs.aggregate(
+        **{f"p{k}": Count("pk", filter=Q(result_count__gte=k)) for k in range(1, positions + 1)}
+    )
+    clicked = dict(
+        SearchClick.objects.filter(search__in=logs, position__lte=positions)
+        .values("position")
+        .annotate(n=Count("search", distinct=True))
+        .values_list("position", "n")
+    )
+    stats = []
+    for k in range(1, positions + 1):
+        n, c = shown[f"p{k}"], clicked.get(k, 0)
+        stats.append(PositionStats(k, n, c, c / n if n else 0.0))
+    return stats
+
+
+def _with_titles(counts: list[tuple[int, int]]) -> list[tuple[int, str, int]]:
+    titles = dict(Product.objects.filter(pk__in=[pid for pid, _ in counts]).values_list("pk", "title"))
+    return [(pid, titles.get(pid, f"deleted product {pid}"), n) for pid, n in counts]
+
+
+def most_clicked_products(
+    days: int = 30, limit: int = 10, now: datetime | None = None
+) -> list[tuple[int, str, int]]:
+    """(product id, title, clicks), most clicked first."""
+    rows = (
+        SearchClick.objects.filter(search__in=logs_since(days, now), product__isnull=False)
+        .values("product_id")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "product_id")
+        .values_list("product_id", "n")[:limit]
+    )
+    return _with_titles(list(rows))
+
+
+def most_missed_products(
+    days: int = 30, limit: int = 10, now: datetime | None = None
+) -> list[tuple[int, str, int]]:
+    """(product id, title, searches): products shown first by searches that got no click at all, the
+    answers shoppers passed over most often."""
+    rows = (
+        logs_since(days, now)
+        .filter(top_product_id__isnull=False)
+        .annotate(clicked=Exists(SearchClick.objects.filter(search=OuterRef("pk"))))
+        .filter(clicked=False)
+        .values("top_product_id")
+        .annotate(n=Count("pk"))
+        .order_by("-n", "top_product_id")
+        .values_list("top_product_id", "n")[:limit]
+    )
+    return _with_titles(list(rows))
+
+
+@dataclass(frozen=True)
+class FeedbackExample:
+    """One click on a search made with a kept photo: the photo shows the clicked product (a positive
+    pair), and not the products ranked above it that the shopper skipped (hard negatives: they looked
+    most like the photo to the model, and the shopper saw them and passed)."""
+
+    search_id: str
+    photo_path: str
+    crop: tuple[int, int, int, int] | None
+    product_id: int
+    sku: str
+    negative_product_ids: tuple[int, ...]
+    negative_skus: tuple[str, ...]
+
+
+def feedback_examples(*, since: datetime | None = None, skipped: str = "above") -> Iterator[FeedbackExample]:
+    """Shoppers' clicks as training data, from searches whose photo is still kept (SEARCH_LOG_PHOTOS).
+
+    ``skipped="above"`` takes as negatives the results shown above the click (shoppers scan from the
+    top, so those were seen and passed over); ``"all"`` takes every result shown but not clicked.
+    Products clicked in the same search are never negatives; deleted products and missing photo files
+    are left out.
+    """
+    if skipped not in ("above", "all"):
+        raise ValueError(f"skipped must be 'above' or 'all', got {skipped!r}")
+    logs = (
+        SearchLog.objects.filter(photo__isnull=False, clicks__isnull=False).select_related("photo").distinct()
+    )
+    if since is not None:
+        logs = logs.filter(created_at__gte=since)
+    for search in logs.order_by("created_at").iterator(chunk_size=500):
+        path = photo_storage.path_of(search.photo.file)
+        if not path.is_file():
+            continue
+        clicks = list(search.clicks.filter(product__isnull=False).values_list("position", "product_id"))
+        clicked_ids = {pid for _, pid in clicks}
+        shown = [(r["position"], r["product_id"]) for r in search.results]
+        skus = dict(
+            Product.objects.filter(pk__in={pid for _, pid in shown} | clicked_ids).values_list("pk", "sku")
+        )
+        for position, product_id in sorted(clicks):
+            if product_id not in skus:
+                continue
+            negatives = [
+                pid
+                for pos, pid in shown
+                if pid not in clicked_ids and pid in skus and (skipped == "all" or pos < position)
+            ]
+            yield FeedbackExample(
+                search_id=str(search.pk),
+                photo_path=str(path),
+                crop=tuple(search.crop) if search.crop else None,
+                product_id=product_id,
+                sku=skus[product_id],
+                negative_product_ids=tuple(negatives),
+                negative_skus=tuple(skus[pid] for pid in negatives),
+            )

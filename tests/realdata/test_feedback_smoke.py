@@ -1,0 +1,51 @@
+"""bench/feedback.py --smoke: the clicks-as-training-data simulation on a slice of the Grocery Store split,
+run as a user runs it (its own process and throw-away environment). Checks the simulation's figures
+against what it did: every half-A search is one logged search, a click where the right product was
+in the top 8, one training example per click."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, missing_inputs
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_feedback_simulation_smoke(tmp_path: Path) -> None:
+    reason = missing_inputs(DEFAULT_DATA, DEFAULT_WEIGHTS, "test")
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "feedback.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.feedback", "--smoke", "--out", str(out)],
+        cwd=REPO,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["smoke"] is True and report["catalog_products"] == 4
+    assert report["half_a_photos"] == 4 and report["half_b_photos"] == 4
+    feedback = report["feedback"]
+    assert feedback["searches"] == 4
+    # With 4 products in the catalog the right one is always in the top 8: every search gets its click.
+    assert feedback["clicks"] == 4 and feedback["hit_rate_at_8"] == 1.0
+    assert feedback["examples"] == feedback["clicks"]
+    # Hard negatives are the products shown above each click: one fewer than each click's position.
+    assert feedback["hard_negatives"] == sum(
+        (int(position) - 1) * n for position, n in feedback["click_positions"].items()
+    )
+    assert 0.0 <= report["before"]["recall@1"] <= 1.0 and report["before"]["queries"] == 4
+    assert report["trained"] is False and report["after"] is None  # the smoke does not train
+    assert "R@1" in done.stdout
