@@ -36,3 +36,7 @@ REST_FRAMEWORK = {**REST_FRAMEWORK}  # noqa: F405
 # needs Redis sets its own database (tests/apikeys/test_throttle_processes.py).
 CACHES = {"default": cache_from_url(env_str("TEST_CACHE_URL"))}
 LOG_LEVEL = "WARNING"
+# Tests talk to servers they start on loopback, nothing else: any other host is refused before a name
+# lookup (a test that needs more sets its own list). 127.0.0.2 is for the address-guard tests.
+IMAGE_FETCH_ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
+IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
