@@ -13,7 +13,8 @@ accesslog = "-"
 
 def post_worker_init(worker):
     from search.warmup import warm_up
-    from workers.embedded import start_sweeper
+    from workers.embedded import start_job_runner, start_sweeper
 
     warm_up()
     start_sweeper()
+    start_job_runner()  # runs jobs handed over by commands, the admin and the demo (this process owns the store)

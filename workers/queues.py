@@ -13,12 +13,12 @@ from kombu import Queue as KombuQueue
 
 class Queue(StrEnum):
     INDEX = "index"  # new and changed images: latency-sensitive
-    REINDEX = "reindex"  # bulk backfills of a new model version
+    REINDEX = "reindex"  # bulk backfills of a new model version, and the other long jobs (train, import)
     DEFAULT = "default"  # payload syncs, deletes, sweeps
 
 
 TASK_QUEUES = tuple(KombuQueue(q.value, routing_key=q.value) for q in Queue)
 TASK_ROUTES = {
     "lookalike.index_images": {"queue": Queue.INDEX.value},
-    "lookalike.reindex_run": {"queue": Queue.REINDEX.value},
+    "lookalike.run_job": {"queue": Queue.REINDEX.value},
 }

@@ -32,3 +32,6 @@ STORAGES = {
 }
 REST_FRAMEWORK = {**REST_FRAMEWORK}  # noqa: F405
 LOG_LEVEL = "WARNING"
+# The pretrained backbone would be downloaded; tests that cover the first import's bootstrap turn this
+# on with random weights at 32 px.
+AUTO_BOOTSTRAP_MODEL = False

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from ml.preprocess import ImageRejected, parse_crop
 from search.api.links import HitLinks
+from search.models import ModelKind
 
 
 class CommaListField(serializers.ListField):
@@ -104,6 +105,10 @@ class TimingsOutput(serializers.Serializer):
 
 class SearchOutput(serializers.Serializer):
     model_version = serializers.IntegerField()
+    model_kind = serializers.ChoiceField(
+        choices=ModelKind.choices,
+        help_text="Which model answered: the pretrained backbone, or one trained on this catalog.",
+    )
     timings_ms = TimingsOutput()
     results = HitOutput(many=True, source="hits")
 

@@ -49,6 +49,7 @@ class SearchOutcome:
     model_version: int
     hits: list[SearchHit]
     timings_ms: dict[str, float]
+    model_kind: str = ""  # search.models.ModelKind: the pretrained backbone, or trained on the catalog
 
 
 def _ms(start: float) -> float:
@@ -137,4 +138,4 @@ def search(query: SearchQuery) -> SearchOutcome:
     ]
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)
-    return SearchOutcome(model_version=model.version, hits=results, timings_ms=timings)
+    return SearchOutcome(model_version=model.version, model_kind=model.kind, hits=results, timings_ms=timings)
