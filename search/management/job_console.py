@@ -105,7 +105,7 @@ def run_job_command(
     """Run a job of ``kind`` here when this process may, else hand it to the owner and follow it;
     with ``no_wait`` queue it and return after printing its id. ``summary=False`` leaves the closing
     ``report`` to the caller (to print something before it)."""
-    requested_by = requested_by or f"manage.py {kind}"
+    requested_by = requested_by or f"manage.py {type(command).__module__.rsplit('.', 1)[-1]}"
     try:
         placement = "owner" if no_wait else job_placement(kind)
         if placement == "here":
