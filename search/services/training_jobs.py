@@ -34,6 +34,8 @@ from search.services.jobs import JobCancelled, JobContext, JobError, JobFailed, 
 EPOCH_LINE = re.compile(r"^epoch (\d+):")
 # Evaluating and exporting after the epochs count as one step each.
 AFTER_EPOCHS = ("evaluating", "exporting")
+# TensorFlow's start-up chatter (absl lines written before logging is set up): not worth a log line.
+NOISE = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
 
 
 class _OptionParser(argparse.ArgumentParser):
@@ -306,7 +308,7 @@ def run_train(job: Job, ctx: JobContext) -> dict[str, Any]:
             if raw is None:
                 break
             line = raw.rstrip("\n").rsplit("\r", 1)[-1].rstrip()
-            if line:
+            if line and not NOISE.match(line):
                 tail.append(line)
                 ctx.log(line)
         code = proc.wait()

@@ -56,7 +56,9 @@ def test_simultaneous_first_uploads_make_one_model(auto_bootstrap) -> None:
     assert errors == []
     model = ModelVersion.objects.get()  # one export, not four
     assert (model.kind, model.status, model.image_size) == (ModelKind.BOOTSTRAP, ModelStatus.ACTIVE, 32)
-    assert [p.name for p in (auto_bootstrap / "lookalike").iterdir() if p.name.isdigit()] == [str(model.version)]
+    assert [p.name for p in (auto_bootstrap / "lookalike").iterdir() if p.name.isdigit()] == [
+        str(model.version)
+    ]
     assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
 
 

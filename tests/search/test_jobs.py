@@ -196,7 +196,9 @@ def test_a_reindex_left_by_a_dead_runner_resumes_from_its_cursor(
     assert ReindexJob.objects.count() == 1
 
 
-def test_a_command_runs_the_job_itself_when_nothing_else_owns_the_store(indexed_catalog, active_model) -> None:
+def test_a_command_runs_the_job_itself_when_nothing_else_owns_the_store(
+    indexed_catalog, active_model
+) -> None:
     out = StringIO()
     call_command("index_pending", stdout=out)
     job = Job.objects.get()
