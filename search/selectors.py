@@ -163,3 +163,7 @@ def pending_among(image_ids: list[str]) -> list[str]:
     """Those of ``image_ids`` still waiting to be indexed."""
     qs = ProductImage.objects.filter(pk__in=image_ids, index_status=IndexStatus.PENDING)
     return [str(pk) for pk in qs.values_list("pk", flat=True)]
+
+
+def image_count() -> int:
+    return ProductImage.objects.count()
