@@ -57,6 +57,8 @@ def gate_line(gate: dict[str, Any]) -> str:
     """The evaluation gate's verdict in one line (the admin shows the same numbers as a table)."""
     if "candidate" not in gate:
         return "no active model to compare with: promoted without a comparison."
+    if not gate.get("queries"):
+        return "no held-out photo has another photo of its product to find: nothing to compare, passed."
 
     def fmt(value: Any) -> str:
         return f"{value:.3f}" if isinstance(value, int | float) else "—"
@@ -110,7 +112,7 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
     promoted = work.status == ReindexStatus.PROMOTED
     summary = (
         f"Reindex {work.pk} {work.status}: v{version} {'serves now' if promoted else 'was not promoted'}; "
-        f"{work.done} indexed, {work.failed} failed. {gate_line(work.gate).capitalize()}"
+        f"{work.done} indexed, {work.failed} failed. Gate: {gate_line(work.gate)}"
     )
     if work.status == ReindexStatus.REJECTED:
         summary += " Use --force (or the admin's forced promotion) to promote anyway."

@@ -87,7 +87,7 @@ def test_reindex_and_rollback_from_a_second_process_while_searches_run(
     out = promoted.stdout
     assert "(reindex) queued for the process that owns the vector store" in out
     assert "serves now" in out and "3 indexed, 0 failed" in out, out
-    assert "candidate vs active: R@1" in out  # the gate's verdict, as the job logged it
+    assert "evaluation gate: " in out and "Gate: " in out  # the gate's verdict, as the job logged it
     assert "Traceback" not in promoted.stderr
     assert rolled_back.returncode == 0, rolled_back.stderr
     assert f"Active model is v{SEARCH_MODEL_VERSION} again (was v{CANDIDATE_VERSION})" in rolled_back.stdout
