@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from search import selectors
-from search.admin.model_versions import KIND_LABELS, requested_by
+from search.admin.model_versions import KIND_LABELS, PROMOTABLE, requested_by
 from search.models import Job, JobState, ModelVersion
 from search.services.jobs import job_cancel, job_kinds
 
@@ -56,6 +56,7 @@ def gate_verdict(job: Job) -> dict[str, Any] | None:
         "passed": bool(gate.get("passed")),
         "compared": bool(candidate),
         "status": job.result.get("status", ""),
+        "forced": bool(job.params.get("force")) and not gate.get("passed"),
         "rows": [(name, fmt(candidate.get(key)), fmt(active.get(key))) for name, key in GATE_ROWS],
         "candidate_version": job.result.get("model_version"),
         "active_version": job.result.get("previous_version"),
@@ -160,8 +161,18 @@ class JobAdmin(admin.ModelAdmin):
                 "status": job_status(job),
                 "can_cancel": self._may_run_jobs(request) and not job.finished,
                 "plot_url": self._candidate_plot(job),
+                "promote_url": self._promote_url(job),
             }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def _promote_url(self, job: Job) -> str | None:
+        """After a training that was not told to promote: the way to its candidate's promotion."""
+        if job.kind != "train" or job.state != JobState.SUCCEEDED or job.result.get("promote_job"):
+            return None
+        model = ModelVersion.objects.filter(version=job.result.get("model_version")).first()
+        if model is None or model.status not in PROMOTABLE:
+            return None
+        return reverse("admin:search_modelversion_promote", args=[model.pk])
 
     def _candidate_plot(self, job: Job) -> str | None:
         version = job.result.get("model_version") or job.params.get("model")

@@ -108,7 +108,7 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
         reindex.reindex_fail(work.pk, "Cancelled.", status=ReindexStatus.CANCELLED)
         raise
     version = work.model_version.version
-    ctx.log(f"evaluation gate: {gate_line(work.gate)}")
+    ctx.log(f"evaluation gate: {'passed' if work.gate.get('passed') else 'worse'}; {work.status}")
     promoted = work.status == ReindexStatus.PROMOTED
     summary = (
         f"Reindex {work.pk} {work.status}: v{version} {'serves now' if promoted else 'was not promoted'}; "
@@ -134,7 +134,6 @@ def run_rollback(job: Job, ctx: JobContext) -> dict[str, Any]:
         f"Active model is v{result.restored.version} again (was v{result.replaced.version}); "
         f"{result.missing_enqueued} image(s) uploaded since were queued for indexing."
     )
-    ctx.log(summary)
     return {
         "model_version": result.restored.version,
         "replaced": result.replaced.version,

@@ -35,6 +35,11 @@ class Command(BaseCommand):
             action="store_true",
             help="Queue the training for the background runner, print the job id and return.",
         )
+        parser.add_argument(
+            "--unless-trained",
+            action="store_true",
+            help="Do nothing when a model trained on the catalog serves, or a training is queued or running.",
+        )
         # The training process a job's runner starts (search/services/training_jobs.py).
         parser.add_argument("--job", type=int, default=None, help=argparse.SUPPRESS)
         parser.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
@@ -42,6 +47,8 @@ class Command(BaseCommand):
     def handle(self, *args, **o) -> None:
         if o["job"] is not None:
             return self._train_for_job(o["job"], o["nice"])
+        if o["unless_trained"] and self._trained_or_training():
+            return None
         from search.management.job_console import report, run_job_command
         from search.services.jobs import JobError, job_run, job_submit
         from search.services.training_jobs import train_defaults
@@ -78,6 +85,22 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Promote with: manage.py reindex --model {version}")
         return None
+
+    def _trained_or_training(self) -> bool:
+        from search import selectors
+        from search.models import ModelKind
+
+        active = selectors.active_model()
+        if active is not None and active.kind == ModelKind.TRAINED:
+            self.stdout.write(
+                f"A model trained on the catalog serves already (v{active.version}); not training."
+            )
+            return True
+        open_training = selectors.open_jobs().filter(kind="train").first()
+        if open_training is not None:
+            self.stdout.write(f"Job {open_training.pk} is training already; not training again.")
+            return True
+        return False
 
     def _train_here(self, o: dict, output: Path, ctx) -> dict:
         from ml.train_args import config_from_args

@@ -20,7 +20,7 @@
     $("job-summary").textContent = s.summary;
     const error = $("job-error");
     error.textContent = s.error;
-    error.hidden = !s.error;
+    error.style.display = s.error ? "" : "none";
     const log = $("job-log");
     const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
     log.textContent = s.log;
