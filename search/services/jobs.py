@@ -358,6 +358,12 @@ def job_run(job: Job, *, listener: JobListener | None = None, run: Runner | None
         ctx.log("cancelled")
         ctx.flush()
         _end(job.pk, JobState.CANCELLED, error="Cancelled.")
+    except KeyboardInterrupt:  # Ctrl-C on a command running the job itself
+        ctx.log("interrupted")
+        ctx.flush()
+        _end(job.pk, JobState.CANCELLED, error="Interrupted.")
+        _abandon(spec, job, "Interrupted.")
+        raise
     except Exception as exc:
         if not _expected(exc):
             log.exception("job %s (%s) failed", job.pk, job.kind)
@@ -365,6 +371,7 @@ def job_run(job: Job, *, listener: JobListener | None = None, run: Runner | None
         ctx.log(f"failed: {message}")
         ctx.flush()
         _end(job.pk, JobState.FAILED, error=message)
+        _abandon(spec, job, message)
     else:
         ctx.flush()
         _end(job.pk, JobState.SUCCEEDED, result=json.loads(json.dumps(result or {}, default=str)))
@@ -372,6 +379,13 @@ def job_run(job: Job, *, listener: JobListener | None = None, run: Runner | None
         beat.stop()
     job.refresh_from_db()
     return job
+
+
+def _abandon(spec: JobKind, job: Job, error: str) -> None:
+    """Release what a job that will not go on held (a reindex's ReindexJob, so a new one may start)."""
+    if spec.on_abandon is not None:
+        job.refresh_from_db()
+        spec.on_abandon(job, error)
 
 
 # --- where a job runs, and runners that died ------------------------------------------------------------
@@ -421,6 +435,6 @@ def job_recover_stale(*, now=None) -> list[int]:
         error = f"Stopped: {what}; {reason}."
         if same.update(state=JobState.FAILED, finished_at=now, error=error):
             job_log(job.pk, [error])
-            if spec is not None and spec.on_abandon is not None:
-                spec.on_abandon(job, error)
+            if spec is not None:
+                _abandon(spec, job, error)
     return requeued

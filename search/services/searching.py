@@ -109,7 +109,11 @@ def search(query: SearchQuery) -> SearchOutcome:
     timings: dict[str, float] = {}
     model = selectors.active_model_cached()
     if model is None:
-        raise SearchError("model_unavailable", "No model is active yet; the catalog is not searchable.")
+        # Never made here: a shopper does not wait for an export (the first import or upload makes it).
+        raise SearchError(
+            "model_unavailable",
+            "No model is active yet; the catalog is not searchable until its first import.",
+        )
     try:
         vector, exclude = _query_vector(query, model, timings)
         start = time.perf_counter()

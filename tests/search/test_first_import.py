@@ -99,3 +99,24 @@ def test_an_import_that_cannot_index_yet_says_so_once(
     assert err.getvalue() == ""
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert "No active model" in ProductImage.objects.first().last_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_upload_makes_the_catalog_searchable(auto_bootstrap, auth_client, api_client) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = auth_client.post("/api/v1/products/", {"sku": "LAMP", "title": "Lamp"}, format="json")
+    product_id = response.json()["id"]
+    photo = image_bytes(color=(240, 120, 10), pattern=7)
+    upload = auth_client.post(
+        f"/api/v1/products/{product_id}/images/",
+        {"image": SimpleUploadedFile("lamp.jpg", photo)},
+        format="multipart",
+    )
+    assert upload.status_code == 201, upload.content
+    assert ModelVersion.objects.get().kind == ModelKind.BOOTSTRAP
+    assert ProductImage.objects.get().index_status == IndexStatus.INDEXED
+    found = api_client.post(
+        "/api/v1/search/", {"image": SimpleUploadedFile("q.jpg", photo)}, format="multipart"
+    )
+    assert found.status_code == 200 and found.json()["results"][0]["product"]["sku"] == "LAMP"

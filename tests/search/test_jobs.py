@@ -205,3 +205,17 @@ def test_a_command_runs_the_job_itself_when_nothing_else_owns_the_store(
     assert job.kind == "index_pending" and job.state == JobState.SUCCEEDED
     assert job.runner.split(":")[1] == str(__import__("os").getpid())  # this process ran it
     assert out.getvalue().strip().splitlines()[-1] == "Indexed 0 image(s); 0 failed."
+
+
+def test_a_failed_reindex_releases_its_reindex_job(
+    indexed_catalog, active_model, candidate, tmp_path
+) -> None:
+    candidate.export_path = str(tmp_path / "gone")  # its files were deleted: the fill cannot embed
+    candidate.save()
+    job = job_run(job_submit(kind="reindex", params={"model": candidate.version}, claim=True))
+    assert job.state == JobState.FAILED and "gone" in job.error and "\n" not in job.error
+    work = ReindexJob.objects.get(pk=job.result["reindex_job"])
+    assert work.status == ReindexStatus.FAILED and work.error == job.error
+    from search import selectors
+
+    assert selectors.reindex_in_progress() is None  # a new reindex may start
