@@ -4,19 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("search", "0002_reindex_cursor"),
+        ('search', '0002_reindex_cursor'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="modelversion",
-            name="calibration",
+            model_name='modelversion',
+            name='calibration',
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name="modelversion",
-            name="calibration_plot_path",
-            field=models.CharField(blank=True, default="", max_length=500),
+            model_name='modelversion',
+            name='calibration_plot_path',
+            field=models.CharField(blank=True, default='', max_length=500),
         ),
     ]
