@@ -4,11 +4,11 @@ due for indexing. Writes live in search/services/."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Max, Q
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from catalog.models import IndexStatus, ProductImage
@@ -133,7 +133,7 @@ def image_labels() -> dict[str, int]:
 # --- jobs ---------------------------------------------------------------------------------------------
 
 
-def open_jobs():
+def open_jobs() -> QuerySet[Job]:
     """Jobs queued or running, oldest first."""
     return Job.objects.filter(state__in=(JobState.QUEUED, JobState.RUNNING)).order_by("created_at", "id")
 
@@ -146,7 +146,7 @@ def next_queued_job(*, kinds: list[str] | None = None) -> int | None:
     return qs.order_by("created_at", "id").values_list("pk", flat=True).first()
 
 
-def stale_jobs(cutoff) -> list[Job]:
+def stale_jobs(cutoff: datetime) -> list[Job]:
     """Running jobs whose runner has not beaten since ``cutoff`` (its process is gone)."""
     return list(
         Job.objects.filter(state=JobState.RUNNING).filter(

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -40,7 +40,7 @@ from search.models import Job, JobState
 
 log = logging.getLogger(__name__)
 
-LOG_LINES = 200  # the tail kept on the row; a training run's whole output is in its run folder
+LOG_LINES = 200  # the tail kept on the row: enough to see where a job is, and why it failed
 LOG_LINE_CHARS = 500
 HEARTBEAT_S = 5.0
 MAX_ATTEMPTS = 3  # runs of a resumable job before a dead runner fails it instead of re-queueing
@@ -408,7 +408,7 @@ def job_placement(kind: str) -> str:
     return "here"
 
 
-def job_recover_stale(*, now=None) -> list[int]:
+def job_recover_stale(*, now: datetime | None = None) -> list[int]:
     """Jobs left running by a runner that stopped beating: re-queue those that can resume (up to
     MAX_ATTEMPTS runs), fail the rest with a message saying what happened. Returns the re-queued ids."""
     now = now or timezone.now()
