@@ -66,7 +66,7 @@ def follow(command: BaseCommand, job: Job, *, who: str) -> Job:
             if job.finished:
                 return job
             if job.state == JobState.QUEUED and not hinted and time.monotonic() - started > WAITING_HINT_S:
-                listener.on_log(f"(still queued: is {who} running?)")
+                listener.on_log(f"(still queued, waiting for {who})")
                 hinted = True
             time.sleep(POLL_S)
     except KeyboardInterrupt:
