@@ -22,12 +22,14 @@ def lifecycle_site(e2e_model, staff_user, settings, tmp_path, monkeypatch):
     """Three products with six photos each (enough to hold one out per product), and this process
     running jobs as the embedded web process does."""
     from catalog import services
+    from search.embedders import reset_embedders
     from search.vector_store import vector_store
     from tests.fixtures.images import image_bytes
     from workers.embedded import JobRunner
 
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "config.settings.base")  # the training process's settings
     settings.VAR_DIR = tmp_path / "var"
+    reset_embedders()  # the trained model is a new v8: no embedder an earlier test loaded for its v8
     for n, colour in enumerate(COLOURS):
         product = services.product_create(sku=f"P{n}", title=f"product {n}")
         for k in range(6):

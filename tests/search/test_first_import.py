@@ -15,6 +15,7 @@ from django.db import connection
 
 from catalog import services
 from catalog.models import IndexStatus, ProductImage
+from search.embedders import reset_embedders
 from search.models import ModelKind, ModelStatus, ModelVersion
 from search.services.indexing import index_pending_images
 from tests.fixtures.images import image_bytes
@@ -26,7 +27,9 @@ def auto_bootstrap(settings, tmp_path, vector_store_path, media_root):
     settings.BACKBONE_WEIGHTS = "none"  # random weights at 32 px: the real export, without a download
     settings.BOOTSTRAP_IMAGE_SIZE = 32
     settings.MODELS_DIR = tmp_path / "models"
-    return settings.MODELS_DIR
+    reset_embedders()  # the model made here is a new v1: no embedder an earlier test loaded for its v1
+    yield settings.MODELS_DIR
+    reset_embedders()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -32,11 +32,13 @@ TINY = [
 def training_owner(active_model, settings, tmp_path, monkeypatch):
     """Four products with four photos each, and this process running jobs as the web process does. The
     training process reads its settings from the environment the runner gives it."""
+    from search.embedders import reset_embedders
     from search.vector_store import vector_store
     from workers.embedded import JobRunner
 
     monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "config.settings.base")
     settings.VAR_DIR = tmp_path / "var"
+    reset_embedders()  # the trained model is a new v8: no embedder an earlier test loaded for its v8
     for n, colour in enumerate(COLOURS):
         product = services.product_create(sku=f"P{n}", title=f"product {n}")
         for k in range(4):
