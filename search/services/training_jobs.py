@@ -85,7 +85,12 @@ def parse_train_options(options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 
 
 def check_train_params(params: dict[str, Any]) -> dict[str, Any]:
-    options, _ = parse_train_options(dict(params.get("options") or {}))
+    given = dict(params.get("options") or {})
+    # The weights the submitter meant, recorded: the process that trains may see another setting or
+    # another working folder.
+    weights = str(given.get("weights") or settings.BACKBONE_WEIGHTS)
+    given["weights"] = str(Path(weights).resolve()) if Path(weights).is_file() else weights
+    options, _ = parse_train_options(given)
     return {"options": options, "then_promote": bool(params.get("then_promote", False))}
 
 

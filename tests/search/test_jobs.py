@@ -222,3 +222,23 @@ def test_a_failed_reindex_releases_its_reindex_job(
     from search import selectors
 
     assert selectors.reindex_in_progress() is None  # a new reindex may start
+
+
+def test_the_demos_training_is_queued_once(active_model, candidate) -> None:
+    out = StringIO()
+    call_command("train", "--weights", "none", "--no-wait", "--then-promote", "--unless-trained", stdout=out)
+    call_command("train", "--weights", "none", "--no-wait", "--then-promote", "--unless-trained", stdout=out)
+    job = Job.objects.get()  # the second run found it queued
+    assert out.getvalue().splitlines()[-1] == f"Job {job.pk} is training already; not training again."
+    assert job.params == {"options": {"weights": "none"}, "then_promote": True}
+    jobs.job_cancel(job_id=job.pk)
+    from search.services.model_versions import model_activate
+    from search.vector_store import vector_store
+
+    vector_store().ensure_collection(candidate.collection, candidate.embedding_dim)
+    model_activate(candidate)  # a model trained on the catalog serves
+    call_command("train", "--no-wait", "--unless-trained", stdout=out)
+    assert (
+        out.getvalue().splitlines()[-1] == "A model trained on the catalog serves already (v8); not training."
+    )
+    assert Job.objects.count() == 1
