@@ -13,9 +13,15 @@ accesslog = "-"
 
 def post_worker_init(worker):
     from search.warmup import warm_up
-    from workers.embedded import start_search_photo_retention, start_sweeper, start_sync_scheduler
+    from workers.embedded import (
+        start_job_runner,
+        start_search_photo_retention,
+        start_sweeper,
+        start_sync_scheduler,
+    )
 
     warm_up()
     start_sweeper()
     start_search_photo_retention()
     start_sync_scheduler()
+    start_job_runner()  # runs jobs handed over by commands, the admin and the demo (this process owns the store)

@@ -20,5 +20,6 @@ class NoActiveModel(SearchError):
 
     def __init__(self) -> None:
         super().__init__(
-            "model_unavailable", "No active model version; run `manage.py bootstrap_model` (or `demo`)."
+            "model_unavailable",
+            "No active model version; the first import or upload makes one (or run `manage.py bootstrap_model`).",
         )

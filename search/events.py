@@ -8,8 +8,9 @@ from typing import Any
 from django.db import transaction
 from django.dispatch import Signal
 
-# job_id: int — a reindex job was created and should be run in the background.
-reindex_requested = Signal()
+# job_id: int — a job (search.models.Job) was queued; with a broker it becomes a Celery task. With
+# none (the embedded default) nothing listens: the store owner's runner thread polls for it instead.
+job_submitted = Signal()
 # image_ids: list[str] — images the search app needs (re)indexed, e.g. after a rollback.
 index_requested = Signal()
 

@@ -104,6 +104,57 @@ class ReindexJob(models.Model):
         return (self.done + self.failed) / self.total if self.total else 0.0
 
 
+class JobState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class Job(models.Model):
+    """A piece of long work (train, reindex, rollback, import, ...) run by whoever may run it: the
+    process that owns the vector store, a Celery worker, or the command that asked. The kinds and
+    their runner functions are registered in search/services/jobs.py."""
+
+    kind = models.CharField(max_length=32)
+    state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.QUEUED)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    # The last lines only (services.jobs.LOG_LINES); log_lines counts every line ever written, so a
+    # follower knows how many of the tail it has not printed yet.
+    log = models.TextField(blank=True, default="")
+    log_lines = models.PositiveIntegerField(default=0)
+    requested_by = models.CharField(max_length=150, blank=True, default="")
+    # host:pid:thread of the process running it; with heartbeat_at, how a dead runner is detected.
+    runner = models.CharField(max_length=200, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        # Runners poll "the oldest queued job" about once a second: one index range scan.
+        indexes = [models.Index(fields=["state", "created_at"], name="search_job_state_created")]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.kind}, {self.state})"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+
 # --- What shoppers do: searches, the photos they sent (when kept) and the results they clicked ---------
 
 

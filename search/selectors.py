@@ -4,15 +4,15 @@ due for indexing. Writes live in search/services/."""
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Max, Q
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from catalog.models import IndexStatus, ProductImage
-from search.models import ModelStatus, ModelVersion, ReindexJob, ReindexStatus
+from search.models import Job, JobState, ModelStatus, ModelVersion, ReindexJob, ReindexStatus
 
 OPEN_REINDEX = (ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING)
 
@@ -128,3 +128,42 @@ def image_ids_in_order(*, after: str = "", limit: int) -> list[str]:
 def image_labels() -> dict[str, int]:
     """Every image id with its product id: the ground truth the evaluation gate scores against."""
     return {str(pk): product_id for pk, product_id in ProductImage.objects.values_list("pk", "product_id")}
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+
+
+def open_jobs() -> QuerySet[Job]:
+    """Jobs queued or running, oldest first."""
+    return Job.objects.filter(state__in=(JobState.QUEUED, JobState.RUNNING)).order_by("created_at", "id")
+
+
+def next_queued_job(*, kinds: list[str] | None = None) -> int | None:
+    """The oldest queued job (of ``kinds``): the runners' poll, one index range scan."""
+    qs = Job.objects.filter(state=JobState.QUEUED)
+    if kinds is not None:
+        qs = qs.filter(kind__in=kinds)
+    return qs.order_by("created_at", "id").values_list("pk", flat=True).first()
+
+
+def stale_jobs(cutoff: datetime) -> list[Job]:
+    """Running jobs whose runner has not beaten since ``cutoff`` (its process is gone)."""
+    return list(
+        Job.objects.filter(state=JobState.RUNNING).filter(
+            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+        )
+    )
+
+
+def job_get(job_id: int) -> Job | None:
+    return Job.objects.filter(pk=job_id).first()
+
+
+def pending_among(image_ids: list[str]) -> list[str]:
+    """Those of ``image_ids`` still waiting to be indexed."""
+    qs = ProductImage.objects.filter(pk__in=image_ids, index_status=IndexStatus.PENDING)
+    return [str(pk) for pk in qs.values_list("pk", flat=True)]
+
+
+def image_count() -> int:
+    return ProductImage.objects.count()

@@ -13,7 +13,7 @@ from kombu import Queue as KombuQueue
 
 class Queue(StrEnum):
     INDEX = "index"  # new and changed images: latency-sensitive
-    REINDEX = "reindex"  # bulk backfills of a new model version
+    REINDEX = "reindex"  # bulk backfills of a new model version, and the other long jobs (train, import)
     DEFAULT = "default"  # payload syncs, deletes, sweeps
     SYNC = "sync"  # catalog sync: reading feeds and downloading their images (network-bound, long)
 
@@ -21,7 +21,7 @@ class Queue(StrEnum):
 TASK_QUEUES = tuple(KombuQueue(q.value, routing_key=q.value) for q in Queue)
 TASK_ROUTES = {
     "lookalike.index_images": {"queue": Queue.INDEX.value},
-    "lookalike.reindex_run": {"queue": Queue.REINDEX.value},
     "lookalike.sync_run": {"queue": Queue.SYNC.value},
     "lookalike.fetch_sync_images": {"queue": Queue.SYNC.value},
+    "lookalike.run_job": {"queue": Queue.REINDEX.value},
 }

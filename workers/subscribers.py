@@ -33,8 +33,11 @@ def _product_changed(sender: Any, product_id: int, fields: frozenset[str], **_: 
         tasks.sync_product_payload.delay(product_id)
 
 
-def _reindex(sender: Any, job_id: int, **_: Any) -> None:
-    tasks.reindex_run.delay(job_id)
+def _job(sender: Any, job_id: int, **_: Any) -> None:
+    # With no broker, tasks would run eagerly right here, inside the request or command that submitted
+    # the job; the embedded runner thread of the process that owns the store polls for it instead.
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        tasks.run_job.delay(job_id)
 
 
 def _sync_requested(sender: Any, run_id: int, **_: Any) -> None:
@@ -58,6 +61,6 @@ def connect() -> None:
     catalog_events.images_removed.connect(_remove, dispatch_uid="workers.remove")
     catalog_events.product_changed.connect(_product_changed, dispatch_uid="workers.payload")
     search_events.index_requested.connect(_index, dispatch_uid="workers.index.search")
-    search_events.reindex_requested.connect(_reindex, dispatch_uid="workers.reindex")
     catalog_events.sync_requested.connect(_sync_requested, dispatch_uid="workers.sync")
     catalog_events.image_fetches_requested.connect(_fetch_images, dispatch_uid="workers.sync.images")
+    search_events.job_submitted.connect(_job, dispatch_uid="workers.job")

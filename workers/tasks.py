@@ -19,8 +19,7 @@ from catalog.services import sync as catalog_sync
 from ml.serving import EmbedderUnavailable
 from search import selectors
 from search.errors import NoActiveModel
-from search.models import ReindexJob
-from search.services import indexing, payload_sync, reindex, search_logs, sweeping
+from search.services import indexing, jobs, payload_sync, search_logs, sweeping
 from search.vector_store import VectorStoreLocked, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,7 +50,12 @@ INDEX_CHUNK = 64
 def _retry(task, exc: Exception, image_ids: list[str] | None = None):
     if image_ids:
         sweeping.note_transient_failure(image_ids, f"{type(exc).__name__}: {exc}")
-    if task.request.is_eager or task.request.retries >= task.max_retries:
+    if task.request.is_eager:
+        # In-process (the embedded default): the images carry the error and stay pending for the
+        # sweeper; a line per call would flood an import of a thousand products (its summary counts them).
+        log.debug("%s left images pending (%s); the sweeper will retry", task.name, exc)
+        return None
+    if task.request.retries >= task.max_retries:
         log.warning("%s gave up for now (%s); the sweeper will retry", task.name, exc)
         return None
     countdown = min(300, 2**task.request.retries * 2)
@@ -102,25 +106,25 @@ def sweep_index(self) -> int:
 
 @shared_task(
     bind=True,
-    name="lookalike.reindex_run",
+    name="lookalike.run_job",
     acks_late=True,
     reject_on_worker_lost=True,
     soft_time_limit=6 * 3600,
     time_limit=6 * 3600 + 60,
 )
-def reindex_run(self, job_id: int) -> str:
-    """Fill a new model's collection, gate, promote. Resumes from the job's cursor if redelivered."""
-    job = ReindexJob.objects.filter(pk=job_id).select_related("model_version").first()
+def run_job(self, job_id: int) -> str:
+    """Run one queued job (search.models.Job) to its end. A redelivered or duplicate message finds the
+    job taken (or finished) and returns; a job whose worker died is re-queued by ``recover_jobs``."""
+    job = jobs.job_claim(job_id=job_id)
     if job is None:
-        return "missing"
-    try:
-        job = reindex.reindex_fill(job)
-    except TRANSIENT as exc:
-        if self.request.is_eager or self.request.retries >= self.max_retries:
-            reindex.reindex_fail(job_id, str(exc))
-            raise
-        raise self.retry(exc=exc, countdown=30) from exc
-    return job.status
+        return "not queued"
+    return jobs.job_run(job).state
+
+
+@shared_task(bind=True, name="lookalike.recover_jobs", acks_late=True, soft_time_limit=50, time_limit=60)
+def recover_jobs(self) -> int:
+    """Jobs whose runner stopped beating: re-queued (announced again) or failed with the reason."""
+    return len(jobs.job_recover_stale())
 
 
 @shared_task(

@@ -145,6 +145,7 @@ CELERY_BEAT_SCHEDULE = {
     # Catalog sync: start the sources that are due (and re-queue image downloads a lost worker left).
     "sync-due-sources": {"task": "lookalike.sync_due_sources", "schedule": 60.0},
     "purge-inactive-products": {"task": "lookalike.purge_inactive_products", "schedule": 3600.0},
+    "recover-jobs": {"task": "lookalike.recover_jobs", "schedule": 60.0},
 }
 
 # --- Vectors and model --------------------------------------------------------------------------
@@ -165,6 +166,16 @@ BOOTSTRAP_BACKBONE = env_str("BOOTSTRAP_BACKBONE", "mobilenet_v2_035")
 # A local weights file for the backbone (offline machines); "imagenet" downloads Keras' weights.
 BACKBONE_WEIGHTS = env_str("BACKBONE_WEIGHTS", "imagenet")
 BOOTSTRAP_IMAGE_SIZE = env_int("BOOTSTRAP_IMAGE_SIZE", 224)
+# With no active model, the first indexing (an import's or an upload's) exports and activates the
+# pretrained backbone itself, once; off, images wait until `manage.py bootstrap_model` is run.
+AUTO_BOOTSTRAP_MODEL = env_bool("AUTO_BOOTSTRAP_MODEL", True)
+
+# --- Jobs (search.models.Job) --------------------------------------------------------------------
+# A running job whose runner has not beaten (every 5 s) for this long is taken for dead: re-queued when
+# it can resume (reindex, import, index), else failed with a message.
+JOB_STALE_AFTER_S = env_int("JOB_STALE_AFTER_S", 60)
+# Training jobs run in their own process at this niceness (0-19), so searches keep their latency.
+JOB_TRAIN_NICE = env_int("JOB_TRAIN_NICE", 10)
 
 # Indexing repair: images pending longer than this, or failed, are re-enqueued by the sweeper
 # with exponential backoff per image, up to the cap.

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from catalog import image_limits
 from ml.preprocess import ImageRejected, parse_crop
 from search.api.links import HitLinks
-from search.models import EventKind
+from search.models import EventKind, ModelKind
 
 # The ways to say what to search for; a request gives exactly one. The first three are a photo.
 PHOTO_KINDS = ("image", "image_url", "image_base64")
@@ -148,6 +148,10 @@ class TimingsOutput(serializers.Serializer):
 class SearchOutput(serializers.Serializer):
     search_id = serializers.UUIDField(help_text="Name this search in click events (POST /api/v1/events/).")
     model_version = serializers.IntegerField()
+    model_kind = serializers.ChoiceField(
+        choices=ModelKind.choices,
+        help_text="Which model answered: the pretrained backbone, or one trained on this catalog.",
+    )
     timings_ms = TimingsOutput()
     results = HitOutput(many=True, source="hits")
 

@@ -9,5 +9,8 @@
 - gate.py: the evaluation gate that compares a candidate with the active model.
 - reconcile.py: compare the catalog with the store and repair both ways.
 - training.py: train a candidate model on the catalog.
+- jobs.py: the job table's life cycle (submit, claim, progress, log, finish, cancel, dead runners) and
+  where a job runs; job_kinds.py: each kind's runner; training_jobs.py: training in its own process.
+- locks.py: a lock across threads and processes (the first model is made once).
 - searching.py: the similarity search itself (data in, data out; presentation is the API's).
 """

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.conf import settings
 from django.utils import timezone
 
 from catalog.models import IndexStatus, ProductImage
@@ -31,6 +32,7 @@ from search.metrics import instruments
 from search.models import ModelStatus, ModelVersion
 from search.payloads import point_payload
 from search.services.duplicates import flag_duplicates
+from search.services.model_versions import bootstrap_model_auto
 from search.services.sweeping import backoff
 from search.vector_store import vector_store
 
@@ -49,6 +51,10 @@ def index_pending_images(image_ids: Iterable[str]) -> IndexOutcome:
     if not images:
         return outcome
     targets = selectors.write_targets()
+    if not targets and settings.AUTO_BOOTSTRAP_MODEL:
+        # The first import or upload of a fresh install: make the catalog searchable on its own.
+        bootstrap_model_auto()
+        targets = selectors.write_targets()
     if not targets:
         raise NoActiveModel()
     active = targets[0] if targets[0].status == ModelStatus.ACTIVE else None

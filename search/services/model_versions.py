@@ -4,6 +4,7 @@ searchable before any training."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from search import selectors
+from search.errors import NoActiveModel
 from search.models import ModelKind, ModelStatus, ModelVersion
+from search.services.locks import exclusive
 from search.vector_store import ALIAS, collection_name, vector_store
 
 log = logging.getLogger(__name__)
@@ -86,14 +89,27 @@ class BootstrapResult:
 
 
 def bootstrap_model_ensure(*, weights: str | None = None, image_size: int | None = None) -> BootstrapResult:
-    """Make sure some model is active; with none at all, export the pretrained backbone and activate it."""
+    """Make sure some model is active; with none at all, export the pretrained backbone and activate it.
+
+    Once, however many imports, uploads and commands ask at the same moment: they queue on a lock and
+    all but the first find the model the first one made.
+    """
     active = selectors.active_model()
     if active is not None:
         return BootstrapResult(active, created=False)
+    with exclusive("bootstrap-model"):
+        active = selectors.active_model()
+        if active is not None:
+            return BootstrapResult(active, created=False)
+        return _bootstrap(weights, image_size)
+
+
+def _bootstrap(weights: str | None, image_size: int | None) -> BootstrapResult:
     from ml.export import export_saved_model
     from ml.model import build_embedding_model
+    from ml.train_args import parse_weights
 
-    weights = weights or settings.BACKBONE_WEIGHTS
+    weights = parse_weights(weights or settings.BACKBONE_WEIGHTS)
     size = image_size or settings.BOOTSTRAP_IMAGE_SIZE
     backbone = settings.BOOTSTRAP_BACKBONE
     # Average pooling: the measured baseline for the untrained backbone (R@1 0.561 on Grocery photos).
@@ -109,9 +125,48 @@ def bootstrap_model_ensure(*, weights: str | None = None, image_size: int | None
         embedding_dim=result.embedding_dim,
         image_size=result.image_size,
         export_path=str(result.path),
-        config={"weights": str(weights), "head": False, "pooling": "avg"},
+        config={"weights": str(weights or "none"), "head": False, "pooling": "avg"},
     )
     vector_store().ensure_collection(record.collection, record.embedding_dim)
     model_activate(record)
     log.info("bootstrapped model v%s (%s, %d-d)", version, backbone, result.embedding_dim)
     return BootstrapResult(record, created=True)
+
+
+# After a failed bootstrap (no weights file, no internet for the download), the next attempts within
+# this long fail at once with the same message instead of trying again: an import of a thousand lines
+# would otherwise try a thousand times. The images stay pending; the sweeper tries later.
+BOOTSTRAP_RETRY_AFTER_S = 60.0
+_bootstrap_failure: tuple[float, str] | None = None
+
+
+class BootstrapFailed(NoActiveModel):
+    """No model is active and the pretrained one could not be made (transient for indexing tasks)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__()
+        self.message = (
+            f"No active model, and the pretrained one could not be made: {detail} "
+            "(set BACKBONE_WEIGHTS to a local weights file, or run `manage.py bootstrap_model --weights PATH`)."
+        )
+        self.args = (self.message,)
+
+
+def bootstrap_model_auto() -> ModelVersion:
+    """What indexing does when no model is active (AUTO_BOOTSTRAP_MODEL): make the pretrained one.
+    Never called from a search request: a shopper never waits for an export."""
+    global _bootstrap_failure
+    now = time.monotonic()
+    if _bootstrap_failure is not None and now - _bootstrap_failure[0] < BOOTSTRAP_RETRY_AFTER_S:
+        raise BootstrapFailed(_bootstrap_failure[1])
+    try:
+        result = bootstrap_model_ensure()
+    except Exception as exc:
+        detail = " ".join(str(exc).split())[:500] or type(exc).__name__
+        _bootstrap_failure = (now, detail)
+        log.warning("could not make the pretrained model: %s", detail)
+        raise BootstrapFailed(detail) from exc
+    _bootstrap_failure = None
+    if result.created:
+        log.info("no model was active: made and activated the pretrained one, v%s", result.model.version)
+    return result.model

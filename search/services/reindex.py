@@ -40,11 +40,9 @@ class ReindexError(SearchError):
 
 
 @transaction.atomic
-def reindex_start(
-    *, model: ModelVersion | None = None, force: bool = False, announce: bool = True
-) -> ReindexJob:
-    """Create a reindex job to ``model`` (default: the latest candidate); with ``announce`` the job is
-    handed to the background after commit, else the caller runs ``reindex_fill`` itself."""
+def reindex_start(*, model: ModelVersion | None = None, force: bool = False) -> ReindexJob:
+    """Create a reindex job to ``model`` (default: the latest candidate); the caller runs ``reindex_fill``
+    (a job of kind "reindex" does, wherever the vector store is: search/services/job_kinds.py)."""
     model = model or selectors.latest_candidate()
     if model is None:
         raise ReindexError("No candidate model to reindex to; train one first (manage.py train).")
@@ -60,8 +58,6 @@ def reindex_start(
     job = ReindexJob.objects.create(
         model_version=model, previous_version=active, force=force, total=ProductImage.objects.count()
     )
-    if announce:
-        events.announce(events.reindex_requested, job_id=job.pk)
     return job
 
 
@@ -89,10 +85,10 @@ def reindex_fill(job: ReindexJob, *, on_batch: Callable[[ReindexJob], None] | No
     return gate_and_promote(job)
 
 
-def reindex_fail(job_id: int, error: str) -> None:
-    """Record that a job gave up (its task ran out of retries); a new ``reindex`` may start."""
-    ReindexJob.objects.filter(pk=job_id).update(
-        status=ReindexStatus.FAILED, error=error[:2000], finished_at=timezone.now()
+def reindex_fail(job_id: int, error: str, *, status: str = ReindexStatus.FAILED) -> None:
+    """Record that a job gave up (or was cancelled, with ``status``); a new ``reindex`` may start."""
+    ReindexJob.objects.filter(pk=job_id).exclude(status__in=FINISHED).update(
+        status=status, error=error[:2000], finished_at=timezone.now()
     )
 
 

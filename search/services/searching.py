@@ -54,6 +54,7 @@ class SearchOutcome:
     timings_ms: dict[str, float]
     # Names this answer in the search log and in the click events that follow it.
     search_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    model_kind: str = ""  # search.models.ModelKind: the pretrained backbone, or trained on the catalog
 
 
 def _ms(start: float) -> float:
@@ -119,7 +120,11 @@ def search(query: SearchQuery) -> SearchOutcome:
     timings: dict[str, float] = {}
     model = selectors.active_model_cached()
     if model is None:
-        raise SearchError("model_unavailable", "No model is active yet; the catalog is not searchable.")
+        # Never made here: a shopper does not wait for an export (the first import or upload makes it).
+        raise SearchError(
+            "model_unavailable",
+            "No model is active yet; the catalog is not searchable until its first import.",
+        )
     try:
         vector, exclude = _query_vector(query, model, timings)
         start = time.perf_counter()
@@ -150,7 +155,7 @@ def search(query: SearchQuery) -> SearchOutcome:
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)
     _observe(query, model, timings)
-    return SearchOutcome(model_version=model.version, hits=results, timings_ms=timings)
+    return SearchOutcome(model_version=model.version, model_kind=model.kind, hits=results, timings_ms=timings)
 
 
 def _observe(query: SearchQuery, model: ModelVersion, timings: dict[str, float]) -> None:

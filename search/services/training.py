@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,15 @@ def evaluate_models(
 
 
 def train_candidate(
-    *, config, manifest: Path | None = None, split_by: str = "photo", val_fraction: float = 0.1
+    *,
+    config,
+    manifest: Path | None = None,
+    split_by: str = "photo",
+    val_fraction: float = 0.1,
+    on_stage: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
+    """``on_stage`` hears each step's name as it starts: "training", "evaluating", "exporting" (a job
+    reports them as progress; search/services/training_jobs.py)."""
     from ml.evaluate import plot_report, recall_curve, write_report
     from ml.export import export_saved_model
     from ml.train import train
@@ -99,7 +107,10 @@ def train_candidate(
     train_items, val_items = split_items(
         items, val_fraction=val_fraction, split_by=split_by, seed=config.seed
     )
+    stage = on_stage or (lambda name: None)
+    stage("training")
     result = train(config, train_items, val_items, progress=True)
+    stage("evaluating")
     metrics, baseline = evaluate_models(result.model_path, config, train_items, val_items)
 
     out = Path(config.output_dir)
@@ -121,6 +132,7 @@ def train_candidate(
         {"trained": recall_curve(metrics), "untrained backbone": recall_curve(baseline)},
         history,
     )
+    stage("exporting")
     version = selectors.next_version_number()
     export = export_saved_model(
         result.model_path,

@@ -46,7 +46,7 @@ def test_reindex_keeps_answering_and_dual_writes(
 
     reindex.BATCH = 2  # several batches even for a tiny catalog
     try:
-        job = reindex.reindex_start(model=candidate, force=True, announce=False)
+        job = reindex.reindex_start(model=candidate, force=True)
         store = vector_store()
         job = reindex.reindex_fill(job, on_batch=during_fill)
     finally:
@@ -75,7 +75,7 @@ def test_rollback_restores_the_previous_model_and_fills_its_gaps(
     indexed_catalog, active_model, candidate, django_capture_on_commit_callbacks
 ) -> None:
     products, _ = indexed_catalog
-    reindex.reindex_fill(reindex.reindex_start(model=candidate, force=True, announce=False))
+    reindex.reindex_fill(reindex.reindex_start(model=candidate, force=True))
     with django_capture_on_commit_callbacks(execute=True):
         new = services.product_image_add(product=products["BLU-1"], data=image_bytes(color=(0, 0, 150))).image
     store = vector_store()
@@ -124,7 +124,7 @@ def test_gate_rejects_a_worse_candidate_unless_forced(active_model, candidate, i
     candidate.eval_image_ids = [str(i.pk) for i in images if i.display_order == 0]
     candidate.save()
 
-    job = reindex.reindex_start(model=candidate, announce=False)
+    job = reindex.reindex_start(model=candidate)
     rejected = reindex.gate_and_promote(job)
     assert rejected.status == ReindexStatus.REJECTED
     assert rejected.gate["passed"] is False
@@ -133,7 +133,7 @@ def test_gate_rejects_a_worse_candidate_unless_forced(active_model, candidate, i
     candidate.refresh_from_db()
     assert candidate.status == ModelStatus.REJECTED
 
-    forced = reindex.reindex_start(model=candidate, force=True, announce=False)
+    forced = reindex.reindex_start(model=candidate, force=True)
     assert reindex.gate_and_promote(forced).status == ReindexStatus.PROMOTED
     assert get_active().pk == candidate.pk
 
@@ -180,4 +180,4 @@ def test_reconcile_repairs_changes_made_behind_the_platforms_back(indexed_catalo
 
 def test_reindex_refuses_without_a_candidate(active_model) -> None:
     with pytest.raises(reindex.ReindexError, match="No candidate model"):
-        reindex.reindex_start(announce=False)
+        reindex.reindex_start()

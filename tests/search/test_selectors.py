@@ -14,13 +14,13 @@ pytestmark = pytest.mark.django_db
 
 def test_write_targets_are_the_active_model_then_the_one_being_filled(active_model, candidate) -> None:
     assert selectors.write_targets() == [active_model]
-    reindex_start(model=candidate, announce=False)
+    reindex_start(model=candidate)
     assert selectors.write_targets() == [active_model, candidate]
 
 
 def test_previous_model_is_the_one_that_stepped_down(active_model, candidate) -> None:
     assert selectors.previous_model() is None
-    reindex_start(model=candidate, announce=False)  # creates the candidate's collection
+    reindex_start(model=candidate)  # creates the candidate's collection
     promote(candidate)
     assert selectors.previous_model() == active_model
     assert selectors.active_model() == candidate
@@ -48,7 +48,7 @@ def test_the_active_model_is_cached_briefly(active_model, candidate) -> None:
 def test_image_ids_in_order_walk_every_image_once(media_root) -> None:
     product = services.product_create(sku="P", title="p")
     for i in range(5):
-        services.product_image_add(product=product, data=image_bytes(pattern=i + 1), announce=False)
+        services.product_image_add(product=product, data=image_bytes(pattern=i + 1))
     seen, cursor = [], ""
     while batch := selectors.image_ids_in_order(after=cursor, limit=2):
         seen += batch

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalog import services
-from search.models import ModelKind, ModelStatus, ModelVersion
+from search.models import Job, JobState, ModelKind, ModelStatus, ModelVersion
 from tests.fixtures.images import image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +69,11 @@ def test_train_records_a_candidate_with_report_plot_and_export(small_catalog, se
     assert {"recall@1", "recall@5", "map@r", "baseline"} <= set(model.metrics)
     assert len(model.eval_image_ids) == 4  # one held-out photo per product
     assert f"Candidate model v{model.version}" in out.getvalue()
+    # Recorded as a job that ran in this process, with its epochs (1 + 1) and two more steps as progress.
+    job = Job.objects.get()
+    assert (job.kind, job.state, job.requested_by) == ("train", JobState.SUCCEEDED, "manage.py train")
+    assert (job.done, job.total) == (4, 4) and job.result["model_version"] == model.version
+    assert "epoch 2: val Recall@1" in job.log
 
 
 def test_train_on_an_empty_catalog_is_a_one_line_error(db, tmp_path) -> None:

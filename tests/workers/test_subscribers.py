@@ -42,12 +42,30 @@ def test_image_events_enqueue_indexing_and_removal(media_root, django_capture_on
 
 def test_search_announcements_become_tasks(django_capture_on_commit_callbacks) -> None:
     with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
-        search_events.announce(search_events.reindex_requested, job_id=123)
         search_events.announce(search_events.index_requested, image_ids=["a", "b"])
-    assert ran == [
-        ("lookalike.reindex_run", (123,), {}),
-        ("lookalike.index_images", (["a", "b"],), {}),
-    ]
+    assert ran == [("lookalike.index_images", (["a", "b"],), {})]
+
+
+def test_a_submitted_job_becomes_a_task_only_with_a_broker(
+    settings, django_capture_on_commit_callbacks
+) -> None:
+    # With no broker the task would run right here, inside the request that submitted the job; the
+    # store owner's runner thread polls for it instead (workers/embedded.py).
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        search_events.announce(search_events.job_submitted, job_id=123)
+    assert ran == []
+    published = []
+    from workers import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    original = tasks.run_job.delay
+    tasks.run_job.delay = lambda job_id: published.append(job_id)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            search_events.announce(search_events.job_submitted, job_id=123)
+    finally:
+        tasks.run_job.delay = original
+    assert published == [123]
 
 
 def test_an_empty_announcement_enqueues_nothing(django_capture_on_commit_callbacks) -> None:

@@ -7,9 +7,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from catalog import selectors
-from catalog.models import CatalogSource, FeedChoice, SyncOrigin, SyncRun, SyncState
+from catalog.models import CatalogSource, FeedChoice, SyncOrigin, SyncState
 from catalog.services.sync import SyncOptions, sync_run_create, sync_run_execute
 from catalog.services.sync.opening import is_url
+from catalog.services.sync.runs import error_line, new_image_ids, run_summary
 
 FORMATS = [FeedChoice.AUTO, FeedChoice.MERCHANT, FeedChoice.SHOPIFY, FeedChoice.JSONL]
 
@@ -39,6 +40,13 @@ class Command(BaseCommand):
             default=None,
             help="Currency of prices that name none (default CATALOG_SYNC_DEFAULT_CURRENCY).",
         )
+        parser.add_argument(
+            "--images-root",
+            type=Path,
+            default=None,
+            help="JSONL manifests: the folder image paths are relative to (default: the manifest's own); "
+            "paths may not leave it.",
+        )
         parser.add_argument("--quiet-errors", action="store_true", help="Only print the summary.")
 
     def handle(self, *args, source: str, format: str, full: bool, no_images: bool, **options) -> None:
@@ -61,12 +69,13 @@ class Command(BaseCommand):
             default_currency=options.get("currency")
             or (catalog_source.default_currency if catalog_source else "")
             or settings.CATALOG_SYNC_DEFAULT_CURRENCY,
+            images_root=options.get("images_root"),
         )
         with tqdm(unit="record", desc=f"sync #{run.pk}", disable=None) as bar:
             run = sync_run_execute(run, options=sync_options, progress=bar.update)
         if not options.get("quiet_errors"):
             for error in run.errors.all():
-                self.stderr.write(_error_line(error))
+                self.stderr.write(error_line(error))
             if run.error_count > run.errors.count():
                 self.stderr.write(
                     f"... and {run.error_count - run.errors.count()} more error(s) (counted, not kept)."
@@ -74,42 +83,16 @@ class Command(BaseCommand):
         style = (
             self.style.SUCCESS if run.state == SyncState.DONE and not run.error_count else self.style.WARNING
         )
-        self.stdout.write(style(summary(run)))
+        self.stdout.write(style(run_summary(run)))
         if run.state == SyncState.FETCHING:
             self.stdout.write(
                 f"{run.images_queued} image URL(s) went to the workers; follow sync #{run.pk} in the admin "
                 f"or at /api/v1/catalog/sync/{run.pk}/."
             )
         elif run.images_fetched or run.images_added:
-            counts = selectors.index_status_counts(image_ids=_new_image_ids(run))
+            counts = selectors.index_status_counts(image_ids=new_image_ids(run))
             self.stdout.write(
                 f"New images: {counts['indexed']} indexed, {counts['pending']} pending, {counts['failed']} failed."
             )
         if run.state == SyncState.FAILED:
             raise CommandError(run.message)
-
-
-def _error_line(error) -> str:
-    where = f"{error.unit} {error.position}" if error.position is not None else (error.url or "feed")
-    who = f" (sku {error.sku})" if error.sku else ""
-    url = f" [{error.url}]" if error.url and error.position is not None else ""
-    return f"{where}{who}: {error.code}: {error.message}{url}"
-
-
-def summary(run: SyncRun) -> str:
-    if run.feed_not_modified:
-        return f"sync #{run.pk} {run.state}: the feed has not changed since the last sync (HTTP 304)."
-    return (
-        f"sync #{run.pk} {run.state} in {run.duration_s or 0:.1f} s: {run.records} product(s) read; "
-        f"{run.products_created} created, {run.products_updated} updated, {run.products_unchanged} unchanged, "
-        f"{run.products_reactivated} reactivated, {run.products_removed} removed; images {run.images_fetched} "
-        f"fetched, {run.images_added} added from files, {run.images_unchanged} unchanged, "
-        f"{run.images_failed} failed, {run.images_removed} removed; {run.error_count} error(s)."
-    )
-
-
-def _new_image_ids(run: SyncRun) -> list[str]:
-    from catalog.models import ProductImage
-
-    since = run.started_at
-    return [str(pk) for pk in ProductImage.objects.filter(created_at__gte=since).values_list("pk", flat=True)]

@@ -50,6 +50,9 @@ class SyncOptions:
 
     store_url: str | None = None
     default_currency: str | None = None
+    # Where a local manifest's image paths are read from (default: the manifest's folder); an operator's
+    # choice on the command line, never a feed's.
+    images_root: Path | None = None
 
 
 def sync_run_execute(
@@ -103,7 +106,13 @@ def _execute(run: SyncRun, options: SyncOptions, progress: Callable[[int], None]
     conditional: dict[str, Any] = {}
     if source is not None and run.location == source.url:
         conditional = {"etag": source.feed_etag or None, "last_modified": source.feed_last_modified or None}
-    with open_feed(run.location, run.requested_format, upload=run.upload.name or "", **conditional) as feed:
+    with open_feed(
+        run.location,
+        run.requested_format,
+        upload=run.upload.name or "",
+        images_root=options.images_root,
+        **conditional,
+    ) as feed:
         if feed.not_modified:
             runs.mark_parsed(run.pk, format="", not_modified=True)
             runs.close_reading(run.pk)

@@ -1,8 +1,9 @@
 """Opening what a run reads: a local file, a URL (through the guarded fetcher), or a pushed body in
 storage; and deciding which parser reads it.
 
-Only a local JSONL manifest may name local image files, and only inside its own folder
-(``catalog.feeds.resolve_local_image``). A feed that came from a URL or a push names images by URL
+Only a local JSONL manifest may name local image files, and only inside its own folder or the
+images root the operator names on the command line (``catalog.feeds.resolve_local_image``: no ``..``,
+no absolute paths, no symlinks leading out). A feed that came from a URL or a push names images by URL
 alone: it can never make the server read its own files.
 """
 
@@ -79,9 +80,11 @@ def open_feed(
     upload: str = "",
     etag: str | None = None,
     last_modified: str | None = None,
+    images_root: Path | None = None,
 ) -> Iterator[OpenedFeed]:
     """Open the run's feed for reading; closed on exit. Raises FetchError (a URL), FeedFormatError,
-    or OSError (a file that cannot be read)."""
+    or OSError (a file that cannot be read). A local manifest's images resolve inside ``images_root``
+    (default: the manifest's own folder)."""
     with ExitStack() as stack:
         if upload:
             raw = stack.enter_context(default_storage.open(upload, "rb"))
@@ -102,6 +105,5 @@ def open_feed(
         raw = stack.enter_context(path.open("rb"))
         fmt, stream = resolve_format(requested_format, raw, path.name)
         local = fmt == "jsonl"
-        yield OpenedFeed(
-            fmt, stream, base_dir=path.resolve().parent if local else None, allow_local_images=local
-        )
+        root = (images_root or path.parent).resolve()
+        yield OpenedFeed(fmt, stream, base_dir=root if local else None, allow_local_images=local)

@@ -21,6 +21,7 @@ from catalog.models import (
     FeedChoice,
     FetchState,
     ImageFetch,
+    ProductImage,
     SyncError,
     SyncOrigin,
     SyncRun,
@@ -167,3 +168,30 @@ def _release_upload(run_id: int) -> None:
     except OSError:
         log.warning("could not delete the pushed feed %s of sync run %s", name, run_id)
     SyncRun.objects.filter(pk=run_id).update(upload="")
+
+
+def run_summary(run: SyncRun) -> str:
+    """One line of what a run did, for commands and job logs."""
+    if run.feed_not_modified:
+        return f"sync #{run.pk} {run.state}: the feed has not changed since the last sync (HTTP 304)."
+    return (
+        f"sync #{run.pk} {run.state} in {run.duration_s or 0:.1f} s: {run.records} product(s) read; "
+        f"{run.products_created} created, {run.products_updated} updated, {run.products_unchanged} unchanged, "
+        f"{run.products_reactivated} reactivated, {run.products_removed} removed; images {run.images_fetched} "
+        f"fetched, {run.images_added} added from files, {run.images_unchanged} unchanged, "
+        f"{run.images_failed} failed, {run.images_removed} removed; {run.error_count} error(s)."
+    )
+
+
+def error_line(error: SyncError) -> str:
+    """One line per kept error: where (line, item or URL), which sku, the code and the message."""
+    where = f"{error.unit} {error.position}" if error.position is not None else (error.url or "feed")
+    who = f" (sku {error.sku})" if error.sku else ""
+    url = f" [{error.url}]" if error.url and error.position is not None else ""
+    return f"{where}{who}: {error.code}: {error.message}{url}"
+
+
+def new_image_ids(run: SyncRun) -> list[str]:
+    """Images created since the run started (what it added), for their index status."""
+    since = run.started_at
+    return [str(pk) for pk in ProductImage.objects.filter(created_at__gte=since).values_list("pk", flat=True)]

@@ -1,30 +1,21 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
+from django.core.management.base import BaseCommand
 
-from search import selectors
-from search.services.indexing import index_pending_images
-
-CHUNK = 64
+from search.management.job_console import run_job_command
 
 
 class Command(BaseCommand):
-    help = "Index every image that is pending or failed, in this process (the sweeper's work, run now)."
+    help = (
+        "Index every image that is pending or failed now (the sweeper's work); with no active model, "
+        "the pretrained one is made first. Handed to the process that holds the vector store when "
+        "another one does."
+    )
 
-    def handle(self, *args, **options) -> None:
-        from search.vector_store import VectorStoreError, vector_store
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--no-wait", action="store_true", help="Queue the job, print its id and return at once."
+        )
 
-        try:
-            vector_store()
-        except VectorStoreError as exc:
-            raise CommandError(str(exc)) from exc
-        due = selectors.due_for_sweep(include_fresh=True)
-        indexed = failed = 0
-        with tqdm(total=len(due), unit="img", desc="index", disable=None) as bar:
-            for start in range(0, len(due), CHUNK):
-                outcome = index_pending_images(due[start : start + CHUNK])
-                indexed += len(outcome.indexed)
-                failed += len(outcome.failed)
-                bar.update(len(due[start : start + CHUNK]))
-        self.stdout.write(self.style.SUCCESS(f"Indexed {indexed} image(s); {failed} failed."))
+    def handle(self, *args, no_wait: bool, **options) -> None:
+        run_job_command(self, kind="index_pending", no_wait=no_wait)

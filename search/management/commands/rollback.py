@@ -1,22 +1,20 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
+
+from search.management.job_console import run_job_command
 
 
 class Command(BaseCommand):
-    help = "Re-activate the previously active model (its collection was kept) and re-index what it lacks."
+    help = (
+        "Re-activate the previously active model (its collection was kept) and re-index what it lacks; "
+        "handed to the process that holds the vector store when another one does."
+    )
 
-    def handle(self, *args, **options) -> None:
-        from search.services import reindex
-        from search.vector_store import VectorStoreError
-
-        try:
-            result = reindex.rollback()
-        except (reindex.ReindexError, VectorStoreError) as exc:
-            raise CommandError(str(exc)) from exc
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"Active model is v{result.restored.version} again (was v{result.replaced.version}); "
-                f"{result.missing_enqueued} image(s) uploaded since were queued for indexing."
-            )
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--no-wait", action="store_true", help="Queue the job, print its id and return at once."
         )
+
+    def handle(self, *args, no_wait: bool, **options) -> None:
+        run_job_command(self, kind="rollback", no_wait=no_wait)

@@ -86,9 +86,13 @@
     }
   }
 
+  // Which model answered: the pretrained backbone until a model trained on this catalog is promoted.
+  const MODEL_KINDS = { bootstrap: "pretrained", trained: "trained on your catalog" };
+
   function render(body) {
     const t = body.timings_ms;
-    setStatus(`${body.results.length} products · ${Math.round(t.total)} ms (decode ${Math.round(t.decode)}, embed ${Math.round(t.embed)}, search ${Math.round(t.search)}) · model v${body.model_version}`);
+    const kind = MODEL_KINDS[body.model_kind] || body.model_kind || "";
+    setStatus(`${body.results.length} products · ${Math.round(t.total)} ms (decode ${Math.round(t.decode)}, embed ${Math.round(t.embed)}, search ${Math.round(t.search)}) · model v${body.model_version}${kind ? " (" + kind + ")" : ""}`);
     results.replaceChildren(...body.results.map((hit) => {
       const p = hit.product, a = document.createElement("a");
       a.className = "card"; a.href = p.url; a.dataset.sku = p.sku;

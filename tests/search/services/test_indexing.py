@@ -19,8 +19,7 @@ def _pending_images(n: int, sku: str = "P") -> list[ProductImage]:
     product = services.product_create(sku=sku, title=sku)
     # announce=False: the images stay pending, as when no worker has run yet.
     return [
-        services.product_image_add(product=product, data=image_bytes(pattern=i + 1), announce=False).image
-        for i in range(n)
+        services.product_image_add(product=product, data=image_bytes(pattern=i + 1)).image for i in range(n)
     ]
 
 
@@ -40,7 +39,7 @@ def test_live_path_marks_rows_and_skips_what_the_active_model_indexed(active_mod
 
 
 def test_live_path_writes_every_collection_that_takes_writes(active_model, candidate, media_root) -> None:
-    reindex_start(model=candidate, announce=False)  # the candidate's collection is being filled
+    reindex_start(model=candidate)  # the candidate's collection is being filled
     (image,) = _pending_images(1)
     index_pending_images([str(image.pk)])
     store = vector_store()

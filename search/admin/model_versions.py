@@ -1,0 +1,282 @@
+"""Model versions and their life cycle in the admin: the list says which model serves now and how each
+one scored (R@1, mAP@R, calibration thresholds); "Train a candidate", "Reindex and promote" and "Roll
+back" each submit a job (search/services/jobs.py) and land on the job's page, which follows it live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from search import selectors
+from search.models import ModelKind, ModelStatus, ModelVersion, ReindexJob
+from search.services.jobs import JobError, job_submit
+
+# How the admin (and the search page) name a model's kind.
+KIND_LABELS = {ModelKind.BOOTSTRAP: "pretrained", ModelKind.TRAINED: "trained on your catalog"}
+PROMOTABLE = (ModelStatus.CANDIDATE, ModelStatus.REJECTED, ModelStatus.RETIRED)
+
+
+def _metric(model: ModelVersion, key: str) -> str:
+    value = (model.metrics or {}).get(key)
+    return f"{value:.3f}" if isinstance(value, int | float) else "—"
+
+
+def requested_by(request: HttpRequest) -> str:
+    return f"{request.user.get_username()} (admin)"
+
+
+class TrainForm(forms.Form):
+    """The main training options; defaults from TrainConfig (through the command line's definitions)."""
+
+    backbone = forms.ChoiceField()
+    weights = forms.CharField(
+        help_text="A local weights file, 'imagenet' (download) or 'none' (random: a quick trial only)."
+    )
+    loss = forms.ChoiceField()
+    image_size = forms.IntegerField(min_value=32, max_value=1024, help_text="Input size in pixels.")
+    head_epochs = forms.IntegerField(min_value=0, max_value=100, help_text="Epochs of the new head alone.")
+    epochs = forms.IntegerField(
+        min_value=0,
+        max_value=500,
+        help_text="Fine-tuning epochs (an upper bound: early stopping may end sooner).",
+    )
+    steps_per_epoch = forms.IntegerField(
+        min_value=1, required=False, help_text="Empty: one pass over the catalog's photos per epoch."
+    )
+    then_promote = forms.BooleanField(
+        required=False, initial=True, help_text="Then reindex and promote it if the evaluation gate passes."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from ml.backbones import backbone_names
+        from ml.losses import LOSSES
+        from search.services.training_jobs import train_defaults
+
+        super().__init__(*args, **kwargs)
+        defaults = train_defaults()
+        self.fields["backbone"].choices = [(name, name) for name in backbone_names()]
+        self.fields["loss"].choices = [(name, name) for name in sorted(LOSSES)]
+        for name, field in self.fields.items():
+            if name in defaults and defaults[name] is not None:
+                field.initial = defaults[name]
+
+    def options(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {name: data[name] for name in self.fields if name != "then_promote" and data[name] is not None}
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    change_list_template = "admin/search/modelversion/change_list.html"
+    change_form_template = "admin/search/modelversion/change_form.html"
+    list_display = [
+        "version",
+        "kind_label",
+        "serving",
+        "status",
+        "backbone",
+        "image_size",
+        "recall_at_1",
+        "map_at_r",
+        "calibration_thresholds",
+        "created_at",
+        "promoted_at",
+        "lifecycle",
+    ]
+    list_filter = ["status", "kind"]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields] + ["plot", "calibration_plot"]
+    exclude = ["eval_image_ids"]
+
+    @admin.display(description="kind")
+    def kind_label(self, obj: ModelVersion) -> str:
+        return KIND_LABELS.get(obj.kind, obj.kind)
+
+    @admin.display(description="serving")
+    def serving(self, obj: ModelVersion) -> str:
+        if obj.status != ModelStatus.ACTIVE:
+            return ""
+        return format_html('<strong class="lookalike-serving">{}</strong>', "● serving now")
+
+    @admin.display(description="R@1")
+    def recall_at_1(self, obj: ModelVersion) -> str:
+        return _metric(obj, "recall@1")
+
+    @admin.display(description="mAP@R")
+    def map_at_r(self, obj: ModelVersion) -> str:
+        return _metric(obj, "map@r")
+
+    @admin.display(description="calibration")
+    def calibration_thresholds(self, obj: ModelVersion) -> str:
+        values = {k: v for k, v in (obj.calibration or {}).items() if isinstance(v, int | float)}
+        if not values:
+            return "—"
+        return " · ".join(f"{name} ≥ {value:.3f}" for name, value in sorted(values.items()))
+
+    @admin.display(description="")
+    def lifecycle(self, obj: ModelVersion) -> str:
+        if obj.status not in PROMOTABLE or not obj.collection:
+            return ""
+        url = reverse("admin:search_modelversion_promote", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Reindex and promote…</a>', url)
+
+    def _image(self, obj: ModelVersion, file: str, view: str, alt: str) -> str:
+        if not file or not Path(file).is_file():
+            return "—"
+        url = reverse(f"admin:{view}", args=[obj.pk])
+        return format_html('<img src="{}" style="max-width:900px" alt="{}">', url, alt)
+
+    @admin.display(description="evaluation plot (Recall@K)")
+    def plot(self, obj: ModelVersion) -> str:
+        return self._image(obj, obj.plot_path, "search_modelversion_plot", "evaluation plot")
+
+    @admin.display(description="calibration plot")
+    def calibration_plot(self, obj: ModelVersion) -> str:
+        return self._image(
+            obj, obj.calibration_plot_path, "search_modelversion_calibration", "calibration plot"
+        )
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("train/", view(self.train_view), name="search_modelversion_train"),
+            path("rollback/", view(self.rollback_view), name="search_modelversion_rollback"),
+            path("<int:pk>/promote/", view(self.promote_view), name="search_modelversion_promote"),
+            path("<int:pk>/plot.png", view(self.plot_view), name="search_modelversion_plot"),
+            path(
+                "<int:pk>/calibration.png",
+                view(self.calibration_view),
+                name="search_modelversion_calibration",
+            ),
+            *super().get_urls(),
+        ]
+
+    # --- pages ---------------------------------------------------------------------------------
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        active = selectors.active_model()
+        extra = {
+            "serving_now": active,
+            "serving_kind": KIND_LABELS.get(active.kind, active.kind) if active else "",
+            "rollback_to": selectors.previous_model() if active else None,
+            "open_jobs": list(selectors.open_jobs()[:5]),
+        }
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        model = self.get_object(request, object_id)
+        extra = {"promotable": model is not None and model.status in PROMOTABLE and bool(model.collection)}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def _page(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            f"admin/search/modelversion/{template}",
+            {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title, **context},
+        )
+
+    def _submit(self, request: HttpRequest, kind: str, params: dict[str, Any]) -> HttpResponse | None:
+        """Submit a job and go to its page; None (with an error message shown) when it was refused."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            job = job_submit(kind=kind, params=params, requested_by=requested_by(request))
+        except JobError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return None
+        return HttpResponseRedirect(reverse("admin:search_job_change", args=[job.pk]))
+
+    def train_view(self, request: HttpRequest) -> HttpResponse:
+        form = TrainForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            params = {"options": form.options(), "then_promote": form.cleaned_data["then_promote"]}
+            done = self._submit(request, "train", params)
+            if done is not None:
+                return done
+        return self._page(
+            request,
+            "train.html",
+            "Train a candidate",
+            form=form,
+            catalog_images=selectors.image_count(),
+        )
+
+    def promote_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        model = get_object_or_404(ModelVersion, pk=pk)
+        if request.method == "POST":
+            params = {"model": model.version, "force": request.POST.get("force") == "on"}
+            done = self._submit(request, "reindex", params)
+            if done is not None:
+                return done
+        return self._page(
+            request,
+            "promote.html",
+            f"Reindex and promote v{model.version}",
+            model=model,
+            model_kind=KIND_LABELS.get(model.kind, model.kind),
+            active=selectors.active_model(),
+            catalog_images=selectors.image_count(),
+        )
+
+    def rollback_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "POST":
+            done = self._submit(request, "rollback", {})
+            if done is not None:
+                return done
+        return self._page(
+            request,
+            "rollback.html",
+            "Roll back",
+            active=selectors.active_model(),
+            previous=selectors.previous_model(),
+        )
+
+    def _file(self, pk: int, attribute: str) -> FileResponse:
+        model = ModelVersion.objects.filter(pk=pk).first()
+        file = getattr(model, attribute, "") if model else ""
+        if not file or not Path(file).is_file():
+            raise Http404("No such plot for this model version.")
+        return FileResponse(open(file, "rb"), content_type="image/png")
+
+    def plot_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        return self._file(pk, "plot_path")
+
+    def calibration_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        return self._file(pk, "calibration_plot_path")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(ReindexJob)
+class ReindexJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "model_version",
+        "previous_version",
+        "status",
+        "progress_bar",
+        "done",
+        "failed",
+        "total",
+        "started_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    readonly_fields = [f.name for f in ReindexJob._meta.fields] + ["progress_bar"]
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj: ReindexJob) -> str:
+        pct = round(obj.progress * 100)
+        return format_html('<progress max="100" value="{}"></progress> {}%', pct, pct)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

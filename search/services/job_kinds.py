@@ -1,0 +1,266 @@
+"""The kinds of job and their runner functions (the registry is search/services/jobs.py).
+
+Every runner is a thin adapter over a service: it reads its params, reports progress and log lines
+through ``ctx``, checks for cancellation between steps, and returns a result whose ``summary`` is the
+one line a command prints at the end (``ok: False`` marks an outcome to show as a warning).
+A new kind is one more decorated function here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from catalog import selectors as catalog_selectors
+from ml.serving import EmbedderUnavailable
+from search import selectors
+from search.errors import NoActiveModel
+from search.models import Job, ModelVersion, ReindexJob, ReindexStatus
+from search.services import reindex
+from search.services.indexing import index_pending_images
+from search.services.jobs import JobCancelled, JobContext, JobError, job_kind
+from search.services.training_jobs import check_train_params, run_train
+from search.vector_store import VectorStoreUnavailable
+
+INDEX_CHUNK = 64  # as the index task: 64 images at 224 px embed in about 0.5 s on 2 CPU cores
+MAX_ERRORS_KEPT = 200  # rejected manifest lines kept on an import job's result
+# Indexing an import's leftovers may wait for later: the images stay pending for the sweeper.
+TRANSIENT = (NoActiveModel, VectorStoreUnavailable, EmbedderUnavailable)
+
+# Registered here too so every kind is defined in this one module; the runner lives with the code
+# that starts and follows the training process.
+job_kind("train", label="Train a candidate", needs_store=False, lane="process", check=check_train_params)(
+    run_train
+)
+
+
+# --- reindex, rollback ------------------------------------------------------------------------------
+
+
+def _check_reindex(params: dict[str, Any]) -> dict[str, Any]:
+    version = params.get("model")
+    if version is not None and (
+        not isinstance(version, int) or not ModelVersion.objects.filter(version=version).exists()
+    ):
+        raise JobError(f"No model version {version}; see the admin's Model versions list.", "model")
+    return {"model": version, "force": bool(params.get("force", False))}
+
+
+def _abandon_reindex(job: Job, error: str) -> None:
+    if job.result.get("reindex_job"):
+        reindex.reindex_fail(job.result["reindex_job"], error)
+
+
+def gate_line(gate: dict[str, Any]) -> str:
+    """The evaluation gate's verdict in one line (the admin shows the same numbers as a table)."""
+    if "candidate" not in gate:
+        return "no active model to compare with: promoted without a comparison."
+    if not gate.get("queries"):
+        return "no held-out photo has another photo of its product to find: nothing to compare, passed."
+
+    def fmt(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, int | float) else "—"
+
+    new, old = gate["candidate"], gate["active"]
+    return (
+        f"on {gate.get('queries', 0)} held-out photos, candidate vs active: R@1 {fmt(new.get('recall@1'))} vs "
+        f"{fmt(old.get('recall@1'))}, R@5 {fmt(new.get('recall@5'))} vs {fmt(old.get('recall@5'))}, mAP@R "
+        f"{fmt(new.get('map@r'))} vs {fmt(old.get('map@r'))}: {'passed' if gate.get('passed') else 'worse'}."
+    )
+
+
+@job_kind(
+    "reindex",
+    label="Reindex and promote",
+    resumable=True,
+    check=_check_reindex,
+    on_abandon=_abandon_reindex,
+)
+def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
+    """Fill the candidate's collection (resuming from the cursor of a run that died), gate, promote."""
+    existing = job.result.get("reindex_job")
+    if existing:
+        work = ReindexJob.objects.select_related("model_version").get(pk=existing)
+        ctx.log(f"resuming reindex {work.pk} at {work.done + work.failed}/{work.total}")
+    else:
+        target = None
+        if job.params.get("model") is not None:
+            target = ModelVersion.objects.get(version=job.params["model"])
+        work = reindex.reindex_start(model=target, force=job.params.get("force", False))
+        ctx.set_result({"reindex_job": work.pk})
+        previous = f" (serving now: v{work.previous_version.version})" if work.previous_version else ""
+        ctx.log(
+            f"filling {work.model_version.collection} with {work.total} images for "
+            f"v{work.model_version.version}{previous}"
+        )
+    ctx.progress(work.done + work.failed, work.total)
+
+    def on_batch(current: ReindexJob) -> None:
+        current.refresh_from_db()
+        ctx.progress(current.done + current.failed, current.total)
+        ctx.check_cancelled()
+
+    try:
+        work = reindex.reindex_fill(work, on_batch=on_batch)
+    except JobCancelled:
+        reindex.reindex_fail(work.pk, "Cancelled.", status=ReindexStatus.CANCELLED)
+        raise
+    version = work.model_version.version
+    ctx.log(f"evaluation gate: {'passed' if work.gate.get('passed') else 'worse'}; {work.status}")
+    promoted = work.status == ReindexStatus.PROMOTED
+    summary = (
+        f"Reindex {work.pk} {work.status}: v{version} {'serves now' if promoted else 'was not promoted'}; "
+        f"{work.done} indexed, {work.failed} failed. Gate: {gate_line(work.gate)}"
+    )
+    if work.status == ReindexStatus.REJECTED:
+        summary += " Use --force (or the admin's forced promotion) to promote anyway."
+    return {
+        "reindex_job": work.pk,
+        "status": work.status,
+        "model_version": version,
+        "previous_version": work.previous_version.version if work.previous_version else None,
+        "gate": work.gate,
+        "ok": promoted,
+        "summary": summary,
+    }
+
+
+@job_kind("rollback", label="Roll back")
+def run_rollback(job: Job, ctx: JobContext) -> dict[str, Any]:
+    result = reindex.rollback()
+    summary = (
+        f"Active model is v{result.restored.version} again (was v{result.replaced.version}); "
+        f"{result.missing_enqueued} image(s) uploaded since were queued for indexing."
+    )
+    return {
+        "model_version": result.restored.version,
+        "replaced": result.replaced.version,
+        "missing_enqueued": result.missing_enqueued,
+        "summary": summary,
+    }
+
+
+# --- index, reconcile, import -----------------------------------------------------------------------
+
+
+def _index_chunks(image_ids: list[str], ctx: JobContext, *, done: int = 0, total: int | None = None):
+    """Index ``image_ids`` in chunks with progress; (indexed, failed) counts."""
+    total = len(image_ids) + done if total is None else total
+    indexed = failed = 0
+    for start in range(0, len(image_ids), INDEX_CHUNK):
+        ctx.check_cancelled()
+        chunk = image_ids[start : start + INDEX_CHUNK]
+        outcome = index_pending_images(chunk)
+        indexed += len(outcome.indexed)
+        failed += len(outcome.failed)
+        done += len(chunk)
+        ctx.progress(done, total)
+    return indexed, failed
+
+
+def _check_index(params: dict[str, Any]) -> dict[str, Any]:
+    ids = params.get("image_ids")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        raise JobError("image_ids must be a list of image ids.", "image_ids")
+    return {"image_ids": ids}
+
+
+@job_kind("index_pending", label="Index pending images", resumable=True, check=_check_index)
+def run_index_pending(job: Job, ctx: JobContext) -> dict[str, Any]:
+    due = job.params.get("image_ids") or selectors.due_for_sweep(include_fresh=True)
+    ctx.progress(0, len(due))
+    indexed, failed = _index_chunks(due, ctx)
+    return {"indexed": indexed, "failed": failed, "summary": f"Indexed {indexed} image(s); {failed} failed."}
+
+
+def _check_reconcile(params: dict[str, Any]) -> dict[str, Any]:
+    return {"dry_run": bool(params.get("dry_run", False))}
+
+
+@job_kind("reconcile", label="Reconcile the index", resumable=True, check=_check_reconcile)
+def run_reconcile(job: Job, ctx: JobContext) -> dict[str, Any]:
+    from catalog.storage import orphan_files
+    from search.services.reconcile import reconcile
+
+    dry_run = job.params.get("dry_run", False)
+    prefix = "[dry run] " if dry_run else ""
+    reports = reconcile(dry_run=dry_run)
+    files = orphan_files(remove=not dry_run)
+    lines = [f"{prefix}media: {len(files)} orphan file(s) removed"]
+    if not reports:
+        lines.append("No active model; nothing to reconcile.")
+    for report in reports:
+        lines.append(prefix + report.summary())
+        lines += [f"  failed {image_id}: {error}" for image_id, error in list(report.failed.items())[:20]]
+    for line in lines[:-1]:
+        ctx.log(line)
+    return {"orphan_files": len(files), "reports": len(reports), "summary": lines[-1]}
+
+
+def _check_import(params: dict[str, Any]) -> dict[str, Any]:
+    manifest = params.get("manifest")
+    if not isinstance(manifest, str) or not Path(manifest).is_file():
+        raise JobError(f"Manifest not found: {manifest}", "manifest")
+    root = params.get("images_root")
+    if root is not None and (not isinstance(root, str) or not Path(root).is_dir()):
+        raise JobError(f"Images root not found: {root}", "images_root")
+    return {"manifest": str(Path(manifest).resolve()), "images_root": root and str(Path(root).resolve())}
+
+
+@job_kind("import", label="Import a catalog", resumable=True, check=_check_import, local_with_broker=True)
+def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
+    """Import a JSON Lines manifest through the catalog sync (idempotent: a re-run finds everything in
+    place), indexing as it goes; with no active model the first batch's indexing makes the pretrained
+    one (search/services/indexing.py)."""
+    from catalog.models import SyncOrigin
+    from catalog.services.sync import SyncOptions, sync_run_create, sync_run_execute
+    from catalog.services.sync.runs import error_line, new_image_ids, run_summary
+
+    manifest = Path(job.params["manifest"])
+    root = job.params.get("images_root")
+    with manifest.open("rb") as handle:
+        total = sum(1 for line in handle if line.strip())
+    ctx.log(f"importing {manifest.name}: {total} line(s)")
+    run = sync_run_create(location=str(manifest), origin=SyncOrigin.COMMAND, requested_format="jsonl")
+    read = 0
+
+    def on_batch(records: int) -> None:
+        nonlocal read
+        read += records
+        ctx.progress(min(read, total), total)
+        ctx.check_cancelled()
+
+    options = SyncOptions(images_root=Path(root) if root else None)
+    run = sync_run_execute(run, options=options, progress=on_batch)
+    if run.error_count:
+        ctx.log(f"{run.error_count} line(s) or image(s) rejected, each with its reason in the result")
+    added = new_image_ids(run)
+    if settings.CELERY_TASK_ALWAYS_EAGER and added:
+        # Each batch was indexed as it committed; a transient failure left some pending: once more now.
+        left = selectors.pending_among(added)
+        if left:
+            ctx.log(f"indexing {len(left)} image(s) left pending")
+            try:
+                _index_chunks(left, ctx, done=read, total=read + len(left))
+            except TRANSIENT as exc:
+                ctx.log(f"indexing later ({exc}); the sweeper retries pending images")
+    counts = catalog_selectors.index_status_counts(image_ids=added)
+    where = "" if settings.CELERY_TASK_ALWAYS_EAGER else " (the workers index what is pending)"
+    summary = (
+        f"{run_summary(run)} New images: {counts['indexed']} indexed, {counts['pending']} pending, "
+        f"{counts['failed']} failed{where}."
+    )
+    errors = [error_line(e) for e in run.errors.all()[:MAX_ERRORS_KEPT]]
+    return {
+        "sync_run": run.pk,
+        "lines": run.records,
+        "rejected": run.error_count,
+        "images_added": run.images_added,
+        "errors": errors,
+        "more_errors": max(0, run.error_count - len(errors)),
+        "index": counts,
+        "ok": not run.error_count and not counts["failed"],
+        "summary": summary,
+    }

@@ -1,0 +1,339 @@
+"""Training as a job. The runner starts a training process at low priority (``manage.py train --job N``)
+and follows it: the process's output becomes the job's log, and the process reports its epochs as the
+job's progress. Training needs no vector store (it reads the media and the database, and writes model
+files and a ModelVersion row), so it runs beside the web process without holding anything up.
+``manage.py train`` in the foreground trains in its own process with the same progress reporting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connection
+
+from search.models import Job
+from search.services.jobs import JobCancelled, JobContext, JobError, JobFailed, job_set_result, job_submit
+
+# ml.train prints this after every epoch of both phases (RecallEarlyStopping, with the global epoch
+# number); epochs are counted from it. If the line changes, progress falls back to the stages only.
+EPOCH_LINE = re.compile(r"^epoch (\d+):")
+# Evaluating and exporting after the epochs count as one step each.
+AFTER_EPOCHS = ("evaluating", "exporting")
+# TensorFlow's start-up chatter (absl lines written before logging is set up): not worth a log line.
+NOISE = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
+
+
+class _OptionParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage and exit the web process
+        raise JobError(f"Training options: {message}.", "options")
+
+
+def option_parser() -> argparse.ArgumentParser:
+    """The training options a job may set: the command line's (ml/train_args.py), defined once."""
+    from ml.train_args import add_training_arguments
+
+    parser = _OptionParser(prog="train", add_help=False)
+    add_training_arguments(parser, weights_default=settings.BACKBONE_WEIGHTS)
+    parser.add_argument("--manifest", default=None)
+    return parser
+
+
+def train_defaults() -> dict[str, Any]:
+    return vars(option_parser().parse_args([]))
+
+
+def _argv(options: dict[str, Any]) -> list[str]:
+    argv: list[str] = []
+    for name, value in options.items():
+        flag = "--" + str(name).replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif value is not None and value != "":
+            argv += [flag, str(value)]
+    return argv
+
+
+def parse_train_options(options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(the given options with their parsed values, the TrainConfig they describe); JobError if wrong."""
+    from ml.backbones import WeightsError
+    from ml.train_args import config_from_args
+
+    parsed = vars(option_parser().parse_args(_argv(options)))
+    config = config_from_args(parsed, output_dir="")
+    try:
+        config.validate()
+    except (ValueError, WeightsError) as exc:
+        raise JobError(f"Training options: {exc}", "options") from exc
+    if parsed["manifest"] and not Path(parsed["manifest"]).is_file():
+        raise JobError(f"Training options: manifest not found: {parsed['manifest']}.", "options")
+    return {name: parsed[name] for name in options}, config
+
+
+def check_train_params(params: dict[str, Any]) -> dict[str, Any]:
+    given = dict(params.get("options") or {})
+    # The weights the submitter meant, recorded: the process that trains may see another setting or
+    # another working folder.
+    weights = str(given.get("weights") or settings.BACKBONE_WEIGHTS)
+    given["weights"] = str(Path(weights).resolve()) if Path(weights).is_file() else weights
+    options, _ = parse_train_options(given)
+    return {"options": options, "then_promote": bool(params.get("then_promote", False))}
+
+
+def epochs_planned(config) -> int:
+    return config.head_epochs + (config.epochs if config.unfreeze_layers > 0 else 0)
+
+
+# --- in the training process ---------------------------------------------------------------------------
+
+
+class _LineTee(io.TextIOBase):
+    """stdout that still prints, and hands each finished line to ``on_line`` (the last state of a line
+    a progress bar rewrote with carriage returns)."""
+
+    def __init__(self, target, on_line: Callable[[str], None]) -> None:
+        self.target = target
+        self.on_line = on_line
+        self._partial = ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        self.target.write(text)
+        with self._lock:
+            self._partial += text
+            *done, self._partial = self._partial.split("\n")
+        for line in done:
+            line = line.rsplit("\r", 1)[-1].rstrip()
+            if line:
+                self.on_line(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.target.flush()
+
+    def isatty(self) -> bool:
+        return False  # Keras then prints one line per epoch instead of a redrawn bar
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.target, "encoding", "utf-8") or "utf-8"
+
+
+@contextlib.contextmanager
+def _stdout_lines(on_line: Callable[[str], None]) -> Iterator[None]:
+    original = sys.stdout
+    sys.stdout = _LineTee(original, on_line)
+    try:
+        yield
+    finally:
+        sys.stdout = original
+
+
+def train_reporting(
+    *,
+    config,
+    report: Callable[[int, int], None],
+    on_line: Callable[[str], None] | None = None,
+    manifest: Path | None = None,
+    split_by: str = "photo",
+    val_fraction: float = 0.1,
+):
+    """Train a candidate (search/services/training.py) and report progress: epochs, then evaluating and
+    exporting. ``on_line`` hears every line the training prints."""
+    from search.services.training import train_candidate
+
+    epochs = epochs_planned(config)
+    total = epochs + len(AFTER_EPOCHS)
+    state = {"done": 0}
+    report(0, total)
+
+    def line(text: str) -> None:
+        if EPOCH_LINE.match(text) and state["done"] < epochs:
+            state["done"] += 1
+            report(state["done"], total)
+        if on_line is not None:
+            on_line(text)
+
+    def stage(name: str) -> None:
+        if name in AFTER_EPOCHS:
+            state["done"] = max(state["done"], epochs + AFTER_EPOCHS.index(name))
+            report(state["done"], total)
+
+    with _stdout_lines(line):
+        outcome = train_candidate(
+            config=config, manifest=manifest, split_by=split_by, val_fraction=val_fraction, on_stage=stage
+        )
+    report(total, total)
+    return outcome
+
+
+def outcome_result(outcome) -> dict[str, Any]:
+    """What a training job records: the candidate it made, its metrics, and the line to print."""
+    m, b = outcome.metrics, outcome.baseline
+    summary = (
+        f"Candidate model v{outcome.model.version} in {outcome.wall_time_s:.0f} s: "
+        f"R@1 {m['recall@1']:.3f} (untrained {b['recall@1']:.3f}), R@5 {m['recall@5']:.3f}, "
+        f"mAP@R {m['map@r']:.3f}. Report: {outcome.model.report_path}."
+    )
+    return {
+        "model_version": outcome.model.version,
+        "recall@1": m.get("recall@1"),
+        "map@r": m.get("map@r"),
+        "baseline_recall@1": b.get("recall@1"),
+        "wall_time_s": outcome.wall_time_s,
+        "summary": summary,
+    }
+
+
+def record_outcome(job_id: int, outcome) -> dict[str, Any]:
+    result = outcome_result(outcome)
+    job_set_result(job_id, result)
+    return result
+
+
+def watch_parent() -> None:
+    """End this training process if the runner that started it dies: nobody would follow it, and its
+    job is failed as stale anyway."""
+    parent = os.getppid()
+
+    def loop() -> None:
+        while True:
+            threading.Event().wait(2.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=loop, name="lookalike-parent-watch", daemon=True).start()
+
+
+# --- in the runner: start and follow the training process --------------------------------------------
+
+
+def database_url() -> str:
+    """This process's database as a URL, for a child process (tests run against a test database whose
+    name differs from DATABASE_URL's)."""
+    import dj_database_url
+
+    db = connection.settings_dict
+    given = os.environ.get("DATABASE_URL")
+    if given and dj_database_url.parse(given).get("NAME") == db["NAME"]:
+        return given
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    user, password = quote(db.get("USER") or ""), quote(str(db.get("PASSWORD") or ""))
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{db.get('HOST') or ''}{port}/{db['NAME']}"
+
+
+def child_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", settings.SETTINGS_MODULE)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(
+        DATABASE_URL=database_url(),
+        VAR_DIR=str(settings.VAR_DIR),
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        MODELS_DIR=str(settings.MODELS_DIR),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _failure(tail: deque[str], code: int) -> str:
+    for line in reversed(tail):
+        if line.startswith("CommandError: "):
+            return line.removeprefix("CommandError: ")
+    last = tail[-1] if tail else "no output"
+    return f"The training process exited with status {code}: {last}"
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
+
+
+def run_train(job: Job, ctx: JobContext) -> dict[str, Any]:
+    """The "train" runner: a training process at low priority (JOB_TRAIN_NICE), followed to its end;
+    with ``then_promote``, a reindex job for the new candidate is submitted after it."""
+    _, config = parse_train_options(job.params.get("options") or {})
+    ctx.progress(0, epochs_planned(config) + len(AFTER_EPOCHS))
+    command = [
+        *(sys.executable, "-m", "django", "train", "--job", str(job.pk)),
+        *("--nice", str(settings.JOB_TRAIN_NICE)),
+    ]
+    proc = subprocess.Popen(
+        command,
+        cwd=settings.BASE_DIR,
+        env=child_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        start_new_session=True,  # its own process group: a cancel stops it and anything it started
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for raw in proc.stdout:
+            lines.put(raw)
+        lines.put(None)
+
+    threading.Thread(target=read, name=f"lookalike-job-{job.pk}-output", daemon=True).start()
+    tail: deque[str] = deque(maxlen=40)
+    try:
+        while True:
+            if ctx.cancelled():
+                _stop(proc)
+                raise JobCancelled()
+            try:
+                raw = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if raw is None:
+                break
+            line = raw.rstrip("\n").rsplit("\r", 1)[-1].rstrip()
+            if line and not NOISE.match(line):
+                tail.append(line)
+                ctx.log(line)
+        code = proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            _stop(proc)
+        raise
+    if code != 0:
+        raise JobFailed(_failure(tail, code))
+    result = dict(Job.objects.get(pk=job.pk).result)
+    if not result.get("model_version"):
+        raise JobFailed("The training process ended without recording a candidate model.")
+    total = epochs_planned(config) + len(AFTER_EPOCHS)
+    ctx.progress(total, total)
+    if job.params.get("then_promote"):
+        follow = job_submit(
+            kind="reindex",
+            params={"model": result["model_version"]},
+            requested_by=f"job {job.pk} (train, then promote)",
+        )
+        result["promote_job"] = follow.pk
+        ctx.log(f"submitted job {follow.pk}: reindex and promote v{result['model_version']} through the gate")
+    return result
