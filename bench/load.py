@@ -183,7 +183,8 @@ def _setup(workdir: Path, data: Path, weights: Path) -> tuple[dict[str, str], st
     _manage(
         env, "make_grocery_manifest", str(data.resolve()), "--photos-per-product", "4", "--out", str(manifest)
     )
-    _manage(env, "import_catalog", str(manifest), "--quiet-errors", timeout=900)
+    images_root = str((data / "dataset").resolve())
+    _manage(env, "import_catalog", str(manifest), "--images-root", images_root, "--quiet-errors", timeout=900)
     token = (
         _manage(
             env,

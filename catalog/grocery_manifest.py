@@ -1,6 +1,9 @@
 """The Grocery Store Dataset as a demo catalog manifest for ``import_catalog``.
 
 Product = fine class, its catalog image = the iconic image (listed first), category = coarse class.
+Image paths are relative to the dataset's folder (``dataset_dir``): import with
+``import_catalog MANIFEST --images-root <that folder>``, since a manifest may only name images inside
+the folder it is read from.
 The dataset has no prices; the manifest gives each product a stable demo price derived from its
 class id and says so in ``attributes.price_source``. The dataset's layout is read by ml.grocery.
 """
@@ -9,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from ml.grocery import dataset_dir, read_classes, read_split
@@ -35,7 +37,6 @@ def write_manifest(
         for rel, class_id in read_split(root, photo_split):
             photos.setdefault(class_id, []).append(rel)
     out.parent.mkdir(parents=True, exist_ok=True)
-    base = out.resolve().parent
     with out.open("w", encoding="utf-8") as handle:
         for c in classes:
             desc_path = ds / c.description
@@ -61,7 +62,7 @@ def write_manifest(
                     "department": c.iconic.split("/")[1] if c.iconic.count("/") > 1 else "",
                     "price_source": "synthetic demo price (the dataset has none)",
                 },
-                "images": [os.path.relpath(ds / rel, base) for rel in images],
+                "images": list(images),
             }
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return len(classes)

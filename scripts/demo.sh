@@ -25,7 +25,7 @@ step "static files" $M collectstatic --noinput -v 0
 step "manifest" $M make_grocery_manifest "$data" --out var/grocery-manifest.jsonl
 # With no model yet, the import's first line exports and activates the pretrained backbone; every
 # image is indexed as its line commits, so the catalog is searchable when the import ends.
-step "import" $M import_catalog var/grocery-manifest.jsonl
+step "import" $M import_catalog var/grocery-manifest.jsonl --images-root "$data/dataset"
 $M ensure_admin
 # Queued for the web process's job runner: it trains in a low-priority process of its own, then
 # reindexes to the trained model and promotes it if the evaluation gate passes, while the site serves.

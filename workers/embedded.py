@@ -4,14 +4,12 @@ the one web process runs the sweeper, the jobs and catalog syncs itself, on daem
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
 
 from django.conf import settings
-from django.db import close_old_connections, connection, connections
+from django.db import close_old_connections
 
-from workers.tasks import purge_search_photos, sweep_index
+from workers.tasks import sweep_index
 
 log = logging.getLogger(__name__)
 _started = threading.Event()
@@ -36,6 +34,3 @@ def start_sweeper(interval_s: float = 60.0) -> bool:
 
     threading.Thread(target=loop, name="lookalike-sweeper", daemon=True).start()
     return True
-
-
-from django.db import close_old_connections, connection, connections

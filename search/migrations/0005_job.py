@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("search", "0003_modelversion_calibration"),
+        ("search", "0004_search_log"),
     ]
 
     operations = [

@@ -32,7 +32,7 @@ def grocery_slice(tmp_path: Path) -> Path:
     )
     lines = full.read_text().splitlines()[:PRODUCTS]
     manifest = tmp_path / "slice.jsonl"
-    # Paths in the manifest are relative to its folder; both files sit in tmp_path.
+    # Image paths are relative to the dataset's folder, given as --images-root on import.
     manifest.write_text("\n".join(lines) + "\n")
     return manifest
 
@@ -56,7 +56,14 @@ def test_imported_grocery_catalog_is_searchable_with_store_photos(
 
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):
-        call_command("import_catalog", str(grocery_slice), stdout=out, stderr=StringIO())
+        call_command(
+            "import_catalog",
+            str(grocery_slice),
+            "--images-root",
+            str(DATA / "dataset"),
+            stdout=out,
+            stderr=StringIO(),
+        )
     assert f"{PRODUCTS} product(s) read; {PRODUCTS} created" in out.getvalue()
     assert "0 error(s)" in out.getvalue()
     assert Product.objects.count() == PRODUCTS

@@ -6,6 +6,7 @@ opened no connection). Every request is counted per path (``count``)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import select
 import socket
@@ -13,6 +14,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -90,7 +92,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(200, IMAGE, "image/jpeg", ETag=ETAG, Last_Modified=LAST_MODIFIED)
 
     def route_slow_image(self, path: str) -> None:
-        time.sleep(0.2)
+        # Counted while slow, not until the handler ends: a client frees its slot once it has the
+        # whole answer, which can be before this thread gets to its bookkeeping after the write.
+        with self.server.slow_phase():
+            time.sleep(0.2)
         self._send(200, IMAGE, "image/jpeg")
 
     def route_slow(self, path: str) -> None:
@@ -217,6 +222,8 @@ class _Server(http.server.ThreadingHTTPServer):
         self.counts: Counter[str] = Counter()
         self.active = 0
         self.max_active = 0
+        self.slow_active = 0
+        self.max_slow_active = 0
         self.sni: list[str | None] = []
         self.files: dict[str, Published] = {}
 
@@ -230,6 +237,17 @@ class _Server(http.server.ThreadingHTTPServer):
     def leave(self) -> None:
         with self._lock:
             self.active -= 1
+
+    @contextlib.contextmanager
+    def slow_phase(self) -> Iterator[None]:
+        with self._lock:
+            self.slow_active += 1
+            self.max_slow_active = max(self.max_slow_active, self.slow_active)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.slow_active -= 1
 
     def count(self, path: str) -> int:
         with self._lock:

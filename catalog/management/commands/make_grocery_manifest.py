@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.grocery_manifest import write_manifest
-from ml.grocery import GroceryLayoutError
+from ml.grocery import GroceryLayoutError, dataset_dir
 
 
 class Command(BaseCommand):
@@ -37,3 +37,4 @@ class Command(BaseCommand):
         except (GroceryLayoutError, FileNotFoundError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(self.style.SUCCESS(f"Wrote {count} products to {out}"))
+        self.stdout.write(f"Import with: manage.py import_catalog {out} --images-root {dataset_dir(path)}")

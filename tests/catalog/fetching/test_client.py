@@ -255,7 +255,7 @@ def test_at_most_n_connections_per_host_at_once(server, limiter) -> None:
     for thread in threads:
         thread.join(timeout=5)
     assert not errors and results == [IMAGE] * 6
-    assert server.httpd.max_active == 2
+    assert server.httpd.max_slow_active == 2
     assert time.monotonic() - started >= 3 * 0.2  # three rounds of two
     assert limiter.hosts() == 0
 

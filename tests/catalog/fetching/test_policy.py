@@ -60,6 +60,10 @@ def test_the_policy_comes_from_settings_with_overrides(settings) -> None:
 
 
 def test_the_defaults_allow_any_public_host_and_no_private_network(settings) -> None:
+    from config.settings import base  # the environment-free defaults (test settings narrow them)
+
+    settings.IMAGE_FETCH_ALLOWED_HOSTS = base.IMAGE_FETCH_ALLOWED_HOSTS
+    settings.IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = base.IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS
     policy = policy_from_settings()
     assert policy.allowed_hosts == () and policy.allowed_private_networks == ()
 
