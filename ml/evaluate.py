@@ -143,6 +143,18 @@ def retrieval_metrics(
     return metrics
 
 
+def safe_retrieval_metrics(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``retrieval_metrics``, but a set that cannot be scored (an all-zero embedding, no query left)
+    gives NaN metrics and the reason instead of an exception: a finished training run is never lost to
+    its report. NaN is written as null (``write_report``)."""
+    try:
+        return retrieval_metrics(*args, **kwargs)
+    except ValueError as exc:
+        ks = sorted({int(k) for k in kwargs.get("ks", DEFAULT_KS)})
+        nan = float("nan")
+        return {**{f"recall@{k}": nan for k in ks}, "map@r": nan, "num_queries": 0, "error": str(exc)}
+
+
 def recall_curve(metrics: Mapping[str, Any]) -> dict[int, float]:
     """``{K: recall}`` from a :func:`retrieval_metrics` result, for :func:`plot_report`."""
     curve = {int(key.split("@", 1)[1]): float(v) for key, v in metrics.items() if key.startswith("recall@")}

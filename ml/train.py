@@ -1,9 +1,12 @@
 """Train the embedding model on a shop's own photos (metric learning, any Keras backend).
 
-Schedule: (1) the projection head alone, backbone frozen, at ``lr_head``; (2) the top
-``unfreeze_layers`` of the backbone as well, at ``lr_finetune`` with cosine decay. After every epoch
-the validation photos are embedded and Recall@1 against the training photos decides early stopping
-and which weights are kept (across both phases).
+Two modes (TrainConfig.mode):
+- ``cached`` (default; ml/cached_train.py): the top blocks of the backbone, its head and the projection
+  train on cached activations of the frozen bottom: the CPU-sized way.
+- ``finetune`` (below): the projection head alone first, then the top ``unfreeze_layers`` of the
+  backbone with it, every step through the whole network (a GPU's job).
+Either way, after every epoch validation Recall@1 decides early stopping and which weights are kept,
+and the result scores the trained model and the untrained backbone on the same held-out photos.
 
     python -m ml.train --manifest var/catalog.jsonl --output var/train/run1
     python -m ml.train --grocery ../shared/data/grocery-store --output var/train/grocery
@@ -19,7 +22,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ import numpy as np
 
 from ml.augment import Augmenter
 from ml.backbones import WeightsError
+from ml.cached_train import HeldOut, run_cached
 from ml.data import (
     DecodedImages,
     Item,
@@ -37,12 +41,13 @@ from ml.data import (
     read_manifest,
     split_items,
 )
-from ml.evaluate import retrieval_metrics
+from ml.evaluate import retrieval_metrics, safe_retrieval_metrics
 from ml.grocery import iconic_items
 from ml.grocery import split_items as grocery_split
 from ml.losses import get_loss, uses_proxies
 from ml.model import build_embedding_model, freeze_backbone, unfreeze_top_layers
 from ml.proxies import PROXY_LAYER, build_training_model, class_centroids
+from ml.recall_tracking import EpochListener, RecallEarlyStopping
 from ml.sampler import PKSampler
 from ml.train_args import add_training_arguments, config_from_args
 from ml.train_config import TrainConfig
@@ -64,9 +69,29 @@ class TrainResult:
     image_size: int
     machine: str
     config: dict[str, Any]
+    validation: str = ""
+    # Recall@K / mAP@R on the validation photos: the trained model, and the untrained backbone.
+    metrics: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    # The validation embeddings and which of the given items were held out (not written to JSON).
+    held_out: HeldOut | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data.pop("held_out")
+        return _json_safe(data)
+
+
+def _json_safe(value: Any) -> Any:
+    # JSON (and PostgreSQL's jsonb) has no NaN: a metric that could not be measured is null.
+    if isinstance(value, float):
+        return None if value != value else value
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def embed_images(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -78,76 +103,6 @@ def embed_images(model: keras.Model, images: np.ndarray, batch_size: int = 64) -
     if not out:
         return np.zeros((0, int(model.output_shape[-1])), np.float32)
     return np.concatenate(out)
-
-
-class RecallEarlyStopping(keras.callbacks.Callback):
-    """Validation Recall@1 after each epoch; keeps the best weights across fits and stops on a plateau.
-
-    One instance spans both training phases, so fine-tuning that never beats the head-only model
-    leaves the head-only weights in place.
-    """
-
-    def __init__(
-        self,
-        embedder: keras.Model,
-        val: DecodedImages,
-        gallery: DecodedImages | None,
-        *,
-        patience: int,
-        checkpoint_path: Path | None = None,
-        verbose: bool = True,
-    ) -> None:
-        super().__init__()
-        # The model being fitted may wrap the embedder (proxy losses); only the embedder is scored and kept.
-        self.embedder = embedder
-        self.val = val
-        self.gallery = gallery
-        self.patience = patience
-        self.checkpoint_path = checkpoint_path
-        self.verbose = verbose
-        self.best = -1.0
-        self.best_epoch = -1
-        self.best_weights: list[np.ndarray] | None = None
-        self.global_epoch = 0
-        self.wait = 0
-
-    def start_phase(self) -> None:
-        self.wait = 0
-
-    def score(self) -> float:
-        query = embed_images(self.embedder, self.val.images)
-        if self.gallery is None:  # unseen products: leave-one-out within validation
-            metrics = retrieval_metrics(
-                query, self.val.labels, query, self.val.labels, ks=(1,), exclude_self=True
-            )
-        else:
-            gallery = embed_images(self.embedder, self.gallery.images)
-            metrics = retrieval_metrics(query, self.val.labels, gallery, self.gallery.labels, ks=(1,))
-        recall = float(metrics["recall@1"])
-        return 0.0 if np.isnan(recall) else recall
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.global_epoch += 1
-        recall = self.score()
-        if logs is not None:
-            logs["val_recall_at_1"] = recall
-        improved = recall > self.best
-        if improved:
-            self.best, self.best_epoch, self.wait = recall, self.global_epoch, 0
-            self.best_weights = [np.array(w) for w in self.embedder.get_weights()]
-            if self.checkpoint_path is not None:
-                self.embedder.save(self.checkpoint_path)
-        else:
-            self.wait += 1
-            if self.wait >= self.patience:
-                self.model.stop_training = True
-        if self.verbose:
-            mark = " (best)" if improved else f" (best {self.best:.4f} at epoch {self.best_epoch})"
-            print(f"epoch {self.global_epoch}: val Recall@1 {recall:.4f}{mark}", flush=True)
-
-    def restore_best(self) -> None:
-        if self.best_weights is not None:
-            self.embedder.set_weights(self.best_weights)
 
 
 def _gallery_subset(train: DecodedImages, max_images: int, seed: int) -> DecodedImages:
@@ -174,40 +129,120 @@ def machine_description() -> str:
 def train(
     config: TrainConfig,
     train_items: Sequence[Item],
-    val_items: Sequence[Item],
+    val_items: Sequence[Item] | None = None,
     progress: bool = True,
+    *,
+    val_fraction: float = 0.1,
+    on_epoch: EpochListener | None = None,
 ) -> TrainResult:
-    """Train and save ``<output_dir>/model.keras`` (the best weights by validation Recall@1)."""
+    """Train and save ``<output_dir>/model.keras`` (the best weights by validation Recall@1).
+
+    With ``val_items=None`` the validation photos are chosen from ``train_items`` (ml/holdout.py:
+    groups of look-alikes, or augmented views of a one-photo-per-product catalog); ``held_out`` on the
+    result says which items they were.
+    """
     started = time.perf_counter()
     config.validate()
     check_trainable(train_items, "training data")
-    if not val_items:
-        raise TrainingDataError("validation data is empty; hold out some photos (see ml.data.split_items)")
     keras.utils.set_random_seed(config.seed)
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
 
+    def log(line: str) -> None:
+        if progress:
+            print(line, flush=True)
+
+    t0 = time.perf_counter()
     train_set = decode_items(train_items, config.image_size, progress=progress, desc="decoding train")
-    val_set = decode_items(
-        val_items,
-        config.image_size,
-        label_names=train_set.label_names,
-        progress=progress,
-        desc="decoding val",
-    )
+    val_set = None
+    if val_items is not None:
+        if not val_items:
+            raise TrainingDataError("validation data is empty; hold out some photos or pass none")
+        val_set = decode_items(
+            val_items,
+            config.image_size,
+            label_names=train_set.label_names,
+            progress=progress,
+            desc="decoding val",
+        )
+        if len(val_set) == 0:
+            raise TrainingDataError(f"no readable validation image ({val_set.skipped} skipped)")
+    decode_s = round(time.perf_counter() - t0, 1)
     if train_set.num_products < 2:
         raise TrainingDataError(
             f"only {train_set.num_products} product has a readable image "
             f"({train_set.skipped} skipped); metric learning needs at least two"
         )
-    if len(val_set) == 0:
-        raise TrainingDataError(f"no readable validation image ({val_set.skipped} skipped)")
-    skipped = train_set.skipped + val_set.skipped
-    if progress and skipped:
-        print(
-            f"skipped {skipped} unreadable images, e.g. {(train_set.skipped_sources + val_set.skipped_sources)[0]}"
-        )
+    skipped = train_set.skipped + (val_set.skipped if val_set is not None else 0)
+    if skipped:
+        sources = train_set.skipped_sources + (val_set.skipped_sources if val_set is not None else [])
+        log(f"skipped {skipped} unreadable images, e.g. {sources[0]}")
 
+    if config.mode == "cached":
+        run = run_cached(
+            config, train_set, val_set, val_fraction=val_fraction, output=output, progress=progress,
+            on_epoch=on_epoch, log=log,
+        )  # fmt: skip
+        model, tracker, history = run.model, run.tracker, run.history
+        validation, metrics, baseline, held_out = run.validation, run.metrics, run.baseline, run.held_out
+        num_train, num_val, timings = run.num_train, run.num_val, run.timings
+    else:
+        if val_set is None:
+            items_train, items_val = split_items(train_items, val_fraction=val_fraction, seed=config.seed)
+            return train(config, items_train, items_val, progress, on_epoch=on_epoch)
+        model, tracker, history, metrics, baseline = _finetune(
+            config, train_set, val_set, output, progress, on_epoch
+        )
+        validation, held_out = "the validation photos given", None
+        num_train, num_val, timings = len(train_set), len(val_set), {}
+    timings = {"decode_s": decode_s, **timings}
+
+    freeze_backbone(model)  # the saved model is for inference; training flags do not matter there
+    model_path = output / MODEL_FILENAME
+    # An uncompiled clone carries no optimizer state: a smaller file, and loading it does not warn
+    # about optimizer variables that no longer match (checkpoint.keras keeps them for resuming).
+    inference_model = keras.models.clone_model(model)
+    inference_model.set_weights(model.get_weights())
+    inference_model.save(model_path)
+    wall = time.perf_counter() - started
+    result = TrainResult(
+        model_path=str(model_path),
+        history=history,
+        best_val_recall_at_1=float(tracker.best),
+        best_epoch=int(tracker.best_epoch),
+        wall_time_s=round(wall, 1),
+        num_train_images=num_train,
+        num_val_images=num_val,
+        num_products=train_set.num_products,
+        skipped_images=skipped,
+        image_size=config.image_size,
+        machine=machine_description(),
+        config=dataclasses.asdict(config),
+        validation=validation,
+        metrics=metrics,
+        baseline=baseline,
+        timings=timings,
+        held_out=held_out,
+    )
+    (output / "train_result.json").write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+    log(
+        f"trained {config.backbone} ({config.mode}, {config.loss}, {config.image_size}px) on {num_train} images of "
+        f"{train_set.num_products} products ({skipped} skipped) in {wall:.0f}s; validation ({validation}): "
+        f"Recall@1 {tracker.best:.4f} at epoch {tracker.best_epoch} (untrained {baseline.get('recall@1', float('nan')):.4f}); "
+        f"model: {model_path}"
+    )
+    return result
+
+
+def _finetune(
+    config: TrainConfig,
+    train_set: DecodedImages,
+    val_set: DecodedImages,
+    output: Path,
+    progress: bool,
+    on_epoch: EpochListener | None,
+) -> tuple[keras.Model, RecallEarlyStopping, list[dict[str, float]], dict, dict]:
+    """Train through the whole network: the head alone, then the top ``unfreeze_layers`` with it."""
     seen = set(np.unique(train_set.labels).tolist())
     val_products_seen = all(int(label) in seen for label in np.unique(val_set.labels))
     gallery = _gallery_subset(train_set, config.val_gallery_max, config.seed) if val_products_seen else None
@@ -246,14 +281,21 @@ def train(
             embed_images(model, sample.images), sample.labels, len(train_set.label_names)
         )
         fit_model.get_layer(PROXY_LAYER).set_proxies(centroids)
+
+    def score() -> float:
+        query = embed_images(model, val_set.images)
+        if gallery is None:  # unseen products: leave-one-out within validation
+            m = retrieval_metrics(query, val_set.labels, query, val_set.labels, ks=(1,), exclude_self=True)
+        else:
+            m = retrieval_metrics(
+                query, val_set.labels, embed_images(model, gallery.images), gallery.labels, ks=(1,)
+            )
+        return float(m["recall@1"])
+
     tracker = RecallEarlyStopping(
-        model,
-        val_set,
-        gallery,
-        patience=config.patience,
-        checkpoint_path=output / "checkpoint.keras",
-        verbose=progress,
-    )
+        model, score, patience=config.patience, checkpoint_path=output / "checkpoint.keras", verbose=progress,
+        on_epoch=on_epoch,
+    )  # fmt: skip
     verbose = (1 if sys.stdout.isatty() else 2) if progress else 0
     history: list[dict[str, float]] = []
 
@@ -264,8 +306,7 @@ def train(
             return
         tracker.start_phase()
         fit_model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss=get_loss(config.loss, **config.loss_kwargs),
+            optimizer=keras.optimizers.Adam(learning_rate), loss=get_loss(config.loss, **config.loss_kwargs)
         )
         if progress:
             print(
@@ -284,39 +325,32 @@ def train(
             config.lr_finetune, decay_steps=max(1, config.epochs * len(sampler)), alpha=0.05
         )
         run_phase("finetune", config.epochs, schedule)
-
     tracker.restore_best()
-    freeze_backbone(model)  # the saved model is for inference; training flags do not matter there
-    model_path = output / MODEL_FILENAME
-    # An uncompiled clone carries no optimizer state: a smaller file, and loading it does not warn
-    # about optimizer variables that no longer match (checkpoint.keras keeps them for resuming).
-    inference_model = keras.models.clone_model(model)
-    inference_model.set_weights(model.get_weights())
-    inference_model.save(model_path)
-    wall = time.perf_counter() - started
-    result = TrainResult(
-        model_path=str(model_path),
-        history=history,
-        best_val_recall_at_1=float(tracker.best),
-        best_epoch=int(tracker.best_epoch),
-        wall_time_s=round(wall, 1),
-        num_train_images=len(train_set),
-        num_val_images=len(val_set),
-        num_products=train_set.num_products,
-        skipped_images=skipped,
+    metrics, baseline = _score_both(config, model, val_set, gallery if gallery is not None else None)
+    return model, tracker, history, metrics, baseline
+
+
+def _score_both(
+    config: TrainConfig, model: keras.Model, val_set: DecodedImages, gallery: DecodedImages | None
+) -> tuple[dict, dict]:
+    """Recall@K / mAP@R of the trained model and the untrained backbone on the validation photos."""
+    untrained = build_embedding_model(
+        backbone=config.backbone,
+        weights=config.weights,
         image_size=config.image_size,
-        machine=machine_description(),
-        config=dataclasses.asdict(config),
+        head=False,
+        pooling="avg",
     )
-    (output / "train_result.json").write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
-    if progress:
-        print(
-            f"trained {config.backbone} ({config.loss}, {config.image_size}px) on {len(train_set)} images of "
-            f"{train_set.num_products} products ({skipped} skipped) in {wall:.0f}s; best val Recall@1 "
-            f"{tracker.best:.4f} at epoch {tracker.best_epoch}; model: {model_path}",
-            flush=True,
-        )
-    return result
+    scores = []
+    for m in (model, untrained):
+        q = embed_images(m, val_set.images)
+        if gallery is None:
+            scores.append(safe_retrieval_metrics(q, val_set.labels, q, val_set.labels, exclude_self=True))
+        else:
+            scores.append(
+                safe_retrieval_metrics(q, val_set.labels, embed_images(m, gallery.images), gallery.labels)
+            )
+    return scores[0], scores[1]
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -338,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _items_from_args(args: argparse.Namespace) -> tuple[list[Item], list[Item]]:
+def _items_from_args(args: argparse.Namespace) -> tuple[list[Item], list[Item] | None]:
     if args.grocery:
         train_items = grocery_split(args.grocery, "train") + iconic_items(args.grocery)
         return train_items, grocery_split(args.grocery, "val")
@@ -346,7 +380,9 @@ def _items_from_args(args: argparse.Namespace) -> tuple[list[Item], list[Item]]:
     if args.val_manifest:
         return items, read_manifest(args.val_manifest)
     check_trainable(items, f"manifest {args.manifest}")
-    return split_items(items, val_fraction=args.val_fraction, split_by=args.split_by, seed=args.seed)
+    if args.split_by == "product":
+        return split_items(items, val_fraction=args.val_fraction, split_by="product", seed=args.seed)
+    return items, None  # the training run holds out look-alike groups itself (ml/holdout.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -356,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args, output_dir=args.output)
         if config.weights is None and not args.quiet:
             print("note: no --weights given, so the backbone starts from random init; pass a weights file")
-        train(config, train_items, val_items, progress=not args.quiet)
+        train(config, train_items, val_items, progress=not args.quiet, val_fraction=args.val_fraction)
     except (TrainingDataError, WeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

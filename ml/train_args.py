@@ -8,7 +8,7 @@ from typing import Any
 
 from ml.backbones import backbone_names
 from ml.losses import LOSSES
-from ml.train_config import TrainConfig
+from ml.train_config import HOLDOUTS, MODES, TrainConfig
 
 
 def parse_weights(value: str | None) -> str | None:
@@ -27,7 +27,22 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, weights_default: 
         default="photo",
         help="photo: hold out photos, keep every product (default); product: unseen products.",
     )
+    parser.add_argument(
+        "--holdout",
+        choices=list(HOLDOUTS),
+        default=d.holdout,
+        help="with --split-by photo: hold out groups of look-alike photos (default) or random photos",
+    )
     parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument(
+        "--mode",
+        choices=list(MODES),
+        default=d.mode,
+        help="cached: train the top blocks on cached activations (CPU default); finetune: the whole network",
+    )
+    parser.add_argument("--trainable-blocks", type=int, default=d.trainable_blocks, help="cached mode")
+    parser.add_argument("--cache-views", type=int, default=d.cache_views, help="cached mode: views per photo")
+    parser.add_argument("--lr-top", type=float, default=d.lr_top, help="cached mode's learning rate")
     parser.add_argument("--backbone", default=d.backbone, choices=backbone_names())
     parser.add_argument(
         "--weights",
@@ -54,6 +69,11 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, weights_default: 
 
 # Options whose value goes into the TrainConfig field of the same name as it is.
 _SAME_NAME = (
+    "mode",
+    "holdout",
+    "trainable_blocks",
+    "cache_views",
+    "lr_top",
     "backbone",
     "loss",
     "head_epochs",

@@ -9,9 +9,15 @@ from typing import Any
 from ml.backbones import DEFAULT_BACKBONE, backbone_names, check_weights_file
 from ml.losses import LOSSES
 
+MODES = ("cached", "finetune")
+HOLDOUTS = ("group", "photo")
+
 
 @dataclass
 class TrainConfig:
+    # "cached": train the top blocks on cached activations of the frozen bottom (ml/cached_train.py),
+    # the CPU default; "finetune": train through the whole network every step (a GPU's job).
+    mode: str = "cached"
     backbone: str = DEFAULT_BACKBONE
     # A local .weights.h5 path, "imagenet" (download) or None (random init: tests only).
     weights: str | None = None
@@ -47,8 +53,24 @@ class TrainConfig:
     # Two threads build (augment) the next batches while the model trains on the current one.
     workers: int = 2
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    # --- cached mode ------------------------------------------------------------------------------
+    # Backbone blocks trained above the cached activations (EfficientNet-Lite0 has 16, MobileNetV2 17).
+    trainable_blocks: int = 5
+    # Views cached per training photo (the photo and augmented copies); products with few photos get
+    # more, so that each has at least min_views_per_product.
+    cache_views: int = 4
+    min_views_per_product: int = 16
+    lr_top: float = 1e-3
+    # How validation photos are chosen when the caller gives none (ml/holdout.py).
+    holdout: str = "group"
 
     def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.holdout not in HOLDOUTS:
+            raise ValueError(f"unknown holdout {self.holdout!r}; choose one of: {', '.join(HOLDOUTS)}")
+        if self.trainable_blocks < 0 or self.cache_views < 1:
+            raise ValueError("trainable_blocks must be >= 0 and cache_views >= 1")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(sorted(LOSSES))}")
         if self.backbone not in backbone_names():

@@ -130,6 +130,12 @@ class ProductHitOutput(serializers.Serializer):
 
 class HitOutput(serializers.Serializer):
     score = serializers.SerializerMethodField()
+    match = serializers.ChoiceField(
+        choices=[("same", "same"), ("similar", "similar")],
+        allow_null=True,
+        help_text="same: this is the photographed product; similar: it looks alike. Null before the model "
+        "is calibrated.",
+    )
     image_id = serializers.UUIDField()
     product = ProductHitOutput(source="card")
 
@@ -151,6 +157,11 @@ class SearchOutput(serializers.Serializer):
     model_kind = serializers.ChoiceField(
         choices=ModelKind.choices,
         help_text="Which model answered: the pretrained backbone, or one trained on this catalog.",
+    )
+    no_match = serializers.BooleanField(
+        allow_null=True,
+        help_text="True when no result is the photographed product (the results are similar items). Null "
+        "before the model is calibrated.",
     )
     timings_ms = TimingsOutput()
     results = HitOutput(many=True, source="hits")

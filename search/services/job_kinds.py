@@ -116,6 +116,8 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
     )
     if work.status == ReindexStatus.REJECTED:
         summary += " Use --force (or the admin's forced promotion) to promote anyway."
+    if promoted:
+        _calibrate_if_needed(ctx)
     return {
         "reindex_job": work.pk,
         "status": work.status,
@@ -199,6 +201,26 @@ def run_reconcile(job: Job, ctx: JobContext) -> dict[str, Any]:
     return {"orphan_files": len(files), "reports": len(reports), "summary": lines[-1]}
 
 
+def _calibrate_if_needed(ctx: JobContext) -> None:
+    """A serving model with no calibration (the pretrained one) is calibrated from the catalog once it
+    has enough indexed photos, so its answers say "same" and "no match" too."""
+    from search.services.calibration import calibrate_from_catalog
+
+    model = selectors.active_model()
+    if model is None or model.calibration:
+        return
+    try:
+        fitted = calibrate_from_catalog(model)
+    except TRANSIENT as exc:
+        ctx.log(f"calibration later ({exc})")
+        return
+    if fitted is not None:
+        ctx.log(
+            f"calibrated v{model.version} on {fitted.queries} catalog views: 'same' from score {fitted.same:.3f} "
+            f"(precision {fitted.precision:.3f}, unseen products answered 'no match' {fitted.no_match_unseen:.3f})"
+        )
+
+
 def _check_import(params: dict[str, Any]) -> dict[str, Any]:
     manifest = params.get("manifest")
     if not isinstance(manifest, str) or not Path(manifest).is_file():
@@ -247,6 +269,8 @@ def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
             except TRANSIENT as exc:
                 ctx.log(f"indexing later ({exc}); the sweeper retries pending images")
     counts = catalog_selectors.index_status_counts(image_ids=added)
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        _calibrate_if_needed(ctx)
     where = "" if settings.CELERY_TASK_ALWAYS_EAGER else " (the workers index what is pending)"
     summary = (
         f"{run_summary(run)} New images: {counts['indexed']} indexed, {counts['pending']} pending, "

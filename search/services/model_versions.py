@@ -40,6 +40,8 @@ def model_version_register(
     metrics: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     eval_image_ids: list[str] | None = None,
+    calibration: dict[str, Any] | None = None,
+    calibration_plot_path: str = "",
 ) -> ModelVersion:
     return ModelVersion.objects.create(
         version=version,
@@ -55,6 +57,8 @@ def model_version_register(
         metrics=metrics or {},
         config=config or {},
         eval_image_ids=eval_image_ids or [],
+        calibration=calibration or {},
+        calibration_plot_path=calibration_plot_path,
         collection=collection_for(version),
         status=ModelStatus.CANDIDATE,
     )

@@ -16,6 +16,7 @@ import numpy as np
 
 from catalog import image_limits
 from catalog import selectors as catalog_selectors
+from ml.calibration import label_hits
 from ml.preprocess import preprocess
 from ml.serving import EmbedderError
 from search import selectors
@@ -45,6 +46,8 @@ class SearchHit:
     score: float
     image_id: str
     card: dict[str, Any]  # catalog.selectors.CARD_KEYS of the matched image and its product
+    # "same" (this is the product) or "similar", by the model's calibration; None when uncalibrated.
+    match: str | None = None
 
 
 @dataclass
@@ -55,6 +58,9 @@ class SearchOutcome:
     # Names this answer in the search log and in the click events that follow it.
     search_id: uuid.UUID = field(default_factory=uuid.uuid4)
     model_kind: str = ""  # search.models.ModelKind: the pretrained backbone, or trained on the catalog
+    # True when no hit is "same": nothing in the catalog is the photographed product (None: the model
+    # is not calibrated, so the answer cannot say).
+    no_match: bool | None = None
 
 
 def _ms(start: float) -> float:
@@ -136,7 +142,10 @@ def search(query: SearchQuery) -> SearchOutcome:
             exclude_product_ids=exclude or None,
             active=True,  # products a sync deactivated leave every search at once
         )
-        hits = vector_store().search(model.collection, vector, query.limit, flt, group_by_product=True)
+        # Two hits at least: whether the first is "the same product" depends on its lead over the second.
+        hits = vector_store().search(
+            model.collection, vector, max(query.limit, 2), flt, group_by_product=True
+        )
         timings["search"] = _ms(start)
     except EmbedderError as exc:
         raise SearchError("model_unavailable", f"The model server is unavailable: {exc}") from exc
@@ -152,10 +161,24 @@ def search(query: SearchQuery) -> SearchOutcome:
         for h in hits
         if h.image_id in cards
     ]
+    no_match = None
+    if model.calibration:
+        for hit, label in zip(
+            results, label_hits([h.score for h in results], model.calibration), strict=True
+        ):
+            hit.match = label
+        no_match = not any(h.match == "same" for h in results)
+    results = results[: query.limit]
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)
     _observe(query, model, timings)
-    return SearchOutcome(model_version=model.version, model_kind=model.kind, hits=results, timings_ms=timings)
+    return SearchOutcome(
+        model_version=model.version,
+        model_kind=model.kind,
+        hits=results,
+        timings_ms=timings,
+        no_match=no_match,
+    )
 
 
 def _observe(query: SearchQuery, model: ModelVersion, timings: dict[str, float]) -> None:

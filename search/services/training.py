@@ -1,5 +1,6 @@
-"""Train a candidate model on the catalog's own photos, evaluate it against the untrained backbone,
-export it for TF Serving and record it as a candidate ModelVersion (promotion is `reindex`'s job)."""
+"""Train a candidate model on the catalog's own photos, score it against the untrained backbone on
+held-out photos, calibrate its answers, export it for TF Serving and record it as a candidate
+ModelVersion (promotion is the reindex job's)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
 
 from catalog.models import ProductImage
-from ml.data import Item, TrainingDataError, check_trainable, decode_items, read_manifest, split_items
+from ml import calibration
+from ml.data import Item, TrainingDataError, check_trainable, read_manifest, split_items
+from ml.recall_tracking import EpochListener
 from search import selectors
 from search.models import ModelKind, ModelVersion
 from search.services.model_versions import model_version_register
@@ -41,45 +43,14 @@ def catalog_items() -> tuple[list[Item], dict[str, str]]:
     return items, ids
 
 
-def _embed(model, images: np.ndarray) -> np.ndarray:
-    from ml.train import embed_images
-
-    return embed_images(model, images)
-
-
-def evaluate_models(
-    train_model_path: str, config, train_items: list[Item], val_items: list[Item]
-) -> tuple[dict, dict]:
-    """Recall@K / mAP@R of the trained model and of the untrained backbone on the same split."""
-    import keras
-
-    from ml.evaluate import retrieval_metrics
-    from ml.export import load_keras_model
-    from ml.model import build_embedding_model
-
-    gallery = decode_items(train_items, config.image_size, progress=True, desc="decoding gallery")
-    queries = decode_items(
-        val_items, config.image_size, label_names=gallery.label_names, progress=True, desc="decoding queries"
-    )
-    trained = load_keras_model(train_model_path)
-    metrics = retrieval_metrics(
-        _embed(trained, queries.images), queries.labels, _embed(trained, gallery.images), gallery.labels
-    )
-    keras.backend.clear_session()
-    baseline_model = build_embedding_model(
-        backbone=config.backbone,
-        weights=config.weights,
-        image_size=config.image_size,
-        head=False,
-        pooling="avg",
-    )
-    baseline = retrieval_metrics(
-        _embed(baseline_model, queries.images),
-        queries.labels,
-        _embed(baseline_model, gallery.images),
-        gallery.labels,
-    )
-    return metrics, baseline
+def _history_columns(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    # Per-epoch rows as the column lists the report and plot expect.
+    history: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if isinstance(value, int | float):
+                history.setdefault(key, []).append(float(value))
+    return history
 
 
 def train_candidate(
@@ -89,9 +60,11 @@ def train_candidate(
     split_by: str = "photo",
     val_fraction: float = 0.1,
     on_stage: Callable[[str], None] | None = None,
+    on_epoch: EpochListener | None = None,
 ) -> TrainOutcome:
-    """``on_stage`` hears each step's name as it starts: "training", "evaluating", "exporting" (a job
-    reports them as progress; search/services/training_jobs.py)."""
+    """``on_stage`` hears each step's name as it starts: "training", "calibrating", "exporting";
+    ``on_epoch`` hears (epoch, validation Recall@1, best) after every epoch (a job reports both as
+    progress; search/services/training_jobs.py)."""
     from ml.evaluate import plot_report, recall_curve, write_report
     from ml.export import export_saved_model
     from ml.train import train
@@ -104,29 +77,33 @@ def train_candidate(
         if not items:
             raise TrainingDataError("the catalog has no images; import some first (manage.py import_catalog)")
     check_trainable(items, "the catalog" if manifest is None else f"manifest {manifest}")
-    train_items, val_items = split_items(
-        items, val_fraction=val_fraction, split_by=split_by, seed=config.seed
-    )
+    if split_by == "product":  # unseen products: whole products held out
+        train_items, val_items = split_items(
+            items, val_fraction=val_fraction, split_by="product", seed=config.seed
+        )
+    else:  # ml.holdout chooses: groups of look-alike photos, or augmented views of one-photo catalogs
+        train_items, val_items = list(items), None
     stage = on_stage or (lambda name: None)
     stage("training")
-    result = train(config, train_items, val_items, progress=True)
-    stage("evaluating")
-    metrics, baseline = evaluate_models(result.model_path, config, train_items, val_items)
+    result = train(
+        config, train_items, val_items, progress=True, val_fraction=val_fraction, on_epoch=on_epoch
+    )
+    metrics, baseline = result.to_json()["metrics"], result.to_json()["baseline"]
 
     out = Path(config.output_dir)
-    # Per-epoch rows (both phases, in order) as the column lists the report and plot expect.
-    history: dict[str, list[float]] = {}
-    for row in result.history:
-        for key, value in row.items():
-            if isinstance(value, int | float):
-                history.setdefault(key, []).append(float(value))
-    report_path = write_report(
-        out / "report.json",
-        metrics,
-        baseline=baseline,
-        history=history,
-        meta={"split_by": split_by, "train": result.to_json()},
-    )
+    stage("calibrating")
+    fitted, calibration_plot = None, None
+    held = result.held_out
+    if held is not None and len(held.query_labels) and len(held.gallery_labels):
+        scored = calibration.scored_queries(
+            held.query_embeddings, held.query_labels, held.gallery_embeddings, held.gallery_labels
+        )
+        fitted = calibration.fit(scored)
+        calibration.write(out / "calibration.json", fitted)
+        calibration_plot = calibration.plot(out / "calibration.png", scored, fitted)
+    history = _history_columns(result.history)
+    meta = {"split_by": split_by, "validation": result.validation, "train": result.to_json()}
+    report_path = write_report(out / "report.json", metrics, baseline=baseline, history=history, meta=meta)
     plot_path = plot_report(
         out / "report.png",
         {"trained": recall_curve(metrics), "untrained backbone": recall_curve(baseline)},
@@ -141,6 +118,12 @@ def train_candidate(
         version,
         backbone=config.backbone,
     )
+    if val_items is not None:
+        eval_ids = [ids[str(src)] for src, _ in val_items if str(src) in ids]
+    elif held is not None and result.validation.startswith("held-out"):
+        eval_ids = [ids[str(train_items[i][0])] for i in held.query_sources if str(train_items[i][0]) in ids]
+    else:
+        eval_ids = []  # validated on augmented views: the gate does the same (search/services/gate.py)
     record = model_version_register(
         version=version,
         kind=ModelKind.TRAINED,
@@ -151,8 +134,10 @@ def train_candidate(
         keras_path=result.model_path,
         report_path=str(report_path),
         plot_path=str(plot_path),
-        metrics={**metrics, "baseline": baseline, "split_by": split_by},
+        metrics={**metrics, "baseline": baseline, "split_by": split_by, "validation": result.validation},
         config=json.loads(json.dumps(dataclasses.asdict(config), default=str)),
-        eval_image_ids=[ids[str(src)] for src, _ in val_items if str(src) in ids],
+        eval_image_ids=eval_ids,
+        calibration=fitted.to_json() if fitted is not None else None,
+        calibration_plot_path=str(calibration_plot) if calibration_plot is not None else "",
     )
     return TrainOutcome(record, metrics, baseline, round(time.perf_counter() - started, 1))

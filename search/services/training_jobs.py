@@ -31,9 +31,8 @@ from search.services.jobs import JobCancelled, JobContext, JobError, JobFailed, 
 
 # ml.train prints this after every epoch of both phases (RecallEarlyStopping, with the global epoch
 # number); epochs are counted from it. If the line changes, progress falls back to the stages only.
-EPOCH_LINE = re.compile(r"^epoch (\d+):")
 # Evaluating and exporting after the epochs count as one step each.
-AFTER_EPOCHS = ("evaluating", "exporting")
+AFTER_EPOCHS = ("calibrating", "exporting")
 # TensorFlow's start-up chatter (absl lines written before logging is set up): not worth a log line.
 NOISE = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
 
@@ -95,6 +94,8 @@ def check_train_params(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def epochs_planned(config) -> int:
+    if config.mode == "cached":
+        return config.epochs
     return config.head_epochs + (config.epochs if config.unfreeze_layers > 0 else 0)
 
 
@@ -162,11 +163,12 @@ def train_reporting(
     report(0, total)
 
     def line(text: str) -> None:
-        if EPOCH_LINE.match(text) and state["done"] < epochs:
-            state["done"] += 1
-            report(state["done"], total)
         if on_line is not None:
             on_line(text)
+
+    def epoch(number: int, recall: float, best: float) -> None:
+        state["done"] = min(number, epochs)
+        report(state["done"], total)
 
     def stage(name: str) -> None:
         if name in AFTER_EPOCHS:
@@ -175,7 +177,12 @@ def train_reporting(
 
     with _stdout_lines(line):
         outcome = train_candidate(
-            config=config, manifest=manifest, split_by=split_by, val_fraction=val_fraction, on_stage=stage
+            config=config,
+            manifest=manifest,
+            split_by=split_by,
+            val_fraction=val_fraction,
+            on_stage=stage,
+            on_epoch=epoch,
         )
     report(total, total)
     return outcome

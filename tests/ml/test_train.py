@@ -29,16 +29,16 @@ def test_a_few_training_steps_lower_the_loss(product_photos):
     assert after < before
 
 
-@pytest.mark.parametrize("loss", ["multi_similarity", "proxy_anchor"])
-def test_train_writes_a_loadable_model_and_a_summary(product_photos, tmp_path, loss):
-    _, items = product_photos
-    val = [items[i] for i in (0, 5, 10, 15)]
-    train_items = [it for it in items if it not in val]
-    config = TrainConfig(
-        weights=None,
-        loss=loss,
+def _config(tmp_path, **overrides) -> TrainConfig:
+    # Cached mode keeps activations as float16, so it trains on a backbone with its ImageNet weights
+    # (randomly initialised activations are about 1e-11, below float16); the installed package has them.
+    cached = overrides.get("mode", "cached") == "cached"
+    values = dict(
+        backbone="efficientnet_lite0" if cached else "mobilenet_v2_035",
+        weights="imagenet" if cached else None,
         pooling="avg",
-        image_size=SIZE,
+        # 64 px for the pretrained backbone: at 32 px its head sees 1 x 1 activations, often all zero.
+        image_size=64 if cached else SIZE,
         embedding_dim=8,
         head_epochs=1,
         epochs=1,
@@ -46,19 +46,92 @@ def test_train_writes_a_loadable_model_and_a_summary(product_photos, tmp_path, l
         batch_p=4,
         batch_k=2,
         unfreeze_layers=10,
+        trainable_blocks=2,
+        cache_views=2,
+        min_views_per_product=4,
         output_dir=str(tmp_path / "run"),
     )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.mark.parametrize(
+    ("mode", "loss", "phases"),
+    [
+        ("finetune", "multi_similarity", {"head", "finetune"}),
+        ("finetune", "proxy_anchor", {"head", "finetune"}),
+        ("cached", "multi_similarity", {"top"}),
+        ("cached", "proxy_anchor", {"top"}),
+    ],
+)
+def test_train_writes_a_loadable_model_and_a_summary(product_photos, tmp_path, mode, loss, phases):
+    _, items = product_photos
+    val = [items[i] for i in (0, 5, 10, 15)]
+    train_items = [it for it in items if it not in val]
+    config = _config(tmp_path, mode=mode, loss=loss, epochs=1 if mode == "finetune" else 2)
     result = train(config, train_items, val, progress=False)
-    assert len(result.history) == 2 and {h["phase"] for h in result.history} == {"head", "finetune"}
+    assert {h["phase"] for h in result.history} == phases
     assert 0.0 <= result.best_val_recall_at_1 <= 1.0
     assert result.num_products == 4 and result.num_train_images == len(train_items)
+    # The trained model and the untrained backbone are scored on the same validation photos.
+    assert result.metrics["num_queries"] == result.baseline["num_queries"] == 4
+    assert 0.0 <= result.metrics["recall@1"] <= 1.0 and 0.0 <= result.baseline["recall@1"] <= 1.0
     model = keras.saving.load_model(result.model_path)
-    out = np.asarray(model.predict_on_batch(np.zeros((2, SIZE, SIZE, 3), "float32")))
+    size = config.image_size
+    out = np.asarray(model.predict_on_batch(np.zeros((2, size, size, 3), "float32")))
     # The saved model is the embedding model alone, also when training added class proxies.
     assert out.shape == (2, 8)
     assert all("proxies" not in layer.name for layer in model.layers)
     saved = json.loads((tmp_path / "run" / "train_result.json").read_text())
-    assert saved["model_path"] == result.model_path
+    assert saved["model_path"] == result.model_path and "held_out" not in saved
+
+
+def test_cached_training_moves_only_the_top(product_photos, tmp_path):
+    from ml.backbone_split import split_embedding_model
+
+    _, items = product_photos
+    config = _config(tmp_path, epochs=2)
+    untouched = build_embedding_model(
+        backbone=config.backbone,
+        weights=config.weights,
+        image_size=config.image_size,
+        embedding_dim=8,
+        pooling="avg",
+    )
+    result = train(config, items, [items[0], items[5]], progress=False)
+    trained = keras.saving.load_model(result.model_path)
+    bottom_before, _ = split_embedding_model(untouched, config.trainable_blocks)
+    bottom_after, _ = split_embedding_model(trained, config.trainable_blocks)
+    size = config.image_size
+    pixels = np.random.default_rng(1).integers(0, 256, (2, size, size, 3)).astype("float32")
+    # Same seed, same random initialisation: the frozen bottom computes exactly what it did before.
+    np.testing.assert_allclose(
+        bottom_before.predict_on_batch(pixels), bottom_after.predict_on_batch(pixels), atol=1e-6
+    )
+
+
+def test_with_no_validation_given_look_alike_groups_are_held_out(product_photos, tmp_path):
+    _, items = product_photos  # 5 photos of each product: groups can be held out
+    result = train(_config(tmp_path, epochs=1), items, None, progress=False, val_fraction=0.4)
+    assert result.validation == "held-out groups of look-alike photos"
+    held = result.held_out
+    assert held is not None and 0 < len(held.query_sources) < len(items)
+    assert result.num_train_images + result.num_val_images == len(items)
+    # Every product keeps training photos, and the held-out photos are not in the gallery.
+    kept = {items[i][1] for i in range(len(items)) if i not in set(held.query_sources)}
+    assert kept == {label for _, label in items}
+    assert len(held.gallery_labels) == len(items) - len(held.query_sources)
+
+
+def test_a_catalog_with_one_photo_per_product_trains_and_validates_on_views(product_photos, tmp_path):
+    _, items = product_photos
+    singles = [items[i] for i in (0, 5, 10, 15)]  # one photo of each product
+    result = train(_config(tmp_path, epochs=2), singles, None, progress=False)
+    assert result.validation == "augmented views of the catalog photos"
+    assert result.num_train_images == 4 and result.num_val_images == 4
+    assert result.best_epoch >= 1 and not np.isnan(result.metrics["recall@1"])
+    saved = json.loads((tmp_path / "run" / "train_result.json").read_text())
+    assert saved["validation"] == result.validation
 
 
 def _cli_error(capsys, argv) -> str:

@@ -6,7 +6,7 @@
   // A signed-in editor's session makes the API check CSRF; anonymous shoppers just send it along.
   const csrfToken = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
   const drop = $("drop"), file = $("file"), stage = $("stage"), preview = $("preview"), box = $("box");
-  const statusEl = $("status"), results = $("results"), filters = $("filters");
+  const statusEl = $("status"), results = $("results"), filters = $("filters"), noMatch = $("no-match");
   let current = null;   // the Blob being searched
   let crop = null;      // {x, y, w, h} in the image's own pixels
   let timer = null;
@@ -79,7 +79,7 @@
     try {
       const res = await fetch("/api/v1/search/", { method: "POST", body: form, headers: { Accept: "application/json", "X-CSRFToken": csrfToken } });
       const body = await res.json();
-      if (!res.ok) { setStatus(body.error ? body.error.message : "Search failed.", true); results.replaceChildren(); return; }
+      if (!res.ok) { setStatus(body.error ? body.error.message : "Search failed.", true); noMatch.hidden = true; results.replaceChildren(); return; }
       render(body);
     } catch (err) {
       setStatus("The server could not be reached.", true);
@@ -93,9 +93,12 @@
     const t = body.timings_ms;
     const kind = MODEL_KINDS[body.model_kind] || body.model_kind || "";
     setStatus(`${body.results.length} products · ${Math.round(t.total)} ms (decode ${Math.round(t.decode)}, embed ${Math.round(t.embed)}, search ${Math.round(t.search)}) · model v${body.model_version}${kind ? " (" + kind + ")" : ""}`);
+    // A calibrated model says when nothing in the catalog is the photographed product.
+    noMatch.hidden = body.no_match !== true;
     results.replaceChildren(...body.results.map((hit) => {
       const p = hit.product, a = document.createElement("a");
-      a.className = "card"; a.href = p.url; a.dataset.sku = p.sku;
+      a.className = hit.match === "same" ? "card same" : "card"; a.href = p.url; a.dataset.sku = p.sku;
+      if (hit.match) a.dataset.match = hit.match;
       const img = document.createElement("img"); img.src = p.image_url; img.alt = ""; img.loading = "lazy";
       const title = document.createElement("span"); title.className = "title"; title.textContent = p.title;
       const meta = document.createElement("span"); meta.className = "meta";

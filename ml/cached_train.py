@@ -1,0 +1,252 @@
+"""Training the top of the network on cached activations of its frozen bottom (the default on CPUs).
+
+1. The backbone is split at a block boundary (ml/backbone_split.py): the bottom keeps its ImageNet
+   weights, the last ``trainable_blocks`` blocks, the backbone's head, pooling and projection train.
+2. The bottom runs once per photo (validation and gallery) and once per augmented view of each
+   training photo (ml/feature_cache.py); every epoch then runs only the top.
+3. Validation photos are chosen here when the caller gives none (ml/holdout.py): groups of
+   look-alikes, or augmented views for a catalog with one photo per product.
+4. The trained model and the untrained backbone are scored on the same held-out photos, from the same
+   cached activations (the untrained backbone's bottom is the same network).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from ml.augment import Augmenter
+from ml.backbone_split import make_top_trainable, split_embedding_model
+from ml.data import DecodedImages, TrainingDataError
+from ml.evaluate import retrieval_metrics, safe_retrieval_metrics
+from ml.feature_cache import CachedPKSampler, activations, cache_views, views_per_image
+from ml.holdout import group_holdout, holdable, pooled
+from ml.losses import get_loss, uses_proxies
+from ml.model import build_embedding_model
+from ml.proxies import PROXY_LAYER, build_training_model, class_centroids
+from ml.recall_tracking import EpochListener, RecallEarlyStopping
+from ml.train_config import TrainConfig
+
+# Validation queries when a catalog has one photo per product: fresh views of at most this many photos.
+VIEW_QUERIES = 400
+
+
+@dataclass
+class HeldOut:
+    """What validation scored, for the caller's own use (calibration, the gate's query set)."""
+
+    query_embeddings: np.ndarray
+    query_labels: np.ndarray
+    gallery_embeddings: np.ndarray
+    gallery_labels: np.ndarray
+    query_sources: list[int] = field(default_factory=list)  # indices into the images given
+
+
+@dataclass
+class CachedRun:
+    model: keras.Model
+    tracker: RecallEarlyStopping
+    history: list[dict[str, float]]
+    validation: str
+    num_train: int
+    num_val: int
+    metrics: dict[str, Any]
+    baseline: dict[str, Any]
+    held_out: HeldOut
+    timings: dict[str, float]
+
+
+def _embed(top: keras.Model, features: np.ndarray, batch: int = 256) -> np.ndarray:
+    parts = [
+        np.asarray(top.predict_on_batch(features[s : s + batch].astype(np.float32)), np.float32)
+        for s in range(0, len(features), batch)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, int(top.output_shape[-1])), np.float32)
+
+
+def _stratified(labels: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``limit`` indices with every label kept at least once (a gallery that can still hit)."""
+    if len(labels) <= limit:
+        return np.arange(len(labels))
+    order = rng.permutation(len(labels))
+    first: dict[int, int] = {}
+    for i in order:
+        first.setdefault(int(labels[i]), int(i))
+    chosen = list(first.values())
+    taken = set(chosen)
+    chosen += [int(i) for i in order if int(i) not in taken][: max(0, limit - len(chosen))]
+    return np.sort(np.asarray(chosen))
+
+
+def run_cached(
+    config: TrainConfig,
+    train_set: DecodedImages,
+    val_set: DecodedImages | None,
+    *,
+    val_fraction: float,
+    output: Path,
+    progress: bool,
+    on_epoch: EpochListener | None,
+    log: Callable[[str], None],
+) -> CachedRun:
+    timings: dict[str, float] = {}
+    rng = np.random.default_rng(config.seed)
+    model = build_embedding_model(
+        backbone=config.backbone,
+        weights=config.weights,
+        image_size=config.image_size,
+        embedding_dim=config.embedding_dim,
+        pooling=config.pooling,
+        head=True,
+    )
+    bottom, top = split_embedding_model(model, config.trainable_blocks)
+    make_top_trainable(top)
+    augmenter = Augmenter(config.image_size) if config.augment else None
+
+    t0 = time.perf_counter()
+    plain = activations(bottom, train_set.images)
+    labels = train_set.labels
+    # Which photos validate, and against which gallery.
+    gallery_rows = np.arange(len(labels))
+    query_sources: list[int] = []
+    if val_set is not None:
+        validation = "the validation photos given"
+        val_features, val_labels = activations(bottom, val_set.images), val_set.labels
+        train_rows = np.arange(len(labels))
+        if not set(np.unique(val_labels)) <= set(np.unique(labels)):
+            gallery_rows = np.zeros(0, dtype=np.int64)  # unseen products: leave-one-out within validation
+    elif config.holdout == "group" and holdable(labels):
+        validation = "held-out groups of look-alike photos"
+        held = group_holdout(labels, pooled(plain), val_fraction=val_fraction, seed=config.seed)
+        train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
+        val_features, val_labels = plain[val_rows], labels[val_rows]
+        gallery_rows, query_sources = train_rows, val_rows.tolist()
+    elif config.holdout == "photo" and holdable(labels):
+        validation = "held-out random photos"
+        held = np.zeros(len(labels), dtype=bool)
+        for label in np.unique(labels):
+            members = np.flatnonzero(labels == label)
+            n_val = min(len(members) - 1, round(len(members) * val_fraction))
+            if n_val > 0:
+                held[rng.choice(members, size=n_val, replace=False)] = True
+        train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
+        val_features, val_labels = plain[val_rows], labels[val_rows]
+        gallery_rows, query_sources = train_rows, val_rows.tolist()
+    else:
+        # One photo per product (or too few to hold any out): fresh views of the photos, against them all.
+        if augmenter is None:
+            raise TrainingDataError(
+                "no product has enough photos to hold some out, and views need augmentation; train with augmentation"
+            )
+        validation = "augmented views of the catalog photos"
+        train_rows = np.arange(len(labels))
+        sample = np.sort(rng.choice(len(labels), size=min(VIEW_QUERIES, len(labels)), replace=False))
+        views = cache_views(
+            bottom, train_set.images[sample], labels[sample], np.full(len(sample), 2, np.int32),
+            augmenter=augmenter, seed=config.seed + 7919,
+        )  # fmt: skip
+        keep = views.view == 1  # the augmented view of each, not the photo itself
+        val_features, val_labels = views.features[keep], views.labels[keep]
+        query_sources = sample[views.source[keep]].tolist()
+    timings["plain_activations_s"] = round(time.perf_counter() - t0, 1)
+
+    train_labels = labels[train_rows]
+    if len(np.unique(train_labels)) < 2:
+        raise TrainingDataError("metric learning needs photos of at least two products to train on")
+    t0 = time.perf_counter()
+    per_image = views_per_image(train_labels, config.cache_views, config.min_views_per_product)
+    log(f"caching {int(per_image.sum())} views of {len(train_rows)} photos (bottom of {config.backbone})")
+    cache = cache_views(
+        bottom, train_set.images[train_rows], train_labels, per_image, augmenter=augmenter, seed=config.seed
+    )
+    timings["cache_s"] = round(time.perf_counter() - t0, 1)
+    log(
+        f"cached {len(cache)} views, {cache.features.shape[1:]} each, {cache.nbytes / 1e6:.0f} MB, in {timings['cache_s']:.0f} s"
+    )
+
+    gallery_pick = (
+        gallery_rows[_stratified(labels[gallery_rows], config.val_gallery_max, rng)]
+        if len(gallery_rows)
+        else gallery_rows
+    )
+
+    def score() -> float:
+        queries = _embed(top, val_features)
+        if not len(gallery_pick):
+            m = retrieval_metrics(queries, val_labels, queries, val_labels, ks=(1,), exclude_self=True)
+        else:
+            m = retrieval_metrics(
+                queries, val_labels, _embed(top, plain[gallery_pick]), labels[gallery_pick], ks=(1,)
+            )
+        return float(m["recall@1"])
+
+    tracker = RecallEarlyStopping(
+        model, score, patience=config.patience, checkpoint_path=output / "checkpoint.keras", verbose=progress,
+        on_epoch=on_epoch,
+    )  # fmt: skip
+    sampler = CachedPKSampler(
+        cache, p=config.batch_p, k=config.batch_k, steps_per_epoch=config.steps_per_epoch, seed=config.seed
+    )
+    fit_model = top
+    if uses_proxies(config.loss):
+        fit_model = build_training_model(top, num_classes=int(labels.max()) + 1)
+        centroids = class_centroids(_embed(top, plain[train_rows]), train_labels, int(labels.max()) + 1)
+        fit_model.get_layer(PROXY_LAYER).set_proxies(centroids)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.lr_top, decay_steps=max(1, config.epochs * len(sampler)), alpha=0.05
+    )
+    fit_model.compile(
+        optimizer=keras.optimizers.Adam(schedule), loss=get_loss(config.loss, **config.loss_kwargs)
+    )
+    log(
+        f"training the top ({config.trainable_blocks} blocks and the head): {config.epochs} epochs x {len(sampler)} steps"
+    )
+    t0 = time.perf_counter()
+    verbose = 0 if not progress else 2
+    fit = fit_model.fit(sampler, epochs=config.epochs, callbacks=[tracker], verbose=verbose)
+    timings["train_s"] = round(time.perf_counter() - t0, 1)
+    history = [
+        {"phase": "top", **{k: float(v[i]) for k, v in fit.history.items()}} for i in range(len(fit.history.get("loss", [])))
+    ]  # fmt: skip
+    tracker.restore_best()
+
+    # Scores of the trained top and of the untrained backbone (average pooled, no head) on the same
+    # held-out photos and the whole training gallery, from the same activations.
+    t0 = time.perf_counter()
+    gallery_all = gallery_rows
+    queries = _embed(top, val_features)
+    gallery = _embed(top, plain[gallery_all]) if len(gallery_all) else queries
+    g_labels = labels[gallery_all] if len(gallery_all) else val_labels
+    leave_one_out = not len(gallery_all)
+    metrics = safe_retrieval_metrics(queries, val_labels, gallery, g_labels, exclude_self=leave_one_out)
+    untrained = build_embedding_model(
+        backbone=config.backbone,
+        weights=config.weights,
+        image_size=config.image_size,
+        head=False,
+        pooling="avg",
+    )
+    _, untrained_top = split_embedding_model(untrained, config.trainable_blocks)
+    u_queries = _embed(untrained_top, val_features)
+    u_gallery = _embed(untrained_top, plain[gallery_all]) if len(gallery_all) else u_queries
+    baseline = safe_retrieval_metrics(u_queries, val_labels, u_gallery, g_labels, exclude_self=leave_one_out)
+    timings["evaluate_s"] = round(time.perf_counter() - t0, 1)
+    held_out = HeldOut(queries, val_labels, gallery, g_labels, query_sources)
+    return CachedRun(
+        model=model,
+        tracker=tracker,
+        history=history,
+        validation=validation,
+        num_train=len(train_rows),
+        num_val=len(val_labels),
+        metrics=metrics,
+        baseline=baseline,
+        held_out=held_out,
+        timings=timings,
+    )
