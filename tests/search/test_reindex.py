@@ -181,3 +181,17 @@ def test_reconcile_repairs_changes_made_behind_the_platforms_back(indexed_catalo
 def test_reindex_refuses_without_a_candidate(active_model) -> None:
     with pytest.raises(reindex.ReindexError, match="No candidate model"):
         reindex.reindex_start()
+
+
+def test_with_one_photo_per_product_the_gate_compares_augmented_views(
+    active_model, candidate, indexed_catalog
+) -> None:
+    # indexed_catalog has one photo of each product: no held-out photo has another of its product.
+    reindex.reindex_fill(reindex.reindex_start(model=candidate, force=True))
+    from search.services import gate
+
+    labels = {str(pk): pid for pk, pid in ProductImage.objects.values_list("pk", "product_id")}
+    verdict = gate.evaluate(candidate, active_model, labels)
+    assert verdict["candidate"]["queries"] == "augmented views" == verdict["active"]["queries"]
+    assert verdict["candidate"]["num_queries"] == verdict["active"]["num_queries"] == 3
+    assert 0.0 <= verdict["candidate"]["recall@1"] <= 1.0

@@ -1,0 +1,75 @@
+"""Calibrated answers: hits say "same" or "similar", answers say "no_match"; the pretrained model is
+calibrated from the catalog itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from catalog import services
+from search.models import ModelVersion
+from search.services.calibration import MIN_IMAGES, calibrate_from_catalog
+from tests.fixtures.images import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def _search(api_client, photo: bytes) -> dict:
+    response = api_client.post("/api/v1/search/", {"image": SimpleUploadedFile("q.jpg", photo), "limit": 3})
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_an_uncalibrated_model_says_nothing_about_matches(api_client, indexed_catalog) -> None:
+    _, photos = indexed_catalog
+    body = _search(api_client, photos["RED-1"])
+    assert body["no_match"] is None
+    assert {hit["match"] for hit in body["results"]} == {None}
+
+
+def test_a_calibrated_model_labels_the_first_hit_and_says_no_match(
+    api_client, indexed_catalog, active_model
+) -> None:
+    _, photos = indexed_catalog
+    ModelVersion.objects.filter(pk=active_model.pk).update(calibration={"same": 0.999, "margin": 0.0})
+    exact = _search(api_client, photos["GRN-1"])  # the indexed photo itself: score 1
+    assert exact["no_match"] is False
+    assert [hit["match"] for hit in exact["results"]] == ["same", "similar", "similar"]
+    assert exact["results"][0]["product"]["sku"] == "GRN-1"
+    other = _search(api_client, image_bytes(color=(120, 60, 200), size=(64, 64), pattern=41))
+    assert other["no_match"] is True
+    assert {hit["match"] for hit in other["results"]} == {"similar"}
+
+
+def test_the_pretrained_model_is_calibrated_from_catalog_views(
+    active_model, django_capture_on_commit_callbacks
+) -> None:
+    colours = [
+        (220, 30, 30),
+        (30, 180, 40),
+        (30, 60, 220),
+        (230, 210, 20),
+        (20, 200, 200),
+        (200, 20, 200),
+        (90, 90, 90),
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        for n, colour in enumerate(colours):
+            product = services.product_create(sku=f"P{n}", title=f"p{n}")
+            for k in range(3):
+                services.product_image_add(
+                    product=product, data=image_bytes(color=colour, size=(64, 64), pattern=10 * n + k)
+                )
+    fitted = calibrate_from_catalog(active_model)
+    assert fitted is not None and fitted.queries == 3 * len(colours) >= MIN_IMAGES
+    stored = ModelVersion.objects.get(pk=active_model.pk)
+    assert stored.calibration["same"] == pytest.approx(fitted.same, abs=1e-4)
+    assert stored.calibration["source"] == "augmented catalog views"
+    assert Path(stored.calibration_plot_path).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_catalog_too_small_to_fit_leaves_the_model_uncalibrated(active_model, indexed_catalog) -> None:
+    assert calibrate_from_catalog(active_model) is None
+    assert ModelVersion.objects.get(pk=active_model.pk).calibration == {}
