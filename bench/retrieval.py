@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO
+from bench.inputs import DEFAULT_DATA, REPO
 
 
 def _metrics(model: Any, query: Any, gallery: Any, *, exclude_self: bool = False) -> dict[str, float]:
@@ -40,7 +40,7 @@ def _metrics(model: Any, query: Any, gallery: Any, *, exclude_self: bool = False
 
 def _row(name: str, protocol: str, m: dict[str, Any]) -> str:
     return (
-        f"{name:<34} {protocol:<10} {m['recall@1']:>6.3f} {m['recall@5']:>6.3f} "
+        f"{name:<40} {protocol:<10} {m['recall@1']:>6.3f} {m['recall@5']:>6.3f} "
         f"{m['recall@10']:>6.3f} {m['map@r']:>6.3f}"
     )
 
@@ -50,8 +50,22 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="Grocery Store Dataset folder")
-    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="backbone weights (.weights.h5)")
-    parser.add_argument("--backbone", default="mobilenet_v2_035")
+    parser.add_argument(
+        "--weights",
+        default="imagenet",
+        help="backbone weights: a file, or 'imagenet' (installed or downloaded)",
+    )
+    parser.add_argument("--backbone", default=None, help="default: TrainConfig's")
+    parser.add_argument("--mode", choices=["cached", "finetune"], default=None, help="default: TrainConfig's")
+    parser.add_argument("--trainable-blocks", type=int, default=None)
+    parser.add_argument("--cache-views", type=int, default=None)
+    parser.add_argument("--lr-top", type=float, default=None)
+    parser.add_argument(
+        "--bootstrap-backbone",
+        default=None,
+        help="the untrained row's backbone (default: BOOTSTRAP_BACKBONE's)",
+    )
+    parser.add_argument("--bootstrap-size", type=int, default=None, help="default: BOOTSTRAP_IMAGE_SIZE's")
     parser.add_argument("--losses", default="multi_similarity", help="comma-separated; the best on val wins")
     parser.add_argument(
         "--image-size", type=int, default=None, help="train and serve size (default: TrainConfig's, 224)"
@@ -78,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import keras
+    from django.conf import settings as django_settings
 
     from ml.data import decode_items, split_items
     from ml.grocery import iconic_items
@@ -85,9 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     from ml.model import build_embedding_model
     from ml.train import TrainConfig, machine_description, train
 
+    _django()
     started = time.perf_counter()
     defaults = TrainConfig()
+    backbone = args.backbone or defaults.backbone
     size = args.image_size or defaults.image_size
+    boot_backbone = args.bootstrap_backbone or django_settings.BOOTSTRAP_BACKBONE
+    boot_size = args.bootstrap_size or django_settings.BOOTSTRAP_IMAGE_SIZE
     train_photos = grocery_split(data, "train")
     iconic = iconic_items(data)
     val_photos = grocery_split(data, "val")
@@ -101,46 +120,63 @@ def main(argv: list[str] | None = None) -> int:
         train_items = seen + [it for it in iconic if it[1] not in unseen_labels]
         # Early stopping on a third of the unseen products would leak them; use held-out seen photos.
         train_items, val_items = split_items(train_items, val_fraction=0.1, seed=args.seed)
-        eval_sets = {"unseen": decode_items(unseen, size)}
     else:
         train_items = train_photos + iconic  # a shop trains on its catalog images too
         val_items = val_photos
-        gallery = decode_items(train_photos, size)
-        names = gallery.label_names
-        eval_sets = {
-            "train": gallery,
-            "test": decode_items(test_photos, size, label_names=names),
-            "iconic": decode_items(iconic, size, label_names=names),
-        }
 
-    def evaluate(model: Any) -> dict[str, dict[str, Any]]:
+    decoded: dict[int, dict[str, Any]] = {}
+
+    def eval_sets(at: int) -> dict[str, Any]:
+        if at not in decoded:
+            if args.split_by == "product":
+                decoded[at] = {"unseen": decode_items(unseen, at)}
+            else:
+                gallery = decode_items(train_photos, at)
+                names = gallery.label_names
+                decoded[at] = {
+                    "train": gallery,
+                    "test": decode_items(test_photos, at, label_names=names),
+                    "iconic": decode_items(iconic, at, label_names=names),
+                }
+        return decoded[at]
+
+    def evaluate(model: Any, at: int) -> dict[str, dict[str, Any]]:
+        sets = eval_sets(at)
         if args.split_by == "product":
-            return {"unseen_leave_one_out": _metrics(model, eval_sets["unseen"], None, exclude_self=True)}
+            return {"unseen_leave_one_out": _metrics(model, sets["unseen"], None, exclude_self=True)}
         return {
-            "photos": _metrics(model, eval_sets["test"], eval_sets["train"]),
-            "catalog": _metrics(model, eval_sets["test"], eval_sets["iconic"]),
+            "photos": _metrics(model, sets["test"], sets["train"]),
+            "catalog": _metrics(model, sets["test"], sets["iconic"]),
         }
 
     results: dict[str, Any] = {
         "dataset": "Grocery Store Dataset (Klasson et al., WACV 2019)",
         "split_by": args.split_by,
         "machine": machine_description(),
+        "date": time.strftime("%Y-%m-%d"),
         "image_size": size,
-        "backbone": args.backbone,
+        "backbone": backbone,
+        "bootstrap": {"backbone": boot_backbone, "image_size": boot_size},
         "runs": {},
     }
     keras.utils.set_random_seed(args.seed)
     bootstrap = build_embedding_model(
-        backbone=args.backbone, weights=args.weights, image_size=size, head=False, pooling="avg"
+        backbone=boot_backbone, weights=args.weights, image_size=boot_size, head=False, pooling="avg"
     )
-    results["untrained"] = evaluate(bootstrap)
+    results["untrained"] = evaluate(bootstrap, boot_size)
     print(f"untrained: {json.dumps(results['untrained'])}", flush=True)
+    if boot_size != size:
+        decoded.pop(boot_size)  # free the bootstrap size's pixels before training
 
     out_dir = Path(args.output).parent
     for loss in [x.strip() for x in args.losses.split(",") if x.strip()]:
         overrides = {
             k: v
             for k, v in {
+                "mode": args.mode,
+                "trainable_blocks": args.trainable_blocks,
+                "cache_views": args.cache_views,
+                "lr_top": args.lr_top,
                 "head_epochs": args.head_epochs,
                 "epochs": args.epochs,
                 "patience": args.patience,
@@ -151,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             if v is not None
         }
         config = TrainConfig(
-            backbone=args.backbone,
+            backbone=backbone,
             weights=args.weights,
             loss=loss,
             image_size=size,
@@ -165,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             "val_recall@1": round(result.best_val_recall_at_1, 4),
             "best_epoch": result.best_epoch,
             "train_wall_time_s": result.wall_time_s,
+            "timings": result.timings,
             "epochs_run": len(result.history),
-            "test": evaluate(model),
+            "test": evaluate(model, size),
             "config": result.config,
         }
         print(f"{loss}: {json.dumps(results['runs'][loss]['test'])}", flush=True)
@@ -179,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
 
-    print(f"\n{'model':<34} {'protocol':<10} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'mAP@R':>6}")
+    print(f"\n{'model':<40} {'protocol':<10} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'mAP@R':>6}")
     for protocol, m in results["untrained"].items():
-        print(_row(f"untrained {args.backbone} ({size}px)", protocol, m))
+        print(_row(f"untrained {boot_backbone} ({boot_size}px)", protocol, m))
     for loss, run in results["runs"].items():
         for protocol, m in run["test"].items():
             print(_row(f"trained {loss} (val R@1 {run['val_recall@1']:.3f})", protocol, m))
@@ -191,6 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"machine: {results['machine']}; results: {args.output}")
     return 0
+
+
+def _django() -> None:
+    # Settings (the bootstrap backbone's defaults) without a database: the benchmark touches none.
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    django.setup()
 
 
 if __name__ == "__main__":

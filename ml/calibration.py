@@ -25,6 +25,7 @@ import numpy as np
 
 TARGET_PRECISION = 0.95
 TARGET_NO_MATCH = 0.90
+MIN_SUPPORT = 20
 
 
 @dataclass
@@ -74,6 +75,17 @@ def _top_two(sims: np.ndarray, gallery_labels: np.ndarray, products: np.ndarray)
     )
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def first_hits(query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, gallery_labels: np.ndarray):
+    """Per query: the first hit's product, its score and its lead over the second product."""
+    sims = _unit(query_embeddings) @ _unit(gallery_embeddings).T
+    top, s1, s2 = _top_two(sims, gallery_labels, np.unique(gallery_labels))
+    return top, s1, s1 - s2
+
+
 def scored_queries(
     query_embeddings: np.ndarray,
     query_labels: np.ndarray,
@@ -81,9 +93,7 @@ def scored_queries(
     gallery_labels: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Top-1 score, margin and correctness of every query, in the catalog and with its product out."""
-    q = query_embeddings / np.linalg.norm(query_embeddings, axis=1, keepdims=True)
-    g = gallery_embeddings / np.linalg.norm(gallery_embeddings, axis=1, keepdims=True)
-    sims = q @ g.T
+    sims = _unit(query_embeddings) @ _unit(gallery_embeddings).T
     products = np.unique(gallery_labels)
     top, s1, s2 = _top_two(sims, gallery_labels, products)
     # Out of the catalog: the query's own product removed from the gallery.
@@ -103,9 +113,11 @@ def fit(
     *,
     target_precision: float = TARGET_PRECISION,
     target_no_match: float = TARGET_NO_MATCH,
+    min_support: int = MIN_SUPPORT,
 ) -> Calibration:
-    """The (same, margin) pair with the highest in-catalog coverage that meets both targets; when no
-    pair does, the one with the best precision (and ``met=False``)."""
+    """The (same, margin) pair with the highest in-catalog coverage that meets both targets, counting
+    only thresholds that call at least ``min_support`` queries "same" (a precision measured on three
+    queries is luck); when no pair does, the one closest to the targets (and ``met=False``)."""
     n = len(scored["in_score"])
     if n == 0:
         raise ValueError("calibration needs at least one held-out query")
@@ -124,10 +136,14 @@ def fit(
             coverage = n_said / n
             no_match = 1.0 - float(wrong_out.mean())
             candidate = (coverage, precision, no_match, float(t), float(m))
-            meets = precision >= target_precision and no_match >= target_no_match
+            meets = precision >= target_precision and no_match >= target_no_match and n_said >= min_support
             if meets and (best is None or coverage > best[0]):
                 best = candidate
-            key = (min(precision / target_precision, no_match / target_no_match), coverage)
+            key = (
+                n_said >= min_support,
+                min(precision / target_precision, no_match / target_no_match),
+                coverage,
+            )
             if fallback is None or key > fallback[0]:
                 fallback = (key, candidate)
     chosen, met = (best, True) if best is not None else (fallback[1], False)  # type: ignore[index]

@@ -1,0 +1,191 @@
+"""What a shop gets: the Grocery Store catalog through the product's own path, end to end.
+
+    .venv/bin/python -m bench.product_path                      # defaults: ~30-40 min on 2 cores
+    .venv/bin/python -m bench.product_path --queries 200 --epochs 2   # a smoke run
+
+1. ``import_catalog`` of the catalog (the train split's photos and the 81 web-shop images) into a fresh
+   embedded install (SQLite, Qdrant Edge, the model in-process): the first import exports and activates
+   the pretrained model and calibrates it from the catalog.
+2. Shoppers' photos (the test split) through ``POST /api/v1/search/``: Recall@1 of the first hit's
+   product, and how the calibrated answers fare (``same`` right, ``no_match``).
+3. ``manage.py train`` with the defaults (timed), ``manage.py reindex`` (the evaluation gate, promotion).
+4. The same searches again on the trained model.
+
+Also reported: how well training's validation figure predicted the test figure (the issue with random
+photo holdout was that it did not). Runs in a throw-away folder under var/bench/. Writes
+var/bench/product_path.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from bench.inputs import DEFAULT_DATA, REPO
+
+
+def _setup_django(workdir: Path, weights: str) -> None:
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="config.settings.base",
+        VAR_DIR=str(workdir),
+        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+        MEDIA_ROOT=str(workdir / "media"),
+        MODELS_DIR=str(workdir / "models"),
+        VECTOR_STORE_PATH=str(workdir / "qdrant"),
+        BACKBONE_WEIGHTS=weights,
+        SEARCH_THROTTLE_ANON="1000000/min",
+        SEARCH_THROTTLE_USER="1000000/min",
+        LOG_LEVEL="WARNING",
+    )
+    for var in ("CELERY_BROKER_URL", "QDRANT_URL", "TF_SERVING_TARGET"):
+        os.environ.pop(var, None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _searches(client: Any, photos: list[tuple[str, str]], skus: dict[str, str]) -> dict[str, Any]:
+    """Recall@1 of the first hit through the API, and the calibrated labels' record."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    right = said_same = same_right = no_match = 0
+    latencies = []
+    for path, name in photos:
+        data = Path(path).read_bytes()
+        t0 = time.perf_counter()
+        response = client.post("/api/v1/search/", {"image": SimpleUploadedFile("q.jpg", data), "limit": 5})
+        latencies.append((time.perf_counter() - t0) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"search answered {response.status_code}: {response.content[:300]!r}")
+        body = response.json()
+        first = body["results"][0] if body["results"] else None
+        hit = first is not None and first["product"]["sku"] == skus[name]
+        right += hit
+        if first is not None and first.get("match") == "same":
+            said_same += 1
+            same_right += hit
+        no_match += body.get("no_match") is True
+    n = len(photos)
+    latencies.sort()
+    return {
+        "queries": n,
+        "recall@1": round(right / n, 4),
+        "same_said": said_same,
+        "same_precision": round(same_right / said_same, 4) if said_same else None,
+        "no_match_rate": round(no_match / n, 4),
+        "latency_ms_p50": round(latencies[n // 2], 1),
+        "latency_ms_p95": round(latencies[min(n - 1, int(0.95 * n))], 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--weights", default="imagenet", help="BACKBONE_WEIGHTS for the install")
+    parser.add_argument("--queries", type=int, default=0, help="test photos searched (0: all 2,485)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: TrainConfig's)")
+    parser.add_argument("--output", default=str(REPO / "var" / "bench" / "product_path.json"))
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    if not (data / "dataset" / "classes.csv").is_file():
+        print(f"skipped: Grocery Store Dataset not found at {data} (pass --data PATH)")
+        return 0
+    (REPO / "var" / "bench").mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="product-path-", dir=REPO / "var" / "bench"))
+    _setup_django(workdir, args.weights)
+
+    import numpy as np
+    from django.core.management import call_command
+    from django.test import Client
+
+    from catalog.models import Product
+    from ml.grocery import dataset_dir, read_classes
+    from ml.grocery import split_items as grocery_split
+    from search import selectors
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "workdir": workdir.name, "steps": {}}
+    manifest = workdir / "catalog.jsonl"
+    call_command("make_grocery_manifest", str(data), "--out", str(manifest), stdout=StringIO())
+    t0 = time.perf_counter()
+    out = StringIO()
+    call_command(
+        "import_catalog",
+        str(manifest),
+        "--images-root",
+        str(dataset_dir(data)),
+        stdout=out,
+        stderr=StringIO(),
+    )
+    results["steps"]["import_s"] = round(time.perf_counter() - t0, 1)
+    print(out.getvalue().strip().splitlines()[-1], flush=True)
+    skus = {c.name: f"GS-{c.class_id:03d}" for c in read_classes(data)}
+    assert Product.objects.count() == len(skus)
+
+    photos = grocery_split(data, "test")
+    if args.queries:
+        rng = np.random.default_rng(0)
+        photos = [photos[i] for i in sorted(rng.choice(len(photos), size=args.queries, replace=False))]
+    client = Client()
+    boot = selectors.active_model()
+    results["pretrained"] = {"model": boot.version, "backbone": boot.backbone, "image_size": boot.image_size,
+                             "calibration": boot.calibration, **_searches(client, photos, skus)}  # fmt: skip
+    print(f"pretrained: {json.dumps(results['pretrained'])}", flush=True)
+
+    t0 = time.perf_counter()
+    train_args = ["train"] + (["--epochs", str(args.epochs)] if args.epochs else [])
+    out = StringIO()
+    call_command(*train_args, stdout=out)
+    results["steps"]["train_s"] = round(time.perf_counter() - t0, 1)
+    print(out.getvalue().strip().splitlines()[-1], flush=True)
+    t0 = time.perf_counter()
+    out = StringIO()
+    call_command("reindex", stdout=out)
+    results["steps"]["reindex_s"] = round(time.perf_counter() - t0, 1)
+    print(out.getvalue().strip().splitlines()[-1], flush=True)
+    trained = selectors.active_model()
+    selectors.forget_active_model()
+    results["trained"] = {
+        "model": trained.version,
+        "backbone": trained.backbone,
+        "image_size": trained.image_size,
+        "validation": trained.metrics.get("validation"),
+        "val_recall@1": trained.metrics.get("recall@1"),
+        "calibration": {k: v for k, v in trained.calibration.items() if k != "curves"},
+        **_searches(client, photos, skus),
+    }
+    results["val_predicts_test"] = {
+        "validation_recall@1": trained.metrics.get("recall@1"),
+        "test_recall@1": results["trained"]["recall@1"],
+    }
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(
+        f"\n{'model':<28} {'R@1':>6} {'same said':>10} {'same right':>11} {'no match':>9} {'p50 ms':>7} {'p95 ms':>7}"
+    )
+    for name in ("pretrained", "trained"):
+        r = results[name]
+        precision = f"{r['same_precision']:.3f}" if r["same_precision"] is not None else "-"
+        print(
+            f"{name + ' v' + str(r['model']):<28} {r['recall@1']:>6.3f} {r['same_said']:>10} {precision:>11} "
+            f"{r['no_match_rate']:>9.3f} {r['latency_ms_p50']:>7} {r['latency_ms_p95']:>7}"
+        )
+    print(f"training {results['steps']['train_s']:.0f} s; validation R@1 {results['val_predicts_test']['validation_recall@1']} "
+          f"({results['trained']['validation']}) vs test {results['trained']['recall@1']}; results: {args.output}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
