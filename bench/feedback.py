@@ -1,22 +1,22 @@
 """Shoppers' clicks as training data, simulated on the Grocery Store Dataset (issue 11, item 5).
 
     .venv/bin/python -m bench.feedback --smoke            # tiny: 4 products, 8 photos, random model; seconds
-    .venv/bin/python -m bench.feedback                    # the whole test split (not runnable yet, see below)
-    .venv/bin/python -m bench.feedback --export DIR       # shoppers search with a model exported by `train`
+    .venv/bin/python -m bench.feedback                    # the whole test split: two trainings, ~30 min
 
 The protocol:
   1. The catalog: the dataset's web-shop ("iconic") images, one product per class (sku = class name),
      imported and indexed through the real write path.
   2. The model shoppers search with, and the "before" figure: in the full run a model trained WITHOUT
-     feedback (`--export`, a version folder exported by `manage.py train`), else the untrained bootstrap
-     backbone; in --smoke a random 32 px model.
+     feedback on that catalog (search.services.training, as `manage.py train`); in --smoke a random
+     32 px model.
   3. The test split is shuffled (seeded) and halved. Shoppers search with the photos of half A through
      the real search API (POST /api/v1/search/ with a publishable key and Origin, as the widget sends
      it), SEARCH_LOG_PHOTOS on, and click the right product when it is in the top 8 (POST
      /api/v1/events/). The search log then holds (photo, clicked product) positives and (photo,
      skipped products) hard negatives: search.log_selectors.feedback_examples.
-  4. Retrain with that feedback: train_with_feedback() below, and R@1 on half B before and after
-     (half B never reaches the log: it is searched through the service, which logs nothing).
+  4. Retrain with that feedback (`manage.py train --with-feedback`'s service: the clicked photos become
+     training photos of their product, the skipped products hard negatives), and R@1 on half B before and
+     after (half B never reaches the log: it is searched through the service, which logs nothing).
 
 Target (the issue): R@1 on half B at least 3 points above training without feedback.
 
@@ -33,11 +33,10 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
+from bench.inputs import DEFAULT_DATA, REPO
 
 TOP_K = 8  # shoppers look at the first 8 results (the widget's "Looks similar" default)
 SMOKE_PRODUCTS = 4
@@ -46,22 +45,22 @@ SMOKE_IMAGE_SIZE = 32
 SHOP_ORIGIN = "https://shop.example"
 
 
-def train_with_feedback(
-    *, examples: Sequence[Any], catalog_items: Sequence[tuple[str, str]], base_export: str | None, smoke: bool
-) -> str | None:
-    """TO BE PROVIDED BY THE TRAINING PIPELINE (`manage.py train --with-feedback`, being rewritten now):
-    train the same model as the "before" one on the catalog plus the shoppers' feedback (positives:
-    photo -> clicked sku; hard negatives: photo -> skipped skus) and return the new export's version
-    folder, which this benchmark then registers, indexes and measures.
+def train_candidate_model(*, with_feedback: bool, epochs: int | None, output: Path):
+    """Train a candidate on the catalog (and, with feedback, on the shoppers' clicks the search log holds)
+    through the product's path (search.services.training, as ``manage.py train [--with-feedback]``),
+    then reindex to it and promote it (forced: the gate's held-out set is not this benchmark's half B)."""
+    from django.conf import settings
+    from django.core.management import call_command
 
-    --smoke does not train (it checks the simulation, not the model) and returns None.
-    """
-    if smoke:
-        return None
-    raise NotImplementedError(
-        "train_with_feedback: retraining with shoppers' feedback is not implemented yet; it will call the "
-        "training pipeline's `train --with-feedback` on search.log_selectors.feedback_examples()."
-    )
+    from ml.train import TrainConfig
+    from search.services.training import train_candidate
+
+    config = TrainConfig(weights=settings.BACKBONE_WEIGHTS, output_dir=str(output))
+    if epochs:
+        config.epochs = epochs
+    outcome = train_candidate(config=config, with_feedback=with_feedback)
+    call_command("reindex", "--model", str(outcome.model.version), "--force", verbosity=0)
+    return outcome
 
 
 def _split_photos(data: Path, products: list[str], smoke: bool, seed: int) -> list[tuple[str, str]]:
@@ -181,16 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Grocery Store Dataset folder")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="MobileNetV2-0.35 .weights.h5")
-    parser.add_argument("--export", type=Path, help="version folder of a model trained without feedback")
+    parser.add_argument("--weights", default="imagenet", help="BACKBONE_WEIGHTS: a file or 'imagenet'")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: TrainConfig's)")
     parser.add_argument("--smoke", action="store_true", help="tiny run that checks the simulation (seconds)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "feedback.json")
     args = parser.parse_args(argv)
 
-    skip = missing_inputs(args.data, args.weights, "test")
-    if skip:
-        print(skip)
+    if not (args.data / "dataset" / "test").is_dir():
+        print(f"skipped: no Grocery Store dataset at {args.data} (pass --data)")
         return 0
     from ml.grocery import iconic_items
 
@@ -203,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     os.environ["SEARCH_LOG_PHOTOS"] = "true"
+    os.environ["BACKBONE_WEIGHTS"] = args.weights
     with tempfile.TemporaryDirectory(prefix="bench-feedback-", dir=args.out.parent) as tmp:
         from bench.query import _setup_django  # the benchmarks' one private embedded environment
 
@@ -215,11 +214,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.smoke:
             model = _smoke_model(Path(tmp))
-        elif args.export:
-            model = _register(args.export.resolve(), "trained", "mobilenet_v2_035")
+            _import_catalog(catalog_items)
         else:
-            model = bootstrap_model_ensure(weights=str(args.weights)).model
-        _import_catalog(catalog_items)
+            bootstrap_model_ensure(weights=args.weights)
+            _import_catalog(catalog_items)
+            # "Before": trained on the catalog alone, as a shop would have before its shoppers came.
+            model = train_candidate_model(
+                with_feedback=False, epochs=args.epochs, output=Path(tmp) / "before"
+            ).model
         key = api_key_create(
             name="simulated shop", kind="publishable", origins=[SHOP_ORIGIN], rate="1000000/min"
         )
@@ -243,19 +245,15 @@ def main(argv: list[str] | None = None) -> int:
                 "hard_negatives": sum(len(e.negative_skus) for e in examples),
             },
         }
-        new_export = train_with_feedback(
-            examples=examples, catalog_items=catalog_items, base_export=model.export_path, smoke=args.smoke
-        )
         report["after"] = None
-        if new_export is not None:
-            from django.core.management import call_command
-
-            # The catalog re-embedded by the new model in its own collection, then promoted (forced: the
-            # promotion gate's own held-out set is not this benchmark's half B).
-            retrained = _register(Path(new_export), "trained", model.backbone, activate=False)
-            call_command("reindex", "--model", str(retrained.version), "--force", verbosity=0)
+        if not args.smoke:
+            after = train_candidate_model(with_feedback=True, epochs=args.epochs, output=Path(tmp) / "after")
             report["after"] = _recall_at_1(half_b)
-        report["trained"] = new_export is not None
+            report["after_model"] = {
+                "version": after.model.version,
+                "feedback_photos": after.model.metrics.get("feedback_photos"),
+            }
+        report["trained"] = not args.smoke
         report["wall_s"] = round(time.perf_counter() - started, 1)
         reset_vector_store()
         reset_embedders()

@@ -94,6 +94,7 @@ def run_cached(
     progress: bool,
     on_epoch: EpochListener | None,
     log: Callable[[str], None],
+    hard_negatives: dict[str, list[str]] | None = None,
 ) -> CachedRun:
     timings: dict[str, float] = {}
     rng = np.random.default_rng(config.seed)
@@ -190,8 +191,20 @@ def run_cached(
         model, score, patience=config.patience, checkpoint_path=output / "checkpoint.keras", verbose=progress,
         on_epoch=on_epoch,
     )  # fmt: skip
+    index = {name: i for i, name in enumerate(train_set.label_names)}
+    companions: dict[int, list[int]] = {}
+    for name, others in (hard_negatives or {}).items():
+        for other in others:
+            if name in index and other in index:
+                companions.setdefault(index[name], []).append(index[other])
+                companions.setdefault(index[other], []).append(index[name])
     sampler = CachedPKSampler(
-        cache, p=config.batch_p, k=config.batch_k, steps_per_epoch=config.steps_per_epoch, seed=config.seed
+        cache,
+        p=config.batch_p,
+        k=config.batch_k,
+        steps_per_epoch=config.steps_per_epoch,
+        seed=config.seed,
+        companions=companions,
     )
     fit_model = top
     if uses_proxies(config.loss):

@@ -117,10 +117,22 @@ class CachedPKSampler(keras.utils.PyDataset):
     """P x K batches of cached views: P products, K views of each (drawn across the product's images),
     each mirrored left-right with probability 1/2 (mirroring the activations, a cheap stand-in for
     mirroring the image). Seeded like ml.sampler.PKSampler: batch i of epoch e is a pure function of
-    (seed, e, i)."""
+    (seed, e, i).
+
+    ``companions`` maps a product to products it is confused with (shoppers skipped them for it): when
+    a batch draws the product, up to half its other slots go to those, so the loss sees the hard
+    negatives side by side instead of by chance."""
 
     def __init__(
-        self, cache: CachedViews, *, p: int, k: int, steps_per_epoch: int | None, seed: int, **kwargs
+        self,
+        cache: CachedViews,
+        *,
+        p: int,
+        k: int,
+        steps_per_epoch: int | None,
+        seed: int,
+        companions: dict[int, list[int]] | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.cache = cache
@@ -132,6 +144,12 @@ class CachedPKSampler(keras.utils.PyDataset):
         self.seed = seed
         self.epoch = 0
         self.by_class = {int(c): np.flatnonzero(cache.labels == c) for c in self.classes}
+        present = set(self.by_class)
+        self.companions = {
+            a: sorted({b for b in bs if b in present and b != a})
+            for a, bs in (companions or {}).items()
+            if a in present
+        }
         images = len(np.unique(cache.source))
         self.steps = steps_per_epoch or max(1, images // (self.p * self.k))
 
@@ -140,7 +158,7 @@ class CachedPKSampler(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        chosen = rng.choice(self.classes, size=self.p, replace=False)
+        chosen = self._products(rng)
         rows = np.concatenate(
             [
                 rng.choice(self.by_class[int(c)], size=self.k, replace=len(self.by_class[int(c)]) < self.k)
@@ -151,6 +169,22 @@ class CachedPKSampler(keras.utils.PyDataset):
         mirror = rng.random(len(rows)) < 0.5
         batch[mirror] = batch[mirror, :, ::-1]
         return batch, self.cache.labels[rows]
+
+    def _products(self, rng: np.random.Generator) -> np.ndarray:
+        if not self.companions:
+            return rng.choice(self.classes, size=self.p, replace=False)
+        chosen: list[int] = []
+        for label in rng.permutation(self.classes):
+            if len(chosen) >= self.p:
+                break
+            if int(label) in chosen:
+                continue
+            chosen.append(int(label))
+            hard = [c for c in self.companions.get(int(label), []) if c not in chosen]
+            room = max(0, min(len(hard), (self.p - len(chosen)) // 2))
+            if room:
+                chosen.extend(int(c) for c in rng.choice(hard, size=room, replace=False))
+        return np.asarray(chosen[: self.p])
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -134,12 +134,14 @@ def train(
     *,
     val_fraction: float = 0.1,
     on_epoch: EpochListener | None = None,
+    hard_negatives: dict[str, list[str]] | None = None,
 ) -> TrainResult:
     """Train and save ``<output_dir>/model.keras`` (the best weights by validation Recall@1).
 
     With ``val_items=None`` the validation photos are chosen from ``train_items`` (ml/holdout.py:
     groups of look-alikes, or augmented views of a one-photo-per-product catalog); ``held_out`` on the
-    result says which items they were.
+    result says which items they were. ``hard_negatives`` (cached mode) names, per product, products it
+    is confused with (shoppers' skips): batches put them side by side.
     """
     started = time.perf_counter()
     config.validate()
@@ -181,7 +183,7 @@ def train(
     if config.mode == "cached":
         run = run_cached(
             config, train_set, val_set, val_fraction=val_fraction, output=output, progress=progress,
-            on_epoch=on_epoch, log=log,
+            on_epoch=on_epoch, log=log, hard_negatives=hard_negatives,
         )  # fmt: skip
         model, tracker, history = run.model, run.tracker, run.history
         validation, metrics, baseline, held_out = run.validation, run.metrics, run.baseline, run.held_out

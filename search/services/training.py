@@ -43,6 +43,33 @@ def catalog_items() -> tuple[list[Item], dict[str, str]]:
     return items, ids
 
 
+def feedback_items(examples) -> tuple[list[Item], dict[str, list[str]]]:
+    """Shoppers' clicks (search.log_selectors.feedback_examples) as training photos of the clicked
+    product, cropped as the shopper cropped, and the products they skipped for it as hard negatives."""
+    import io
+
+    from PIL import Image
+
+    items: list[Item] = []
+    negatives: dict[str, list[str]] = {}
+    for example in examples:
+        if example.crop is None:
+            items.append((example.photo_path, example.sku))
+        else:
+
+            def load(path: str = example.photo_path, box: tuple[int, int, int, int] = example.crop) -> bytes:
+                x, y, w, h = box
+                with Image.open(path) as image:
+                    cropped = image.convert("RGB").crop((x, y, x + w, y + h))
+                buffer = io.BytesIO()
+                cropped.save(buffer, format="PNG")
+                return buffer.getvalue()
+
+            items.append((load, example.sku))
+        negatives.setdefault(example.sku, []).extend(example.negative_skus)
+    return items, negatives
+
+
 def _history_columns(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
     # Per-epoch rows as the column lists the report and plot expect.
     history: dict[str, list[float]] = {}
@@ -61,10 +88,12 @@ def train_candidate(
     val_fraction: float = 0.1,
     on_stage: Callable[[str], None] | None = None,
     on_epoch: EpochListener | None = None,
+    with_feedback: bool = False,
 ) -> TrainOutcome:
     """``on_stage`` hears each step's name as it starts: "training", "calibrating", "exporting";
     ``on_epoch`` hears (epoch, validation Recall@1, best) after every epoch (a job reports both as
-    progress; search/services/training_jobs.py)."""
+    progress; search/services/training_jobs.py). ``with_feedback`` adds shoppers' clicks on searches whose
+    photo was kept (SEARCH_LOG_PHOTOS) as training photos, and what they skipped as hard negatives."""
     from ml.evaluate import plot_report, recall_curve, write_report
     from ml.export import export_saved_model
     from ml.train import train
@@ -77,6 +106,14 @@ def train_candidate(
         if not items:
             raise TrainingDataError("the catalog has no images; import some first (manage.py import_catalog)")
     check_trainable(items, "the catalog" if manifest is None else f"manifest {manifest}")
+    hard_negatives: dict[str, list[str]] = {}
+    feedback_count = 0
+    if with_feedback:
+        from search.log_selectors import feedback_examples
+
+        extra, hard_negatives = feedback_items(feedback_examples())
+        feedback_count = len(extra)
+        items = list(items) + extra
     if split_by == "product":  # unseen products: whole products held out
         train_items, val_items = split_items(
             items, val_fraction=val_fraction, split_by="product", seed=config.seed
@@ -121,7 +158,8 @@ def train_candidate(
     if val_items is not None:
         eval_ids = [ids[str(src)] for src, _ in val_items if str(src) in ids]
     elif held is not None and result.validation.startswith("held-out"):
-        eval_ids = [ids[str(train_items[i][0])] for i in held.query_sources if str(train_items[i][0]) in ids]
+        sources = [train_items[i][0] for i in held.query_sources]
+        eval_ids = [ids[str(src)] for src in sources if isinstance(src, str | Path) and str(src) in ids]
     else:
         eval_ids = []  # validated on augmented views: the gate does the same (search/services/gate.py)
     record = model_version_register(
@@ -134,7 +172,13 @@ def train_candidate(
         keras_path=result.model_path,
         report_path=str(report_path),
         plot_path=str(plot_path),
-        metrics={**metrics, "baseline": baseline, "split_by": split_by, "validation": result.validation},
+        metrics={
+            **metrics,
+            "baseline": baseline,
+            "split_by": split_by,
+            "validation": result.validation,
+            "feedback_photos": feedback_count,
+        },
         config=json.loads(json.dumps(dataclasses.asdict(config), default=str)),
         eval_image_ids=eval_ids,
         calibration=fitted.to_json() if fitted is not None else None,

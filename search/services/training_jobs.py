@@ -42,13 +42,23 @@ class _OptionParser(argparse.ArgumentParser):
         raise JobError(f"Training options: {message}.", "options")
 
 
-def option_parser() -> argparse.ArgumentParser:
-    """The training options a job may set: the command line's (ml/train_args.py), defined once."""
+def add_catalog_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of training on the catalog, beside the model's (ml/train_args.py): what to train on."""
     from ml.train_args import add_training_arguments
 
-    parser = _OptionParser(prog="train", add_help=False)
+    parser.add_argument("--manifest", default=None, help="Train on a JSONL manifest instead of the catalog.")
+    parser.add_argument(
+        "--with-feedback",
+        action="store_true",
+        help="Also train on shoppers' clicks (searches whose photo was kept: SEARCH_LOG_PHOTOS=true).",
+    )
     add_training_arguments(parser, weights_default=settings.BACKBONE_WEIGHTS)
-    parser.add_argument("--manifest", default=None)
+
+
+def option_parser() -> argparse.ArgumentParser:
+    """The training options a job may set: the command line's, defined once."""
+    parser = _OptionParser(prog="train", add_help=False)
+    add_catalog_training_arguments(parser)
     return parser
 
 
@@ -152,6 +162,7 @@ def train_reporting(
     manifest: Path | None = None,
     split_by: str = "photo",
     val_fraction: float = 0.1,
+    with_feedback: bool = False,
 ):
     """Train a candidate (search/services/training.py) and report progress: epochs, then evaluating and
     exporting. ``on_line`` hears every line the training prints."""
@@ -183,6 +194,7 @@ def train_reporting(
             val_fraction=val_fraction,
             on_stage=stage,
             on_epoch=epoch,
+            with_feedback=with_feedback,
         )
     report(total, total)
     return outcome

@@ -59,3 +59,23 @@ def test_pk_batches_hold_k_views_of_p_products_and_repeat_per_seed():
     x2, y2 = CachedPKSampler(cache, p=3, k=4, steps_per_epoch=None, seed=1)[0]
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
+
+
+def test_hard_negatives_share_batches_with_their_product():
+    from ml.feature_cache import CachedViews
+
+    labels = np.repeat(np.arange(20), 4).astype(np.int32)
+    cache = CachedViews(
+        features=np.zeros((80, 1, 1, 2), np.float16),
+        source=np.arange(80, dtype=np.int32),
+        labels=labels,
+        view=np.zeros(80, np.int16),
+    )
+    plain = CachedPKSampler(cache, p=4, k=2, steps_per_epoch=200, seed=3)
+    guided = CachedPKSampler(cache, p=4, k=2, steps_per_epoch=200, seed=3, companions={0: [7], 7: [0]})
+
+    def together(sampler) -> int:
+        return sum({0, 7} <= set(sampler[i][1].tolist()) for i in range(len(sampler)))
+
+    # Product 0 drawn with 7 in a batch: by chance a few times in 200, guided whenever either is drawn.
+    assert together(guided) > 3 * max(1, together(plain))

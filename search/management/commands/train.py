@@ -18,13 +18,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        from ml.train_args import add_training_arguments
+        from search.services.training_jobs import add_catalog_training_arguments
 
-        parser.add_argument("--manifest", type=Path, help="Train on a JSONL manifest instead of the catalog.")
         parser.add_argument(
             "--output", type=Path, default=None, help="Run folder (default var/train/<timestamp>)."
         )
-        add_training_arguments(parser, weights_default=settings.BACKBONE_WEIGHTS)
+        add_catalog_training_arguments(parser)
         parser.add_argument(
             "--then-promote",
             action="store_true",
@@ -110,9 +109,10 @@ class Command(BaseCommand):
             config=config_from_args(o, output_dir=str(output)),
             report=ctx.progress,
             on_line=ctx.log,
-            manifest=o["manifest"],
+            manifest=Path(o["manifest"]) if o["manifest"] else None,
             split_by=o["split_by"],
             val_fraction=o["val_fraction"],
+            with_feedback=o["with_feedback"],
         )
         return outcome_result(outcome)
 
@@ -150,6 +150,7 @@ class Command(BaseCommand):
                 manifest=Path(o["manifest"]) if o["manifest"] else None,
                 split_by=o["split_by"],
                 val_fraction=o["val_fraction"],
+                with_feedback=o["with_feedback"],
             )
         except (JobError, TrainingDataError, WeightsError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
