@@ -24,7 +24,7 @@ import numpy as np
 from ml.augment import Augmenter
 from ml.backbone_split import make_top_trainable, split_embedding_model
 from ml.data import DecodedImages, TrainingDataError
-from ml.evaluate import retrieval_metrics, safe_retrieval_metrics
+from ml.evaluate import safe_retrieval_metrics
 from ml.feature_cache import CachedPKSampler, activations, cache_views, views_per_image
 from ml.holdout import group_holdout, holdable, pooled
 from ml.losses import get_loss, uses_proxies
@@ -84,6 +84,115 @@ def _stratified(labels: np.ndarray, limit: int, rng: np.random.Generator) -> np.
     return np.sort(np.asarray(chosen))
 
 
+@dataclass
+class Validation:
+    """Which photos validate, and against which gallery (rows of the training set's activations)."""
+
+    name: str
+    train_rows: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray
+    gallery_rows: np.ndarray  # empty: unseen products, scored leave-one-out among themselves
+    query_sources: list[int]
+
+
+def _random_photos(labels: np.ndarray, val_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    held = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n_val = min(len(members) - 1, round(len(members) * val_fraction))
+        if n_val > 0:
+            held[rng.choice(members, size=n_val, replace=False)] = True
+    return held
+
+
+def choose_validation(
+    config: TrainConfig,
+    bottom: keras.Model,
+    train_set: DecodedImages,
+    val_set: DecodedImages | None,
+    plain: np.ndarray,
+    *,
+    augmenter: Augmenter | None,
+    val_fraction: float,
+    rng: np.random.Generator,
+) -> Validation:
+    labels = train_set.labels
+    everything = np.arange(len(labels))
+    if val_set is not None:
+        unseen = not set(np.unique(val_set.labels)) <= set(np.unique(labels))
+        gallery = np.zeros(0, dtype=np.int64) if unseen else everything
+        return Validation(
+            "the validation photos given",
+            everything,
+            activations(bottom, val_set.images),
+            val_set.labels,
+            gallery,
+            [],
+        )
+    if holdable(labels) and config.holdout in ("group", "photo"):
+        if config.holdout == "group":
+            name, held = (
+                "held-out groups of look-alike photos",
+                group_holdout(labels, pooled(plain), val_fraction=val_fraction, seed=config.seed),
+            )
+        else:
+            name, held = "held-out random photos", _random_photos(labels, val_fraction, rng)
+        train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
+        return Validation(name, train_rows, plain[val_rows], labels[val_rows], train_rows, val_rows.tolist())
+    # One photo per product (or too few to hold any out): fresh views of the photos, against them all.
+    if augmenter is None:
+        raise TrainingDataError(
+            "no product has enough photos to hold some out, and views need augmentation; train with augmentation"
+        )
+    sample = np.sort(rng.choice(len(labels), size=min(VIEW_QUERIES, len(labels)), replace=False))
+    views = cache_views(
+        bottom, train_set.images[sample], labels[sample], np.full(len(sample), 2, np.int32),
+        augmenter=augmenter, seed=config.seed + 7919,
+    )  # fmt: skip
+    keep = views.view == 1  # the augmented view of each, not the photo itself
+    return Validation(
+        "augmented views of the catalog photos",
+        everything,
+        views.features[keep],
+        views.labels[keep],
+        everything,
+        sample[views.source[keep]].tolist(),
+    )
+
+
+def _companions(label_names: list[str], hard_negatives: dict[str, list[str]] | None) -> dict[int, list[int]]:
+    index = {name: i for i, name in enumerate(label_names)}
+    companions: dict[int, list[int]] = {}
+    for name, others in (hard_negatives or {}).items():
+        for other in others:
+            if name in index and other in index:
+                companions.setdefault(index[name], []).append(index[other])
+                companions.setdefault(index[other], []).append(index[name])
+    return companions
+
+
+def _score_against_gallery(
+    top: keras.Model,
+    plain: np.ndarray,
+    labels: np.ndarray,
+    val: Validation,
+    gallery_rows: np.ndarray,
+    **kw: Any,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
+    queries = _embed(top, val.features)
+    if not len(gallery_rows):  # unseen products: leave-one-out among the validation photos
+        return (
+            safe_retrieval_metrics(queries, val.labels, queries, val.labels, exclude_self=True, **kw),
+            queries,
+            queries,
+            val.labels,
+        )
+    gallery = _embed(top, plain[gallery_rows])
+    metrics = safe_retrieval_metrics(queries, val.labels, gallery, labels[gallery_rows], **kw)
+    return metrics, queries, gallery, labels[gallery_rows]
+
+
 def run_cached(
     config: TrainConfig,
     train_set: DecodedImages,
@@ -113,91 +222,96 @@ def run_cached(
     t0 = time.perf_counter()
     plain = activations(bottom, train_set.images)
     labels = train_set.labels
-    # Which photos validate, and against which gallery.
-    gallery_rows = np.arange(len(labels))
-    query_sources: list[int] = []
-    if val_set is not None:
-        validation = "the validation photos given"
-        val_features, val_labels = activations(bottom, val_set.images), val_set.labels
-        train_rows = np.arange(len(labels))
-        if not set(np.unique(val_labels)) <= set(np.unique(labels)):
-            gallery_rows = np.zeros(0, dtype=np.int64)  # unseen products: leave-one-out within validation
-    elif config.holdout == "group" and holdable(labels):
-        validation = "held-out groups of look-alike photos"
-        held = group_holdout(labels, pooled(plain), val_fraction=val_fraction, seed=config.seed)
-        train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
-        val_features, val_labels = plain[val_rows], labels[val_rows]
-        gallery_rows, query_sources = train_rows, val_rows.tolist()
-    elif config.holdout == "photo" and holdable(labels):
-        validation = "held-out random photos"
-        held = np.zeros(len(labels), dtype=bool)
-        for label in np.unique(labels):
-            members = np.flatnonzero(labels == label)
-            n_val = min(len(members) - 1, round(len(members) * val_fraction))
-            if n_val > 0:
-                held[rng.choice(members, size=n_val, replace=False)] = True
-        train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
-        val_features, val_labels = plain[val_rows], labels[val_rows]
-        gallery_rows, query_sources = train_rows, val_rows.tolist()
-    else:
-        # One photo per product (or too few to hold any out): fresh views of the photos, against them all.
-        if augmenter is None:
-            raise TrainingDataError(
-                "no product has enough photos to hold some out, and views need augmentation; train with augmentation"
-            )
-        validation = "augmented views of the catalog photos"
-        train_rows = np.arange(len(labels))
-        sample = np.sort(rng.choice(len(labels), size=min(VIEW_QUERIES, len(labels)), replace=False))
-        views = cache_views(
-            bottom, train_set.images[sample], labels[sample], np.full(len(sample), 2, np.int32),
-            augmenter=augmenter, seed=config.seed + 7919,
-        )  # fmt: skip
-        keep = views.view == 1  # the augmented view of each, not the photo itself
-        val_features, val_labels = views.features[keep], views.labels[keep]
-        query_sources = sample[views.source[keep]].tolist()
+    val = choose_validation(
+        config, bottom, train_set, val_set, plain, augmenter=augmenter, val_fraction=val_fraction, rng=rng
+    )
     timings["plain_activations_s"] = round(time.perf_counter() - t0, 1)
-
-    train_labels = labels[train_rows]
+    train_labels = labels[val.train_rows]
     if len(np.unique(train_labels)) < 2:
         raise TrainingDataError("metric learning needs photos of at least two products to train on")
+
     t0 = time.perf_counter()
     per_image = views_per_image(train_labels, config.cache_views, config.min_views_per_product)
-    log(f"caching {int(per_image.sum())} views of {len(train_rows)} photos (bottom of {config.backbone})")
+    log(f"caching {int(per_image.sum())} views of {len(val.train_rows)} photos (bottom of {config.backbone})")
     cache = cache_views(
-        bottom, train_set.images[train_rows], train_labels, per_image, augmenter=augmenter, seed=config.seed
+        bottom,
+        train_set.images[val.train_rows],
+        train_labels,
+        per_image,
+        augmenter=augmenter,
+        seed=config.seed,
     )
     timings["cache_s"] = round(time.perf_counter() - t0, 1)
     log(
         f"cached {len(cache)} views, {cache.features.shape[1:]} each, {cache.nbytes / 1e6:.0f} MB, in {timings['cache_s']:.0f} s"
     )
 
-    gallery_pick = (
-        gallery_rows[_stratified(labels[gallery_rows], config.val_gallery_max, rng)]
-        if len(gallery_rows)
-        else gallery_rows
-    )
+    # Scored each epoch against a capped gallery (every product kept), at the end against all of it.
+    rows = val.gallery_rows
+    epoch_gallery = rows[_stratified(labels[rows], config.val_gallery_max, rng)] if len(rows) else rows
 
     def score() -> float:
-        queries = _embed(top, val_features)
-        if not len(gallery_pick):
-            m = retrieval_metrics(queries, val_labels, queries, val_labels, ks=(1,), exclude_self=True)
-        else:
-            m = retrieval_metrics(
-                queries, val_labels, _embed(top, plain[gallery_pick]), labels[gallery_pick], ks=(1,)
-            )
-        return float(m["recall@1"])
+        return float(_score_against_gallery(top, plain, labels, val, epoch_gallery, ks=(1,))[0]["recall@1"])
 
     tracker = RecallEarlyStopping(
         model, score, patience=config.patience, checkpoint_path=output / "checkpoint.keras", verbose=progress,
         on_epoch=on_epoch,
     )  # fmt: skip
-    index = {name: i for i, name in enumerate(train_set.label_names)}
-    companions: dict[int, list[int]] = {}
-    for name, others in (hard_negatives or {}).items():
-        for other in others:
-            if name in index and other in index:
-                companions.setdefault(index[name], []).append(index[other])
-                companions.setdefault(index[other], []).append(index[name])
+    t0 = time.perf_counter()
+    history = _fit(
+        config,
+        top,
+        cache,
+        tracker,
+        train_labels,
+        plain[val.train_rows],
+        _companions(train_set.label_names, hard_negatives),
+        progress,
+        log,
+    )
+    timings["train_s"] = round(time.perf_counter() - t0, 1)
+    tracker.restore_best()
+
+    # The trained top and the untrained backbone (average pooled, no head) on the same held-out photos
+    # against the whole training gallery, from the same activations (their bottoms are one network).
+    t0 = time.perf_counter()
+    metrics, queries, gallery, g_labels = _score_against_gallery(top, plain, labels, val, rows)
+    untrained = build_embedding_model(
+        backbone=config.backbone,
+        weights=config.weights,
+        image_size=config.image_size,
+        head=False,
+        pooling="avg",
+    )
+    baseline = _score_against_gallery(
+        split_embedding_model(untrained, config.trainable_blocks)[1], plain, labels, val, rows
+    )[0]
+    timings["evaluate_s"] = round(time.perf_counter() - t0, 1)
+    return CachedRun(
+        model=model,
+        tracker=tracker,
+        history=history,
+        validation=val.name,
+        num_train=len(val.train_rows),
+        num_val=len(val.labels),
+        metrics=metrics,
+        baseline=baseline,
+        held_out=HeldOut(queries, val.labels, gallery, g_labels, val.query_sources),
+        timings=timings,
+    )
+
+
+def _fit(
+    config: TrainConfig,
+    top: keras.Model,
+    cache: Any,
+    tracker: RecallEarlyStopping,
+    train_labels: np.ndarray,
+    train_plain: np.ndarray,
+    companions: dict[int, list[int]],
+    progress: bool,
+    log: Callable[[str], None],
+) -> list[dict[str, float]]:
     sampler = CachedPKSampler(
         cache,
         p=config.batch_p,
@@ -208,9 +322,11 @@ def run_cached(
     )
     fit_model = top
     if uses_proxies(config.loss):
-        fit_model = build_training_model(top, num_classes=int(labels.max()) + 1)
-        centroids = class_centroids(_embed(top, plain[train_rows]), train_labels, int(labels.max()) + 1)
-        fit_model.get_layer(PROXY_LAYER).set_proxies(centroids)
+        classes = int(cache.labels.max()) + 1
+        fit_model = build_training_model(top, num_classes=classes)
+        fit_model.get_layer(PROXY_LAYER).set_proxies(
+            class_centroids(_embed(top, train_plain), train_labels, classes)
+        )
     schedule = keras.optimizers.schedules.CosineDecay(
         config.lr_top, decay_steps=max(1, config.epochs * len(sampler)), alpha=0.05
     )
@@ -220,46 +336,8 @@ def run_cached(
     log(
         f"training the top ({config.trainable_blocks} blocks and the head): {config.epochs} epochs x {len(sampler)} steps"
     )
-    t0 = time.perf_counter()
-    verbose = 0 if not progress else 2
-    fit = fit_model.fit(sampler, epochs=config.epochs, callbacks=[tracker], verbose=verbose)
-    timings["train_s"] = round(time.perf_counter() - t0, 1)
-    history = [
-        {"phase": "top", **{k: float(v[i]) for k, v in fit.history.items()}} for i in range(len(fit.history.get("loss", [])))
-    ]  # fmt: skip
-    tracker.restore_best()
-
-    # Scores of the trained top and of the untrained backbone (average pooled, no head) on the same
-    # held-out photos and the whole training gallery, from the same activations.
-    t0 = time.perf_counter()
-    gallery_all = gallery_rows
-    queries = _embed(top, val_features)
-    gallery = _embed(top, plain[gallery_all]) if len(gallery_all) else queries
-    g_labels = labels[gallery_all] if len(gallery_all) else val_labels
-    leave_one_out = not len(gallery_all)
-    metrics = safe_retrieval_metrics(queries, val_labels, gallery, g_labels, exclude_self=leave_one_out)
-    untrained = build_embedding_model(
-        backbone=config.backbone,
-        weights=config.weights,
-        image_size=config.image_size,
-        head=False,
-        pooling="avg",
-    )
-    _, untrained_top = split_embedding_model(untrained, config.trainable_blocks)
-    u_queries = _embed(untrained_top, val_features)
-    u_gallery = _embed(untrained_top, plain[gallery_all]) if len(gallery_all) else u_queries
-    baseline = safe_retrieval_metrics(u_queries, val_labels, u_gallery, g_labels, exclude_self=leave_one_out)
-    timings["evaluate_s"] = round(time.perf_counter() - t0, 1)
-    held_out = HeldOut(queries, val_labels, gallery, g_labels, query_sources)
-    return CachedRun(
-        model=model,
-        tracker=tracker,
-        history=history,
-        validation=validation,
-        num_train=len(train_rows),
-        num_val=len(val_labels),
-        metrics=metrics,
-        baseline=baseline,
-        held_out=held_out,
-        timings=timings,
-    )
+    fit = fit_model.fit(sampler, epochs=config.epochs, callbacks=[tracker], verbose=2 if progress else 0)
+    return [
+        {"phase": "top", **{k: float(v[i]) for k, v in fit.history.items()}}
+        for i in range(len(fit.history.get("loss", [])))
+    ]
