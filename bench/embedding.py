@@ -1,6 +1,6 @@
 """Embedding speed of the served model: TFLite in-process against the SavedModel, in one run.
 
-    .venv/bin/python -m bench.embedding                      # MobileNetV2-0.35, 224 px, ../shared weights; ~1 min
+    .venv/bin/python -m bench.embedding                      # the default backbone and size, ImageNet weights; ~1 min
     .venv/bin/python -m bench.embedding --tflite-threads 1   # the thread-count comparison
     .venv/bin/python -m bench.embedding --backbone mobilenet_v3_small --weights none --image-size 160
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO
+from bench.inputs import DEFAULT_DATA, REPO
 
 WARMUP = 10  # first calls pay for graph tracing, arena growth and page-cache misses
 RUNTIMES = ("tflite", "savedmodel")
@@ -112,16 +112,18 @@ def _table(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ml.backbones import DEFAULT_BACKBONE
     from ml.serving import DEFAULT_TFLITE_THREADS
+    from ml.train_config import TrainConfig
 
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backbone", default="mobilenet_v2_035")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument(
-        "--weights", default=str(DEFAULT_WEIGHTS), help="backbone .weights.h5, 'imagenet', or 'none' (random)"
+        "--weights", default="imagenet", help="'imagenet', a backbone weights file, or 'none' (random)"
     )
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=TrainConfig.image_size)
     parser.add_argument(
         "--data", type=Path, default=DEFAULT_DATA, help="Grocery Store Dataset folder (inputs)"
     )

@@ -68,14 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap-size", type=int, default=None, help="default: BOOTSTRAP_IMAGE_SIZE's")
     parser.add_argument("--losses", default="multi_similarity", help="comma-separated; the best on val wins")
     parser.add_argument(
-        "--image-size", type=int, default=None, help="train and serve size (default: TrainConfig's, 224)"
+        "--image-size", type=int, default=None, help="train and serve size (default: TrainConfig's)"
     )
     parser.add_argument("--head-epochs", type=int, default=None)
     parser.add_argument(
         "--epochs",
         type=int,
         default=None,
-        help="fine-tuning epochs (default: TrainConfig's; 18 at 224 px took 21 min here)",
+        help="training epochs (default: TrainConfig's)",
     )
     parser.add_argument("--patience", type=int, default=None)
     parser.add_argument("--unfreeze-layers", type=int, default=None)

@@ -27,7 +27,7 @@ import keras
 from ml.efficientnet_lite import INPUT_SCALING as _LITE_SCALING
 from ml.pretrained import WeightsError, check_weights_file, efficientnet_lite
 
-DEFAULT_BACKBONE = "mobilenet_v2_035"
+DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 @dataclass(frozen=True)

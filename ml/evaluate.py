@@ -156,8 +156,13 @@ def safe_retrieval_metrics(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def recall_curve(metrics: Mapping[str, Any]) -> dict[int, float]:
-    """``{K: recall}`` from a :func:`retrieval_metrics` result, for :func:`plot_report`."""
-    curve = {int(key.split("@", 1)[1]): float(v) for key, v in metrics.items() if key.startswith("recall@")}
+    """``{K: recall}`` from a :func:`retrieval_metrics` result, for :func:`plot_report`; recalls that
+    were not measured (None or NaN) are left out, so the curve may be empty."""
+    curve = {
+        int(key.split("@", 1)[1]): float(v)
+        for key, v in metrics.items()
+        if key.startswith("recall@") and v is not None and math.isfinite(float(v))
+    }
     return dict(sorted(curve.items()))
 
 

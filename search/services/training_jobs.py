@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import queue
 import re
@@ -200,13 +201,23 @@ def train_reporting(
     return outcome
 
 
+def _figure(value: Any) -> str:
+    """A metric for a summary line: "n/a" for one that could not be measured (stored as null)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{number:.3f}" if math.isfinite(number) else "n/a"
+
+
 def outcome_result(outcome) -> dict[str, Any]:
     """What a training job records: the candidate it made, its metrics, and the line to print."""
     m, b = outcome.metrics, outcome.baseline
     summary = (
         f"Candidate model v{outcome.model.version} in {outcome.wall_time_s:.0f} s: "
-        f"R@1 {m['recall@1']:.3f} (untrained {b['recall@1']:.3f}), R@5 {m['recall@5']:.3f}, "
-        f"mAP@R {m['map@r']:.3f}. Report: {outcome.model.report_path}."
+        f"R@1 {_figure(m.get('recall@1'))} (untrained {_figure(b.get('recall@1'))}), "
+        f"R@5 {_figure(m.get('recall@5'))}, mAP@R {_figure(m.get('map@r'))}. "
+        f"Report: {outcome.model.report_path}."
     )
     return {
         "model_version": outcome.model.version,

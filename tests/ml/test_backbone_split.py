@@ -28,7 +28,9 @@ def test_bottom_then_top_is_the_whole_model(backbone, blocks, trainable_blocks):
 
 
 def test_only_the_top_trains_and_its_batchnorm_stays_frozen():
-    model = build_embedding_model(weights=None, image_size=SIZE, embedding_dim=8, pooling="avg")
+    model = build_embedding_model(
+        backbone="mobilenet_v2_035", weights=None, image_size=SIZE, embedding_dim=8, pooling="avg"
+    )
     bottom, top = split_embedding_model(model, 2)
     assert make_top_trainable(top) > 0
     top_ids = {id(w) for w in top.trainable_weights}
@@ -41,6 +43,8 @@ def test_only_the_top_trains_and_its_batchnorm_stays_frozen():
 
 
 def test_asking_for_more_blocks_than_the_backbone_has_is_a_clear_error():
-    model = build_embedding_model(weights=None, image_size=SIZE, embedding_dim=8, pooling="avg")
+    model = build_embedding_model(
+        backbone="mobilenet_v2_035", weights=None, image_size=SIZE, embedding_dim=8, pooling="avg"
+    )
     with pytest.raises(SplitError, match="between 0 and 16"):
         split_embedding_model(model, 17)

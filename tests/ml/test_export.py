@@ -172,7 +172,7 @@ def test_bootstrap_model_from_ml_model_round_trips(tmp_path):
     result = export_saved_model(keras_path, tmp_path / "models", "bootstrap", 1)
     assert result.image_size == size and result.max_abs_diff <= 1e-5
     meta = json.loads((result.path / "assets.extra" / "lookalike.json").read_text())
-    assert meta["backbone"] == "mobilenet_v2_035"
+    assert meta["backbone"] == model_mod.DEFAULT_BACKBONE
 
     images = random_images(2, size=size, seed=9)
     local = LocalEmbedder(result.path).embed(images)

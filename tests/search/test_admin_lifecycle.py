@@ -64,9 +64,11 @@ def test_train_a_candidate_submits_a_job_and_lands_on_its_page(admin_client) -> 
     url = "/admin/search/modelversion/train/"
     form = admin_client.get(url).content.decode()
     assert (
-        'name="epochs"' in form and 'value="18"' in form and 'value="224"' in form
+        'name="epochs"' in form and 'value="15"' in form and 'value="348"' in form
     )  # TrainConfig's defaults
     fields = {
+        "mode": "cached",
+        "trainable_blocks": "5",
         "backbone": "mobilenet_v2_035",
         "weights": "none",
         "loss": "multi_similarity",
@@ -83,10 +85,12 @@ def test_train_a_candidate_submits_a_job_and_lands_on_its_page(admin_client) -> 
     assert job.kind == "train" and job.state == JobState.QUEUED and job.requested_by == "admin (admin)"
     assert job.params == {
         "options": {
+            "mode": "cached",
             "backbone": "mobilenet_v2_035",
             "weights": "none",
             "loss": "multi_similarity",
             "image_size": 32,
+            "trainable_blocks": 5,
             "head_epochs": 1,
             "epochs": 1,
         },
@@ -97,6 +101,8 @@ def test_train_a_candidate_submits_a_job_and_lands_on_its_page(admin_client) -> 
 def test_a_refused_training_says_why_on_the_form(admin_client, tmp_path) -> None:
     url = "/admin/search/modelversion/train/"
     fields = {
+        "mode": "cached",
+        "trainable_blocks": "5",
         "backbone": "mobilenet_v2_035",
         "weights": str(tmp_path / "missing.weights.h5"),
         "loss": "multi_similarity",

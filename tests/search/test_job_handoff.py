@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,9 +149,11 @@ def test_the_first_import_beside_the_site_makes_the_catalog_searchable(
     assert out[0].endswith(
         "(import) queued for the process that owns the vector store (the web server's job runner)."
     )
-    assert out[-1] == (
-        "5 line(s): 5 imported, 0 rejected; products 5 created, 0 updated, 0 unchanged; images 5 added, "
-        "0 already present. New images: 5 indexed, 0 pending, 0 failed."
+    assert re.fullmatch(
+        r"sync #\d+ done in [\d.]+ s: 5 product\(s\) read; 5 created, 0 updated, 0 unchanged, "
+        r"0 reactivated, 0 removed; images 0 fetched, 5 added from files, 0 unchanged, 0 failed, "
+        r"0 removed; 0 error\(s\)\. New images: 5 indexed, 0 pending, 0 failed\.",
+        out[-1],
     )
     assert "WARNING" not in result.stderr and "Traceback" not in result.stderr
 

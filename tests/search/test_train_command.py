@@ -10,6 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalog import services
+from catalog.models import Product
 from search.models import Job, JobState, ModelKind, ModelStatus, ModelVersion
 from tests.fixtures.images import image_bytes
 
@@ -33,6 +34,12 @@ def test_train_records_a_candidate_with_report_plot_and_export(small_catalog, se
     out = StringIO()
     call_command(
         "train",
+        # Random weights at 32 px: MobileNetV2's ReLU6 still gives non-zero vectors there, which a
+        # 32 px EfficientNet-Lite does not always (its metrics would be null, as stored).
+        "--backbone",
+        "mobilenet_v2_035",
+        "--trainable-blocks",
+        "5",
         "--weights",
         "none",
         "--image-size",
@@ -67,13 +74,19 @@ def test_train_records_a_candidate_with_report_plot_and_export(small_catalog, se
     assert set(report["baseline"]) >= {"recall@1", "map@r"}
     assert Path(model.plot_path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {"recall@1", "recall@5", "map@r", "baseline"} <= set(model.metrics)
-    assert len(model.eval_image_ids) == 4  # one held-out photo per product
+    # Whole groups of look-alike photos are held out (ml/holdout.py): every product gives some
+    # photos to validation and keeps some for training.
+    held = set(model.eval_image_ids)
+    for product in Product.objects.all():
+        ids = {str(i) for i in product.images.values_list("id", flat=True)}
+        assert 0 < len(ids & held) < len(ids)
     assert f"Candidate model v{model.version}" in out.getvalue()
-    # Recorded as a job that ran in this process, with its epochs (1 + 1) and two more steps as progress.
+    # Recorded as a job that ran in this process, with its epoch and two more steps as progress (cached
+    # mode trains the top in one phase: --head-epochs belongs to the fine-tuning mode).
     job = Job.objects.get()
     assert (job.kind, job.state, job.requested_by) == ("train", JobState.SUCCEEDED, "manage.py train")
-    assert (job.done, job.total) == (4, 4) and job.result["model_version"] == model.version
-    assert "epoch 2: val Recall@1" in job.log
+    assert (job.done, job.total) == (3, 3) and job.result["model_version"] == model.version
+    assert "epoch 1: val Recall@1" in job.log
 
 
 def test_train_on_an_empty_catalog_is_a_one_line_error(db, tmp_path) -> None:
