@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs, weights_value
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Worker variants, measured one after the other in the same run. "db_reuse" keeps the worker's
@@ -91,7 +91,7 @@ def _drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _setup_django(workdir: Path, database_url: str, broker_url: str, flush_s: float, weights: Path) -> None:
+def _setup_django(workdir: Path, database_url: str, broker_url: str, flush_s: float, weights: str) -> None:
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings.base",
         VAR_DIR=str(workdir),
@@ -101,7 +101,7 @@ def _setup_django(workdir: Path, database_url: str, broker_url: str, flush_s: fl
         MODELS_DIR=str(workdir / "models"),
         VECTOR_STORE_PATH=str(workdir / "qdrant"),
         VECTOR_STORE_FLUSH_INTERVAL_S=str(flush_s),
-        BACKBONE_WEIGHTS=str(weights.resolve()),
+        BACKBONE_WEIGHTS=weights_value(weights),
         LOG_LEVEL="WARNING",
         TF_CPP_MIN_LOG_LEVEL="2",
     )
@@ -311,7 +311,7 @@ def _summary(res: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Grocery Store checkout")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="'imagenet' or a weights file")
     parser.add_argument("--images", type=int, default=300, help="photos per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fresh", type=int, default=60, help="freshness uploads")
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
             from workers.tasks import INDEX_CHUNK
 
             t0 = time.perf_counter()
-            model = bootstrap_model_ensure(weights=str(args.weights.resolve())).model
+            model = bootstrap_model_ensure(weights=weights_value(args.weights)).model
             report["export_s"] = round(time.perf_counter() - t0, 1)
             reset_vector_store()  # the worker owns the store from here on
 

@@ -5,8 +5,8 @@
 
 What it does:
   * a scratch embedded environment under var/bench/ (VAR_DIR: SQLite, media, models, Qdrant Edge), the
-    bootstrap model (MobileNetV2-0.35 ImageNet features, 224 px; BACKBONE_WEIGHTS = the shared weights
-    file) and the Grocery Store catalog (81 products, each its catalog image + 4 train photos) imported
+    bootstrap model (the settings' BOOTSTRAP_BACKBONE and BOOTSTRAP_IMAGE_SIZE, ImageNet weights or
+    ``--weights``) and the Grocery Store catalog (81 products, each its catalog image + 4 train photos) imported
     with the project's own commands, and an API token for uploads;
   * gunicorn with ``platform/gunicorn.embedded.conf.py`` (one process, threads, eager tasks: an upload
     embeds and upserts inside its own request, after commit) on 127.0.0.1;
@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs, weights_value
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -160,7 +160,7 @@ class CpuSampler(threading.Thread):
         self.threads_end = _threads_cpu_s(self.worker_pid)
 
 
-def _setup(workdir: Path, data: Path, weights: Path) -> tuple[dict[str, str], str]:
+def _setup(workdir: Path, data: Path, weights: str) -> tuple[dict[str, str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "QDRANT_", "TF_SERVING"))}
     env.pop("DATABASE_URL", None)
     for var in ("MEDIA_ROOT", "MODELS_DIR", "VECTOR_STORE_PATH"):
@@ -168,7 +168,7 @@ def _setup(workdir: Path, data: Path, weights: Path) -> tuple[dict[str, str], st
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.base",
         VAR_DIR=str(workdir),
-        BACKBONE_WEIGHTS=str(weights.resolve()),
+        BACKBONE_WEIGHTS=weights_value(weights),
         # The throttles (60/min anonymous) would answer 429 within seconds at 8 searches/s.
         SEARCH_THROTTLE_ANON="1000000/min",
         SEARCH_THROTTLE_USER="1000000/min",
@@ -178,7 +178,7 @@ def _setup(workdir: Path, data: Path, weights: Path) -> tuple[dict[str, str], st
     )
     (workdir / "static").mkdir(parents=True, exist_ok=True)
     _manage(env, "migrate", "--verbosity", "0")
-    _manage(env, "bootstrap_model", "--weights", str(weights.resolve()))
+    _manage(env, "bootstrap_model", "--weights", weights_value(weights))
     manifest = workdir / "manifest.jsonl"
     _manage(
         env, "make_grocery_manifest", str(data.resolve()), "--photos-per-product", "4", "--out", str(manifest)
@@ -211,7 +211,7 @@ def _db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Grocery Store checkout")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="'imagenet' or a weights file")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--search-rate", type=float, default=8.0, help="searches per second")
     parser.add_argument("--upload-rate", type=float, default=1.0, help="uploads per second")

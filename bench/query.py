@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs, weights_value
 
 IMAGES_PER_PRODUCT = 3
 CATEGORIES = [f"cat-{i:02d}" for i in range(40)]
@@ -422,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Grocery Store Dataset folder")
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="MobileNetV2-0.35 .weights.h5")
+    parser.add_argument(
+        "--weights", default=DEFAULT_WEIGHTS, help="BACKBONE_WEIGHTS: 'imagenet' (default) or a weights file"
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=150, help="measured queries per size (plus warm-up)")
     parser.add_argument("--out", type=Path, default=REPO / "var" / "bench" / "query.json")
@@ -454,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         from search.vector_store import reset_vector_store, vector_store
 
         t0 = time.perf_counter()
-        model = bootstrap_model_ensure(weights=str(args.weights)).model
+        model = bootstrap_model_ensure(weights=weights_value(args.weights)).model
         bootstrap_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         real_ids = _index_real_catalog(args.data)

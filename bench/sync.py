@@ -20,9 +20,9 @@ What it measures, in one run:
     no database. Rounds alternate the two so that load from other processes hits both alike.
 
 Scratch environment: PostgreSQL database ``lookalike_bench_sync`` (dropped and re-created), media,
-models and vector stores under a temporary folder in var/bench/; the real bootstrap model
-(MobileNetV2-0.35 ImageNet features, 224 px) when its weights are at ``--weights``, else the same
-backbone with random weights at 32 px (``--tiny``). Writes var/bench/sync.json and prints a table.
+models and vector stores under a temporary folder in var/bench/; the real bootstrap model (the
+settings' BOOTSTRAP_BACKBONE and size, ImageNet weights), or MobileNetV2 with random weights at 32 px
+(``--tiny``). Writes var/bench/sync.json and prints a table.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from bench.feeds import generate_merchant_feed
-from bench.inputs import DEFAULT_WEIGHTS, REPO
+from bench.inputs import DEFAULT_WEIGHTS, REPO, weights_value
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "lookalike_bench_sync"
@@ -206,13 +206,13 @@ def _pictures(folder: Path, count: int, start: int) -> list[str]:
     return names
 
 
-def _model(weights: Path, tiny: bool) -> Any:
-    """The active model: the real bootstrap model from local weights, or the tiny one (random weights,
-    32 px; never a download)."""
+def _model(weights: str, tiny: bool) -> Any:
+    """The active model: the real bootstrap model (the default backbone's ImageNet weights from its
+    installed package, or a local file), or the tiny one (random weights, 32 px)."""
     from search.services.model_versions import bootstrap_model_ensure
 
-    if not tiny and weights.is_file():
-        return bootstrap_model_ensure(weights=str(weights.resolve())).model
+    if not tiny and (weights == "imagenet" or Path(weights).is_file()):
+        return bootstrap_model_ensure(weights=weights_value(weights)).model
     from django.conf import settings
 
     from ml.export import export_saved_model
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=100_000, help="items in the generated Merchant feed")
     parser.add_argument("--images", type=int, default=300, help="images per round and path")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="'imagenet' or a weights file")
     parser.add_argument(
         "--tiny", action="store_true", help="random-weight 32 px model instead of the real one"
     )
