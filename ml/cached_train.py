@@ -207,14 +207,7 @@ def run_cached(
 ) -> CachedRun:
     timings: dict[str, float] = {}
     rng = np.random.default_rng(config.seed)
-    model = build_embedding_model(
-        backbone=config.backbone,
-        weights=config.weights,
-        image_size=config.image_size,
-        embedding_dim=config.embedding_dim,
-        pooling=config.pooling,
-        head=True,
-    )
+    model = config.build_model()
     bottom, top = split_embedding_model(model, config.trainable_blocks)
     make_top_trainable(top)
     augmenter = Augmenter(config.image_size) if config.augment else None

@@ -249,14 +249,7 @@ def _finetune(
     val_products_seen = all(int(label) in seen for label in np.unique(val_set.labels))
     gallery = _gallery_subset(train_set, config.val_gallery_max, config.seed) if val_products_seen else None
 
-    model = build_embedding_model(
-        backbone=config.backbone,
-        weights=config.weights,
-        image_size=config.image_size,
-        embedding_dim=config.embedding_dim,
-        pooling=config.pooling,
-        head=True,
-    )
+    model = config.build_model()
     augmenter = Augmenter(config.image_size) if config.augment else None
     sampler = PKSampler(
         train_set.images,

@@ -67,6 +67,19 @@ class TrainConfig:
     # How validation photos are chosen when the caller gives none (ml/holdout.py).
     holdout: str = "group"
 
+    def build_model(self) -> Any:
+        """The embedding model this run trains: the backbone with its weights, pooling and head."""
+        from ml.model import build_embedding_model
+
+        return build_embedding_model(
+            backbone=self.backbone,
+            weights=self.weights,
+            image_size=self.image_size,
+            embedding_dim=self.embedding_dim,
+            pooling=self.pooling,
+            head=True,
+        )
+
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")

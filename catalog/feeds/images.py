@@ -75,23 +75,24 @@ def resolve_local_image(base_dir: Path, rel: str) -> Path:
 
 
 class ImageCollector:
-    """A product's images in feed order, each URL once, at most MAX_IMAGES (more are left out).
+    """A product's images in feed order, each URL once, at most ``limit`` (more are left out).
 
     ``rank`` orders images whose feed gives an explicit position (Shopify's Image Position); images
     without one keep their arrival order after them. Held per group until a feed ends, so it keeps
     parallel lists (and alt texts and ranks only where given) instead of an object per image.
     """
 
-    __slots__ = ("_alts", "_ranks", "_sources", "_urls")
+    __slots__ = ("_alts", "_limit", "_ranks", "_sources", "_urls")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_IMAGES) -> None:
+        self._limit = limit
         self._urls: list[str] = []
         self._sources: list[str] = []
         self._alts: dict[int, str] = {}
         self._ranks: dict[int, int] = {}
 
     def add(self, url_or_path: str, *, source: str, alt: str = "", rank: int | None = None) -> None:
-        # A linear search: at most MAX_IMAGES entries, and no set to keep beside the list.
+        # A linear search: a few hundred entries at most, and no set to keep beside the list.
         if url_or_path in self._urls:  # seen before (a variant's image, say): fill in what it lacked
             index = self._urls.index(url_or_path)
             if alt:
@@ -99,7 +100,7 @@ class ImageCollector:
             if rank is not None:
                 self._ranks.setdefault(index, rank)
             return
-        if len(self._urls) >= MAX_IMAGES:
+        if len(self._urls) >= self._limit:
             return
         if alt:
             self._alts[len(self._urls)] = alt

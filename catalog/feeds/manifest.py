@@ -25,7 +25,7 @@ from catalog.feeds.records import (
     CATEGORY_MAX,
     DESCRIPTION_MAX,
     LINK_MAX,
-    MAX_IMAGES,
+    MANIFEST_MAX_IMAGES,
     SKU_MAX,
     TITLE_MAX,
     FeedError,
@@ -111,9 +111,9 @@ def _images(row: dict[str, Any], base_dir: Path | None, allow_local: bool) -> Im
     images = row.get("images", [])
     if not isinstance(images, list) or not all(isinstance(i, str) and i.strip() for i in images):
         raise _Rejected("invalid_field", "images must be a list of URLs or file paths.")
-    if len(images) > MAX_IMAGES:
-        raise _Rejected("invalid_field", f"at most {MAX_IMAGES} images per product.")
-    collector = ImageCollector()
+    if len(images) > MANIFEST_MAX_IMAGES:
+        raise _Rejected("invalid_field", f"at most {MANIFEST_MAX_IMAGES} images per product.")
+    collector = ImageCollector(limit=MANIFEST_MAX_IMAGES)
     for reference in images:
         reference = reference.strip()
         if looks_like_url(reference):

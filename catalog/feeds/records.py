@@ -31,6 +31,9 @@ LINK_MAX = 2000
 # Shopify allows 2,048 variants per product and Merchant Center 10 additional images per item.
 MAX_VARIANTS = 2048
 MAX_IMAGES = 50
+# Our own JSONL manifest carries a shop's whole photo set of a product (the Grocery Store catalog has
+# up to 71 photos of one product), so its cap is higher; it is still a cap.
+MANIFEST_MAX_IMAGES = 500
 
 
 @dataclass(frozen=True)

@@ -181,3 +181,24 @@ def test_fifo_is_not_a_file(shop: Path):
     with pytest.raises(LocalImageRejected) as caught:
         resolve_local_image(shop, "img/pipe.jpg")
     assert caught.value.code == "not_a_file"
+
+
+def test_a_manifest_carries_a_shops_whole_photo_set_up_to_its_own_cap():
+    # Our manifest lists every photo a shop has of a product (the Grocery catalog: up to 71), past the
+    # 50 a Merchant feed may name; beyond MANIFEST_MAX_IMAGES the line is refused, never cut silently.
+    from catalog.feeds.records import MANIFEST_MAX_IMAGES
+
+    many = [f"https://cdn.shop.example/p/{n}.jpg" for n in range(71)]
+    too_many = [f"https://cdn.shop.example/q/{n}.jpg" for n in range(MANIFEST_MAX_IMAGES + 1)]
+    records = parse_bytes(
+        jsonl(
+            {"sku": "P", "title": "pears", "images": many},
+            {"sku": "Q", "title": "quinces", "images": too_many},
+        ),
+        "jsonl",
+    )
+    assert [i.url_or_path for i in products(records)["P"].images] == many
+    assert "Q" not in products(records)
+    assert [(e.code, e.message) for e in errors(records)] == [
+        ("invalid_field", f"at most {MANIFEST_MAX_IMAGES} images per product.")
+    ]
