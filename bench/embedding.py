@@ -113,7 +113,7 @@ def _table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from ml.backbones import DEFAULT_BACKBONE
-    from ml.serving import DEFAULT_TFLITE_THREADS
+    from ml.serving.litert import DEFAULT_TFLITE_THREADS
     from ml.train_config import TrainConfig
 
     parser = argparse.ArgumentParser(

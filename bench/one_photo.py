@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--catalog", choices=["iconic", "photos"], default="iconic")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a TrainConfig field for this run (e.g. --set head_init=random); repeatable",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(REPO / "var" / "bench" / "one_photo.json"))
     args = parser.parse_args(argv)
@@ -61,6 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.epochs:
         config.epochs = args.epochs
+    for item in args.set:
+        field, _, value = item.partition("=")
+        if not hasattr(config, field):
+            parser.error(f"--set: TrainConfig has no field {field!r}")
+        current = getattr(config, field)
+        if current is None:  # an optional number (steps_per_epoch) or name
+            setattr(config, field, int(value) if value.isdigit() else value)
+        elif isinstance(current, bool):
+            setattr(config, field, value.lower() in ("1", "true", "yes"))
+        else:
+            setattr(config, field, type(current)(value))
     size = config.image_size
     gallery = decode_items(catalog, size)
     queries = decode_items(grocery_split(data, "test"), size, label_names=gallery.label_names)

@@ -26,6 +26,7 @@ from ml.backbone_split import make_top_trainable, split_embedding_model
 from ml.data import DecodedImages, TrainingDataError
 from ml.evaluate import safe_retrieval_metrics
 from ml.feature_cache import CachedPKSampler, activations, cache_views, views_per_image
+from ml.head_init import init_head_from_features
 from ml.holdout import group_holdout, holdable, pooled
 from ml.losses import get_loss, uses_proxies
 from ml.model import build_embedding_model
@@ -106,6 +107,10 @@ def _random_photos(labels: np.ndarray, val_fraction: float, rng: np.random.Gener
     return held
 
 
+# The validation of a catalog with one photo per product.
+AUGMENTED_VIEWS = "augmented views of the catalog photos"
+
+
 def choose_validation(
     config: TrainConfig,
     bottom: keras.Model,
@@ -152,7 +157,7 @@ def choose_validation(
     )  # fmt: skip
     keep = views.view == 1  # the augmented view of each, not the photo itself
     return Validation(
-        "augmented views of the catalog photos",
+        AUGMENTED_VIEWS,
         everything,
         views.features[keep],
         views.labels[keep],
@@ -238,6 +243,10 @@ def run_cached(
     log(
         f"cached {len(cache)} views, {cache.features.shape[1:]} each, {cache.nbytes / 1e6:.0f} MB, in {timings['cache_s']:.0f} s"
     )
+
+    if config.head_init == "principal" or (config.head_init == "auto" and val.name == AUGMENTED_VIEWS):
+        used = init_head_from_features(top, cache.features, seed=config.seed)
+        log(f"projection head started from the principal directions of {used} cached views")
 
     # Scored each epoch against a capped gallery (every product kept), at the end against all of it.
     rows = val.gallery_rows

@@ -8,7 +8,7 @@ from typing import Any
 
 from ml.backbones import backbone_names
 from ml.losses import LOSSES
-from ml.train_config import HOLDOUTS, MODES, TrainConfig
+from ml.train_config import HEAD_INITS, HOLDOUTS, MODES, TrainConfig
 
 
 def parse_weights(value: str | None) -> str | None:
@@ -41,6 +41,13 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, weights_default: 
         help="cached: train the top blocks on cached activations (CPU default); finetune: the whole network",
     )
     parser.add_argument("--trainable-blocks", type=int, default=d.trainable_blocks, help="cached mode")
+    parser.add_argument(
+        "--head-init",
+        choices=list(HEAD_INITS),
+        default=d.head_init,
+        help="cached mode: how the projection head starts (auto: from the features' principal directions "
+        "for a catalog with one photo per product, random otherwise)",
+    )
     parser.add_argument("--cache-views", type=int, default=d.cache_views, help="cached mode: views per photo")
     parser.add_argument("--lr-top", type=float, default=d.lr_top, help="cached mode's learning rate")
     parser.add_argument("--backbone", default=d.backbone, choices=backbone_names())
@@ -72,6 +79,7 @@ _SAME_NAME = (
     "mode",
     "holdout",
     "trainable_blocks",
+    "head_init",
     "cache_views",
     "lr_top",
     "backbone",

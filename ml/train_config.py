@@ -10,6 +10,9 @@ from ml.backbones import DEFAULT_BACKBONE, backbone_names, check_weights_file
 from ml.losses import LOSSES
 
 MODES = ("cached", "finetune")
+# How the projection head starts (ml/head_init.py): "auto" is "principal" for a catalog with one photo
+# per product (validated on augmented views: its run is a handful of steps) and "random" otherwise.
+HEAD_INITS = ("auto", "random", "principal")
 HOLDOUTS = ("group", "photo")
 
 
@@ -66,6 +69,7 @@ class TrainConfig:
     lr_top: float = 1e-3
     # How validation photos are chosen when the caller gives none (ml/holdout.py).
     holdout: str = "group"
+    head_init: str = "auto"
 
     def build_model(self) -> Any:
         """The embedding model this run trains: the backbone with its weights, pooling and head."""
@@ -83,6 +87,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"unknown head_init {self.head_init!r}; choose one of: {', '.join(HEAD_INITS)}")
         if self.holdout not in HOLDOUTS:
             raise ValueError(f"unknown holdout {self.holdout!r}; choose one of: {', '.join(HOLDOUTS)}")
         if self.trainable_blocks < 0 or self.cache_views < 1:

@@ -123,11 +123,13 @@ def test_with_no_validation_given_look_alike_groups_are_held_out(product_photos,
     assert len(held.gallery_labels) == len(items) - len(held.query_sources)
 
 
-def test_a_catalog_with_one_photo_per_product_trains_and_validates_on_views(product_photos, tmp_path):
+def test_a_catalog_with_one_photo_per_product_trains_and_validates_on_views(product_photos, tmp_path, capsys):
     _, items = product_photos
     singles = [items[i] for i in (0, 5, 10, 15)]  # one photo of each product
-    result = train(_config(tmp_path, epochs=2), singles, None, progress=False)
+    result = train(_config(tmp_path, epochs=2), singles, None, progress=True)
     assert result.validation == "augmented views of the catalog photos"
+    # Its run is a few steps, so the head starts from the features' principal directions (ml/head_init.py).
+    assert "projection head started from the principal directions of" in capsys.readouterr().out
     assert result.num_train_images == 4 and result.num_val_images == 4
     assert result.best_epoch >= 1 and not np.isnan(result.metrics["recall@1"])
     saved = json.loads((tmp_path / "run" / "train_result.json").read_text())
