@@ -14,8 +14,11 @@ unreachable) propagate so the caller retries; a bad image is marked failed and t
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,18 +93,47 @@ def _load(image_ids: Iterable[str], outcome: IndexOutcome) -> list[ProductImage]
     return images
 
 
+# Pillow releases the GIL while it decodes and resizes, so a batch's photos decode on every core
+# (at most 4 threads: the embedder's own threads want the cores next).
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+_decode_pool: ThreadPoolExecutor | None = None
+_decode_pool_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _decode_pool
+    with _decode_pool_lock:
+        if _decode_pool is None:
+            _decode_pool = ThreadPoolExecutor(
+                max_workers=DECODE_THREADS, thread_name_prefix="lookalike-decode"
+            )
+        return _decode_pool
+
+
+def _decode(image: ProductImage, size: int) -> tuple[np.ndarray | None, str]:
+    try:
+        return preprocess(read_image(image.file.name), size), ""
+    except FileNotFoundError:
+        return None, "missing_file: the image file is gone from storage."
+    except ImageRejected as exc:
+        return None, str(exc)
+
+
 def _read_pixels(
     images: list[ProductImage], size: int, outcome: IndexOutcome
 ) -> tuple[list[ProductImage], np.ndarray]:
     ok, arrays = [], []
-    for image in images:
-        try:
-            arrays.append(preprocess(read_image(image.file.name), size))
+    decoded = (
+        _pool().map(lambda image: _decode(image, size), images)
+        if len(images) > 1
+        else (_decode(image, size) for image in images)
+    )
+    for image, (pixels, error) in zip(images, decoded, strict=True):
+        if pixels is None:
+            outcome.failed[str(image.id)] = error
+        else:
+            arrays.append(pixels)
             ok.append(image)
-        except FileNotFoundError:
-            outcome.failed[str(image.id)] = "missing_file: the image file is gone from storage."
-        except ImageRejected as exc:
-            outcome.failed[str(image.id)] = str(exc)
     batch = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
     return ok, batch
 
