@@ -100,7 +100,10 @@ def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[
     """The gate's verdict as stored on the job: ``{"queries", "candidate", "active", "passed"}``.
     With no active model (or no images) there is nothing to compare with, and the candidate passes.
     When no held-out photo has another photo of its product (a one-photo-per-product catalog), both
-    models are compared on the same augmented views of catalog photos instead, as training validated."""
+    models are compared on the same augmented views of catalog photos instead, as training validated,
+    and the verdict is only advice: such views do not predict shoppers' photos (Grocery catalog images,
+    2026-11-30: a trained candidate won on views 1.000 to 0.938 and lost on the test photos 0.235 to
+    0.313), so the candidate is not promoted unless asked (``force``)."""
     if active is None or not labels:
         return {"queries": 0, "passed": True}
     queries = gate_query_ids(candidate)
@@ -115,10 +118,18 @@ def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[
         )
         new, old = view_recall(candidate, views, labels), view_recall(active, views, labels)
     new_r1, old_r1 = new.get("recall@1", float("nan")), old.get("recall@1", float("nan"))
-    passed = bool(np.isnan(old_r1) or (not np.isnan(new_r1) and new_r1 >= old_r1))
-    return {
+    better = bool(np.isnan(old_r1) or (not np.isnan(new_r1) and new_r1 >= old_r1))
+    on_views = new.get("queries") == "augmented views"
+    verdict = {
         "queries": new.get("num_queries", 0),
         "candidate": json_safe(new),
         "active": json_safe(old),
-        "passed": passed,
+        "passed": better and not on_views,
     }
+    if on_views:
+        verdict["advice_only"] = (
+            "compared on augmented views of the catalog photos (one photo per product): "
+            f"{'not worse' if better else 'worse'} there, which does not predict shoppers' photos; "
+            "promote by hand (force) after checking some searches"
+        )
+    return verdict

@@ -64,6 +64,11 @@ def gate_line(gate: dict[str, Any]) -> str:
         return f"{value:.3f}" if isinstance(value, int | float) else "—"
 
     new, old = gate["candidate"], gate["active"]
+    if gate.get("advice_only"):
+        return (
+            f"on {gate.get('queries', 0)} augmented views, candidate vs active: R@1 {fmt(new.get('recall@1'))} "
+            f"vs {fmt(old.get('recall@1'))}: {gate['advice_only']}."
+        )
     return (
         f"on {gate.get('queries', 0)} held-out photos, candidate vs active: R@1 {fmt(new.get('recall@1'))} vs "
         f"{fmt(old.get('recall@1'))}, R@5 {fmt(new.get('recall@5'))} vs {fmt(old.get('recall@5'))}, mAP@R "
@@ -108,7 +113,10 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
         reindex.reindex_fail(work.pk, "Cancelled.", status=ReindexStatus.CANCELLED)
         raise
     version = work.model_version.version
-    ctx.log(f"evaluation gate: {'passed' if work.gate.get('passed') else 'worse'}; {work.status}")
+    verdict = (
+        "passed" if work.gate.get("passed") else ("advice only" if work.gate.get("advice_only") else "worse")
+    )
+    ctx.log(f"evaluation gate: {verdict}; {work.status}")
     promoted = work.status == ReindexStatus.PROMOTED
     summary = (
         f"Reindex {work.pk} {work.status}: v{version} {'serves now' if promoted else 'was not promoted'}; "

@@ -195,3 +195,5 @@ def test_with_one_photo_per_product_the_gate_compares_augmented_views(
     assert verdict["candidate"]["queries"] == "augmented views" == verdict["active"]["queries"]
     assert verdict["candidate"]["num_queries"] == verdict["active"]["num_queries"] == 3
     assert 0.0 <= verdict["candidate"]["recall@1"] <= 1.0
+    # Views do not predict shoppers' photos: never an automatic promotion, whatever the figures.
+    assert verdict["passed"] is False and "promote by hand" in verdict["advice_only"]
