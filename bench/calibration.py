@@ -78,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     model = keras.saving.load_model(result.model_path)
     gallery = decode_items(seen_only, config.image_size)
     names = list(gallery.label_names)
-    index = {n: i for i, n in enumerate(names)}
     queries = decode_items(test, config.image_size, label_names=names)
+    # The left-out products are not in the gallery: decoding the queries gave them indices after its.
+    index = {n: i for i, n in enumerate(queries.label_names)}
     unseen_ids = {index[n] for n in unseen if n in index}
+    if not unseen_ids:
+        raise SystemExit("no test photo of a left-out product: raise --unseen-fraction")
     q = embed_images(model, queries.images)
     g = embed_images(model, gallery.images)
     in_catalog = ~np.isin(queries.labels, list(unseen_ids))

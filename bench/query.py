@@ -24,7 +24,7 @@ model's pooled ReLU features), 3 images per product, so the grouping's over-fetc
 near-duplicates. Exact search cost does not depend on the values, only on count and dimension.
 
 Runs in a throw-away environment (temporary SQLite, media, models and vector store under
-var/bench/); the real bootstrap model (MobileNetV2-0.35 ImageNet features, 224 px) is exported there.
+var/bench/); the real bootstrap model (the settings' BOOTSTRAP_BACKBONE at BOOTSTRAP_IMAGE_SIZE) is exported there.
 Writes var/bench/query.json and prints a table.
 """
 
