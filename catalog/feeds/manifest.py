@@ -1,4 +1,4 @@
-"""Our own JSON Lines manifest (the format of ``catalog.imports``), now with ``link`` and with
+"""Our own JSON Lines manifest (what `manage.py import_catalog` reads), with ``link`` and with
 images given as ``http(s)://`` URLs or as paths relative to the manifest's folder.
 
 A line is all or nothing: any bad field, a bad image reference included, rejects it with a
