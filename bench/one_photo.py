@@ -24,22 +24,17 @@ from bench.inputs import DEFAULT_DATA, REPO
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ml.train_args import add_training_arguments, config_from_args
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--catalog", choices=["iconic", "photos"], default="iconic")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a TrainConfig field for this run (e.g. --set head_init=random); repeatable",
-    )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=str(REPO / "var" / "bench" / "one_photo.json"))
+    # The training options of `manage.py train` (e.g. --head-init random, --pooling avg); --split-by,
+    # --holdout and --val-fraction do not apply: a one-photo catalog validates on augmented views.
+    add_training_arguments(parser, weights_default="imagenet")
     args = parser.parse_args(argv)
     data = Path(args.data)
     if not (data / "dataset" / "classes.csv").is_file():
@@ -53,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     from ml.grocery import iconic_items
     from ml.grocery import split_items as grocery_split
     from ml.model import build_embedding_model
-    from ml.train import TrainConfig, embed_images, machine_description, train
+    from ml.train import embed_images, machine_description, train
 
     if args.catalog == "iconic":
         catalog = iconic_items(data)
@@ -63,22 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, name in grocery_split(data, "train"):
             by_product.setdefault(name, []).append(path)
         catalog = [(paths[int(rng.integers(len(paths)))], name) for name, paths in sorted(by_product.items())]
-    config = TrainConfig(
-        weights=args.weights, seed=args.seed, output_dir=str(REPO / "var" / "bench" / "one-photo")
-    )
-    if args.epochs:
-        config.epochs = args.epochs
-    for item in args.set:
-        field, _, value = item.partition("=")
-        if not hasattr(config, field):
-            parser.error(f"--set: TrainConfig has no field {field!r}")
-        current = getattr(config, field)
-        if current is None:  # an optional number (steps_per_epoch) or name
-            setattr(config, field, int(value) if value.isdigit() else value)
-        elif isinstance(current, bool):
-            setattr(config, field, value.lower() in ("1", "true", "yes"))
-        else:
-            setattr(config, field, type(current)(value))
+    config = config_from_args(args, output_dir=str(REPO / "var" / "bench" / "one-photo"))
     size = config.image_size
     gallery = decode_items(catalog, size)
     queries = decode_items(grocery_split(data, "test"), size, label_names=gallery.label_names)
@@ -94,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     keras.utils.set_random_seed(args.seed)
     untrained = build_embedding_model(
-        backbone=config.backbone, weights=args.weights, image_size=size, head=False, pooling="avg"
+        backbone=config.backbone, weights=config.weights, image_size=size, head=False, pooling="avg"
     )
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d"),

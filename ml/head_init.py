@@ -40,17 +40,15 @@ def pooled_features(top: keras.Model, inputs: np.ndarray, batch_size: int = 64) 
 
 
 def principal_kernel(features: np.ndarray, dim: int) -> np.ndarray:
-    """[features, dim] kernel: the top ``dim`` right singular vectors of ``features`` (rows are
-    samples), each oriented so that the mean feature projects positively (a deterministic sign)."""
+    """[D, k] kernel: the top ``k = min(dim, N, D)`` right singular vectors of ``features`` ([N, D],
+    rows are samples), each oriented so that the mean feature projects positively (a deterministic
+    sign). Fewer than ``dim`` columns when the rows cannot determine more."""
     if features.ndim != 2 or len(features) == 0:
         raise ValueError("features must be a non-empty [N, D] matrix")
     _, _, vt = np.linalg.svd(features, full_matrices=False)
-    kernel = np.zeros((features.shape[1], dim), dtype=np.float64)
-    take = min(dim, vt.shape[0])
-    kernel[:, :take] = vt[:take].T
+    kernel = vt[:dim].T
     signs = np.sign(features.mean(axis=0) @ kernel)
-    kernel *= np.where(signs == 0, 1.0, signs)
-    return kernel.astype(np.float32)
+    return (kernel * np.where(signs == 0, 1.0, signs)).astype(np.float32)
 
 
 def init_head_from_features(top: keras.Model, inputs: np.ndarray, *, seed: int = 0) -> int:
@@ -61,15 +59,13 @@ def init_head_from_features(top: keras.Model, inputs: np.ndarray, *, seed: int =
     if len(rows) > MAX_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, size=MAX_ROWS, replace=False))
     features = pooled_features(top, inputs[rows])
-    kernel = head.kernel
-    dim = int(kernel.shape[-1])
-    principal = principal_kernel(features, dim)
-    take = min(dim, len(rows), features.shape[1])
-    values = np.asarray(kernel.numpy() if hasattr(kernel, "numpy") else kernel, dtype=np.float32).copy()
+    values = np.array(keras.ops.convert_to_numpy(head.kernel), dtype=np.float32)
+    principal = principal_kernel(features, values.shape[1])
+    take = principal.shape[1]
     # The principal columns at the random columns' scale; any the rows could not determine stay random
     # but small, so they barely move the start and still differ from each other when training begins.
     scale = float(np.linalg.norm(values, axis=0).mean()) or 1.0
-    values[:, :take] = principal[:, :take] * scale
+    values[:, :take] = principal * scale
     values[:, take:] *= 1e-3
-    kernel.assign(values)
+    head.kernel.assign(values)
     return len(rows)

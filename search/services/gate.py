@@ -13,6 +13,7 @@ from search.vector_store import vector_store
 
 GATE_MAX_QUERIES = 1000
 VIEW_QUERIES = 300  # augmented views per model: an embedding and a grouped search each
+ON_VIEWS = "augmented views"  # a score's "queries" when the models were compared on views
 
 
 def _vectors(collection: str, ids: list[str]) -> dict[str, np.ndarray]:
@@ -93,7 +94,7 @@ def view_recall(model: ModelVersion, image_ids: list[str], labels: dict[str, int
     for vector, product_id in zip(vectors, products, strict=True):
         hits = store.search(model.collection, vector, 1, None, group_by_product=True)
         right += bool(hits) and hits[0].product_id == product_id
-    return {"recall@1": right / len(views), "num_queries": len(views), "queries": "augmented views"}
+    return {"recall@1": right / len(views), "num_queries": len(views), "queries": ON_VIEWS}
 
 
 def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[str, int]) -> dict:
@@ -119,7 +120,7 @@ def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[
         new, old = view_recall(candidate, views, labels), view_recall(active, views, labels)
     new_r1, old_r1 = new.get("recall@1", float("nan")), old.get("recall@1", float("nan"))
     better = bool(np.isnan(old_r1) or (not np.isnan(new_r1) and new_r1 >= old_r1))
-    on_views = new.get("queries") == "augmented views"
+    on_views = new.get("queries") == ON_VIEWS
     verdict = {
         "queries": new.get("num_queries", 0),
         "candidate": json_safe(new),

@@ -14,8 +14,8 @@ unreachable) propagate so the caller retries; a bad image is marked failed and t
 
 from __future__ import annotations
 
+import functools
 import os
-import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -96,18 +96,12 @@ def _load(image_ids: Iterable[str], outcome: IndexOutcome) -> list[ProductImage]
 # Pillow releases the GIL while it decodes and resizes, so a batch's photos decode on every core
 # (at most 4 threads: the embedder's own threads want the cores next).
 DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
-_decode_pool: ThreadPoolExecutor | None = None
-_decode_pool_lock = threading.Lock()
 
 
+@functools.cache
 def _pool() -> ThreadPoolExecutor:
-    global _decode_pool
-    with _decode_pool_lock:
-        if _decode_pool is None:
-            _decode_pool = ThreadPoolExecutor(
-                max_workers=DECODE_THREADS, thread_name_prefix="lookalike-decode"
-            )
-        return _decode_pool
+    # One pool for the process; its threads start on first use.
+    return ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="lookalike-decode")
 
 
 def _decode(image: ProductImage, size: int) -> tuple[np.ndarray | None, str]:
@@ -123,11 +117,9 @@ def _read_pixels(
     images: list[ProductImage], size: int, outcome: IndexOutcome
 ) -> tuple[list[ProductImage], np.ndarray]:
     ok, arrays = [], []
-    decoded = (
-        _pool().map(lambda image: _decode(image, size), images)
-        if len(images) > 1
-        else (_decode(image, size) for image in images)
-    )
+    # A single upload decodes in the calling thread; a batch on the pool.
+    pool_map = _pool().map if len(images) > 1 else map
+    decoded = pool_map(lambda image: _decode(image, size), images)
     for image, (pixels, error) in zip(images, decoded, strict=True):
         if pixels is None:
             outcome.failed[str(image.id)] = error

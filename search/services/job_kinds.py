@@ -53,6 +53,13 @@ def _abandon_reindex(job: Job, error: str) -> None:
         reindex.reindex_fail(job.result["reindex_job"], error)
 
 
+def gate_verdict(gate: dict[str, Any]) -> str:
+    """The gate's verdict in a word or two: passed, advice only (compared on augmented views), or worse."""
+    if gate.get("passed"):
+        return "passed"
+    return "advice only" if gate.get("advice_only") else "worse"
+
+
 def gate_line(gate: dict[str, Any]) -> str:
     """The evaluation gate's verdict in one line (the admin shows the same numbers as a table)."""
     if "candidate" not in gate:
@@ -72,7 +79,7 @@ def gate_line(gate: dict[str, Any]) -> str:
     return (
         f"on {gate.get('queries', 0)} held-out photos, candidate vs active: R@1 {fmt(new.get('recall@1'))} vs "
         f"{fmt(old.get('recall@1'))}, R@5 {fmt(new.get('recall@5'))} vs {fmt(old.get('recall@5'))}, mAP@R "
-        f"{fmt(new.get('map@r'))} vs {fmt(old.get('map@r'))}: {'passed' if gate.get('passed') else 'worse'}."
+        f"{fmt(new.get('map@r'))} vs {fmt(old.get('map@r'))}: {gate_verdict(gate)}."
     )
 
 
@@ -113,10 +120,7 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
         reindex.reindex_fail(work.pk, "Cancelled.", status=ReindexStatus.CANCELLED)
         raise
     version = work.model_version.version
-    verdict = (
-        "passed" if work.gate.get("passed") else ("advice only" if work.gate.get("advice_only") else "worse")
-    )
-    ctx.log(f"evaluation gate: {verdict}; {work.status}")
+    ctx.log(f"evaluation gate: {gate_verdict(work.gate)}; {work.status}")
     promoted = work.status == ReindexStatus.PROMOTED
     summary = (
         f"Reindex {work.pk} {work.status}: v{version} {'serves now' if promoted else 'was not promoted'}; "
