@@ -154,6 +154,8 @@ def test_a_prefork_worker_reports_its_children_tasks(
     celery_over_redis, media_root, vector_store_path, tmp_path
 ) -> None:
     # No active model: indexing an upload fails transiently (NoActiveModel), so the worker retries it.
+    # The worker must not make the pretrained model itself: the default backbone's weights install
+    # with the project, so that would succeed and nothing would be retried.
     product = services.product_create(sku="RETRY-1", title="Waits for a model")
     services.product_image_add(product=product, data=image_bytes(pattern=21))  # enqueues index_images
 
@@ -168,6 +170,7 @@ def test_a_prefork_worker_reports_its_children_tasks(
         extra={
             "WORKER_METRICS_PORT": str(port),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "worker-metrics"),
+            "AUTO_BOOTSTRAP_MODEL": "false",
         },
     )
     worker = WorkerProcess(env, tmp_path / "worker.log", celery_over_redis, pool="prefork", concurrency=2)
