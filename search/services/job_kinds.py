@@ -39,13 +39,17 @@ job_kind("train", label="Train a candidate", needs_store=False, lane="process", 
 # --- reindex, rollback ------------------------------------------------------------------------------
 
 
-def _check_reindex(params: dict[str, Any]) -> dict[str, Any]:
+def _check_model(params: dict[str, Any]) -> int | None:
     version = params.get("model")
     if version is not None and (
         not isinstance(version, int) or not ModelVersion.objects.filter(version=version).exists()
     ):
         raise JobError(f"No model version {version}; see the admin's Model versions list.", "model")
-    return {"model": version, "force": bool(params.get("force", False))}
+    return version
+
+
+def _check_reindex(params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": _check_model(params), "force": bool(params.get("force", False))}
 
 
 def _abandon_reindex(job: Job, error: str) -> None:
@@ -114,8 +118,12 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
         ctx.progress(current.done + current.failed, current.total)
         ctx.check_cancelled()
 
+    def log_line(line: str) -> None:
+        ctx.log(line)
+        ctx.check_cancelled()
+
     try:
-        work = reindex.reindex_fill(work, on_batch=on_batch)
+        work = reindex.reindex_fill(work, on_batch=on_batch, log_line=log_line)
     except JobCancelled:
         reindex.reindex_fail(work.pk, "Cancelled.", status=ReindexStatus.CANCELLED)
         raise
@@ -139,6 +147,39 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
         "ok": promoted,
         "summary": summary,
     }
+
+
+def _check_optimize(params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": _check_model(params)}
+
+
+@job_kind("optimize_index", label="Optimize the index", resumable=True, check=_check_optimize)
+def run_optimize_index(job: Job, ctx: JobContext) -> dict[str, Any]:
+    """Build the graph of a model's collection (the active one by default) and choose its beam."""
+    from search.services.index_building import index_optimize
+
+    version = job.params.get("model")
+    model = ModelVersion.objects.get(version=version) if version is not None else selectors.active_model()
+    if model is None:
+        raise JobError("No active model: nothing to optimize.", "model")
+
+    def log_line(line: str) -> None:
+        ctx.log(line)
+        ctx.check_cancelled()  # a cancelled build stops its child process and keeps the live index
+
+    ctx.progress(0, 2)
+    index = index_optimize(model, log_line=log_line)
+    ctx.progress(2, 2)
+    if index.get("hnsw_ef"):
+        how = f"graph over {index['indexed']} points, hnsw_ef {index['hnsw_ef']} (recall@10 {index['recall_at_10']:.3f})"
+    elif index.get("indexed"):
+        how = f"graph over {index['indexed']} points, but no beam reached the recall target: searched exactly"
+    else:
+        how = "searched exactly (too small for a graph to pay)"
+    summary = (
+        f"Index of v{model.version} ({index['points']} points): {how}; built in {index['build_s']:.0f} s."
+    )
+    return {"model_version": model.version, "index": index, "summary": summary}
 
 
 @job_kind("rollback", label="Roll back")
