@@ -178,7 +178,7 @@ BOOTSTRAP_COMPACT_DIM = env_int("BOOTSTRAP_COMPACT_DIM", 256)
 # Fewer stored photos than this and the pretrained model stays raw: a fit on about as many photos as
 # dims follows those photos, not the catalog to come (Grocery val, 256-d: 256 photos lose 0.007 on
 # shop photos, 500 lose 0.003, within noise). The fit embeds at most MAX_PHOTOS, one per product first
-# (about 70 s for 2,000 on 2 CPU cores; 2,000 and all 2,721 are alike on val).
+# (about 100 s for 2,000 on 2 shared CPU cores; 2,000 and all 2,721 are alike on val).
 BOOTSTRAP_COMPACT_MIN_PHOTOS = env_int("BOOTSTRAP_COMPACT_MIN_PHOTOS", 500)
 BOOTSTRAP_COMPACT_MAX_PHOTOS = env_int("BOOTSTRAP_COMPACT_MAX_PHOTOS", 2000)
 # With no active model, the first indexing (an import's or an upload's) exports and activates the

@@ -27,11 +27,12 @@ from search.models import ModelKind, ModelVersion
 
 log = logging.getLogger(__name__)
 EMBED_BATCH = 32
-# Centred on the catalog's mean: chosen on the Grocery val split (bench/compact.py, docs/benchmarks.md;
-# at 256-d, val R@1 shop photos 0.581 centred vs 0.564 not, raw 0.581; one photo 0.436 vs 0.395, raw
-# 0.385). A catalog of store photos centres on what shoppers' photos share, which helps even the
-# catalog images (test: one photo 0.313 raw -> 0.361).
-CENTERED = True
+# Centred or not, chosen on the Grocery val split (bench/compact.py, docs/benchmarks.md), by the kind
+# of catalog. Store photos (several per product): centring on their mean removes what shoppers'
+# photos share, and wins (256-d, val R@1 shop photos 0.581 centred vs 0.564 not, raw 0.581; one photo
+# 0.436 vs 0.395, raw 0.385). Web-shop images alone (one per product): centring on their mean costs
+# (val one photo 0.345 centred vs 0.385 not, raw 0.385). So centre when most products have 2+ photos.
+CENTER_FROM_PHOTOS_PER_PRODUCT = 1.5
 
 
 class CompactError(SearchError):
@@ -93,8 +94,8 @@ def fit_catalog_projection(raw_model: Any, *, dim: int | None = None) -> FittedP
     (readable ones) or when compact vectors are off.
 
     Bounded in time by ``BOOTSTRAP_COMPACT_MAX_PHOTOS``: EfficientNet-Lite0 at 348 px embeds about
-    29 photos/s, decoding included, on 2 CPU cores (docs/benchmarks.md), so the default 2,000
-    take about 70 s.
+    22-29 photos/s, decoding included, on 2 shared CPU cores (docs/benchmarks.md), so the default
+    2,000 take about 90 s; fitting takes 2 s and the export 5 s more.
     """
     from ml.projection import fit_projection
 
@@ -123,7 +124,9 @@ def fit_catalog_projection(raw_model: Any, *, dim: int | None = None) -> FittedP
     matrix = np.concatenate(features) if features else np.zeros((0, 0), np.float32)
     if len(matrix) < minimum:
         return None
-    projection = fit_projection(matrix, dim, center=CENTERED)
+    products = ProductImage.objects.values("product_id").distinct().count()
+    center = stored_photo_count() >= CENTER_FROM_PHOTOS_PER_PRODUCT * max(1, products)
+    projection = fit_projection(matrix, dim, center=center)
     fitted = FittedProjection(projection, time.perf_counter() - started)
     log.info(
         "fitted a %d-d projection on %d catalog photos in %.1f s (%.1f%% of the variance kept)",

@@ -37,10 +37,11 @@ def pretrained(settings, tmp_path, vector_store_path, media_root):
     reset_embedders()
 
 
-def _photos(count: int, start: int = 0) -> list[str]:
+def _photos(count: int, per_product: int = 1) -> list[str]:
     ids = []
-    for n in range(start, start + count):
-        product = services.product_create(sku=f"P{n:03d}", title=f"product {n}")
+    for n in range(count):
+        if n % per_product == 0:
+            product = services.product_create(sku=f"P{n:03d}", title=f"product {n}")
         data = image_bytes(color=(25 * n % 250, 90, 160), pattern=n % 9 + 1)
         ids.append(str(services.product_image_add(product=product, data=data, announce=False).image.pk))
     return ids
@@ -53,7 +54,7 @@ def _stored_dim(model: ModelVersion, image_id: str) -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_catalog_with_enough_photos_gets_a_compact_pretrained_model(pretrained) -> None:
-    ids = _photos(14)
+    ids = _photos(14, per_product=2)  # store photos, several per product: centred (bench/compact.py)
     model = bootstrap_model_ensure().model
     assert (model.kind, model.status, model.embedding_dim) == (ModelKind.BOOTSTRAP, ModelStatus.ACTIVE, DIM)
     fit = model.config["compact"]
@@ -104,7 +105,8 @@ def test_an_import_queues_the_compact_model_which_a_reindex_promotes(pretrained,
     made = job_run(job_claim(job_id=queued.pk))
     assert made.state == JobState.SUCCEEDED, made.error
     candidate = ModelVersion.objects.get(version=made.result["model_version"])
-    assert candidate.embedding_dim == DIM and candidate.config["compact"]["samples"] == 14
+    fit = candidate.config["compact"]
+    assert (candidate.embedding_dim, fit["samples"], fit["centered"]) == (DIM, 14, False)  # one photo each
     follow = Job.objects.get(pk=made.result["promote_job"])
     assert (follow.kind, follow.params["model"]) == ("reindex", candidate.version)
     reindexed = job_run(job_claim(job_id=follow.pk))
