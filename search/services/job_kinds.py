@@ -17,10 +17,10 @@ from catalog import selectors as catalog_selectors
 from ml.serving import EmbedderUnavailable
 from search import selectors
 from search.errors import NoActiveModel
-from search.models import Job, ModelVersion, ReindexJob, ReindexStatus
-from search.services import reindex
+from search.models import Job, JobState, ModelVersion, ReindexJob, ReindexStatus
+from search.services import compact, reindex
 from search.services.indexing import index_pending_images
-from search.services.jobs import JobCancelled, JobContext, JobError, job_kind
+from search.services.jobs import JobCancelled, JobContext, JobError, job_kind, job_submit
 from search.services.training_jobs import check_train_params, run_train
 from search.vector_store import VectorStoreUnavailable
 
@@ -197,6 +197,56 @@ def run_rollback(job: Job, ctx: JobContext) -> dict[str, Any]:
     }
 
 
+# --- compact pretrained vectors ----------------------------------------------------------------------
+
+COMPACT_KIND = "compact_pretrained"
+
+
+def _check_compact(params: dict[str, Any]) -> dict[str, Any]:
+    weights = params.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        raise JobError("weights must be a path or 'imagenet'.", "weights")
+    return {"then_promote": bool(params.get("then_promote", True)), "weights": weights}
+
+
+@job_kind(COMPACT_KIND, label="Compact the pretrained model", check=_check_compact)
+def run_compact_pretrained(job: Job, ctx: JobContext) -> dict[str, Any]:
+    """Fit a projection on the catalog, export the pretrained model with it as a candidate, and (unless
+    ``then_promote`` is off: a command that follows the reindex itself) hand it to a reindex job, which
+    fills its collection, gates and promotes."""
+    ctx.log(
+        f"fitting a {compact.compact_dim()}-d projection on up to {settings.BOOTSTRAP_COMPACT_MAX_PHOTOS} "
+        f"of the catalog's {compact.stored_photo_count()} photos"
+    )
+    try:
+        model = compact.compact_candidate_make(weights=job.params.get("weights"))
+    except compact.CompactError as exc:
+        raise JobError(exc.message) from exc
+    fit = model.config["compact"]
+    ctx.log(
+        f"v{model.version}: {fit['in_dim']}-d -> {fit['out_dim']}-d on {fit['samples']} photos "
+        f"({100 * fit['explained']:.1f}% of the variance kept), fitted in {fit['fit_s']} s"
+    )
+    made = f"Made v{model.version}, the pretrained model with {fit['out_dim']}-d vectors"
+    result = {"model_version": model.version, "compact": fit, "summary": f"{made} (a candidate)."}
+    if job.params.get("then_promote", True):
+        follow = job_submit(
+            kind="reindex", params={"model": model.version}, requested_by=f"job {job.pk} (compact pretrained)"
+        )
+        result["promote_job"] = follow.pk
+        result["summary"] = f"{made}; job {follow.pk} reindexes to it and promotes it if the gate passes."
+    return result
+
+
+def _queue_compact_if_due(ctx: JobContext) -> None:
+    """After an import: a raw pretrained model with enough catalog photos now gets its compact one."""
+    waiting = Job.objects.filter(kind=COMPACT_KIND, state__in=[JobState.QUEUED, JobState.RUNNING]).exists()
+    if waiting or not compact.compact_due():
+        return
+    follow = job_submit(kind=COMPACT_KIND, requested_by=f"job {ctx.job_id} (import)")
+    ctx.log(f"the catalog has enough photos for compact pretrained vectors: submitted job {follow.pk}")
+
+
 # --- index, reconcile, import -----------------------------------------------------------------------
 
 
@@ -324,6 +374,7 @@ def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
     counts = catalog_selectors.index_status_counts(image_ids=added)
     if settings.CELERY_TASK_ALWAYS_EAGER:
         _calibrate_if_needed(ctx)
+    _queue_compact_if_due(ctx)
     where = "" if settings.CELERY_TASK_ALWAYS_EAGER else " (the workers index what is pending)"
     summary = (
         f"{run_summary(run)} New images: {counts['indexed']} indexed, {counts['pending']} pending, "
