@@ -26,10 +26,11 @@ from search.vector_store import INDEX_SPEC, IndexSpec, SearchFilter, vector_stor
 log = logging.getLogger(__name__)
 
 # Beams tried, smallest first; the first whose recall@10 reaches RECALL_TARGET is kept.
-EF_CANDIDATES = (16, 32, 64, 128, 256, 512, 1024, 2048)
-# The floor is 0.95 (issue "Scale"); 200 queries x 10 neighbours measure recall to about +-0.01, so
-# the choice aims a little above it.
-RECALL_TARGET = 0.97
+EF_CANDIDATES = (32, 64, 128, 256, 512, 1024, 2048)
+# The floor is 0.95 (issue "Scale"). The sample's own vectors are easier queries than a shopper's
+# photo, which is in no collection: at 30,000 points the beam that gave 0.988 on them gave 0.962 on
+# Grocery test photos (bench/scale.py). So the choice aims at 0.99 on them.
+RECALL_TARGET = 0.99
 SAMPLE_QUERIES = 200
 # Image ids are random UUIDs and the store pages in id order, so the first points of a scroll are a
 # random sample; queries are drawn from this many of them.

@@ -226,7 +226,11 @@ class EdgeVectorStore(VectorStore):
                     # A collection would shadow the alias here; a Qdrant server refuses it too.
                     raise VectorStoreError(f"{name!r} is an alias, not a collection name")
                 try:
-                    shard = qe.EdgeShard.create(str(self.root / name), engine_config(dim, INDEX_SPEC))
+                    # The shard lives in a generation folder the name links to, so a rebuilt index can
+                    # take its place with one atomic rename of the link (edge_build.py).
+                    folder = new_generation(self.root, name)
+                    shard = qe.EdgeShard.create(str(folder), engine_config(dim, INDEX_SPEC))
+                    point_name_at(self.root, name, folder)
                 except Exception as exc:
                     raise _translate(exc, str(self.root)) from exc
                 self._shards[name] = _Shard(shard, dim)
@@ -269,8 +273,13 @@ class EdgeVectorStore(VectorStore):
                     entry.shard.close()
             # Rename first (atomic), then delete: a crash mid-delete leaves a hidden folder, never a
             # half-deleted collection that still looks valid.
+            link = self.root / name
+            target = link.resolve() if link.is_symlink() else None
             doomed = self.root / f".{name}.deleting-{uuid.uuid4().hex}"
-            os.replace(self.root / name, doomed)
+            os.replace(link, doomed)
+            if target is not None:
+                doomed.unlink()
+                os.replace(target, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
             # Like a Qdrant server, dropping a collection removes the aliases pointing at it.
             aliases = self._read_aliases()
@@ -496,6 +505,31 @@ class EdgeVectorStore(VectorStore):
                 return False
             self._write_aliases(aliases)
             return True
+
+
+# --- the folder layout ------------------------------------------------------------------------------
+
+
+def new_generation(root: Path, name: str) -> Path:
+    """A fresh hidden folder for one generation of a collection's shard."""
+    return root / f".{name}.gen-{uuid.uuid4().hex[:12]}"
+
+
+def point_name_at(root: Path, name: str, folder: Path) -> Path | None:
+    """Make ``root/name`` a link to ``folder`` (relative, so the root can move); returns the folder
+    the name held before, if it was a real one (a store made before generations), for the caller to
+    delete. Readers see the old target or the new, never neither (a link replaced by rename)."""
+    link = root / name
+    tmp = root / f".{name}.link-{uuid.uuid4().hex[:8]}"
+    os.symlink(folder.name, tmp)
+    previous = None
+    if link.exists() and not link.is_symlink():
+        # A store from before generation folders: move the real folder aside first (the only moment
+        # the name is missing; a crash here leaves the data in the .deleting folder, not lost).
+        previous = root / f".{name}.deleting-{uuid.uuid4().hex[:8]}"
+        os.replace(link, previous)
+    os.replace(tmp, link)
+    return previous
 
 
 # --- conversions --------------------------------------------------------------------------------

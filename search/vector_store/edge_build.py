@@ -9,10 +9,12 @@ process at lower priority:
    the writes that follow;
 2. a child process (``python -m search.vector_store.edge_build``) opens the copy with the IndexSpec's
    config and optimizes it; the live shard keeps answering (exactly) and taking writes meanwhile;
-3. under the lock again (the second pause): close the live shard, put the copy in its place, open it,
-   replay the journal on it, flush. A crash between two steps leaves the live folder intact, or the
-   new one complete; leftovers are hidden ``.<name>.build-*`` / ``.deleting-*`` folders, removed by
-   the next build.
+3. the copy is opened beside the live shard (both serve nothing to each other: separate folders);
+   under the lock again (the second pause, as long as the journal's replay): replay the journal on
+   it, flush, make it the shard every caller uses, and point the collection's name (a link to its
+   generation folder) at it with one atomic rename. The old generation is closed and deleted after.
+   A crash at any step leaves the name on a complete generation; leftovers are hidden ``.gen-*`` and
+   ``.deleting-*`` folders, removed by the next build.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import qdrant_edge as qe
 
 from .base import BuildReport, IndexSpec, VectorStoreError
+from .edge import new_generation, point_name_at
 
 if TYPE_CHECKING:
     from .edge import EdgeVectorStore, _Shard
@@ -51,8 +53,10 @@ def build_on_copy(
     store: EdgeVectorStore, name: str, entry: _Shard, spec: IndexSpec, log: Callable[[str], None]
 ) -> BuildReport:
     root = store.root
-    for stale in list(root.glob(f".{name}.build-*")) + list(root.glob(f".{name}.deleting-*")):
-        shutil.rmtree(stale, ignore_errors=True)
+    live = (root / name).resolve()
+    for stale in list(root.glob(f".{name}.gen-*")) + list(root.glob(f".{name}.deleting-*")):
+        if stale.resolve() != live:
+            shutil.rmtree(stale, ignore_errors=True)
     started = time.monotonic()
     state = store.index_state(name)
     if not state.needs_graph(spec):
@@ -61,11 +65,11 @@ def build_on_copy(
             f"below the indexing threshold ({spec.indexing_threshold_kb} KB)"
         )
         return BuildReport(points=state.points, indexed=state.indexed, seconds=0.0)
-    work = root / f".{name}.build-{uuid.uuid4().hex[:8]}"
+    work = new_generation(root, name)
     with entry.lock:
         pause = time.monotonic()
         entry.shard.flush()
-        shutil.copytree(root / name, work)
+        shutil.copytree(live, work)
         entry.journal = []
         copy_pause_ms = (time.monotonic() - pause) * 1000.0
     threads = build_threads(spec)
@@ -127,34 +131,29 @@ def _run_child(
 
 
 def _swap_in(store: EdgeVectorStore, name: str, entry: _Shard, work: Path) -> tuple[float, int]:
-    """Put the built copy in place of the live shard and replay the writes it missed."""
-    live = store.root / name
-    doomed = store.root / f".{name}.deleting-{uuid.uuid4().hex[:8]}"
-    with entry.lock:
-        pause = time.monotonic()
-        entry.shard.flush()
-        entry.shard.close()
-        os.replace(live, doomed)
-        os.replace(work, live)
-        try:
-            shard = qe.EdgeShard.load(str(live))
+    """Make the built copy the live shard, with the writes it missed replayed on it."""
+    shard = qe.EdgeShard.load(str(work))  # seconds at 1M points: the live shard serves meanwhile
+    previous_target = (store.root / name).resolve()
+    try:
+        with entry.lock:
+            pause = time.monotonic()
             for op in entry.journal or []:
                 shard.update(op)
             shard.flush()
-        except Exception:
-            # The copy would not open: the live folder goes back as it was.
-            with contextlib.suppress(OSError):
-                shutil.rmtree(live)
-            os.replace(doomed, live)
-            entry.shard = qe.EdgeShard.load(str(live))
+            old, entry.shard = entry.shard, shard
             entry.journal = None
-            raise
-        entry.shard = shard
-        entry.journal = None
-        entry.last_flush = time.monotonic()
-        indexed = int(shard.info().indexed_vectors_count)
-        swap_ms = (time.monotonic() - pause) * 1000.0
-    shutil.rmtree(doomed, ignore_errors=True)
+            entry.last_flush = time.monotonic()
+            moved = point_name_at(store.root, name, work)
+            swap_ms = (time.monotonic() - pause) * 1000.0
+    except BaseException:
+        with contextlib.suppress(Exception):
+            shard.close()
+        raise
+    indexed = int(shard.info().indexed_vectors_count)
+    with contextlib.suppress(Exception):
+        old.close()
+    # The generation it replaced (or, in a store from before generations, the real folder moved aside).
+    shutil.rmtree(moved if moved is not None else previous_target, ignore_errors=True)
     return swap_ms, indexed
 
 
