@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from search.vector_store.base import Beam
+
 
 class ModelStatus(models.TextChoices):
     CANDIDATE = "candidate", "Candidate"
@@ -44,7 +46,7 @@ class ModelVersion(models.Model):
     eval_image_ids = models.JSONField(default=list, blank=True)
     collection = models.CharField(max_length=100, blank=True, default="")
     # How the collection is indexed, written by search/services/index_building.py: the beam searches
-    # use ("hnsw_ef"; null: exact), the recall@10 it measured against exact search, points, build time.
+    # use ("hnsw_ef" and "oversampling"; no hnsw_ef: exact), the recall@10 it measured, points, build time.
     index = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
@@ -66,10 +68,13 @@ class ModelVersion(models.Model):
         return str(self.version)
 
     @property
-    def search_ef(self) -> int | None:
+    def search_beam(self) -> Beam | None:
         """The graph beam this model's collection is searched with; None: exactly (no graph yet)."""
-        ef = (self.index or {}).get("hnsw_ef")
-        return int(ef) if ef else None
+        index = self.index or {}
+        if not index.get("hnsw_ef"):
+            return None
+        oversampling = index.get("oversampling")
+        return Beam(int(index["hnsw_ef"]), None if oversampling is None else float(oversampling))
 
 
 class ReindexStatus(models.TextChoices):

@@ -30,13 +30,16 @@ def _metric(model: ModelVersion, key: str) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "—"
 
 
-def index_line(index: dict[str, Any] | None) -> str:
+def index_line(model: ModelVersion) -> str:
     """How a model's collection is searched, in a few words: its graph beam and the recall it bought."""
+    from search.services.index_building import beam_text
+
+    index, beam = model.index, model.search_beam
     if not index:
         return "exact (no index built)"
-    if index.get("hnsw_ef"):
+    if beam is not None:
         return (
-            f"HNSW ef {index['hnsw_ef']} · recall@10 {index['recall_at_10']:.3f} · "
+            f"{beam_text(beam)} · recall@10 {index['recall_at_10']:.3f} · "
             f"{index.get('indexed', 0)}/{index.get('points', 0)} points"
         )
     if index.get("indexed"):
@@ -153,7 +156,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="index")
     def index_summary(self, obj: ModelVersion) -> str:
-        return index_line(obj.index)
+        return index_line(obj)
 
     @admin.display(description="")
     def lifecycle(self, obj: ModelVersion) -> str:
@@ -282,7 +285,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             model=model,
             state=state,
             spec=INDEX_SPEC,
-            current=index_line(model.index),
+            current=index_line(model),
             queries=index_building.SAMPLE_QUERIES,
             target=index_building.RECALL_TARGET,
         )

@@ -36,7 +36,7 @@ def flag_duplicates(images: list[ProductImage], model: ModelVersion, vectors: di
             1,
             SearchFilter(exclude_product_ids=[image.product_id, *dismissed[image.product_id]]),
             group_by_product=True,
-            hnsw_ef=model.search_ef,
+            beam=model.search_beam,
         )
         if not hits or hits[0].score < threshold:
             continue

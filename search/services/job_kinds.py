@@ -156,7 +156,7 @@ def _check_optimize(params: dict[str, Any]) -> dict[str, Any]:
 @job_kind("optimize_index", label="Optimize the index", resumable=True, check=_check_optimize)
 def run_optimize_index(job: Job, ctx: JobContext) -> dict[str, Any]:
     """Build the graph of a model's collection (the active one by default) and choose its beam."""
-    from search.services.index_building import index_optimize
+    from search.services.index_building import beam_text, index_optimize
 
     version = job.params.get("model")
     model = ModelVersion.objects.get(version=version) if version is not None else selectors.active_model()
@@ -170,8 +170,11 @@ def run_optimize_index(job: Job, ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, 2)
     index = index_optimize(model, log_line=log_line)
     ctx.progress(2, 2)
-    if index.get("hnsw_ef"):
-        how = f"graph over {index['indexed']} points, hnsw_ef {index['hnsw_ef']} (recall@10 {index['recall_at_10']:.3f})"
+    beam = model.search_beam
+    if beam is not None:
+        how = (
+            f"graph over {index['indexed']} points, {beam_text(beam)} (recall@10 {index['recall_at_10']:.3f})"
+        )
     elif index.get("indexed"):
         how = f"graph over {index['indexed']} points, but no beam reached the recall target: searched exactly"
     else:

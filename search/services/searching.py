@@ -149,7 +149,7 @@ def search(query: SearchQuery) -> SearchOutcome:
             max(query.limit, 2),
             flt,
             group_by_product=True,
-            hnsw_ef=model.search_ef,
+            beam=model.search_beam,
         )
         timings["search"] = _ms(start)
     except EmbedderError as exc:

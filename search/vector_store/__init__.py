@@ -20,8 +20,8 @@ Interface (collection arguments may be an alias; point ids are image UUID string
     delete(collection, image_ids); delete_by_product(collection, product_id)
     set_payload(collection, image_ids, patch); set_payload_by_product(collection, product_id, patch)
     search(collection, vector, limit, filter: SearchFilter|None, group_by_product=True,
-           score_threshold=None, hnsw_ef=None) -> list[Hit]   one hit per product (its best image), best
-                                                      first; hnsw_ef None is exact, a number walks the graph
+           score_threshold=None, beam=None) -> list[Hit]   one hit per product (its best image), best
+                                                      first; beam None is exact, a Beam walks the graph
     index_state(collection) -> IndexState             points, graph-indexed vectors, segments
     build_index(collection, spec=INDEX_SPEC, progress=None) -> BuildReport   graph + int8 vectors built off
                                                       the request path (Edge: a child process on a copy)
@@ -48,6 +48,7 @@ from .base import (
     DEFAULT_BATCH_SIZE,
     EXACT,
     INDEX_SPEC,
+    Beam,
     BuildReport,
     CollectionNotFound,
     DimensionMismatch,
@@ -74,6 +75,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "EXACT",
     "INDEX_SPEC",
+    "Beam",
     "BuildReport",
     "CollectionNotFound",
     "DimensionMismatch",

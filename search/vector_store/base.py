@@ -56,12 +56,14 @@ class IndexSpec:
     # (~10,000 KB) stays exact and fast.
     full_scan_threshold_kb: int = 20_000
     # int8 scalar quantization, kept in RAM; the top candidates are rescored on the original vectors,
-    # which may then live on disk (page cache) since a query reads only a few of them.
+    # which may then live on disk (page cache) since a query reads only a few of them. How many are
+    # rescored (the oversampling) is chosen with the beam, per collection, by measured recall.
     quantization: str | None = "int8"
     quantile: float = 0.99
-    oversampling: float = 2.0
-    rescore: bool = True
     vectors_on_disk: bool = True
+    # Payloads on disk (memory-mapped): a search reads only its hits' payloads, and filters use the
+    # payload indexes, which stay in RAM. At 1M points in RAM they held ~500 MB of the web process.
+    payload_on_disk: bool = True
     # Threads the graph build may use; 0 leaves the engine to choose (all cores). The embedded store
     # builds in a child process with one thread less than the machine has, so searches keep a core.
     build_threads: int = 0
@@ -72,8 +74,22 @@ class IndexSpec:
 
 INDEX_SPEC = IndexSpec()
 
-# The ef a collection is searched with before it has been tuned; None means an exact search.
-EXACT: int | None = None
+
+@dataclass(frozen=True, slots=True)
+class Beam:
+    """How a search walks a collection's graph: ``ef`` candidates, scored on the int8 vectors with the
+    best ``oversampling`` x limit rescored on the originals; ``oversampling`` None scores the walk on
+    the originals themselves (the int8 vectors unused), for when int8's error caps recall."""
+
+    ef: int
+    oversampling: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"hnsw_ef": self.ef, "oversampling": self.oversampling}
+
+
+# What a collection is searched with before its beam has been chosen: an exact scan.
+EXACT: Beam | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +116,8 @@ class BuildReport:
     indexed: int
     seconds: float
     peak_rss_mb: float | None = None  # of the process that built it, where that was a child
-    swap_pause_ms: float | None = None  # how long reads and writes waited while the new index came in
+    swap_pause_ms: float | None = None  # how long searches waited while the new index came in
+    copy_pause_ms: float | None = None  # how long writes waited while the collection was copied
 
 
 # Collection names become folder names on Qdrant Edge, so they are kept to a safe alphabet.
@@ -387,12 +404,11 @@ class VectorStore(abc.ABC):
         group_by_product: bool = True,
         *,
         score_threshold: float | None = None,
-        hnsw_ef: int | None = EXACT,
+        beam: Beam | None = EXACT,
     ) -> list[Hit]:
         """Nearest points by cosine similarity, best first; with group_by_product, one hit per
-        product (its best image), up to `limit` products. ``hnsw_ef`` None searches exactly; a number
-        walks the graph with that beam (over int8 vectors, rescored) where the graph covers the
-        collection, and scans exactly what it does not cover yet."""
+        product (its best image), up to `limit` products. ``beam`` None searches exactly; a Beam
+        walks the graph where it covers the collection, and scans exactly what it does not cover yet."""
 
     @abc.abstractmethod
     def index_state(self, collection: str) -> IndexState:

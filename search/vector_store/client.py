@@ -23,6 +23,7 @@ from .base import (
     EXACT,
     INDEX_SPEC,
     INDEXED_FIELDS,
+    Beam,
     BuildReport,
     CollectionNotFound,
     DimensionMismatch,
@@ -274,10 +275,10 @@ class QdrantClientVectorStore(VectorStore):
         group_by_product: bool = True,
         *,
         score_threshold: float | None = None,
-        hnsw_ef: int | None = EXACT,
+        beam: Beam | None = EXACT,
     ) -> list[Hit]:
         query = vector_to_list(collection, vector, None)
-        params: models.SearchParams | None = search_params(hnsw_ef, INDEX_SPEC)
+        params: models.SearchParams | None = search_params(beam)
         qfilter = _to_filter(filter)
         with self._errors(collection, len(query)):
             if limit <= 0:
@@ -339,7 +340,7 @@ class QdrantClientVectorStore(VectorStore):
         """
         log = progress or (lambda line: None)
         started = time.monotonic()
-        config = collection_config(0, spec)
+        config = collection_config(0, spec)  # on_disk_payload is fixed at creation on a server
         with self._errors(collection):
             self._client.update_collection(
                 collection,
@@ -457,16 +458,18 @@ def collection_config(dim: int, spec: IndexSpec, *, indexing: bool = False) -> d
         "optimizers_config": models.OptimizersConfigDiff(
             indexing_threshold=spec.indexing_threshold_kb if indexing else 0
         ),
+        "on_disk_payload": spec.payload_on_disk,
     }
 
 
-def search_params(hnsw_ef: int | None, spec: IndexSpec) -> models.SearchParams:
-    if hnsw_ef is None:
+def search_params(beam: Beam | None) -> models.SearchParams:
+    if beam is None:
         return models.SearchParams(exact=True)
-    quantization = None
-    if spec.quantization is not None:
-        quantization = models.QuantizationSearchParams(rescore=spec.rescore, oversampling=spec.oversampling)
-    return models.SearchParams(hnsw_ef=int(hnsw_ef), quantization=quantization)
+    if beam.oversampling is None:
+        quantization = models.QuantizationSearchParams(ignore=True)
+    else:
+        quantization = models.QuantizationSearchParams(rescore=True, oversampling=float(beam.oversampling))
+    return models.SearchParams(hnsw_ef=int(beam.ef), quantization=quantization)
 
 
 def _product_filter(product_id: int) -> models.Filter:

@@ -27,6 +27,7 @@ from .base import (
     EXACT,
     INDEX_SPEC,
     INDEXED_FIELDS,
+    Beam,
     BuildReport,
     CollectionNotFound,
     DimensionMismatch,
@@ -95,6 +96,9 @@ class _Shard:
         self.shard = shard
         self.dim = dim
         self.lock = threading.RLock()
+        # Taken by writers only, before ``lock``: an index build holds it while it copies the shard's
+        # files (seconds at 1M points), so writes wait and searches go on.
+        self.write_lock = threading.RLock()
         self.last_flush = time.monotonic()
         # While an index is built on a copy of the shard, every write applied here is kept too, to be
         # replayed on the copy before it takes over (writes are replays of idempotent operations).
@@ -291,7 +295,7 @@ class EdgeVectorStore(VectorStore):
     # --- writes ---------------------------------------------------------------------------------
 
     def _write(self, entry: _Shard, ops: Iterable[Any]) -> None:
-        with entry.lock:
+        with entry.write_lock, entry.lock:
             try:
                 for op in ops:
                     entry.shard.update(op)
@@ -351,13 +355,13 @@ class EdgeVectorStore(VectorStore):
         group_by_product: bool = True,
         *,
         score_threshold: float | None = None,
-        hnsw_ef: int | None = EXACT,
+        beam: Beam | None = EXACT,
     ) -> list[Hit]:
         entry = self._open(collection)
         query = vector_to_list(collection, vector, entry.dim)
         if limit <= 0:
             return []
-        params = search_params(hnsw_ef, INDEX_SPEC)
+        params = search_params(beam)
 
         def fetch(n: int, exclude: list[int]) -> list[Hit]:
             request = qe.QueryRequest(
@@ -559,19 +563,18 @@ def engine_config(dim: int, spec: IndexSpec) -> Any:
         quantization_config=quantization,
         # Edge never builds on its own: optimize() (an index job) does, for segments past this size.
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=spec.indexing_threshold_kb),
-        # Payload in RAM (persisted all the same): a few small fields per image, ~20 MB at 100k
-        # images; measured, it halves flush time against on-disk payload.
-        on_disk_payload=False,
+        payload_memory=qe.Memory.Cold if spec.payload_on_disk else qe.Memory.Pinned,
     )
 
 
-def search_params(hnsw_ef: int | None, spec: IndexSpec) -> Any:
-    if hnsw_ef is None:
+def search_params(beam: Beam | None) -> Any:
+    if beam is None:
         return qe.SearchParams(exact=True)
-    quantization = None
-    if spec.quantization is not None:
-        quantization = qe.QuantizationSearchParams(rescore=spec.rescore, oversampling=spec.oversampling)
-    return qe.SearchParams(hnsw_ef=int(hnsw_ef), quantization=quantization)
+    if beam.oversampling is None:
+        quantization = qe.QuantizationSearchParams(ignore=True)
+    else:
+        quantization = qe.QuantizationSearchParams(rescore=True, oversampling=float(beam.oversampling))
+    return qe.SearchParams(hnsw_ef=int(beam.ef), quantization=quantization)
 
 
 def _product_filter(product_id: int) -> Any:

@@ -5,21 +5,21 @@ Python GIL until it returns (measured here: a thread looping beside a 90 s build
 the web process it would stop every search for minutes, so the build runs on a copy, in a child
 process at lower priority:
 
-1. under the shard's lock (a pause as long as the copy): flush, copy the folder, start a journal of
-   the writes that follow;
+1. holding the shard's write lock (writes wait as long as the copy takes; searches do not, since a
+   search writes nothing to the files): flush, copy the folder, start a journal of the writes that
+   follow;
 2. a child process (``python -m search.vector_store.edge_build``) opens the copy with the IndexSpec's
    config and optimizes it; the live shard keeps answering (exactly) and taking writes meanwhile;
-3. the copy is opened beside the live shard (both serve nothing to each other: separate folders);
-   under the lock again (the second pause, as long as the journal's replay): replay the journal on
-   it, flush, make it the shard every caller uses, and point the collection's name (a link to its
-   generation folder) at it with one atomic rename. The old generation is closed and deleted after.
-   A crash at any step leaves the name on a complete generation; leftovers are hidden ``.gen-*`` and
-   ``.deleting-*`` folders, removed by the next build.
+3. holding both locks (the one pause for searches): close the live shard, open the copy (Edge's load
+   holds the GIL too, 5 s at 1M points, so opening it beside the live one would stall searches just
+   the same and hold both in memory), replay the journal on it, flush, make it the shard every caller
+   uses, and point the collection's name (a link to its generation folder) at it with one atomic
+   rename. The old generation is deleted after. A crash at any step leaves the name on a complete
+   generation; leftovers are hidden ``.gen-*`` and ``.deleting-*`` folders, removed by the next build.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
@@ -66,9 +66,10 @@ def build_on_copy(
         )
         return BuildReport(points=state.points, indexed=state.indexed, seconds=0.0)
     work = new_generation(root, name)
-    with entry.lock:
+    with entry.write_lock:
         pause = time.monotonic()
-        entry.shard.flush()
+        with entry.lock:
+            entry.shard.flush()
         shutil.copytree(live, work)
         entry.journal = []
         copy_pause_ms = (time.monotonic() - pause) * 1000.0
@@ -88,15 +89,16 @@ def build_on_copy(
     seconds = time.monotonic() - started
     log(
         f"{name}: graph covers {indexed}/{state.points} points after {seconds:.0f} s "
-        f"(child peak RSS {child.get('peak_rss_mb', 0):.0f} MB; searches paused {copy_pause_ms:.0f} ms "
-        f"for the copy and {swap_ms:.0f} ms for the swap)"
+        f"(child peak RSS {child.get('peak_rss_mb', 0):.0f} MB; writes waited {copy_pause_ms:.0f} ms for the "
+        f"copy, searches {swap_ms:.0f} ms for the swap)"
     )
     return BuildReport(
         points=state.points,
         indexed=indexed,
         seconds=seconds,
         peak_rss_mb=child.get("peak_rss_mb"),
-        swap_pause_ms=max(copy_pause_ms, swap_ms),
+        swap_pause_ms=swap_ms,
+        copy_pause_ms=copy_pause_ms,
     )
 
 
@@ -132,26 +134,27 @@ def _run_child(
 
 def _swap_in(store: EdgeVectorStore, name: str, entry: _Shard, work: Path) -> tuple[float, int]:
     """Make the built copy the live shard, with the writes it missed replayed on it."""
-    shard = qe.EdgeShard.load(str(work))  # seconds at 1M points: the live shard serves meanwhile
     previous_target = (store.root / name).resolve()
-    try:
-        with entry.lock:
-            pause = time.monotonic()
+    with entry.write_lock, entry.lock:
+        pause = time.monotonic()
+        entry.shard.flush()
+        entry.shard.close()
+        try:
+            shard = qe.EdgeShard.load(str(work))
             for op in entry.journal or []:
                 shard.update(op)
             shard.flush()
-            old, entry.shard = entry.shard, shard
+        except BaseException:
+            # The copy would not open or take the writes: the live generation serves again.
+            entry.shard = qe.EdgeShard.load(str(previous_target))
             entry.journal = None
-            entry.last_flush = time.monotonic()
-            moved = point_name_at(store.root, name, work)
-            swap_ms = (time.monotonic() - pause) * 1000.0
-    except BaseException:
-        with contextlib.suppress(Exception):
-            shard.close()
-        raise
+            raise
+        entry.shard = shard
+        entry.journal = None
+        entry.last_flush = time.monotonic()
+        moved = point_name_at(store.root, name, work)
+        swap_ms = (time.monotonic() - pause) * 1000.0
     indexed = int(shard.info().indexed_vectors_count)
-    with contextlib.suppress(Exception):
-        old.close()
     # The generation it replaced (or, in a store from before generations, the real folder moved aside).
     shutil.rmtree(moved if moved is not None else previous_target, ignore_errors=True)
     return swap_ms, indexed

@@ -15,7 +15,7 @@ from search.models import Job, ModelKind
 from search.services import index_building
 from search.services.jobs import job_claim, job_run, job_submit
 from search.services.model_versions import model_activate, model_version_register
-from search.vector_store import INDEX_SPEC, SearchFilter, vector_store
+from search.vector_store import INDEX_SPEC, Beam, SearchFilter, vector_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -109,15 +109,16 @@ def test_a_graph_sized_collection_gets_a_graph_and_a_measured_beam(model) -> Non
     assert state.points == GRAPH_POINTS + 3 - 1
     assert state.indexed >= GRAPH_POINTS - 1
     assert store.retrieve(model.collection, [point_id(10**6), point_id(0)]).keys() == {point_id(10**6)}
-    assert index["hnsw_ef"] in index_building.EF_CANDIDATES
+    assert Beam(index["hnsw_ef"], index["oversampling"]) in index_building.BEAMS
     assert index["recall_at_10"] >= index_building.RECALL_TARGET
+    assert index["curve"][-1]["recall_at_10"] == index["recall_at_10"]
     model.refresh_from_db()
-    assert model.search_ef == index["hnsw_ef"]
+    assert model.search_beam == Beam(index["hnsw_ef"], index["oversampling"])
     # The chosen beam finds what exact search finds, filtered as every API search is.
     query = vectors[123]
     flt = SearchFilter(active=True)
     exact = store.search(model.collection, query, 10, flt, group_by_product=False)
-    graph = store.search(model.collection, query, 10, flt, group_by_product=False, hnsw_ef=model.search_ef)
+    graph = store.search(model.collection, query, 10, flt, group_by_product=False, beam=model.search_beam)
     assert len({h.image_id for h in exact} & {h.image_id for h in graph}) >= 8
     assert any("hnsw_ef" in line for line in lines)
 
@@ -129,7 +130,7 @@ def test_a_small_collection_stays_exact_and_the_job_says_so(model) -> None:
     assert "searched exactly" in job.result["summary"]
     model.refresh_from_db()
     assert model.index["hnsw_ef"] is None and model.index["indexed"] == 0
-    assert model.search_ef is None
+    assert model.search_beam is None
     assert vector_store().index_state(model.collection).indexed == 0
 
 

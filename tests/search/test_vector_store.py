@@ -493,7 +493,7 @@ def test_edge_store_is_safe_across_threads(tmp_path: Path) -> None:
 
 
 def test_the_index_spec_builds_on_both_engines_and_searches_through_it(store: VectorStore, kind: str) -> None:
-    from search.vector_store import IndexSpec
+    from search.vector_store import Beam, IndexSpec
 
     rng = np.random.default_rng(5)
     vectors = rng.normal(size=(300, 8)).astype(np.float32)
@@ -507,6 +507,8 @@ def test_the_index_spec_builds_on_both_engines_and_searches_through_it(store: Ve
     if kind == "edge":  # local mode has no graph: it always scans
         assert store.index_state("spec").indexed == 300
     exact = store.search("spec", vectors[7], 5, group_by_product=False)
-    graph = store.search("spec", vectors[7], 5, group_by_product=False, hnsw_ef=128)
+    graph = store.search("spec", vectors[7], 5, group_by_product=False, beam=Beam(128, 4.0))
+    originals = store.search("spec", vectors[7], 5, group_by_product=False, beam=Beam(128, None))
+    assert [h.image_id for h in originals] == [h.image_id for h in exact]
     assert [h.image_id for h in graph][:1] == [h.image_id for h in exact][:1] == [image_id(7)]
     assert len(graph) == 5
