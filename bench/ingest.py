@@ -1,14 +1,15 @@
 """Ingest: images per second from upload to searchable, through the real pipeline and the bare loop.
 
-    .venv/bin/python -m bench.ingest                          # 3 rounds of 300 photos, 60 freshness uploads
-    .venv/bin/python -m bench.ingest --images 200 --rounds 2 --fresh 30
+    .venv/bin/python -m bench.ingest                          # 3 rounds of 200 photos, 40 freshness uploads
+    .venv/bin/python -m bench.ingest --images 100 --rounds 2 --fresh 20
 
 What it measures, in one run, interleaved round by round (so load from other processes hits all alike):
   * pipeline: ``catalog.services.product_image_add`` in this process (autocommit, so on-commit fires at
     once) -> ``index_images.delay`` -> Redis -> a real ``celery worker`` subprocess (solo pool) that owns
-    a Qdrant Edge store and the SavedModel in-process -> embed -> upsert -> the row marked indexed.
+    a Qdrant Edge store and the model in-process (``embedder_for``: its model.tflite through LiteRT) ->
+    embed -> upsert -> the row marked indexed.
     Wall time from the first upload until the last row's ``indexed_at`` (a DB timestamp).
-  * bare loop: ``ml.preprocess.preprocess`` + ``LocalEmbedder.embed`` + ``EdgeVectorStore.upsert`` on
+  * bare loop: ``ml.preprocess.preprocess`` + the same embedder's ``embed`` + ``EdgeVectorStore.upsert`` on
     the same photos, no Django or Celery. Twice: in batches of 1 (what a per-upload task gets: each
     upload enqueues its own task) and of ``INDEX_CHUNK`` (what bulk imports and the sweeper send).
   * freshness: with the worker warm, one upload every 1/rate s; latency per image = indexed_at -
@@ -16,7 +17,8 @@ What it measures, in one run, interleaved round by round (so load from other pro
 
 Scratch environment: PostgreSQL database ``lookalike_bench`` (dropped and re-created), Redis DB 14
 (flushed), media, models and vector stores under a temp folder in var/bench/; the real bootstrap model
-(MobileNetV2-0.35 ImageNet features, 224 px) exported there once. The vector store flush interval is
+(the default: ``BOOTSTRAP_BACKBONE`` at ``BOOTSTRAP_IMAGE_SIZE``, EfficientNet-Lite0 at 348 px with
+ImageNet weights) exported there once. The vector store flush interval is
 ``VECTOR_STORE_FLUSH_INTERVAL_S`` (``--flush-interval``, default the setting's default, 2 s), the same
 for the worker and the bare loop. Writes var/bench/ingest.json and prints a table.
 """
@@ -41,11 +43,10 @@ import numpy as np
 from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs, weights_value
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-# Worker variants, measured one after the other in the same run. "db_reuse" keeps the worker's
-# PostgreSQL connection across tasks: Celery's Django fixup otherwise closes it before and after every
-# task (celery/fixups/django.py, unless CELERY_DB_REUSE_MAX is set), so each one-image task pays a new
-# backend whose first queries load PostgreSQL's catalog caches.
-WORKER_VARIANTS = {"default": None, "db_reuse": 1000}
+# Worker variants, measured one after the other in the same run (name -> Celery's db_reuse_max). The
+# "db_reuse" variant of 2026-11-23 turned out to be the same worker (Celery's Django fixup never read
+# the setting it changed) and the worker keeps its connection anyway (DB_CONN_MAX_AGE), so one is left.
+WORKER_VARIANTS: dict[str, int | None] = {"default": None}
 TASK_LINE = re.compile(r"Task lookalike\.index_images\[[^\]]+\] succeeded in ([0-9.]+)s")
 
 
@@ -312,9 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Grocery Store checkout")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="'imagenet' or a weights file")
-    parser.add_argument("--images", type=int, default=300, help="photos per round")
+    parser.add_argument("--images", type=int, default=200, help="photos per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--fresh", type=int, default=60, help="freshness uploads")
+    parser.add_argument("--fresh", type=int, default=40, help="freshness uploads")
     parser.add_argument("--fresh-rate", type=float, default=2.0, help="freshness uploads per second")
     parser.add_argument(
         "--flush-interval",
@@ -392,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             bare_store.ensure_collection(coll, model.embedding_dim)
             for batch in (1, INDEX_CHUNK):  # trace each batch shape once, untimed
                 _bare_round(warm, batch, embedder, bare_store, coll, model.image_size)
+            report["model"] = f"{model.backbone} {model.image_size} px, {model.embedding_dim}-d"
+            report["embedder"] = type(embedder).__name__
             report["embed_batch_size"] = settings.EMBED_BATCH_SIZE
             report["index_chunk"] = INDEX_CHUNK
             report["variants"] = {}
@@ -450,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         ("bare loop, batch 64 (images/s)", "bare_chunk_images_per_s_p50"),
         ("pipeline / bare batch 1", "pipeline_over_bare_b1_p50"),
         ("pipeline / bare batch 64", "pipeline_over_bare_chunk_p50"),
-        ("worker task p50 (ms, one image)", "task_ms_p50"),
+        ("worker task p50 (ms)", "task_ms_p50"),
         ("freshness p50 (s)", "freshness_p50_s"),
         ("freshness p95 (s)", "freshness_p95_s"),
     ]
@@ -460,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nVECTOR_STORE_FLUSH_INTERVAL_S={args.flush_interval}; freshness: {args.fresh} uploads at "
         f"{args.fresh_rate}/s; bare ms/image (round 0, batch 1): {first['bare_b1'][0]['ms_per_image']}"
+        f"\n{report['model']} via {report['embedder']}"
         f"\n{report['machine']}, load {report['load_average_at_start']} -> {report['load_average_at_end']}; "
         f"wrote {args.out}"
     )
