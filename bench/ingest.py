@@ -12,6 +12,10 @@ What it measures, in one run, interleaved round by round (so load from other pro
   * bare loop: ``ml.preprocess.preprocess`` + the same embedder's ``embed`` + ``EdgeVectorStore.upsert`` on
     the same photos, no Django or Celery. Twice: in batches of 1 (what a per-upload task gets: each
     upload enqueues its own task) and of ``INDEX_CHUNK`` (what bulk imports and the sweeper send).
+  * backlog: the same worker draining a round of uploads committed in one transaction (their tasks
+    enqueued together), from the commit to the last ``indexed_at``: the worker's path against the bare
+    loop with the uploads' own CPU outside both clocks (on 2 cores the uploading client takes CPU from
+    the worker in the pipeline measure; the bare loop uploads nothing).
   * freshness: with the worker warm, one upload every 1/rate s; latency per image = indexed_at -
     created_at (both DB timestamps; created_at is taken just before commit), p50 and p95.
 
@@ -215,6 +219,37 @@ def _pipeline_round(photos: list[tuple[str, str, bytes]], tag: str, worker: Any)
     }
 
 
+def _backlog_round(photos: list[tuple[str, str, bytes]], tag: str, worker: Any) -> dict[str, Any]:
+    """The worker draining a backlog: every upload committed at once (one transaction, so their tasks
+    are enqueued together at commit), timed from just before the commit to the last ``indexed_at``.
+    The uploads' own CPU falls outside the clock, as it does for the bare loop."""
+    from django.db import transaction
+    from django.db.models import Max
+
+    from catalog import services
+    from catalog.models import ProductImage
+
+    products = _products_for(photos, tag)
+    skip = _log_lines(worker.log_path)
+    with transaction.atomic():
+        for cls, name, data in photos:
+            services.product_image_add(product=products[cls], data=data, original_name=name)
+        t0_wall = time.time()  # the commit and the tasks' enqueueing (on commit) are inside the clock
+    pids = [p.pk for p in products.values()]
+    _wait_indexed(pids, len(photos), timeout=600, worker=worker)
+    last = ProductImage.objects.filter(product_id__in=pids).aggregate(last=Max("indexed_at"))["last"]
+    wall_s = last.timestamp() - t0_wall
+    time.sleep(0.3)
+    tasks = _worker_task_times(worker.log_path, skip)
+    return {
+        "images": len(photos),
+        "wall_s": round(wall_s, 3),
+        "images_per_s": round(len(photos) / wall_s, 2),
+        "tasks": len(tasks),
+        "task_s_max": round(max(tasks), 3) if tasks else None,
+    }
+
+
 def _bare_round(
     photos: list[tuple[str, str, bytes]], batch: int, embedder: Any, store: Any, collection: str, size: int
 ) -> dict[str, Any]:
@@ -292,9 +327,13 @@ def _median_of(rounds: list[dict[str, Any]], key: str) -> float:
 
 def _summary(res: dict[str, Any]) -> dict[str, Any]:
     """Medians over rounds; ratios are taken round by round (pipeline vs the bare loop just before it)."""
-    pipe, b1, bc = res["pipeline"], res["bare_b1"], res["bare_chunk"]
+    pipe, b1, bc, back = res["pipeline"], res["bare_b1"], res["bare_chunk"], res["backlog"]
     return {
         "pipeline_images_per_s_p50": _median_of(pipe, "images_per_s"),
+        "backlog_images_per_s_p50": _median_of(back, "images_per_s"),
+        "backlog_over_bare_chunk_p50": round(
+            statistics.median(p["images_per_s"] / b["images_per_s"] for p, b in zip(back, bc, strict=True)), 3
+        ),
         "bare_b1_images_per_s_p50": _median_of(b1, "images_per_s"),
         "bare_chunk_images_per_s_p50": _median_of(bc, "images_per_s"),
         "pipeline_over_bare_b1_p50": round(
@@ -336,16 +375,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # Distinct photos for every variant: a second variant indexing the first one's photos on new
     # products would also pay flag_duplicates' product updates (exact duplicates), skewing the comparison.
-    need = (args.images * args.rounds + args.fresh) * len(WORKER_VARIANTS) + 8
+    need = (2 * args.images * args.rounds + args.fresh) * len(WORKER_VARIANTS) + 8
     photos = _photos(args.data, need)
     warm, photos = photos[:8], photos[8:]
     fresh = {}
     for variant in WORKER_VARIANTS:  # new bytes for each: the same bytes on a product are a no-op
         fresh[variant], photos = photos[: args.fresh], photos[args.fresh :]
-    rounds_photos = {}
+    rounds_photos, backlog_photos = {}, {}
     for variant in WORKER_VARIANTS:
-        rounds_photos[variant] = [photos[i * args.images : (i + 1) * args.images] for i in range(args.rounds)]
-        photos = photos[args.images * args.rounds :]
+        for into in (rounds_photos, backlog_photos):
+            into[variant] = [photos[i * args.images : (i + 1) * args.images] for i in range(args.rounds)]
+            photos = photos[args.images * args.rounds :]
 
     import redis
 
@@ -410,18 +450,21 @@ def main(argv: list[str] | None = None) -> int:
                     services.product_image_add(product=products[cls], data=data, original_name=name)
                 _wait_indexed([p.pk for p in products.values()], len(warm), timeout=300, worker=worker)
                 res: dict[str, Any] = {"worker_warm_s": round(time.perf_counter() - t0, 1)}
-                res["pipeline"], res["bare_b1"], res["bare_chunk"] = [], [], []
+                res["pipeline"], res["bare_b1"], res["bare_chunk"], res["backlog"] = [], [], [], []
                 for r, chunk in enumerate(rounds_photos[variant]):
                     res["bare_b1"].append(_bare_round(chunk, 1, embedder, bare_store, coll, model.image_size))
                     res["bare_chunk"].append(
                         _bare_round(chunk, INDEX_CHUNK, embedder, bare_store, coll, model.image_size)
                     )
                     res["pipeline"].append(_pipeline_round(chunk, f"{variant}-R{r}", worker))
+                    res["backlog"].append(
+                        _backlog_round(backlog_photos[variant][r], f"{variant}-B{r}", worker)
+                    )
                     p, b1, bc = res["pipeline"][-1], res["bare_b1"][-1], res["bare_chunk"][-1]
                     print(
                         f"{variant} round {r}: pipeline {p['images_per_s']}/s (task p50 {p['task_ms_p50']} ms, "
-                        f"busy {p['worker_busy']}) | bare b1 {b1['images_per_s']}/s | bare b{INDEX_CHUNK} "
-                        f"{bc['images_per_s']}/s",
+                        f"busy {p['worker_busy']}) | backlog {res['backlog'][-1]['images_per_s']}/s | bare b1 "
+                        f"{b1['images_per_s']}/s | bare b{INDEX_CHUNK} {bc['images_per_s']}/s",
                         flush=True,
                     )
                 res["freshness"] = _freshness(fresh[variant], args.fresh_rate, worker)
@@ -453,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         ("bare loop, batch 64 (images/s)", "bare_chunk_images_per_s_p50"),
         ("pipeline / bare batch 1", "pipeline_over_bare_b1_p50"),
         ("pipeline / bare batch 64", "pipeline_over_bare_chunk_p50"),
+        ("backlog drained by the worker (images/s)", "backlog_images_per_s_p50"),
+        ("backlog / bare batch 64", "backlog_over_bare_chunk_p50"),
         ("worker task p50 (ms)", "task_ms_p50"),
         ("freshness p50 (s)", "freshness_p50_s"),
         ("freshness p95 (s)", "freshness_p95_s"),
