@@ -64,7 +64,9 @@ def _retry(task, exc: Exception, image_ids: list[str] | None = None):
 
 @shared_task(bind=True, name="lookalike.index_images", **RELIABLE)
 def index_images(self, image_ids: list[str]) -> dict:
-    if len(image_ids) > INDEX_CHUNK:
+    # In-process (an import's batch of hundreds), one call keeps the pipeline full: the next batch
+    # decodes while this one embeds; split into tasks, each batch would start cold.
+    if len(image_ids) > INDEX_CHUNK and not self.request.is_eager:
         for start in range(0, len(image_ids), INDEX_CHUNK):
             index_images.delay(image_ids[start : start + INDEX_CHUNK])
         return {"split": len(image_ids)}
