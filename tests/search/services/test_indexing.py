@@ -131,12 +131,14 @@ def test_a_worker_task_takes_pending_uploads_along_in_batches_and_each_is_indexe
     assert counting_embedder.calls == [4, 4, 2]
 
 
+@pytest.mark.parametrize("decode_ahead", [True, False])
 def test_a_broken_photo_among_good_ones_fails_alone_and_every_batch_is_written(
-    active_model, media_root, monkeypatch
+    active_model, media_root, monkeypatch, decode_ahead
 ) -> None:
     from search.services import indexing
 
     monkeypatch.setattr(indexing, "BATCH", 2)
+    monkeypatch.setattr(indexing, "DECODE_AHEAD", decode_ahead)  # on with more than 2 cores
     images = _pending_images(5)
     bad = images[2]
     default_storage.delete(bad.file.name)
