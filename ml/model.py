@@ -1,7 +1,8 @@
 """The embedding model: 0..255 pixels in, L2-normalised float32 embeddings out.
 
 Layout: ``input -> backbone scaling -> backbone (BatchNorm always in inference mode) -> pooling
--> [projection head] -> L2 normalisation``. Everything a server needs lives inside the model.
+-> [projection head] -> L2 normalisation``; the pretrained model may instead carry a fitted compact
+projection: ``pooling -> L2 normalisation -> compact (fixed PCA) -> L2 normalisation``. Everything a server needs lives inside the model.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import keras
 from keras import ops
 
 from ml.backbones import DEFAULT_BACKBONE, build_backbone, input_scaling_layer
+from ml.projection import Projection
 
 BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "projection"
+COMPACT_LAYER = "compact"
 
 
 @keras.saving.register_keras_serializable(package="lookalike")
@@ -62,16 +65,21 @@ def build_embedding_model(
     embedding_dim: int = 128,
     pooling: str = "gem",
     head: bool = True,
+    projection: Projection | None = None,
 ) -> keras.Model:
     """Build the embedding model (see docs/CONTRACTS.md).
 
     ``head=False`` is the bootstrap model: pooled backbone features, L2-normalised, usable with no
-    training at all. The backbone starts frozen; see :func:`unfreeze_top_layers`.
+    training at all. With ``projection`` (ml/projection.py, fitted on the shop's catalog) it emits
+    the compact vector instead: the fixed, non-trainable PCA map of those normalised features,
+    normalised again. The backbone starts frozen; see :func:`unfreeze_top_layers`.
     """
     if pooling not in ("gem", "avg"):
         raise ValueError(f"pooling must be 'gem' or 'avg', not {pooling!r}")
     if embedding_dim < 1:
         raise ValueError("embedding_dim must be >= 1")
+    if projection is not None and head:
+        raise ValueError("a fitted projection replaces the trained head: pass head=False with it")
     base = build_backbone(backbone, weights, image_size)
     # A nested model gets a stable name so unfreeze/freeze helpers and export can find it.
     base.name = BACKBONE_LAYER
@@ -92,9 +100,37 @@ def build_embedding_model(
     if head:
         # No bias: a shared offset added before L2 normalisation only pulls all embeddings together.
         x = keras.layers.Dense(embedding_dim, use_bias=False, name=HEAD_LAYER)(x)
+    if projection is not None:
+        x = _compact(x, projection)
     outputs = keras.layers.UnitNormalization(axis=-1, name="l2_normalize")(x)
     name = f"lookalike_{backbone}_{'embed' + str(embedding_dim) if head else 'bootstrap'}"
     return keras.Model(inputs, outputs, name=name)
+
+
+def _compact(x: Any, projection: Projection) -> Any:
+    if int(x.shape[-1]) != projection.in_dim:
+        raise ValueError(
+            f"projection expects {projection.in_dim}-d features, the backbone pools to {x.shape[-1]}"
+        )
+    # Normalised first: the projection was fitted on normalised features (what the raw model emits),
+    # and a centred projection's bias only means the same thing at that scale.
+    x = keras.layers.UnitNormalization(axis=-1, name="l2_prenormalize")(x)
+    layer = keras.layers.Dense(projection.out_dim, name=COMPACT_LAYER, trainable=False)
+    x = layer(x)
+    layer.set_weights([projection.matrix, projection.bias])
+    return x
+
+
+def with_projection(model: keras.Model, projection: Projection) -> keras.Model:
+    """The pretrained (``head=False``) ``model`` with ``projection`` built in, sharing its layers and
+    weights: what ``build_embedding_model(..., head=False, projection=...)`` builds, without loading
+    the backbone's weights a second time (the bootstrap embeds the catalog with the raw model first)."""
+    final = model.get_layer("l2_normalize")
+    pooled = final.input
+    if any(layer.name in (HEAD_LAYER, COMPACT_LAYER) for layer in model.layers):
+        raise ValueError("only the raw pretrained model (no head, no projection) takes a projection")
+    outputs = keras.layers.UnitNormalization(axis=-1, name="l2_normalize")(_compact(pooled, projection))
+    return keras.Model(model.input, outputs, name=model.name)
 
 
 def get_backbone(model: keras.Model) -> keras.Model:

@@ -43,6 +43,9 @@ class ModelVersion(models.Model):
     # Image ids held out from training, used by the promotion gate to compare models fairly.
     eval_image_ids = models.JSONField(default=list, blank=True)
     collection = models.CharField(max_length=100, blank=True, default="")
+    # How the collection is indexed, written by search/services/index_building.py: the beam searches
+    # use ("hnsw_ef"; null: exact), the recall@10 it measured against exact search, points, build time.
+    index = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
 
@@ -61,6 +64,12 @@ class ModelVersion(models.Model):
     @property
     def label(self) -> str:
         return str(self.version)
+
+    @property
+    def search_ef(self) -> int | None:
+        """The graph beam this model's collection is searched with; None: exactly (no graph yet)."""
+        ef = (self.index or {}).get("hnsw_ef")
+        return int(ef) if ef else None
 
 
 class ReindexStatus(models.TextChoices):

@@ -18,8 +18,8 @@ from catalog.services import activation
 from catalog.services import sync as catalog_sync
 from ml.serving import EmbedderUnavailable
 from search.errors import NoActiveModel
-from search.services import indexing, jobs, payload_sync, search_logs, sweeping
-from search.vector_store import VectorStoreLocked, VectorStoreUnavailable
+from search.services import index_building, indexing, jobs, payload_sync, search_logs, sweeping
+from search.vector_store import VectorStoreError, VectorStoreLocked, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,10 @@ def sweep_index(self) -> int:
     due = sweeping.claim_for_sweep()
     for start in range(0, len(due), INDEX_CHUNK):
         index_images.delay(due[start : start + INDEX_CHUNK])
+    try:
+        index_building.index_optimize_if_due()
+    except (VectorStoreError, NoActiveModel) as exc:
+        log.warning("index check skipped: %s", exc)
     return len(due)
 
 

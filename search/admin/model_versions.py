@@ -30,6 +30,20 @@ def _metric(model: ModelVersion, key: str) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "—"
 
 
+def index_line(index: dict[str, Any] | None) -> str:
+    """How a model's collection is searched, in a few words: its graph beam and the recall it bought."""
+    if not index:
+        return "exact (no index built)"
+    if index.get("hnsw_ef"):
+        return (
+            f"HNSW ef {index['hnsw_ef']} · recall@10 {index['recall_at_10']:.3f} · "
+            f"{index.get('indexed', 0)}/{index.get('points', 0)} points"
+        )
+    if index.get("indexed"):
+        return f"exact (graph recall@10 at best {index.get('recall_at_10') or 0:.3f})"
+    return f"exact ({index.get('points', 0)} points: too few for a graph)"
+
+
 def requested_by(request: HttpRequest) -> str:
     return f"{request.user.get_username()} (admin)"
 
@@ -99,12 +113,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "recall_at_1",
         "map_at_r",
         "calibration_thresholds",
+        "index_summary",
         "created_at",
         "promoted_at",
         "lifecycle",
     ]
     list_filter = ["status", "kind"]
-    readonly_fields = [f.name for f in ModelVersion._meta.fields] + ["plot", "calibration_plot"]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields] + [
+        "index_summary",
+        "plot",
+        "calibration_plot",
+    ]
     exclude = ["eval_image_ids"]
 
     @admin.display(description="kind")
@@ -131,6 +150,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if not values:
             return "—"
         return " · ".join(f"{name} ≥ {value:.3f}" for name, value in sorted(values.items()))
+
+    @admin.display(description="index")
+    def index_summary(self, obj: ModelVersion) -> str:
+        return index_line(obj.index)
 
     @admin.display(description="")
     def lifecycle(self, obj: ModelVersion) -> str:
@@ -161,6 +184,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             path("train/", view(self.train_view), name="search_modelversion_train"),
             path("rollback/", view(self.rollback_view), name="search_modelversion_rollback"),
             path("<int:pk>/promote/", view(self.promote_view), name="search_modelversion_promote"),
+            path("<int:pk>/optimize/", view(self.optimize_view), name="search_modelversion_optimize"),
             path("<int:pk>/plot.png", view(self.plot_view), name="search_modelversion_plot"),
             path(
                 "<int:pk>/calibration.png",
@@ -235,6 +259,32 @@ class ModelVersionAdmin(admin.ModelAdmin):
             model_kind=KIND_LABELS.get(model.kind, model.kind),
             active=selectors.active_model(),
             catalog_images=selectors.image_count(),
+        )
+
+    def optimize_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from search.services import index_building
+        from search.vector_store import INDEX_SPEC, VectorStoreError, vector_store
+
+        model = get_object_or_404(ModelVersion, pk=pk)
+        if request.method == "POST":
+            done = self._submit(request, index_building.JOB_KIND, {"model": model.version})
+            if done is not None:
+                return done
+        try:
+            state = vector_store().index_state(model.collection)
+        except VectorStoreError as exc:
+            self.message_user(request, f"The vector store cannot say: {exc}", messages.WARNING)
+            state = None
+        return self._page(
+            request,
+            "optimize.html",
+            f"Optimize the index of v{model.version}",
+            model=model,
+            state=state,
+            spec=INDEX_SPEC,
+            current=index_line(model.index),
+            queries=index_building.SAMPLE_QUERIES,
+            target=index_building.RECALL_TARGET,
         )
 
     def rollback_view(self, request: HttpRequest) -> HttpResponse:

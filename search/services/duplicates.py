@@ -18,7 +18,7 @@ def flag_duplicates(images: list[ProductImage], model: ModelVersion, vectors: di
     DUPLICATE_SCORE_THRESHOLD against one of its own.
 
     ``vectors`` are the images' embeddings just computed by ``model`` (no read-back from the store).
-    One extra nearest-neighbour query per newly indexed image (a few ms with exact search at 10k points).
+    One extra nearest-neighbour query per newly indexed image (a few ms with exact search at 10k points; through the graph on a large collection).
     """
     threshold = settings.DUPLICATE_SCORE_THRESHOLD
     store = vector_store()
@@ -36,6 +36,7 @@ def flag_duplicates(images: list[ProductImage], model: ModelVersion, vectors: di
             1,
             SearchFilter(exclude_product_ids=[image.product_id, *dismissed[image.product_id]]),
             group_by_product=True,
+            hnsw_ef=model.search_ef,
         )
         if not hits or hits[0].score < threshold:
             continue

@@ -18,10 +18,10 @@ from catalog import selectors as catalog_selectors
 from ml.serving import EmbedderUnavailable
 from search import selectors
 from search.errors import NoActiveModel
-from search.models import Job, ModelVersion, ReindexJob, ReindexStatus
-from search.services import reindex
+from search.models import Job, JobState, ModelVersion, ReindexJob, ReindexStatus
+from search.services import compact, reindex
 from search.services.indexing import IndexOutcome, index_pending_images
-from search.services.jobs import JobCancelled, JobContext, JobError, Rate, job_kind
+from search.services.jobs import JobCancelled, JobContext, JobError, Rate, job_kind, job_submit
 from search.services.training_jobs import check_train_params, run_train
 from search.vector_store import VectorStoreUnavailable
 
@@ -39,13 +39,17 @@ job_kind("train", label="Train a candidate", needs_store=False, lane="process", 
 # --- reindex, rollback ------------------------------------------------------------------------------
 
 
-def _check_reindex(params: dict[str, Any]) -> dict[str, Any]:
+def _check_model(params: dict[str, Any]) -> int | None:
     version = params.get("model")
     if version is not None and (
         not isinstance(version, int) or not ModelVersion.objects.filter(version=version).exists()
     ):
         raise JobError(f"No model version {version}; see the admin's Model versions list.", "model")
-    return {"model": version, "force": bool(params.get("force", False))}
+    return version
+
+
+def _check_reindex(params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": _check_model(params), "force": bool(params.get("force", False))}
 
 
 def _abandon_reindex(job: Job, error: str) -> None:
@@ -120,8 +124,12 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
             ctx.log(f"filled {current.done + current.failed}/{current.total} images, {rate.text()}")
         ctx.check_cancelled()
 
+    def log_line(line: str) -> None:
+        ctx.log(line)
+        ctx.check_cancelled()
+
     try:
-        work = reindex.reindex_fill(work, on_batch=on_batch)
+        work = reindex.reindex_fill(work, on_batch=on_batch, log_line=log_line)
     except JobCancelled:
         reindex.reindex_fail(work.pk, "Cancelled.", status=ReindexStatus.CANCELLED)
         raise
@@ -149,6 +157,39 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
     }
 
 
+def _check_optimize(params: dict[str, Any]) -> dict[str, Any]:
+    return {"model": _check_model(params)}
+
+
+@job_kind("optimize_index", label="Optimize the index", resumable=True, check=_check_optimize)
+def run_optimize_index(job: Job, ctx: JobContext) -> dict[str, Any]:
+    """Build the graph of a model's collection (the active one by default) and choose its beam."""
+    from search.services.index_building import index_optimize
+
+    version = job.params.get("model")
+    model = ModelVersion.objects.get(version=version) if version is not None else selectors.active_model()
+    if model is None:
+        raise JobError("No active model: nothing to optimize.", "model")
+
+    def log_line(line: str) -> None:
+        ctx.log(line)
+        ctx.check_cancelled()  # a cancelled build stops its child process and keeps the live index
+
+    ctx.progress(0, 2)
+    index = index_optimize(model, log_line=log_line)
+    ctx.progress(2, 2)
+    if index.get("hnsw_ef"):
+        how = f"graph over {index['indexed']} points, hnsw_ef {index['hnsw_ef']} (recall@10 {index['recall_at_10']:.3f})"
+    elif index.get("indexed"):
+        how = f"graph over {index['indexed']} points, but no beam reached the recall target: searched exactly"
+    else:
+        how = "searched exactly (too small for a graph to pay)"
+    summary = (
+        f"Index of v{model.version} ({index['points']} points): {how}; built in {index['build_s']:.0f} s."
+    )
+    return {"model_version": model.version, "index": index, "summary": summary}
+
+
 @job_kind("rollback", label="Roll back")
 def run_rollback(job: Job, ctx: JobContext) -> dict[str, Any]:
     result = reindex.rollback()
@@ -162,6 +203,56 @@ def run_rollback(job: Job, ctx: JobContext) -> dict[str, Any]:
         "missing_enqueued": result.missing_enqueued,
         "summary": summary,
     }
+
+
+# --- compact pretrained vectors ----------------------------------------------------------------------
+
+COMPACT_KIND = "compact_pretrained"
+
+
+def _check_compact(params: dict[str, Any]) -> dict[str, Any]:
+    weights = params.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        raise JobError("weights must be a path or 'imagenet'.", "weights")
+    return {"then_promote": bool(params.get("then_promote", True)), "weights": weights}
+
+
+@job_kind(COMPACT_KIND, label="Compact the pretrained model", check=_check_compact)
+def run_compact_pretrained(job: Job, ctx: JobContext) -> dict[str, Any]:
+    """Fit a projection on the catalog, export the pretrained model with it as a candidate, and (unless
+    ``then_promote`` is off: a command that follows the reindex itself) hand it to a reindex job, which
+    fills its collection, gates and promotes."""
+    ctx.log(
+        f"fitting a {compact.compact_dim()}-d projection on up to {settings.BOOTSTRAP_COMPACT_MAX_PHOTOS} "
+        f"of the catalog's {compact.stored_photo_count()} photos"
+    )
+    try:
+        model = compact.compact_candidate_make(weights=job.params.get("weights"))
+    except compact.CompactError as exc:
+        raise JobError(exc.message) from exc
+    fit = model.config["compact"]
+    ctx.log(
+        f"v{model.version}: {fit['in_dim']}-d -> {fit['out_dim']}-d on {fit['samples']} photos "
+        f"({100 * fit['explained']:.1f}% of the variance kept), fitted in {fit['fit_s']} s"
+    )
+    made = f"Made v{model.version}, the pretrained model with {fit['out_dim']}-d vectors"
+    result = {"model_version": model.version, "compact": fit, "summary": f"{made} (a candidate)."}
+    if job.params.get("then_promote", True):
+        follow = job_submit(
+            kind="reindex", params={"model": model.version}, requested_by=f"job {job.pk} (compact pretrained)"
+        )
+        result["promote_job"] = follow.pk
+        result["summary"] = f"{made}; job {follow.pk} reindexes to it and promotes it if the gate passes."
+    return result
+
+
+def _queue_compact_if_due(ctx: JobContext) -> None:
+    """After an import: a raw pretrained model with enough catalog photos now gets its compact one."""
+    waiting = Job.objects.filter(kind=COMPACT_KIND, state__in=[JobState.QUEUED, JobState.RUNNING]).exists()
+    if waiting or not compact.compact_due():
+        return
+    follow = job_submit(kind=COMPACT_KIND, requested_by=f"job {ctx.job_id} (import)")
+    ctx.log(f"the catalog has enough photos for compact pretrained vectors: submitted job {follow.pk}")
 
 
 # --- index, reconcile, import -----------------------------------------------------------------------
@@ -319,6 +410,7 @@ def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
         ctx.log(f"{rate.count} images indexed since the import began, {rate.text()}")
     if settings.CELERY_TASK_ALWAYS_EAGER:
         _calibrate_if_needed(ctx)
+    _queue_compact_if_due(ctx)
     where = "" if settings.CELERY_TASK_ALWAYS_EAGER else " (the workers index what is pending)"
     summary = (
         f"{run_summary(run)} New images: {counts['indexed']} indexed, {counts['pending']} pending, "

@@ -15,6 +15,7 @@ from django.utils import timezone
 from search import selectors
 from search.errors import NoActiveModel
 from search.models import ModelKind, ModelStatus, ModelVersion
+from search.services.compact import compact_dim
 from search.services.locks import exclusive
 from search.vector_store import ALIAS, collection_name, vector_store
 
@@ -109,9 +110,26 @@ def bootstrap_model_ensure(*, weights: str | None = None, image_size: int | None
 
 
 def _bootstrap(weights: str | None, image_size: int | None) -> BootstrapResult:
+    record = pretrained_export(weights=weights, image_size=image_size, compact=compact_dim() > 0)
+    vector_store().ensure_collection(record.collection, record.embedding_dim)
+    model_activate(record)
+    log.info("bootstrapped model v%s (%s, %d-d)", record.version, record.backbone, record.embedding_dim)
+    return BootstrapResult(record, created=True)
+
+
+def pretrained_export(
+    *, weights: str | None = None, image_size: int | None = None, compact: bool, require_compact: bool = False
+) -> ModelVersion:
+    """Export the pretrained backbone (average-pooled, L2-normalised) and register it as a candidate.
+
+    With ``compact``, a catalog with enough stored photos gets a projection fitted on them built in
+    (search/services/compact.py); with fewer the model is the raw one, unless ``require_compact``,
+    which raises CompactError before exporting anything.
+    """
     from ml.export import export_saved_model
-    from ml.model import build_embedding_model
+    from ml.model import build_embedding_model, with_projection
     from ml.train_args import parse_weights
+    from search.services.compact import CompactError, fit_catalog_projection
 
     weights = parse_weights(weights or settings.BACKBONE_WEIGHTS)
     size = image_size or settings.BOOTSTRAP_IMAGE_SIZE
@@ -120,21 +138,29 @@ def _bootstrap(weights: str | None, image_size: int | None) -> BootstrapResult:
     model = build_embedding_model(
         backbone=backbone, weights=weights, image_size=size, head=False, pooling="avg"
     )
+    config: dict[str, Any] = {"weights": str(weights or "none"), "head": False, "pooling": "avg"}
+    fitted = fit_catalog_projection(model) if compact else None
+    if fitted is not None:
+        model = with_projection(model, fitted.projection)
+        config["compact"] = fitted.config()
+    elif require_compact:
+        raise CompactError("Too few readable catalog photos to fit a compact projection on.")
     version = selectors.next_version_number()
+    started = time.perf_counter()
     result = export_saved_model(model, settings.MODELS_DIR, settings.TF_SERVING_MODEL_NAME, version)
-    record = model_version_register(
+    if fitted is not None:
+        # Beside the export, for whoever wants the numbers; the model itself already holds them.
+        fitted.projection.save(result.path / "assets.extra" / "projection.npz")
+        config["compact"]["export_s"] = round(time.perf_counter() - started, 1)
+    return model_version_register(
         version=version,
         kind=ModelKind.BOOTSTRAP,
         backbone=backbone,
         embedding_dim=result.embedding_dim,
         image_size=result.image_size,
         export_path=str(result.path),
-        config={"weights": str(weights or "none"), "head": False, "pooling": "avg"},
+        config=config,
     )
-    vector_store().ensure_collection(record.collection, record.embedding_dim)
-    model_activate(record)
-    log.info("bootstrapped model v%s (%s, %d-d)", version, backbone, result.embedding_dim)
-    return BootstrapResult(record, created=True)
 
 
 # After a failed bootstrap (no weights file, no internet for the download), the next attempts within

@@ -24,6 +24,7 @@ from search import events, selectors
 from search.errors import SearchError
 from search.models import ModelStatus, ModelVersion, ReindexJob, ReindexStatus
 from search.services import gate
+from search.services.index_building import index_optimize
 from search.services.indexing import IndexOutcome, fill_collection
 from search.services.model_versions import model_activate
 from search.vector_store import vector_store
@@ -62,8 +63,14 @@ def reindex_start(*, model: ModelVersion | None = None, force: bool = False) -> 
     return job
 
 
-def reindex_fill(job: ReindexJob, *, on_batch: Callable[[ReindexJob], None] | None = None) -> ReindexJob:
-    """Fill the new collection in batches from where the job left off; then gate and promote."""
+def reindex_fill(
+    job: ReindexJob,
+    *,
+    on_batch: Callable[[ReindexJob], None] | None = None,
+    log_line: Callable[[str], None] | None = None,
+) -> ReindexJob:
+    """Fill the new collection in batches from where the job left off; build its graph (a large one),
+    so the model serves through it from its first search; then gate and promote."""
     if job.status in FINISHED:
         return job
     ReindexJob.objects.filter(pk=job.pk).update(
@@ -91,6 +98,7 @@ def reindex_fill(job: ReindexJob, *, on_batch: Callable[[ReindexJob], None] | No
             on_batch(job)
 
     fill_collection(from_cursor(), model, on_batch=written)
+    index_optimize(model, log_line=log_line)
     ReindexJob.objects.filter(pk=job.pk).update(status=ReindexStatus.EVALUATING)
     job.refresh_from_db()
     return gate_and_promote(job)

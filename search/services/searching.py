@@ -144,7 +144,12 @@ def search(query: SearchQuery) -> SearchOutcome:
         )
         # Two hits at least: whether the first is "the same product" depends on its lead over the second.
         hits = vector_store().search(
-            model.collection, vector, max(query.limit, 2), flt, group_by_product=True
+            model.collection,
+            vector,
+            max(query.limit, 2),
+            flt,
+            group_by_product=True,
+            hnsw_ef=model.search_ef,
         )
         timings["search"] = _ms(start)
     except EmbedderError as exc:

@@ -13,14 +13,18 @@ Plain Python values in and out, nothing Django. One interface (`VectorStore`), t
 here that reads settings); `reset_vector_store()` closes it.
 
 Interface (collection arguments may be an alias; point ids are image UUID strings):
-    ensure_collection(name, dim)                      idempotent; cosine; payload indexes on product_id,
+    ensure_collection(name, dim)                      idempotent; cosine; IndexSpec; payload indexes on product_id,
                                                       category, price, in_stock, active, model_version;
                                                       DimensionMismatch if it exists with another dim
     upsert(collection, [(image_id, vector, payload)], batch_size=None) -> int   replays are no-ops
     delete(collection, image_ids); delete_by_product(collection, product_id)
     set_payload(collection, image_ids, patch); set_payload_by_product(collection, product_id, patch)
     search(collection, vector, limit, filter: SearchFilter|None, group_by_product=True,
-           score_threshold=None) -> list[Hit]         one hit per product (its best image), best first
+           score_threshold=None, hnsw_ef=None) -> list[Hit]   one hit per product (its best image), best
+                                                      first; hnsw_ef None is exact, a number walks the graph
+    index_state(collection) -> IndexState             points, graph-indexed vectors, segments
+    build_index(collection, spec=INDEX_SPEC, progress=None) -> BuildReport   graph + int8 vectors built off
+                                                      the request path (Edge: a child process on a copy)
     retrieve(collection, image_ids, with_vectors=False) -> {image_id: (unit vector|None, payload)}
     count(collection, filter=None) -> int; scroll_ids(collection, batch=1000) -> iter of (id, payload)
     list_collections(); collection_exists(name); drop_collection(name) -> bool
@@ -42,9 +46,14 @@ from .base import (
     ALIAS,
     COLLECTION_PREFIX,
     DEFAULT_BATCH_SIZE,
+    EXACT,
+    INDEX_SPEC,
+    BuildReport,
     CollectionNotFound,
     DimensionMismatch,
     Hit,
+    IndexSpec,
+    IndexState,
     PointPayload,
     SearchFilter,
     VectorStore,
@@ -63,10 +72,15 @@ __all__ = [
     "ALIAS",
     "COLLECTION_PREFIX",
     "DEFAULT_BATCH_SIZE",
+    "EXACT",
+    "INDEX_SPEC",
+    "BuildReport",
     "CollectionNotFound",
     "DimensionMismatch",
     "EdgeVectorStore",
     "Hit",
+    "IndexSpec",
+    "IndexState",
     "PointPayload",
     "QdrantClientVectorStore",
     "SearchFilter",

@@ -11,7 +11,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,74 @@ INDEXED_FIELDS: dict[str, str] = {
     "active": "bool",
     "model_version": "keyword",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSpec:
+    """How every collection is indexed, for both engines (edge.py and client.py translate it once each).
+
+    Thresholds are in kilobytes of original vectors, as Qdrant counts them, so they scale with the
+    dimension: 20,000 KB is 20,000 256-d vectors or 4,000 1280-d ones.
+    """
+
+    # Graph degree and build beam. m=16 / ef_construct=100 (Qdrant's defaults) reached recall@10 0.96
+    # at ef 512 on 1M clustered 128-d points here; docs/scaling.md has this project's figures.
+    m: int = 16
+    ef_construct: int = 100
+    # A segment whose vectors fit in this stays a plain (exact) segment: scanning 20,000 256-d vectors
+    # takes ~3 ms here (bench/scale.py), about what a graph search costs with its rescoring.
+    indexing_threshold_kb: int = 20_000
+    # A filter matching fewer vectors than this is answered by the payload index plus an exact scan of
+    # what it matches (recall 1.0) instead of a filtered graph walk: a 1% filter at 1M 256-d points
+    # (~10,000 KB) stays exact and fast.
+    full_scan_threshold_kb: int = 20_000
+    # int8 scalar quantization, kept in RAM; the top candidates are rescored on the original vectors,
+    # which may then live on disk (page cache) since a query reads only a few of them.
+    quantization: str | None = "int8"
+    quantile: float = 0.99
+    oversampling: float = 2.0
+    rescore: bool = True
+    vectors_on_disk: bool = True
+    # Threads the graph build may use; 0 leaves the engine to choose (all cores). The embedded store
+    # builds in a child process with one thread less than the machine has, so searches keep a core.
+    build_threads: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+INDEX_SPEC = IndexSpec()
+
+# The ef a collection is searched with before it has been tuned; None means an exact search.
+EXACT: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndexState:
+    """How much of a collection its graph covers: searches stay exact until ``indexed`` covers ``points``."""
+
+    points: int
+    indexed: int  # vectors in graph-indexed segments
+    segments: int
+    vector_bytes: int  # points x dim x 4: what the indexing threshold compares with
+
+    @property
+    def unindexed_share(self) -> float:
+        return 0.0 if not self.points else max(0, self.points - self.indexed) / self.points
+
+    def needs_graph(self, spec: IndexSpec = INDEX_SPEC) -> bool:
+        """Large enough that a graph pays (below the threshold an exact scan is as fast)."""
+        return self.vector_bytes > spec.indexing_threshold_kb * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    points: int
+    indexed: int
+    seconds: float
+    peak_rss_mb: float | None = None  # of the process that built it, where that was a child
+    swap_pause_ms: float | None = None  # how long reads and writes waited while the new index came in
+
 
 # Collection names become folder names on Qdrant Edge, so they are kept to a safe alphabet.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$")
@@ -319,9 +387,28 @@ class VectorStore(abc.ABC):
         group_by_product: bool = True,
         *,
         score_threshold: float | None = None,
+        hnsw_ef: int | None = EXACT,
     ) -> list[Hit]:
         """Nearest points by cosine similarity, best first; with group_by_product, one hit per
-        product (its best image), up to `limit` products."""
+        product (its best image), up to `limit` products. ``hnsw_ef`` None searches exactly; a number
+        walks the graph with that beam (over int8 vectors, rescored) where the graph covers the
+        collection, and scans exactly what it does not cover yet."""
+
+    @abc.abstractmethod
+    def index_state(self, collection: str) -> IndexState:
+        """Points, graph-indexed vectors and segments of a collection."""
+
+    @abc.abstractmethod
+    def build_index(
+        self,
+        collection: str,
+        spec: IndexSpec = INDEX_SPEC,
+        *,
+        progress: Callable[[str], None] | None = None,
+    ) -> BuildReport:
+        """Apply ``spec`` to the collection and build its graph and quantized vectors, off the
+        request path: searches and writes go on meanwhile and stay exact and correct. Blocks the
+        calling thread (a job's) until the graph covers the collection; ``progress`` gets log lines."""
 
     @abc.abstractmethod
     def retrieve(

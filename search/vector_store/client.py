@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,15 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from .base import (
     DEFAULT_BATCH_SIZE,
+    EXACT,
+    INDEX_SPEC,
     INDEXED_FIELDS,
+    BuildReport,
     CollectionNotFound,
     DimensionMismatch,
     Hit,
+    IndexSpec,
+    IndexState,
     PointIn,
     SearchFilter,
     VectorLike,
@@ -44,6 +50,9 @@ _SCHEMA = {
     "float": models.PayloadSchemaType.FLOAT,
     "bool": models.PayloadSchemaType.BOOL,
 }
+# A build on the server: how often to ask whether it is done, and to say it is still going.
+BUILD_POLL_S = 2.0
+BUILD_LOG_EVERY_S = 30.0
 _NOT_FOUND_RE = re.compile(r"Collection .* (not found|doesn't exist)", re.IGNORECASE)
 
 
@@ -57,15 +66,10 @@ class QdrantClientVectorStore(VectorStore):
         timeout: int = 10,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        exact: bool = False,
-        hnsw_ef: int | None = None,
     ) -> None:
         if sum(x is not None for x in (url, path, location)) != 1:
             raise ValueError("give exactly one of url, path or location")
         self.batch_size = batch_size
-        # A server builds HNSW in the background, so approximate search is the default there.
-        self.exact = exact
-        self.hnsw_ef = hnsw_ef
         self._where = url or str(path or location)
         self._local = url is None
         try:
@@ -164,9 +168,7 @@ class QdrantClientVectorStore(VectorStore):
         with self._errors(name):
             if not self._client.collection_exists(name):
                 try:
-                    self._client.create_collection(
-                        name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                    )
+                    self._client.create_collection(name, **collection_config(dim, INDEX_SPEC))
                 except (UnexpectedResponse, ValueError) as exc:
                     # Another process created it between our check and our create: fine, verify below.
                     if not self._client.collection_exists(name):
@@ -272,14 +274,19 @@ class QdrantClientVectorStore(VectorStore):
         group_by_product: bool = True,
         *,
         score_threshold: float | None = None,
+        hnsw_ef: int | None = EXACT,
     ) -> list[Hit]:
         query = vector_to_list(collection, vector, None)
-        params = models.SearchParams(exact=self.exact, hnsw_ef=self.hnsw_ef)
+        params: models.SearchParams | None = search_params(hnsw_ef, INDEX_SPEC)
         qfilter = _to_filter(filter)
         with self._errors(collection, len(query)):
             if limit <= 0:
                 self._require(collection)
                 return []
+            if self._local:
+                # Local mode scans exactly and warns that search_params do nothing; the call stays the
+                # server path's call, which is what the contract tests are for.
+                params = None
             if group_by_product:
                 result = self._client.query_points_groups(
                     collection,
@@ -303,6 +310,55 @@ class QdrantClientVectorStore(VectorStore):
                 with_payload=True,
             )
             return [_to_hit(p) for p in response.points]
+
+    # --- the index ------------------------------------------------------------------------------
+
+    def index_state(self, collection: str) -> IndexState:
+        with self._errors(collection):
+            info = self._client.get_collection(collection)
+            dim = self._dim_of(collection) or 0
+        points = int(info.points_count or 0)
+        return IndexState(
+            points=points,
+            indexed=int(info.indexed_vectors_count or 0),
+            segments=int(info.segments_count or 0),
+            vector_bytes=points * dim * 4,
+        )
+
+    def build_index(
+        self,
+        collection: str,
+        spec: IndexSpec = INDEX_SPEC,
+        *,
+        progress: Callable[[str], None] | None = None,
+    ) -> BuildReport:
+        """A server builds in its own process: switch indexing on with the spec, then wait for green.
+
+        Collections are created with indexing off (bulk fills are cheaper unindexed, and searches
+        stay exact); once on, the server also indexes later segments by itself.
+        """
+        log = progress or (lambda line: None)
+        started = time.monotonic()
+        config = collection_config(0, spec)
+        with self._errors(collection):
+            self._client.update_collection(
+                collection,
+                optimizers_config=collection_config(0, spec, indexing=True)["optimizers_config"],
+                hnsw_config=config["hnsw_config"],
+                quantization_config=config["quantization_config"],
+                vectors_config={"": models.VectorParamsDiff(on_disk=spec.vectors_on_disk)},
+            )
+            last_log = started
+            while True:
+                info = self._client.get_collection(collection)
+                if self._local or info.status == models.CollectionStatus.GREEN:
+                    break
+                if time.monotonic() - last_log >= BUILD_LOG_EVERY_S:
+                    last_log = time.monotonic()
+                    log(f"{collection}: {info.indexed_vectors_count}/{info.points_count} vectors indexed")
+                time.sleep(BUILD_POLL_S)
+        state = self.index_state(collection)
+        return BuildReport(points=state.points, indexed=state.indexed, seconds=time.monotonic() - started)
 
     def retrieve(
         self, collection: str, image_ids: Iterable[str], with_vectors: bool = False
@@ -373,6 +429,44 @@ class QdrantClientVectorStore(VectorStore):
 
 
 # --- conversions --------------------------------------------------------------------------------
+
+
+def collection_config(dim: int, spec: IndexSpec, *, indexing: bool = False) -> dict[str, Any]:
+    """The IndexSpec in qdrant-client's terms (the one translation for the server): create_collection's
+    keyword arguments. Indexing starts off (threshold 0) unless ``indexing``; build_index turns it on."""
+    quantization = None
+    if spec.quantization == "int8":
+        quantization = models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(
+                type=models.ScalarType.INT8, quantile=spec.quantile, always_ram=True
+            )
+        )
+    elif spec.quantization is not None:
+        raise ValueError(f"unknown quantization {spec.quantization!r}")
+    return {
+        "vectors_config": models.VectorParams(
+            size=dim, distance=models.Distance.COSINE, on_disk=spec.vectors_on_disk
+        ),
+        "hnsw_config": models.HnswConfigDiff(
+            m=spec.m,
+            ef_construct=spec.ef_construct,
+            full_scan_threshold=spec.full_scan_threshold_kb,
+            max_indexing_threads=spec.build_threads,
+        ),
+        "quantization_config": quantization,
+        "optimizers_config": models.OptimizersConfigDiff(
+            indexing_threshold=spec.indexing_threshold_kb if indexing else 0
+        ),
+    }
+
+
+def search_params(hnsw_ef: int | None, spec: IndexSpec) -> models.SearchParams:
+    if hnsw_ef is None:
+        return models.SearchParams(exact=True)
+    quantization = None
+    if spec.quantization is not None:
+        quantization = models.QuantizationSearchParams(rescore=spec.rescore, oversampling=spec.oversampling)
+    return models.SearchParams(hnsw_ef=int(hnsw_ef), quantization=quantization)
 
 
 def _product_filter(product_id: int) -> models.Filter:

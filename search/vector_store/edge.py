@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,15 @@ import qdrant_edge as qe
 
 from .base import (
     DEFAULT_BATCH_SIZE,
+    EXACT,
+    INDEX_SPEC,
     INDEXED_FIELDS,
+    BuildReport,
     CollectionNotFound,
     DimensionMismatch,
     Hit,
+    IndexSpec,
+    IndexState,
     PointIn,
     SearchFilter,
     VectorLike,
@@ -91,6 +96,9 @@ class _Shard:
         self.dim = dim
         self.lock = threading.RLock()
         self.last_flush = time.monotonic()
+        # While an index is built on a copy of the shard, every write applied here is kept too, to be
+        # replayed on the copy before it takes over (writes are replays of idempotent operations).
+        self.journal: list[Any] | None = None
 
 
 class EdgeVectorStore(VectorStore):
@@ -99,17 +107,10 @@ class EdgeVectorStore(VectorStore):
         root_path: str | os.PathLike[str],
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        exact: bool = True,
-        hnsw_ef: int | None = None,
         flush_interval_s: float = 0.0,
     ) -> None:
-        # Exact search by default: measured here, an exact filtered query over 100k 128-d vectors
-        # takes ~7 ms, while HNSW needs a 87 s optimize() and still had recall@10 of 0.29 at the
-        # default ef on hard data. Pass exact=False (and hnsw_ef) only after building HNSW.
         self.root = Path(root_path).absolute()
         self.batch_size = batch_size
-        self.exact = exact
-        self.hnsw_ef = hnsw_ef
         # Durability vs speed, measured here: every write is in the engine's WAL at once, and a
         # SIGKILLed process loses nothing (the WAL replays on load). flush() (segments + fsync) is
         # what survives an OS crash or power loss, at ~65-140 ms per call (~300 ms with on-disk
@@ -224,14 +225,12 @@ class EdgeVectorStore(VectorStore):
                 if name in self._read_aliases():
                     # A collection would shadow the alias here; a Qdrant server refuses it too.
                     raise VectorStoreError(f"{name!r} is an alias, not a collection name")
-                cfg = qe.EdgeConfig(
-                    vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine),
-                    # Payload in RAM (persisted all the same): a few small fields per image, ~20 MB
-                    # at 100k images; measured, it halves flush time against on-disk payload.
-                    on_disk_payload=False,
-                )
                 try:
-                    shard = qe.EdgeShard.create(str(self.root / name), cfg)
+                    # The shard lives in a generation folder the name links to, so a rebuilt index can
+                    # take its place with one atomic rename of the link (edge_build.py).
+                    folder = new_generation(self.root, name)
+                    shard = qe.EdgeShard.create(str(folder), engine_config(dim, INDEX_SPEC))
+                    point_name_at(self.root, name, folder)
                 except Exception as exc:
                     raise _translate(exc, str(self.root)) from exc
                 self._shards[name] = _Shard(shard, dim)
@@ -274,8 +273,13 @@ class EdgeVectorStore(VectorStore):
                     entry.shard.close()
             # Rename first (atomic), then delete: a crash mid-delete leaves a hidden folder, never a
             # half-deleted collection that still looks valid.
+            link = self.root / name
+            target = link.resolve() if link.is_symlink() else None
             doomed = self.root / f".{name}.deleting-{uuid.uuid4().hex}"
-            os.replace(self.root / name, doomed)
+            os.replace(link, doomed)
+            if target is not None:
+                doomed.unlink()
+                os.replace(target, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
             # Like a Qdrant server, dropping a collection removes the aliases pointing at it.
             aliases = self._read_aliases()
@@ -291,6 +295,8 @@ class EdgeVectorStore(VectorStore):
             try:
                 for op in ops:
                     entry.shard.update(op)
+                    if entry.journal is not None:
+                        entry.journal.append(op)
                 now = time.monotonic()
                 if now - entry.last_flush >= self.flush_interval_s:
                     entry.shard.flush()
@@ -345,12 +351,13 @@ class EdgeVectorStore(VectorStore):
         group_by_product: bool = True,
         *,
         score_threshold: float | None = None,
+        hnsw_ef: int | None = EXACT,
     ) -> list[Hit]:
         entry = self._open(collection)
         query = vector_to_list(collection, vector, entry.dim)
         if limit <= 0:
             return []
-        params = qe.SearchParams(exact=True) if self.exact else qe.SearchParams(hnsw_ef=self.hnsw_ef)
+        params = search_params(hnsw_ef, INDEX_SPEC)
 
         def fetch(n: int, exclude: list[int]) -> list[Hit]:
             request = qe.QueryRequest(
@@ -371,6 +378,37 @@ class EdgeVectorStore(VectorStore):
         if not group_by_product:
             return fetch(limit, [])
         return group_best_per_product(fetch, limit, GROUP_OVERFETCH)
+
+    # --- the index ------------------------------------------------------------------------------
+
+    def index_state(self, collection: str) -> IndexState:
+        entry = self._open(collection)
+        with entry.lock:
+            try:
+                info = entry.shard.info()
+            except Exception as exc:
+                raise _translate(exc, str(self.root)) from exc
+        points = int(info.points_count)
+        return IndexState(
+            points=points,
+            indexed=int(info.indexed_vectors_count),
+            segments=int(info.segments_count),
+            vector_bytes=points * (entry.dim or 0) * 4,
+        )
+
+    def build_index(
+        self,
+        collection: str,
+        spec: IndexSpec = INDEX_SPEC,
+        *,
+        progress: Callable[[str], None] | None = None,
+    ) -> BuildReport:
+        from .edge_build import build_on_copy
+
+        entry = self._open(collection)
+        with self._lock:
+            real = self._resolve(collection)
+        return build_on_copy(self, real, entry, spec, progress or (lambda line: None))
 
     def retrieve(
         self, collection: str, image_ids: Iterable[str], with_vectors: bool = False
@@ -469,7 +507,71 @@ class EdgeVectorStore(VectorStore):
             return True
 
 
+# --- the folder layout ------------------------------------------------------------------------------
+
+
+def new_generation(root: Path, name: str) -> Path:
+    """A fresh hidden folder for one generation of a collection's shard."""
+    return root / f".{name}.gen-{uuid.uuid4().hex[:12]}"
+
+
+def point_name_at(root: Path, name: str, folder: Path) -> Path | None:
+    """Make ``root/name`` a link to ``folder`` (relative, so the root can move); returns the folder
+    the name held before, if it was a real one (a store made before generations), for the caller to
+    delete. Readers see the old target or the new, never neither (a link replaced by rename)."""
+    link = root / name
+    tmp = root / f".{name}.link-{uuid.uuid4().hex[:8]}"
+    os.symlink(folder.name, tmp)
+    previous = None
+    if link.exists() and not link.is_symlink():
+        # A store from before generation folders: move the real folder aside first (the only moment
+        # the name is missing; a crash here leaves the data in the .deleting folder, not lost).
+        previous = root / f".{name}.deleting-{uuid.uuid4().hex[:8]}"
+        os.replace(link, previous)
+    os.replace(tmp, link)
+    return previous
+
+
 # --- conversions --------------------------------------------------------------------------------
+
+
+def engine_config(dim: int, spec: IndexSpec) -> Any:
+    """The IndexSpec in Qdrant Edge's terms (the one translation for this engine)."""
+    quantization = None
+    if spec.quantization == "int8":
+        quantization = qe.ScalarQuantizationConfig(
+            qe.ScalarType.Int8, quantile=spec.quantile, memory=qe.Memory.Pinned
+        )
+    elif spec.quantization is not None:
+        raise ValueError(f"unknown quantization {spec.quantization!r}")
+    return qe.EdgeConfig(
+        vectors=qe.EdgeVectorParams(
+            size=dim,
+            distance=qe.Distance.Cosine,
+            memory=qe.Memory.Cold if spec.vectors_on_disk else qe.Memory.Cached,
+        ),
+        hnsw_config=qe.HnswIndexConfig(
+            m=spec.m,
+            ef_construct=spec.ef_construct,
+            full_scan_threshold=spec.full_scan_threshold_kb,
+            max_indexing_threads=spec.build_threads,
+        ),
+        quantization_config=quantization,
+        # Edge never builds on its own: optimize() (an index job) does, for segments past this size.
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=spec.indexing_threshold_kb),
+        # Payload in RAM (persisted all the same): a few small fields per image, ~20 MB at 100k
+        # images; measured, it halves flush time against on-disk payload.
+        on_disk_payload=False,
+    )
+
+
+def search_params(hnsw_ef: int | None, spec: IndexSpec) -> Any:
+    if hnsw_ef is None:
+        return qe.SearchParams(exact=True)
+    quantization = None
+    if spec.quantization is not None:
+        quantization = qe.QuantizationSearchParams(rescore=spec.rescore, oversampling=spec.oversampling)
+    return qe.SearchParams(hnsw_ef=int(hnsw_ef), quantization=quantization)
 
 
 def _product_filter(product_id: int) -> Any:

@@ -490,3 +490,23 @@ def test_edge_store_is_safe_across_threads(tmp_path: Path) -> None:
     assert errors == []
     assert store.count(COLL) == 80
     store.close()
+
+
+def test_the_index_spec_builds_on_both_engines_and_searches_through_it(store: VectorStore, kind: str) -> None:
+    from search.vector_store import IndexSpec
+
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(300, 8)).astype(np.float32)
+    store.ensure_collection("spec", 8)
+    store.upsert("spec", [(image_id(i), v, {"product_id": i}) for i, v in enumerate(vectors)])
+    state = store.index_state("spec")
+    assert (state.points, state.indexed, state.vector_bytes) == (300, 0, 300 * 8 * 4)
+    # A threshold of 1 KB makes these 9.6 KB of vectors graph-sized.
+    report = store.build_index("spec", IndexSpec(indexing_threshold_kb=1, full_scan_threshold_kb=1))
+    assert report.points == 300
+    if kind == "edge":  # local mode has no graph: it always scans
+        assert store.index_state("spec").indexed == 300
+    exact = store.search("spec", vectors[7], 5, group_by_product=False)
+    graph = store.search("spec", vectors[7], 5, group_by_product=False, hnsw_ef=128)
+    assert [h.image_id for h in graph][:1] == [h.image_id for h in exact][:1] == [image_id(7)]
+    assert len(graph) == 5

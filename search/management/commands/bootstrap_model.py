@@ -8,7 +8,9 @@ from ml.backbones import WeightsError
 class Command(BaseCommand):
     help = (
         "Make the catalog searchable before any training: export the pretrained backbone (pooled, "
-        "L2-normalised features) as model version 1 and activate it. A no-op when a model is active."
+        "L2-normalised features) as model version 1 and activate it. A no-op when a model is active. "
+        "--compact instead makes the pretrained model with compact vectors fitted on the catalog's photos "
+        "and moves the index to it (reindex, gate, promote)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -18,8 +20,19 @@ class Command(BaseCommand):
             help="A local backbone weights file, or 'imagenet' to download (default: BACKBONE_WEIGHTS).",
         )
         parser.add_argument("--image-size", type=int, default=None)
+        parser.add_argument(
+            "--compact",
+            action="store_true",
+            help="Fit BOOTSTRAP_COMPACT_DIM-d vectors on the catalog, then reindex and promote through the gate.",
+        )
 
-    def handle(self, *args, weights: str | None, image_size: int | None, **options) -> None:
+    def handle(self, *args, weights: str | None, image_size: int | None, compact: bool, **options) -> None:
+        if compact:
+            if image_size is not None:
+                raise CommandError(
+                    "--compact makes the model at BOOTSTRAP_IMAGE_SIZE; leave out --image-size."
+                )
+            return self._compact(weights)
         from search.services.model_versions import bootstrap_model_ensure
         from search.vector_store import VectorStoreError
 
@@ -42,3 +55,13 @@ class Command(BaseCommand):
                 f"{model.image_size} px) -> collection {model.collection}"
             )
         )
+
+    def _compact(self, weights: str | None) -> None:
+        # Two jobs, as the import's follow-up makes them: the candidate, then the ordinary reindex.
+        from search.management.job_console import run_job_command
+
+        made = run_job_command(
+            self, kind="compact_pretrained", params={"then_promote": False, "weights": weights}
+        )
+        if made.result.get("model_version"):
+            run_job_command(self, kind="reindex", params={"model": made.result["model_version"]})

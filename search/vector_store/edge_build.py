@@ -1,0 +1,176 @@
+"""Building a Qdrant Edge collection's graph off the request path.
+
+Qdrant Edge builds HNSW and quantized vectors only inside ``EdgeShard.optimize()``, which holds the
+Python GIL until it returns (measured here: a thread looping beside a 90 s build ran once). Called in
+the web process it would stop every search for minutes, so the build runs on a copy, in a child
+process at lower priority:
+
+1. under the shard's lock (a pause as long as the copy): flush, copy the folder, start a journal of
+   the writes that follow;
+2. a child process (``python -m search.vector_store.edge_build``) opens the copy with the IndexSpec's
+   config and optimizes it; the live shard keeps answering (exactly) and taking writes meanwhile;
+3. the copy is opened beside the live shard (both serve nothing to each other: separate folders);
+   under the lock again (the second pause, as long as the journal's replay): replay the journal on
+   it, flush, make it the shard every caller uses, and point the collection's name (a link to its
+   generation folder) at it with one atomic rename. The old generation is closed and deleted after.
+   A crash at any step leaves the name on a complete generation; leftovers are hidden ``.gen-*`` and
+   ``.deleting-*`` folders, removed by the next build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import qdrant_edge as qe
+
+from .base import BuildReport, IndexSpec, VectorStoreError
+from .edge import new_generation, point_name_at
+
+if TYPE_CHECKING:
+    from .edge import EdgeVectorStore, _Shard
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+# How often a running build says it is still running.
+LOG_EVERY_S = 30.0
+
+
+def build_threads(spec: IndexSpec) -> int:
+    """Threads the child may build with: all cores but one, so searches keep one (at least one)."""
+    return spec.build_threads or max(1, (os.cpu_count() or 2) - 1)
+
+
+def build_on_copy(
+    store: EdgeVectorStore, name: str, entry: _Shard, spec: IndexSpec, log: Callable[[str], None]
+) -> BuildReport:
+    root = store.root
+    live = (root / name).resolve()
+    for stale in list(root.glob(f".{name}.gen-*")) + list(root.glob(f".{name}.deleting-*")):
+        if stale.resolve() != live:
+            shutil.rmtree(stale, ignore_errors=True)
+    started = time.monotonic()
+    state = store.index_state(name)
+    if not state.needs_graph(spec):
+        log(
+            f"{name}: {state.points} points ({state.vector_bytes / 1e6:.1f} MB of vectors) stay exact: "
+            f"below the indexing threshold ({spec.indexing_threshold_kb} KB)"
+        )
+        return BuildReport(points=state.points, indexed=state.indexed, seconds=0.0)
+    work = new_generation(root, name)
+    with entry.lock:
+        pause = time.monotonic()
+        entry.shard.flush()
+        shutil.copytree(live, work)
+        entry.journal = []
+        copy_pause_ms = (time.monotonic() - pause) * 1000.0
+    threads = build_threads(spec)
+    log(
+        f"{name}: copied {state.points} points ({copy_pause_ms / 1000:.1f} s); building the graph and int8 "
+        f"vectors in a child process on {threads} thread(s)"
+    )
+    try:
+        child = _run_child(work, entry.dim or 0, spec, threads, log)
+        swap_ms, indexed = _swap_in(store, name, entry, work)
+    except BaseException:
+        with entry.lock:
+            entry.journal = None
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    seconds = time.monotonic() - started
+    log(
+        f"{name}: graph covers {indexed}/{state.points} points after {seconds:.0f} s "
+        f"(child peak RSS {child.get('peak_rss_mb', 0):.0f} MB; searches paused {copy_pause_ms:.0f} ms "
+        f"for the copy and {swap_ms:.0f} ms for the swap)"
+    )
+    return BuildReport(
+        points=state.points,
+        indexed=indexed,
+        seconds=seconds,
+        peak_rss_mb=child.get("peak_rss_mb"),
+        swap_pause_ms=max(copy_pause_ms, swap_ms),
+    )
+
+
+def _run_child(
+    work: Path, dim: int, spec: IndexSpec, threads: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    args = [sys.executable, "-m", "search.vector_store.edge_build", str(work), str(dim)]
+    args += [json.dumps(spec.as_dict()), str(threads)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    started = last_log = time.monotonic()
+    try:
+        while proc.poll() is None:
+            time.sleep(0.5)
+            if time.monotonic() - last_log >= LOG_EVERY_S:
+                last_log = time.monotonic()
+                # The caller may raise here (a cancelled job): the finally below stops the child.
+                log(f"building: {last_log - started:.0f} s so far")
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        tail = " ".join((err or "").strip().splitlines()[-3:])[:500]
+        raise VectorStoreError(f"building the index failed (exit {proc.returncode}): {tail}")
+    try:
+        return dict(json.loads(out.strip().splitlines()[-1]))
+    except (ValueError, IndexError) as exc:
+        raise VectorStoreError(f"building the index gave no report: {out[-300:]!r}") from exc
+
+
+def _swap_in(store: EdgeVectorStore, name: str, entry: _Shard, work: Path) -> tuple[float, int]:
+    """Make the built copy the live shard, with the writes it missed replayed on it."""
+    shard = qe.EdgeShard.load(str(work))  # seconds at 1M points: the live shard serves meanwhile
+    previous_target = (store.root / name).resolve()
+    try:
+        with entry.lock:
+            pause = time.monotonic()
+            for op in entry.journal or []:
+                shard.update(op)
+            shard.flush()
+            old, entry.shard = entry.shard, shard
+            entry.journal = None
+            entry.last_flush = time.monotonic()
+            moved = point_name_at(store.root, name, work)
+            swap_ms = (time.monotonic() - pause) * 1000.0
+    except BaseException:
+        with contextlib.suppress(Exception):
+            shard.close()
+        raise
+    indexed = int(shard.info().indexed_vectors_count)
+    with contextlib.suppress(Exception):
+        old.close()
+    # The generation it replaced (or, in a store from before generations, the real folder moved aside).
+    shutil.rmtree(moved if moved is not None else previous_target, ignore_errors=True)
+    return swap_ms, indexed
+
+
+def _child_main(path: str, dim: int, spec_json: str, threads: int) -> None:
+    from .edge import engine_config
+
+    os.nice(10)  # searches in the parent come first
+    spec = IndexSpec(**{**json.loads(spec_json), "build_threads": threads})
+    shard = qe.EdgeShard.load(path, engine_config(dim, spec))
+    shard.optimize()
+    shard.flush()
+    info = shard.info()
+    shard.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    report = {"points": info.points_count, "indexed": info.indexed_vectors_count, "peak_rss_mb": peak}
+    print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
