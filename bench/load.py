@@ -191,7 +191,9 @@ def _setup(workdir: Path, data: Path, weights: str) -> tuple[dict[str, str], str
             "shell",
             "-c",
             "from django.contrib.auth import get_user_model; from rest_framework.authtoken.models import Token; "
-            "u, _ = get_user_model().objects.get_or_create(username='bench', defaults={'is_staff': True}); "
+            # Writing the catalog takes catalog.add_product (apikeys' scope rules), not staff alone.
+            "u, _ = get_user_model().objects.get_or_create(username='bench', "
+            "defaults={'is_staff': True, 'is_superuser': True}); "
             "print(Token.objects.get_or_create(user=u)[0].key)",
         )
         .strip()
@@ -264,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
         genv = dict(env, BIND=f"127.0.0.1:{args.port}", THREADS=str(args.threads))
         log = (workdir / "gunicorn.log").open("ab")
+        results: list[dict[str, Any]] = []
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.embedded.conf.py", "config.wsgi"],
             env=genv,
@@ -296,7 +299,6 @@ def main(argv: list[str] | None = None) -> int:
                 (0.5 / args.upload_rate + i / args.upload_rate, "upload", i) for i in range(n_upload)
             ]
             schedule.sort()
-            results: list[dict[str, Any]] = []
             lock = threading.Lock()
             auth = {"Authorization": f"Token {token}"}
 
@@ -368,6 +370,11 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait(timeout=30)
+            # A 5xx is the server's to explain: keep its traceback before the folder goes.
+            if any(isinstance(r["status"], int) and r["status"] >= 500 for r in results):
+                errors = (workdir / "gunicorn.log").read_text(errors="replace").splitlines()
+                report["server_errors_tail"] = errors[-80:]
+                print("\n".join(errors[-80:]), flush=True)
 
     per_kind: dict[str, Any] = {}
     for kind in ("search", "upload"):

@@ -117,6 +117,11 @@ def pending_companions(exclude: list[str], limit: int, max_age_s: int = 600) -> 
     return [str(pk) for pk in qs]
 
 
+def images_indexed_since(when: datetime) -> int:
+    """Images marked indexed since ``when``: an import's indexing pace, whoever indexes them."""
+    return ProductImage.objects.filter(index_status=IndexStatus.INDEXED, indexed_at__gte=when).count()
+
+
 def image_ids_in_order(*, after: str = "", limit: int) -> list[str]:
     """Image ids in primary-key order after ``after``: the cursor a reindex fill walks."""
     qs = ProductImage.objects.order_by("pk")

@@ -17,7 +17,6 @@ from catalog.models import SyncRun
 from catalog.services import activation
 from catalog.services import sync as catalog_sync
 from ml.serving import EmbedderUnavailable
-from search import selectors
 from search.errors import NoActiveModel
 from search.services import index_building, indexing, jobs, payload_sync, search_logs, sweeping
 from search.vector_store import VectorStoreError, VectorStoreLocked, VectorStoreUnavailable
@@ -43,8 +42,9 @@ RELIABLE = {
     "soft_time_limit": 300,
     "time_limit": 360,
 }
-# Batches bound a task's time and memory: 64 images at 224 px embed in about 0.5 s on 2 CPU cores.
-INDEX_CHUNK = 64
+# A message's images: one indexing batch (search/services/indexing.py::BATCH), which bounds the
+# memory a task holds; a longer list is split into tasks of this size.
+INDEX_CHUNK = indexing.BATCH
 
 
 def _retry(task, exc: Exception, image_ids: list[str] | None = None):
@@ -64,15 +64,17 @@ def _retry(task, exc: Exception, image_ids: list[str] | None = None):
 
 @shared_task(bind=True, name="lookalike.index_images", **RELIABLE)
 def index_images(self, image_ids: list[str]) -> dict:
-    if len(image_ids) > INDEX_CHUNK:
+    # In-process (an import's batch of hundreds), one call keeps the pipeline full: the next batch
+    # decodes while this one embeds; split into tasks, each batch would start cold.
+    if len(image_ids) > INDEX_CHUNK and not self.request.is_eager:
         for start in range(0, len(image_ids), INDEX_CHUNK):
             index_images.delay(image_ids[start : start + INDEX_CHUNK])
         return {"split": len(image_ids)}
     try:
-        ids = list(image_ids)
-        if not self.request.is_eager:  # in a web request, batching would only add latency
-            ids += selectors.pending_companions(exclude=ids, limit=INDEX_CHUNK - len(ids))
-        outcome = indexing.index_pending_images(ids)
+        if self.request.is_eager:  # in a web request, taking other uploads along would only add latency
+            outcome = indexing.index_pending_images(image_ids)
+        else:
+            outcome = indexing.index_with_pending(image_ids)
     except TRANSIENT as exc:
         return _retry(self, exc, image_ids) or {"error": str(exc)}
     return {"indexed": len(outcome.indexed), "failed": len(outcome.failed), "missing": len(outcome.missing)}

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from search import selectors
 from search.models import Job, JobState
-from search.services.jobs import JobError, job_placement, job_run, job_submit
+from search.services.jobs import JobError, Rate, job_placement, job_run, job_submit, kind_get
 from search.vector_store import VectorStoreError
 
 POLL_S = 0.5
@@ -24,17 +24,27 @@ def admin_path(job: Job) -> str:
     return f"/admin/search/job/{job.pk}/change/"
 
 
-class ConsoleListener:
-    """A job running in this process, shown as it goes: a bar, and its log lines above it."""
+# The bar's own rate would divide everything done (a resumed job's earlier runs too) by this bar's
+# age; the postfix shows the job's pace instead (jobs.Rate), in the kind's unit.
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
-    def __init__(self, command: BaseCommand, desc: str) -> None:
+
+class ConsoleListener:
+    """A job running in this process, shown as it goes: a bar with the pace (images/s), and its log
+    lines above it."""
+
+    def __init__(self, command: BaseCommand, desc: str, unit: str = "") -> None:
         self.command = command
-        self.bar = tqdm(total=0, desc=desc, unit="", disable=None, dynamic_ncols=True)
+        self.bar = tqdm(total=0, desc=desc, disable=None, dynamic_ncols=True, bar_format=BAR_FORMAT)
+        self.rate = Rate(unit) if unit else None
 
     def on_progress(self, done: int, total: int) -> None:
         if total and self.bar.total != total:
             self.bar.total = total
         self.bar.n = done
+        if self.rate is not None:
+            self.rate.update(done)
+            self.bar.set_postfix_str(self.rate.text(), refresh=False)
         self.bar.refresh()
 
     def on_log(self, line: str) -> None:
@@ -47,7 +57,7 @@ class ConsoleListener:
 
 def follow(command: BaseCommand, job: Job, *, who: str) -> Job:
     """Print a handed-over job's log and progress until it ends (Ctrl-C stops following, not the job)."""
-    listener = ConsoleListener(command, job.kind)
+    listener = ConsoleListener(command, job.kind, kind_get(job.kind).unit)
     seen = 0
     started = time.monotonic()
     hinted = False
@@ -110,7 +120,7 @@ def run_job_command(
         placement = "owner" if no_wait else job_placement(kind)
         if placement == "here":
             job = job_submit(kind=kind, params=params, requested_by=requested_by, claim=True)
-            listener = ConsoleListener(command, kind)
+            listener = ConsoleListener(command, kind, kind_get(kind).unit)
             try:
                 job = job_run(job, listener=listener)
             finally:

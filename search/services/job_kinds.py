@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from catalog import selectors as catalog_selectors
 from ml.serving import EmbedderUnavailable
@@ -19,12 +20,11 @@ from search import selectors
 from search.errors import NoActiveModel
 from search.models import Job, JobState, ModelVersion, ReindexJob, ReindexStatus
 from search.services import compact, reindex
-from search.services.indexing import index_pending_images
-from search.services.jobs import JobCancelled, JobContext, JobError, job_kind, job_submit
+from search.services.indexing import IndexOutcome, index_pending_images
+from search.services.jobs import JobCancelled, JobContext, JobError, Rate, job_kind, job_submit
 from search.services.training_jobs import check_train_params, run_train
 from search.vector_store import VectorStoreUnavailable
 
-INDEX_CHUNK = 64  # as the index task: 64 images at 224 px embed in about 0.5 s on 2 CPU cores
 MAX_ERRORS_KEPT = 200  # rejected manifest lines kept on an import job's result
 # Indexing an import's leftovers may wait for later: the images stay pending for the sweeper.
 TRANSIENT = (NoActiveModel, VectorStoreUnavailable, EmbedderUnavailable)
@@ -93,6 +93,7 @@ def gate_line(gate: dict[str, Any]) -> str:
     resumable=True,
     check=_check_reindex,
     on_abandon=_abandon_reindex,
+    unit="images",
 )
 def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
     """Fill the candidate's collection (resuming from the cursor of a run that died), gate, promote."""
@@ -112,10 +113,15 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
             f"v{work.model_version.version}{previous}"
         )
     ctx.progress(work.done + work.failed, work.total)
+    rate = Rate("images")
+    rate.update(work.done + work.failed)
 
     def on_batch(current: ReindexJob) -> None:
         current.refresh_from_db()
+        rate.update(current.done + current.failed)
         ctx.progress(current.done + current.failed, current.total)
+        if rate.due():
+            ctx.log(f"filled {current.done + current.failed}/{current.total} images, {rate.text()}")
         ctx.check_cancelled()
 
     def log_line(line: str) -> None:
@@ -128,6 +134,8 @@ def run_reindex(job: Job, ctx: JobContext) -> dict[str, Any]:
         reindex.reindex_fail(work.pk, "Cancelled.", status=ReindexStatus.CANCELLED)
         raise
     version = work.model_version.version
+    if rate.per_s() is not None:
+        ctx.log(f"filled at {rate.text()}")
     ctx.log(f"evaluation gate: {gate_verdict(work.gate)}; {work.status}")
     promoted = work.status == ReindexStatus.PROMOTED
     summary = (
@@ -254,18 +262,27 @@ def _queue_compact_if_due(ctx: JobContext) -> None:
 
 
 def _index_chunks(image_ids: list[str], ctx: JobContext, *, done: int = 0, total: int | None = None):
-    """Index ``image_ids`` in chunks with progress; (indexed, failed) counts."""
+    """Index ``image_ids`` through the batched pipeline with progress and pace; (indexed, failed)."""
     total = len(image_ids) + done if total is None else total
-    indexed = failed = 0
-    for start in range(0, len(image_ids), INDEX_CHUNK):
+    rate = Rate("images")
+    rate.update(done)
+    counted = done
+
+    def on_batch(step: IndexOutcome) -> None:
+        nonlocal counted
+        counted += len(step.indexed) + len(step.failed)
+        rate.update(counted)
+        ctx.progress(counted, total)
+        if rate.due():
+            ctx.log(f"indexed {counted}/{total} images, {rate.text()}")
         ctx.check_cancelled()
-        chunk = image_ids[start : start + INDEX_CHUNK]
-        outcome = index_pending_images(chunk)
-        indexed += len(outcome.indexed)
-        failed += len(outcome.failed)
-        done += len(chunk)
-        ctx.progress(done, total)
-    return indexed, failed
+
+    ctx.check_cancelled()
+    outcome = index_pending_images(image_ids, on_batch=on_batch)
+    ctx.progress(done + len(image_ids), total)  # skipped (already indexed) and vanished ones count too
+    if rate.per_s() is not None:
+        ctx.log(f"indexed {len(outcome.indexed)} images, {rate.text()}")
+    return len(outcome.indexed), len(outcome.failed)
 
 
 def _check_index(params: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +292,7 @@ def _check_index(params: dict[str, Any]) -> dict[str, Any]:
     return {"image_ids": ids}
 
 
-@job_kind("index_pending", label="Index pending images", resumable=True, check=_check_index)
+@job_kind("index_pending", label="Index pending images", resumable=True, check=_check_index, unit="images")
 def run_index_pending(job: Job, ctx: JobContext) -> dict[str, Any]:
     due = job.params.get("image_ids") or selectors.due_for_sweep(include_fresh=True)
     ctx.progress(0, len(due))
@@ -337,7 +354,14 @@ def _check_import(params: dict[str, Any]) -> dict[str, Any]:
     return {"manifest": str(Path(manifest).resolve()), "images_root": root and str(Path(root).resolve())}
 
 
-@job_kind("import", label="Import a catalog", resumable=True, check=_check_import, local_with_broker=True)
+@job_kind(
+    "import",
+    label="Import a catalog",
+    resumable=True,
+    check=_check_import,
+    local_with_broker=True,
+    unit="lines",
+)
 def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
     """Import a JSON Lines manifest through the catalog sync (idempotent: a re-run finds everything in
     place), indexing as it goes; with no active model the first batch's indexing makes the pretrained
@@ -353,11 +377,20 @@ def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
     ctx.log(f"importing {manifest.name}: {total} line(s)")
     run = sync_run_create(location=str(manifest), origin=SyncOrigin.COMMAND, requested_format="jsonl")
     read = 0
+    # The pace of indexing, by whoever indexes (this process, or the workers): images indexed since
+    # the import began, counted at most once per log line.
+    since = timezone.now()
+    rate = Rate("images")
+    rate.update(0)
 
     def on_batch(records: int) -> None:
         nonlocal read
         read += records
         ctx.progress(min(read, total), total)
+        if rate.due_soon():
+            rate.update(selectors.images_indexed_since(since))
+            if rate.due():
+                ctx.log(f"read {min(read, total)}/{total} lines; {rate.count} images indexed, {rate.text()}")
         ctx.check_cancelled()
 
     options = SyncOptions(images_root=Path(root) if root else None)
@@ -375,6 +408,9 @@ def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
             except TRANSIENT as exc:
                 ctx.log(f"indexing later ({exc}); the sweeper retries pending images")
     counts = catalog_selectors.index_status_counts(image_ids=added)
+    rate.update(selectors.images_indexed_since(since))
+    if rate.count:
+        ctx.log(f"{rate.count} images indexed since the import began, {rate.text()}")
     if settings.CELERY_TASK_ALWAYS_EAGER:
         _calibrate_if_needed(ctx)
     _queue_compact_if_due(ctx)

@@ -60,6 +60,52 @@ class JobCancelled(Exception):
     """Raised inside a runner (``ctx.check_cancelled``) when someone cancelled the job."""
 
 
+class Rate:
+    """Items per second since counting began, for a job's progress lines ("18.2 images/s") and bars.
+
+    Counted from the first ``update`` (not from the job's start): a resumed job, or one that spent a
+    while reading a manifest first, shows the pace of the work it is doing now.
+    """
+
+    def __init__(self, unit: str = "images", *, every_s: float = 10.0) -> None:
+        self.unit = unit
+        self.every_s = every_s
+        self._start: tuple[float, int] | None = None
+        self._last: tuple[float, int] | None = None
+        self._said = 0.0
+
+    def update(self, count: int) -> None:
+        now = time.monotonic()
+        if self._start is None:
+            self._start = (now, count)
+        self._last = (now, count)
+
+    def per_s(self) -> float | None:
+        if self._start is None or self._last is None or self._last[0] <= self._start[0]:
+            return None
+        return (self._last[1] - self._start[1]) / (self._last[0] - self._start[0])
+
+    def text(self) -> str:
+        rate = self.per_s()
+        return f"{rate:.1f} {self.unit}/s" if rate is not None else f"- {self.unit}/s"
+
+    @property
+    def count(self) -> int:
+        return self._last[1] if self._last is not None else 0
+
+    def due_soon(self) -> bool:
+        """A line would be due if the count moved: time to measure it (a query, say), not before."""
+        return time.monotonic() - self._said >= self.every_s
+
+    def due(self) -> bool:
+        """True at most once per ``every_s``: when a runner should log a progress line."""
+        now = time.monotonic()
+        if now - self._said < self.every_s or self.per_s() is None:
+            return False
+        self._said = now
+        return True
+
+
 class JobContext(Protocol):
     job_id: int
 
@@ -92,6 +138,8 @@ class JobKind:
     local_with_broker: bool = False
     # Called when a dead runner's job is given up, to release what it held (a reindex's ReindexJob).
     on_abandon: Callable[[Job, str], None] | None = None
+    # What ``done`` counts, for the pace a console bar shows ("images": images/s); "" shows none.
+    unit: str = ""
 
 
 _KINDS: dict[str, JobKind] = {}

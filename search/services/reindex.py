@@ -11,7 +11,8 @@ is kept for ``rollback``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -24,7 +25,7 @@ from search.errors import SearchError
 from search.models import ModelStatus, ModelVersion, ReindexJob, ReindexStatus
 from search.services import gate
 from search.services.index_building import index_optimize
-from search.services.indexing import fill_collection
+from search.services.indexing import IndexOutcome, fill_collection
 from search.services.model_versions import model_activate
 from search.vector_store import vector_store
 
@@ -76,17 +77,27 @@ def reindex_fill(
         status=ReindexStatus.RUNNING, started_at=job.started_at or timezone.now()
     )
     model = job.model_version
-    while True:
-        job.refresh_from_db()
-        batch = selectors.image_ids_in_order(after=job.cursor, limit=BATCH)
-        if not batch:
-            break
-        outcome = fill_collection(batch, model)
+    job.refresh_from_db()
+    drawn: deque[list[str]] = deque()  # batches handed to the pipeline, not yet written
+
+    def from_cursor() -> Iterator[list[str]]:
+        # The pipeline draws a batch ahead (its photos decode while the one before embeds), so the
+        # walk keeps its own position; the job's cursor moves only once a batch is written.
+        after = job.cursor
+        while batch := selectors.image_ids_in_order(after=after, limit=BATCH):
+            drawn.append(batch)
+            after = batch[-1]
+            yield batch
+
+    def written(step: IndexOutcome) -> None:
+        batch = drawn.popleft()
         ReindexJob.objects.filter(pk=job.pk).update(
-            cursor=batch[-1], done=F("done") + len(outcome.indexed), failed=F("failed") + len(outcome.failed)
+            cursor=batch[-1], done=F("done") + len(step.indexed), failed=F("failed") + len(step.failed)
         )
         if on_batch is not None:
             on_batch(job)
+
+    fill_collection(from_cursor(), model, on_batch=written)
     index_optimize(model, log_line=log_line)
     ReindexJob.objects.filter(pk=job.pk).update(status=ReindexStatus.EVALUATING)
     job.refresh_from_db()

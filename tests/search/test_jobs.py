@@ -242,3 +242,27 @@ def test_the_demos_training_is_queued_once(active_model, candidate) -> None:
         out.getvalue().splitlines()[-1] == "A model trained on the catalog serves already (v8); not training."
     )
     assert Job.objects.count() == 1
+
+
+def test_index_progress_carries_a_pace(active_model, media_root) -> None:
+    from catalog import services as catalog_services
+    from tests.fixtures.images import image_bytes
+
+    product = catalog_services.product_create(sku="R", title="R")
+    ids = [
+        str(catalog_services.product_image_add(product=product, data=image_bytes(pattern=i + 1)).image.pk)
+        for i in range(3)
+    ]
+    job = job_run(job_submit(kind="index_pending", params={"image_ids": ids}, claim=True))
+    assert job.state == JobState.SUCCEEDED and (job.done, job.total) == (3, 3)
+    assert "images/s" in job.log.splitlines()[-1]
+
+
+def test_rate_counts_from_its_first_update_and_says_its_unit(monkeypatch) -> None:
+    clock = iter([100.0, 102.0, 102.0, 102.0])
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: next(clock))
+    rate = jobs.Rate("images", every_s=1.0)
+    rate.update(50)  # a resumed job: what earlier runs did is not this run's pace
+    rate.update(90)
+    assert rate.per_s() == 20.0 and rate.text() == "20.0 images/s" and rate.count == 90
+    assert rate.due() and not rate.due()

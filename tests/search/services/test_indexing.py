@@ -83,3 +83,88 @@ def test_no_active_model_is_a_typed_error(db, vector_store_path, media_root) -> 
     with pytest.raises(NoActiveModel) as info:
         index_pending_images([str(image.pk)])
     assert info.value.code == "model_unavailable"
+
+
+class _CountingEmbedder:
+    """The real embedder, with each model call's batch size written down (a spy, not a mock)."""
+
+    def __init__(self, real) -> None:
+        self.real, self.calls = real, []
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def embed(self, pixels):
+        self.calls.append(len(pixels))
+        return self.real.embed(pixels)
+
+
+@pytest.fixture
+def counting_embedder(monkeypatch, active_model):
+    from search.embedders import embedder_for
+    from search.services import indexing
+
+    spy = _CountingEmbedder(embedder_for(active_model))
+    monkeypatch.setattr(indexing, "embedder_for", lambda model: spy)
+    return spy
+
+
+def test_a_worker_task_takes_pending_uploads_along_in_batches_and_each_is_indexed_once(
+    active_model, media_root, counting_embedder, monkeypatch
+) -> None:
+    from search.services import indexing
+
+    monkeypatch.setattr(indexing, "BATCH", 4)
+    images = _pending_images(10)
+    ids = [str(i.pk) for i in images]
+    # The first upload's task (the other nine are pending, their own tasks still queued).
+    outcome = indexing.index_with_pending([ids[0]])
+    assert sorted(outcome.indexed) == sorted(ids)
+    assert counting_embedder.calls == [4, 4, 2]  # three model calls for ten uploads
+    assert vector_store().count(active_model.collection) == 10
+    assert set(ProductImage.objects.filter(pk__in=ids).values_list("index_status", flat=True)) == {
+        IndexStatus.INDEXED
+    }
+    # The other uploads' tasks, delivered after: nothing left to embed.
+    for image_id in ids[1:]:
+        assert indexing.index_with_pending([image_id]).indexed == []
+    assert counting_embedder.calls == [4, 4, 2]
+
+
+@pytest.mark.parametrize("decode_ahead", [True, False])
+def test_a_broken_photo_among_good_ones_fails_alone_and_every_batch_is_written(
+    active_model, media_root, monkeypatch, decode_ahead
+) -> None:
+    from search.services import indexing
+
+    monkeypatch.setattr(indexing, "BATCH", 2)
+    monkeypatch.setattr(indexing, "DECODE_AHEAD", decode_ahead)  # on with more than 2 cores
+    images = _pending_images(5)
+    bad = images[2]
+    default_storage.delete(bad.file.name)
+    steps = []
+    outcome = index_pending_images([str(i.pk) for i in images], on_batch=steps.append)
+    good = {str(i.pk) for i in images} - {str(bad.pk)}
+    assert set(outcome.indexed) == good and list(outcome.failed) == [str(bad.pk)]
+    assert [(len(s.indexed), len(s.failed)) for s in steps] == [(2, 0), (1, 1), (1, 0)]
+    bad.refresh_from_db()
+    assert bad.index_status == IndexStatus.FAILED and bad.index_attempts == 1
+    assert ProductImage.objects.filter(index_status=IndexStatus.INDEXED).count() == 4
+    assert vector_store().count(active_model.collection) == 4
+
+
+def test_a_store_failure_leaves_the_batch_pending_not_half_marked(
+    active_model, media_root, monkeypatch
+) -> None:
+    from search.services import indexing
+
+    images = _pending_images(3)
+    store = vector_store()
+
+    def down(*args, **kwargs):
+        raise ConnectionError("store unreachable")
+
+    monkeypatch.setattr(store, "upsert", down)
+    with pytest.raises(ConnectionError):
+        indexing.index_pending_images([str(i.pk) for i in images])
+    assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.PENDING}
