@@ -144,6 +144,7 @@ def _swap_in(store: EdgeVectorStore, name: str, entry: _Shard, work: Path) -> tu
             for op in entry.journal or []:
                 shard.update(op)
             shard.flush()
+            indexed = int(shard.info().indexed_vectors_count)
         except BaseException:
             # The copy would not open or take the writes: the live generation serves again.
             entry.shard = qe.EdgeShard.load(str(previous_target))
@@ -154,7 +155,7 @@ def _swap_in(store: EdgeVectorStore, name: str, entry: _Shard, work: Path) -> tu
         entry.last_flush = time.monotonic()
         moved = point_name_at(store.root, name, work)
         swap_ms = (time.monotonic() - pause) * 1000.0
-    indexed = int(shard.info().indexed_vectors_count)
+    # Nothing below may raise: the copy is live now, and the caller's cleanup would delete it.
     # The generation it replaced (or, in a store from before generations, the real folder moved aside).
     shutil.rmtree(moved if moved is not None else previous_target, ignore_errors=True)
     return swap_ms, indexed
