@@ -16,6 +16,29 @@ def weights_value(weights: str | Path) -> str:
     return "imagenet" if str(weights) == "imagenet" else str(Path(weights).resolve())
 
 
+# Settings a benchmark's own install passes over the caller's shell: a broker, a Qdrant server or TF
+# Serving there would take the benchmark off the embedded defaults it measures.
+EXTERNAL_SERVICES = ("CELERY_BROKER_URL", "QDRANT_URL", "TF_SERVING_TARGET")
+
+
+def embedded_settings(workdir: Path) -> dict[str, str]:
+    """The environment of a private embedded install under ``workdir``: nothing of the developer's var/
+    is read or written, no search is throttled, and nothing may fetch beyond loopback."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings.base",
+        "VAR_DIR": str(workdir),
+        "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(workdir / "media"),
+        "MODELS_DIR": str(workdir / "models"),
+        "VECTOR_STORE_PATH": str(workdir / "qdrant"),
+        # The throttles (60/min anonymous, 600/min per client) would answer 429 within the first minute.
+        "SEARCH_THROTTLE_ANON": "1000000/min",
+        "SEARCH_THROTTLE_USER": "1000000/min",
+        "IMAGE_FETCH_ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 def missing_inputs(data: Path, weights: str | Path, split: str) -> str | None:
     """A one-line reason to skip when the dataset's ``split`` folder or a named weights file is absent."""
     if not (Path(data) / "dataset" / split).is_dir():

@@ -28,23 +28,12 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from bench.inputs import DEFAULT_DATA, REPO
+from bench.inputs import DEFAULT_DATA, EXTERNAL_SERVICES, REPO, embedded_settings
 
 
 def _setup_django(workdir: Path, weights: str) -> None:
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings.base",
-        VAR_DIR=str(workdir),
-        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
-        MEDIA_ROOT=str(workdir / "media"),
-        MODELS_DIR=str(workdir / "models"),
-        VECTOR_STORE_PATH=str(workdir / "qdrant"),
-        BACKBONE_WEIGHTS=weights,
-        SEARCH_THROTTLE_ANON="1000000/min",
-        SEARCH_THROTTLE_USER="1000000/min",
-        LOG_LEVEL="WARNING",
-    )
-    for var in ("CELERY_BROKER_URL", "QDRANT_URL", "TF_SERVING_TARGET"):
+    os.environ.update(embedded_settings(workdir), BACKBONE_WEIGHTS=weights)
+    for var in EXTERNAL_SERVICES:
         os.environ.pop(var, None)
     import django
 

@@ -44,7 +44,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs, weights_value
+from bench.inputs import (
+    DEFAULT_DATA,
+    DEFAULT_WEIGHTS,
+    EXTERNAL_SERVICES,
+    REPO,
+    embedded_settings,
+    missing_inputs,
+    weights_value,
+)
 
 IMAGES_PER_PRODUCT = 3
 CATEGORIES = [f"cat-{i:02d}" for i in range(40)]
@@ -68,20 +76,8 @@ def _ms(t0: float) -> float:
 
 def _setup_django(workdir: Path) -> None:
     """A private embedded environment: nothing of the developer's var/ is read or written."""
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings.base",
-        VAR_DIR=str(workdir),
-        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
-        MEDIA_ROOT=str(workdir / "media"),
-        MODELS_DIR=str(workdir / "models"),
-        VECTOR_STORE_PATH=str(workdir / "qdrant"),
-        # The throttles (60/min anonymous, 600/min per client) would answer 429 within the first minute.
-        SEARCH_THROTTLE_ANON="1000000/min",
-        SEARCH_THROTTLE_USER="1000000/min",
-        LOG_LEVEL="WARNING",
-    )
-    # Embedded defaults only: no broker, no Qdrant server, no TF Serving from the caller's shell.
-    for var in ("CELERY_BROKER_URL", "QDRANT_URL", "TF_SERVING_TARGET"):
+    os.environ.update(embedded_settings(workdir))
+    for var in EXTERNAL_SERVICES:
         os.environ.pop(var, None)
     (workdir / "static").mkdir(parents=True, exist_ok=True)  # whitenoise warns on every request without it
     import django

@@ -48,7 +48,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs, weights_value
+from bench.inputs import (
+    DEFAULT_DATA,
+    DEFAULT_WEIGHTS,
+    EXTERNAL_SERVICES,
+    REPO,
+    embedded_settings,
+    missing_inputs,
+    weights_value,
+)
 from bench.load import _gunicorn_worker, _multipart, _request
 
 CATEGORY_COUNT = 300
@@ -80,29 +88,17 @@ def _du_mb(path: Path) -> float:
 def _environment(workdir: Path, weights: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "QDRANT_", "TF_SERVING"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.base",
-        VAR_DIR=str(workdir),
-        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
-        MEDIA_ROOT=str(workdir / "media"),
-        MODELS_DIR=str(workdir / "models"),
-        VECTOR_STORE_PATH=str(workdir / "qdrant"),
+        embedded_settings(workdir),
         BACKBONE_WEIGHTS=weights_value(weights),
-        SEARCH_THROTTLE_ANON="1000000/min",
-        SEARCH_THROTTLE_USER="1000000/min",
-        # Nothing here fetches a URL; pinned to loopback all the same.
-        IMAGE_FETCH_ALLOWED_HOSTS="127.0.0.1",
-        LOG_LEVEL="WARNING",
         TF_CPP_MIN_LOG_LEVEL="2",
         PYTHONPATH=str(REPO),
     )
-    for var in ("CELERY_BROKER_URL", "QDRANT_URL", "TF_SERVING_TARGET"):
-        env.pop(var, None)
     return env
 
 
 def _django(env: dict[str, str]) -> None:
     os.environ.update(env)
-    for var in ("CELERY_BROKER_URL", "QDRANT_URL", "TF_SERVING_TARGET"):
+    for var in EXTERNAL_SERVICES:
         os.environ.pop(var, None)
     import django
 
