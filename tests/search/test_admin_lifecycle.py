@@ -203,3 +203,31 @@ def test_the_search_api_says_which_model_answered(api_client, active_model) -> N
     response = api_client.post("/api/v1/search/", {"image": SimpleUploadedFile("q.jpg", image_bytes())})
     assert response.status_code == 200
     assert (response.json()["model_version"], response.json()["model_kind"]) == (7, "bootstrap")
+
+
+def test_the_index_page_says_how_a_collection_is_searched_and_queues_a_build(
+    admin_client, active_model
+) -> None:
+    active_model.index = {
+        "hnsw_ef": 256,
+        "oversampling": 8.0,
+        "recall_at_10": 0.9855,
+        "points": 1_000_000,
+        "indexed": 1_000_000,
+    }
+    active_model.save()
+    listing = admin_client.get("/admin/search/modelversion/").content.decode()
+    assert "hnsw_ef 256 (int8, 8x rescored) · recall@10 0.986 · 1000000/1000000 points" in listing
+    url = f"/admin/search/modelversion/{active_model.pk}/optimize/"
+    page = admin_client.get(url).content.decode()
+    assert "Optimize the index of v7" in page and "0 points, 0 in a graph now" in page
+    response = admin_client.post(url, {"csrfmiddlewaretoken": _csrf(admin_client, url)})
+    job = Job.objects.get(kind="optimize_index")
+    assert response.status_code == 302 and response["Location"].endswith(
+        f"/admin/search/job/{job.pk}/change/"
+    )
+    assert job.params == {"model": active_model.version} and job.state == JobState.QUEUED
+
+
+def test_a_collection_without_an_index_is_listed_as_exact(admin_client, active_model) -> None:
+    assert "exact (no index built)" in admin_client.get("/admin/search/modelversion/").content.decode()
