@@ -48,8 +48,9 @@ class IndexSpec:
     # at ef 512 on 1M clustered 128-d points here; docs/scaling.md has this project's figures.
     m: int = 16
     ef_construct: int = 100
-    # A segment whose vectors fit in this stays a plain (exact) segment: scanning 20,000 256-d vectors
-    # takes ~3 ms here (bench/scale.py), about what a graph search costs with its rescoring.
+    # A segment whose vectors fit in this stays a plain (exact) segment. An exact search of 10,000
+    # 256-d vectors measured 2-3 ms p50 in the API (bench/scale.py), about what a graph search with its
+    # rescoring costs at 1M (2.7 ms ungrouped), so twice that still pays no graph.
     indexing_threshold_kb: int = 20_000
     # A filter matching fewer vectors than this is answered by the payload index plus an exact scan of
     # what it matches (recall 1.0) instead of a filtered graph walk: a 1% filter at 1M 256-d points
