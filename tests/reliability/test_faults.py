@@ -221,7 +221,7 @@ def test_broker_restart_mid_indexing_loses_no_image(
 ) -> None:
     own_redis = over_own_redis
     uploads = Uploader()
-    uploads.add(20)
+    first = uploads.add(20)
     worker = make_worker(own_redis.url)
     worker.start()
     # The worker has taken its first message (a batch of every pending image, and seconds of model
@@ -234,11 +234,18 @@ def test_broker_restart_mid_indexing_loses_no_image(
     assert response.status_code == 201, response.content
     during_outage = [response.json()["id"], *uploads.add(2)]
     # The batch in hand finishes without a broker (it only needs the database and the store).
-    wait_until(lambda: _indexed() == 20, timeout=60, what="the batch in hand", on_fail=worker.log_tail)
+    wait_until(
+        lambda: ProductImage.objects.filter(pk__in=first, index_status=IndexStatus.INDEXED).count() == 20,
+        timeout=60,
+        what="the batch in hand",
+        on_fail=worker.log_tail,
+    )
     own_redis.start()  # same port, empty: the queued messages are gone
     assert _queued(own_redis.client()) == 0
-    pending = ProductImage.objects.filter(pk__in=during_outage, index_status=IndexStatus.PENDING)
-    assert pending.count() == 3, "uploads whose tasks never reached a broker wait for the sweeper"
+    # The outage uploads' tasks never reached a broker. The task in hand pulls other pending uploads
+    # along for up to a minute (search/services/indexing.py::index_with_pending), so it may index
+    # them itself; whatever it left is the sweeper's, below.
+    left = ProductImage.objects.filter(pk__in=during_outage, index_status=IndexStatus.PENDING).count()
 
     # The sweep travels through the restarted Redis to the same worker process: it reconnected.
     sweeps = _sweep_until_indexed(worker, timeout=90)
@@ -250,7 +257,10 @@ def test_broker_restart_mid_indexing_loses_no_image(
         on_fail=worker.log_tail,
     )
     assert worker.alive()
-    print(f"\n[faults] broker restart: 19 queued messages lost, 3 outage uploads healed by {sweeps} sweep(s)")
+    print(
+        f"\n[faults] broker restart: 19 queued messages lost; of 3 outage uploads, {3 - left} pulled along by "
+        f"the task in hand, {left} healed by {sweeps} sweep(s)"
+    )
     worker.stop()
     _assert_store_matches_db(active_model.collection, active_model.version)
     assert ProductImage.objects.count() == uploads.count + 1 == 26
