@@ -70,11 +70,7 @@ class ModelVersion(models.Model):
     @property
     def search_beam(self) -> Beam | None:
         """The graph beam this model's collection is searched with; None: exactly (no graph yet)."""
-        index = self.index or {}
-        if not index.get("hnsw_ef"):
-            return None
-        oversampling = index.get("oversampling")
-        return Beam(int(index["hnsw_ef"]), None if oversampling is None else float(oversampling))
+        return Beam.from_dict(self.index or {})
 
 
 class ReindexStatus(models.TextChoices):

@@ -1,8 +1,10 @@
-"""Building a collection's graph off the request path, and choosing the beam (``hnsw_ef``) it is
-searched with by measuring recall@10 against exact search on the collection's own vectors.
+"""Building a collection's graph off the request path, and choosing the beam (``hnsw_ef`` and int8
+rescoring) it is searched with by measuring recall@10 against exact search on queries made from the
+collection's own vectors (midpoints of two of its points).
 
 The choice is stored with the collection's model version (``ModelVersion.index``); the search service
-passes its ``hnsw_ef`` to the store, and a collection without one is searched exactly. Collections
+passes its beam (``ModelVersion.search_beam``) to the store, and a collection without one is searched
+exactly. Collections
 whose vectors stay under the IndexSpec's indexing threshold are never given a graph: an exact scan is
 as fast there. Who runs this: the "optimize_index" job (search/services/job_kinds.py), the reindex
 job before its gate, and the sweeper when too much of the active collection is outside the graph.

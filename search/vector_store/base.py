@@ -88,6 +88,14 @@ class Beam:
     def as_dict(self) -> dict[str, Any]:
         return {"hnsw_ef": self.ef, "oversampling": self.oversampling}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Beam | None:
+        """The beam ``as_dict`` wrote; None where there is none (an exact search)."""
+        if not data.get("hnsw_ef"):
+            return None
+        oversampling = data.get("oversampling")
+        return cls(int(data["hnsw_ef"]), None if oversampling is None else float(oversampling))
+
 
 # What a collection is searched with before its beam has been chosen: an exact scan.
 EXACT: Beam | None = None

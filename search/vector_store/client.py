@@ -340,11 +340,12 @@ class QdrantClientVectorStore(VectorStore):
         """
         log = progress or (lambda line: None)
         started = time.monotonic()
-        config = collection_config(0, spec)  # on_disk_payload is fixed at creation on a server
+        # on_disk_payload is fixed at creation on a server; the rest is updated.
+        config = collection_config(0, spec, indexing=True)
         with self._errors(collection):
             self._client.update_collection(
                 collection,
-                optimizers_config=collection_config(0, spec, indexing=True)["optimizers_config"],
+                optimizers_config=config["optimizers_config"],
                 hnsw_config=config["hnsw_config"],
                 quantization_config=config["quantization_config"],
                 vectors_config={"": models.VectorParamsDiff(on_disk=spec.vectors_on_disk)},
