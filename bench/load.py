@@ -130,6 +130,22 @@ def _gunicorn_worker(master: int, timeout: float = 60) -> int:
     raise SystemExit("gunicorn started no worker")
 
 
+def _await_ready(port: int, server: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Until /readyz answers 200: post_worker_init loads the model before the worker accepts requests."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit(f"gunicorn not ready; see {log}")
+        time.sleep(0.5)
+
+
 class CpuSampler(threading.Thread):
     """Once a second: machine busy %, gunicorn worker CPU % (of one core), this process's CPU %."""
 
@@ -277,18 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             worker_pid = _gunicorn_worker(server.pid)
-            deadline = time.monotonic() + 180
-            while True:  # post_worker_init loads the model before the worker accepts requests
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", args.port, timeout=5)
-                    c.request("GET", "/readyz")
-                    if c.getresponse().status == 200:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit(f"gunicorn not ready; see {workdir / 'gunicorn.log'}")
-                time.sleep(0.5)
+            _await_ready(args.port, server, workdir / "gunicorn.log", timeout=180)
             for i in range(5):  # warm-up searches (graph tracing, page cache), not counted
                 body, ctype = _multipart("image", "q.jpg", query_bytes[-1 - i])
                 _request(args.port, "/api/v1/search/", body, ctype, {}, args.timeout)

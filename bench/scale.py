@@ -33,7 +33,6 @@ Queries are Grocery test-split photos (never in the catalog), embedded by the mo
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -57,7 +56,7 @@ from bench.inputs import (
     missing_inputs,
     weights_value,
 )
-from bench.load import _gunicorn_worker, _multipart, _request
+from bench.load import _await_ready, _gunicorn_worker, _multipart, _request
 
 CATEGORY_COUNT = 300
 IMAGES_PER_PRODUCT = 5
@@ -322,18 +321,8 @@ class Server:
             start_new_session=True,
         )
         self.worker = _gunicorn_worker(self.proc.pid)
-        deadline = time.monotonic() + 300
-        while True:  # post_worker_init loads the model before the worker accepts requests
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise SystemExit(f"gunicorn not ready; see {self.log}")
-            time.sleep(0.5)
+        _await_ready(self.port, self.proc, self.log, timeout=300)
+        return self
 
     def rss_peak_mb(self) -> float:
         return _rss_mb(self.worker)
