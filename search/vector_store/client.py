@@ -27,6 +27,7 @@ from .base import (
     BuildReport,
     CollectionNotFound,
     DimensionMismatch,
+    FieldIndex,
     Hit,
     IndexSpec,
     IndexState,
@@ -45,12 +46,6 @@ from .base import (
     vector_to_list,
 )
 
-_SCHEMA = {
-    "integer": models.PayloadSchemaType.INTEGER,
-    "keyword": models.PayloadSchemaType.KEYWORD,
-    "float": models.PayloadSchemaType.FLOAT,
-    "bool": models.PayloadSchemaType.BOOL,
-}
 # A build on the server: how often to ask whether it is done, and to say it is still going.
 BUILD_POLL_S = 2.0
 BUILD_LOG_EVERY_S = 30.0
@@ -183,10 +178,10 @@ class QdrantClientVectorStore(VectorStore):
                 # Local mode warns that payload indexes have no effect there; the call is still the
                 # server path's call, which is the point of testing against local mode.
                 warnings.simplefilter("ignore", UserWarning)
-                for field_name, kind in INDEXED_FIELDS.items():
+                for field_name, field in INDEXED_FIELDS.items():
                     if field_name not in have:
                         self._client.create_payload_index(
-                            name, field_name, field_schema=_SCHEMA[kind], wait=True
+                            name, field_name, field_schema=field_index_params(field, INDEX_SPEC), wait=True
                         )
 
     def collection_exists(self, name: str) -> bool:
@@ -461,6 +456,22 @@ def collection_config(dim: int, spec: IndexSpec, *, indexing: bool = False) -> d
         ),
         "on_disk_payload": spec.payload_on_disk,
     }
+
+
+def field_index_params(field: FieldIndex, spec: IndexSpec) -> Any:
+    """A payload index in qdrant-client's terms (``on_disk``, as the collection's other placements)."""
+    on_disk = spec.payload_indexes_on_disk
+    if field.kind == "keyword":
+        return models.KeywordIndexParams(type="keyword", on_disk=on_disk, enable_hnsw=field.graph_links)
+    if field.kind == "float":
+        return models.FloatIndexParams(type="float", on_disk=on_disk, enable_hnsw=field.graph_links)
+    if field.kind == "bool":
+        return models.BoolIndexParams(type="bool", on_disk=on_disk, enable_hnsw=field.graph_links)
+    if field.kind == "integer":
+        return models.IntegerIndexParams(
+            type="integer", lookup=True, range=field.ranged, on_disk=on_disk, enable_hnsw=field.graph_links
+        )
+    raise ValueError(f"unknown payload index kind {field.kind!r}")
 
 
 def search_params(beam: Beam | None) -> models.SearchParams:

@@ -31,6 +31,7 @@ from .base import (
     BuildReport,
     CollectionNotFound,
     DimensionMismatch,
+    FieldIndex,
     Hit,
     IndexSpec,
     IndexState,
@@ -55,12 +56,6 @@ try:  # POSIX; elsewhere the engine's own WAL lock still refuses a second opener
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-_SCHEMA = {
-    "integer": qe.PayloadSchemaType.Integer,
-    "keyword": qe.PayloadSchemaType.Keyword,
-    "float": qe.PayloadSchemaType.Float,
-    "bool": qe.PayloadSchemaType.Integer,  # see _BOOL_AS_INT
-}
 _ALIASES_FILE = "aliases.json"
 _LOCK_FILE = ".lock"
 _ENGINE_CONFIG = "edge_config.json"
@@ -246,7 +241,8 @@ class EdgeVectorStore(VectorStore):
             have = entry.shard.info().payload_schema
             missing = [f for f in INDEXED_FIELDS if f not in have]
             for field_name in missing:
-                op = qe.UpdateOperation.create_field_index(field_name, _SCHEMA[INDEXED_FIELDS[field_name]])
+                params = field_index_params(INDEXED_FIELDS[field_name], INDEX_SPEC)
+                op = qe.UpdateOperation.create_field_index(field_name, params)
                 entry.shard.update(op)
             if missing:
                 entry.shard.flush()
@@ -565,6 +561,20 @@ def engine_config(dim: int, spec: IndexSpec) -> Any:
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=spec.indexing_threshold_kb),
         payload_memory=qe.Memory.Cold if spec.payload_on_disk else qe.Memory.Pinned,
     )
+
+
+def field_index_params(field: FieldIndex, spec: IndexSpec) -> Any:
+    """A payload index in Qdrant Edge's terms."""
+    memory = qe.Memory.Cold if spec.payload_indexes_on_disk else qe.Memory.Pinned
+    if field.kind == "keyword":
+        return qe.KeywordIndexParams(enable_hnsw=field.graph_links, memory=memory)
+    if field.kind == "float":
+        return qe.FloatIndexParams(enable_hnsw=field.graph_links, memory=memory)
+    if field.kind in ("integer", "bool"):  # bools are stored as 0/1 here, see _BOOL_AS_INT
+        return qe.IntegerIndexParams(
+            lookup=True, range=field.ranged, enable_hnsw=field.graph_links, memory=memory
+        )
+    raise ValueError(f"unknown payload index kind {field.kind!r}")
 
 
 def search_params(beam: Beam | None) -> Any:

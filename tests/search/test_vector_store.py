@@ -512,3 +512,56 @@ def test_the_index_spec_builds_on_both_engines_and_searches_through_it(store: Ve
     assert [h.image_id for h in originals] == [h.image_id for h in exact]
     assert [h.image_id for h in graph][:1] == [h.image_id for h in exact][:1] == [image_id(7)]
     assert len(graph) == 5
+
+
+def test_filters_answer_the_same_through_the_built_index(store: VectorStore, kind: str) -> None:
+    """The payload indexes as the spec makes them (lookup-only integers, mapped from disk) still
+    answer every filter the API sends, on a built graph as on the exact scan."""
+    from search.vector_store import Beam, IndexSpec
+
+    rng = np.random.default_rng(9)
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)
+    payloads = [
+        {"product_id": i // 4, "category": f"c{i % 5}", "price": float(i % 50), "in_stock": i % 3 != 0}
+        for i in range(400)
+    ]
+    store.ensure_collection("filters", 8)
+    store.upsert(
+        "filters", [(image_id(i), v, p) for i, (v, p) in enumerate(zip(vectors, payloads, strict=True))]
+    )
+    store.build_index("filters", IndexSpec(indexing_threshold_kb=1, full_scan_threshold_kb=1))
+    filters: list[tuple[SearchFilter, Callable[[dict[str, Any]], bool]]] = [
+        (SearchFilter(categories=["c2"]), lambda p: p["category"] == "c2"),
+        (SearchFilter(min_price=10.0, max_price=20.0), lambda p: 10.0 <= p["price"] <= 20.0),
+        (
+            SearchFilter(in_stock=True, exclude_product_ids=[1, 2, 3]),
+            lambda p: p["in_stock"] and p["product_id"] not in (1, 2, 3),
+        ),
+        (
+            SearchFilter(active=True, categories=["c1", "c3"], max_price=30.0),
+            lambda p: p["category"] in ("c1", "c3") and p["price"] <= 30.0,
+        ),
+    ]
+    for flt, keep in filters:
+        for q in vectors[:5]:
+            exact = store.search("filters", q, 10, flt, group_by_product=False)
+            walked = store.search("filters", q, 10, flt, group_by_product=False, beam=Beam(400, None))
+            assert [h.image_id for h in walked] == [h.image_id for h in exact]
+            assert len(exact) == 10 and all(keep(h.payload) for h in exact)
+
+
+def test_edge_payload_indexes_are_mapped_and_integers_lookup_only(tmp_path: Path) -> None:
+    from search.vector_store import INDEXED_FIELDS
+
+    store = EdgeVectorStore(tmp_path / "vs")
+    store.ensure_collection(COLL, DIM)
+    schema = store._open(COLL).shard.info().payload_schema
+    assert set(schema) == set(INDEXED_FIELDS)
+    for name, field in INDEXED_FIELDS.items():
+        params = schema[name].params
+        assert str(params.memory).endswith("Cold"), name
+        assert params.enable_hnsw is field.graph_links, name
+        if field.kind in ("integer", "bool"):
+            assert (params.lookup, params.range) == (True, field.ranged), name
+    assert INDEXED_FIELDS["price"].ranged and not INDEXED_FIELDS["product_id"].ranged
+    store.close()
