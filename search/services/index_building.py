@@ -1,11 +1,11 @@
 """Building a collection's graph off the request path, and choosing the beam (``hnsw_ef`` and int8
 rescoring) it is searched with by measuring recall@10 against exact search on queries made from the
-collection's own vectors (midpoints of two of its points).
+collection's own vectors (midpoints of two of its points). The store runs that trial where it costs the
+serving process least (on Qdrant Edge, in the build's child process: search/vector_store/beam_trial.py).
 
 The choice is stored with the collection's model version (``ModelVersion.index``); the search service
 passes its beam (``ModelVersion.search_beam``) to the store, and a collection without one is searched
-exactly. Collections
-whose vectors stay under the IndexSpec's indexing threshold are never given a graph: an exact scan is
+exactly. Collections whose vectors stay under the IndexSpec's indexing threshold are never given a graph: an exact scan is
 as fast there. Who runs this: the "optimize_index" job (search/services/job_kinds.py), the reindex
 job before its gate, and the sweeper when too much of the active collection is outside the graph.
 """
@@ -13,18 +13,14 @@ job before its gate, and the sweeper when too much of the active collection is o
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from django.utils import timezone
 
 from search import selectors
 from search.models import ModelVersion
-from search.vector_store import INDEX_SPEC, Beam, IndexSpec, SearchFilter, vector_store
+from search.vector_store import INDEX_SPEC, Beam, BeamTrial, IndexSpec, SearchFilter, run_trial, vector_store
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +46,6 @@ BEAMS = (
 # leaves the shoppers' recall at or above it. 200 queries x 10 neighbours measure it to about +-0.01.
 RECALL_TARGET = 0.97
 SAMPLE_QUERIES = 200
-# Image ids are random UUIDs and the store pages in id order, so the first points of a scroll are a
-# random sample; queries are drawn from this many of them.
-SAMPLE_POOL = 4000
 # The sweeper asks for a new build once this share of a graph-sized collection is outside the graph
 # (an exact scan of it is added to every search until then).
 UNINDEXED_SHARE_MAX = 0.10
@@ -60,83 +53,7 @@ JOB_KIND = "optimize_index"
 # Every search of the API carries this filter (deactivated products never show), so recall is
 # measured with it.
 SEARCH_FILTER = SearchFilter(active=True)
-
-
-@dataclass
-class BeamChoice:
-    beam: Beam | None  # None: no beam reached the target; the collection stays exact
-    recall_at_10: float
-    queries: int
-    curve: list[dict[str, Any]] = field(default_factory=list)  # each beam tried: recall, median ms
-
-
-def sample_queries(collection: str, count: int = SAMPLE_QUERIES, *, seed: int = 0) -> list[list[float]]:
-    """``count`` unit vectors, each the midpoint of two points of the collection drawn at random."""
-    store = vector_store()
-    pool: list[str] = []
-    for image_id, _payload in store.scroll_ids(collection, batch=1000):
-        pool.append(image_id)
-        if len(pool) >= SAMPLE_POOL:
-            break
-    rng = random.Random(seed)
-    chosen = rng.sample(pool, min(2 * count, len(pool) - len(pool) % 2))
-    found = store.retrieve(collection, chosen, with_vectors=True)
-    vectors = [
-        np.asarray(found[i][0], dtype=np.float32) for i in chosen if found.get(i, (None,))[0] is not None
-    ]
-    queries = []
-    for a, b in zip(vectors[0::2], vectors[1::2], strict=False):
-        mid = a + b
-        norm = float(np.linalg.norm(mid))
-        if norm > 1e-6:
-            queries.append((mid / norm).tolist())
-    return queries
-
-
-def recall_at_10(
-    collection: str,
-    queries: list[list[float]],
-    beam: Beam,
-    *,
-    flt: SearchFilter | None = SEARCH_FILTER,
-    truth: list[set[str]] | None = None,
-) -> tuple[float, float, list[set[str]]]:
-    """Recall@10 of a beam against exact search, the median query time with it, and the exact
-    neighbour sets (pass them back to save work)."""
-    store = vector_store()
-    if truth is None:
-        truth = [
-            {h.image_id for h in store.search(collection, q, 10, flt, group_by_product=False)}
-            for q in queries
-        ]
-    found = total = 0
-    times: list[float] = []
-    for query, expected in zip(queries, truth, strict=True):
-        start = time.perf_counter()
-        hits = store.search(collection, query, 10, flt, group_by_product=False, beam=beam)
-        times.append((time.perf_counter() - start) * 1000.0)
-        found += len(expected.intersection(h.image_id for h in hits))
-        total += len(expected)
-    times.sort()
-    return (found / total if total else 1.0), (times[len(times) // 2] if times else 0.0), truth
-
-
-def choose_beam(
-    collection: str, *, target: float = RECALL_TARGET, queries: int = SAMPLE_QUERIES
-) -> BeamChoice:
-    sample = sample_queries(collection, queries)
-    choice = BeamChoice(beam=None, recall_at_10=0.0, queries=len(sample))
-    truth: list[set[str]] | None = None
-    for beam in BEAMS:
-        recall, median_ms, truth = recall_at_10(collection, sample, beam, truth=truth)
-        choice.curve.append(
-            {**beam.as_dict(), "recall_at_10": round(recall, 4), "median_ms": round(median_ms, 3)}
-        )
-        choice.recall_at_10 = max(choice.recall_at_10, recall)
-        if recall >= target:
-            choice.beam, choice.recall_at_10 = beam, recall
-            break
-    return choice
+TRIAL = BeamTrial(beams=BEAMS, target=RECALL_TARGET, queries=SAMPLE_QUERIES, flt=SEARCH_FILTER)
 
 
 def index_optimize(
@@ -147,7 +64,7 @@ def index_optimize(
     say = log_line or log.info
     store = vector_store()
     store.ensure_collection(model.collection, model.embedding_dim)
-    report = store.build_index(model.collection, spec, progress=say)
+    report = store.build_index(model.collection, spec, progress=say, trial=TRIAL)
     state = store.index_state(model.collection)
     index: dict[str, Any] = {
         "points": state.points,
@@ -166,7 +83,9 @@ def index_optimize(
     if state.indexed == 0:
         say(f"v{model.version}: {state.points} points, searched exactly (no graph needed)")
     else:
-        choice = choose_beam(model.collection)
+        # A graph left from before (the collection shrank under the threshold since) has no trial from
+        # this build; the collection is small then, and the trial cheap here.
+        choice = report.choice or run_trial(store, model.collection, TRIAL)
         index.update(
             **(choice.beam.as_dict() if choice.beam else {}),
             recall_at_10=round(choice.recall_at_10, 4),

@@ -65,6 +65,7 @@ from .base import (
     VectorStoreUnavailable,
     collection_name,
 )
+from .beam_trial import BeamChoice, BeamTrial, run_trial
 from .edge import EdgeVectorStore
 from .process import reset_vector_store, vector_store
 
@@ -79,6 +80,8 @@ __all__ = [
     "INDEXED_FIELDS",
     "INDEX_SPEC",
     "Beam",
+    "BeamChoice",
+    "BeamTrial",
     "BuildReport",
     "CollectionNotFound",
     "DimensionMismatch",
@@ -97,6 +100,7 @@ __all__ = [
     "collection_name",
     "open_vector_store",
     "reset_vector_store",
+    "run_trial",
     "vector_store",
 ]
 

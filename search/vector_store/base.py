@@ -12,9 +12,12 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .beam_trial import BeamChoice, BeamTrial
 
 # The alias outside readers (and the server path) use for the active collection.
 ALIAS = "images"
@@ -147,6 +150,9 @@ class BuildReport:
     peak_rss_mb: float | None = None  # of the process that built it, where that was a child
     swap_pause_ms: float | None = None  # how long searches waited while the new index came in
     copy_pause_ms: float | None = None  # how long writes waited while the collection was copied
+    choice: BeamChoice | None = (
+        None  # the beam trial's outcome, where one was asked for and a graph was built
+    )
 
 
 # Collection names become folder names on Qdrant Edge, so they are kept to a safe alphabet.
@@ -450,10 +456,13 @@ class VectorStore(abc.ABC):
         spec: IndexSpec = INDEX_SPEC,
         *,
         progress: Callable[[str], None] | None = None,
+        trial: BeamTrial | None = None,
     ) -> BuildReport:
         """Apply ``spec`` to the collection and build its graph and quantized vectors, off the
         request path: searches and writes go on meanwhile and stay exact and correct. Blocks the
-        calling thread (a job's) until the graph covers the collection; ``progress`` gets log lines."""
+        calling thread (a job's) until the graph covers the collection; ``progress`` gets log lines.
+        With a ``trial``, the beam is chosen on the built graph too (``BuildReport.choice``), where it
+        costs the serving process least (beam_trial.py)."""
 
     @abc.abstractmethod
     def retrieve(

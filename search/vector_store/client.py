@@ -45,6 +45,7 @@ from .base import (
     validate_name,
     vector_to_list,
 )
+from .beam_trial import BeamTrial, run_trial
 
 # A build on the server: how often to ask whether it is done, and to say it is still going.
 BUILD_POLL_S = 2.0
@@ -327,6 +328,7 @@ class QdrantClientVectorStore(VectorStore):
         spec: IndexSpec = INDEX_SPEC,
         *,
         progress: Callable[[str], None] | None = None,
+        trial: BeamTrial | None = None,
     ) -> BuildReport:
         """A server builds in its own process: switch indexing on with the spec, then wait for green.
 
@@ -355,7 +357,11 @@ class QdrantClientVectorStore(VectorStore):
                     log(f"{collection}: {info.indexed_vectors_count}/{info.points_count} vectors indexed")
                 time.sleep(BUILD_POLL_S)
         state = self.index_state(collection)
-        return BuildReport(points=state.points, indexed=state.indexed, seconds=time.monotonic() - started)
+        # The exact searches of the trial run on the server too: nothing of it loads this process.
+        choice = run_trial(self, collection, trial) if trial is not None and state.indexed else None
+        return BuildReport(
+            points=state.points, indexed=state.indexed, seconds=time.monotonic() - started, choice=choice
+        )
 
     def retrieve(
         self, collection: str, image_ids: Iterable[str], with_vectors: bool = False

@@ -50,6 +50,7 @@ from .base import (
     validate_name,
     vector_to_list,
 )
+from .beam_trial import BeamTrial
 
 try:  # POSIX; elsewhere the engine's own WAL lock still refuses a second opener, only later.
     import fcntl
@@ -402,13 +403,14 @@ class EdgeVectorStore(VectorStore):
         spec: IndexSpec = INDEX_SPEC,
         *,
         progress: Callable[[str], None] | None = None,
+        trial: BeamTrial | None = None,
     ) -> BuildReport:
         from .edge_build import build_on_copy
 
         entry = self._open(collection)
         with self._lock:
             real = self._resolve(collection)
-        return build_on_copy(self, real, entry, spec, progress or (lambda line: None))
+        return build_on_copy(self, real, entry, spec, progress or (lambda line: None), trial)
 
     def retrieve(
         self, collection: str, image_ids: Iterable[str], with_vectors: bool = False

@@ -9,7 +9,9 @@ process at lower priority:
    search writes nothing to the files): flush, copy the folder, start a journal of the writes that
    follow;
 2. a child process (``python -m search.vector_store.edge_build``) opens the copy with the IndexSpec's
-   config and optimizes it; the live shard keeps answering (exactly) and taking writes meanwhile;
+   config and optimizes it, then runs the beam trial on it (beam_trial.py: its exact searches read
+   every vector, which the web process should neither map nor pay for); the live shard keeps
+   answering (exactly) and taking writes meanwhile;
 3. holding both locks (the one pause for searches): close the live shard, open the copy (Edge's load
    holds the GIL too, 5 s at 1M points, so opening it beside the live one would stall searches just
    the same and hold both in memory), replay the journal on it, flush, make it the shard every caller
@@ -26,6 +28,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import qdrant_edge as qe
 
 from .base import BuildReport, IndexSpec, VectorStoreError
+from .beam_trial import BeamChoice, BeamTrial, run_trial
 from .edge import new_generation, point_name_at
 
 if TYPE_CHECKING:
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 # How often a running build says it is still running.
 LOG_EVERY_S = 30.0
+# The name the copy goes by in the child's scratch store, while the beam trial runs on it.
+TRIAL_COLLECTION = "trial"
 
 
 def build_threads(spec: IndexSpec) -> int:
@@ -50,7 +56,12 @@ def build_threads(spec: IndexSpec) -> int:
 
 
 def build_on_copy(
-    store: EdgeVectorStore, name: str, entry: _Shard, spec: IndexSpec, log: Callable[[str], None]
+    store: EdgeVectorStore,
+    name: str,
+    entry: _Shard,
+    spec: IndexSpec,
+    log: Callable[[str], None],
+    trial: BeamTrial | None = None,
 ) -> BuildReport:
     root = store.root
     live = (root / name).resolve()
@@ -79,7 +90,7 @@ def build_on_copy(
         f"vectors in a child process on {threads} thread(s)"
     )
     try:
-        child = _run_child(work, entry.dim or 0, spec, threads, log)
+        child = _run_child(work, entry.dim or 0, spec, threads, log, trial)
         swap_ms, indexed = _swap_in(store, name, entry, work)
     except BaseException:
         with entry.lock:
@@ -99,16 +110,17 @@ def build_on_copy(
         peak_rss_mb=child.get("peak_rss_mb"),
         swap_pause_ms=swap_ms,
         copy_pause_ms=copy_pause_ms,
+        choice=BeamChoice.from_dict(child["choice"]) if child.get("choice") else None,
     )
 
 
 def _run_child(
-    work: Path, dim: int, spec: IndexSpec, threads: int, log: Callable[[str], None]
+    work: Path, dim: int, spec: IndexSpec, threads: int, log: Callable[[str], None], trial: BeamTrial | None
 ) -> dict[str, Any]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     args = [sys.executable, "-m", "search.vector_store.edge_build", str(work), str(dim)]
-    args += [json.dumps(spec.as_dict()), str(threads)]
+    args += [json.dumps(spec.as_dict()), str(threads), json.dumps(trial.as_dict() if trial else None)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     started = last_log = time.monotonic()
     try:
@@ -161,7 +173,7 @@ def _swap_in(store: EdgeVectorStore, name: str, entry: _Shard, work: Path) -> tu
     return swap_ms, indexed
 
 
-def _child_main(path: str, dim: int, spec_json: str, threads: int) -> None:
+def _child_main(path: str, dim: int, spec_json: str, threads: int, trial_json: str) -> None:
     from .edge import engine_config
 
     os.nice(10)  # searches in the parent come first
@@ -171,10 +183,30 @@ def _child_main(path: str, dim: int, spec_json: str, threads: int) -> None:
     shard.flush()
     info = shard.info()
     shard.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    report = {"points": info.points_count, "indexed": info.indexed_vectors_count, "peak_rss_mb": peak}
+    report: dict[str, Any] = {"points": info.points_count, "indexed": info.indexed_vectors_count}
+    trial = json.loads(trial_json)
+    if trial and info.indexed_vectors_count:
+        report["choice"] = _trial_on_copy(Path(path), BeamTrial.from_dict(trial)).as_dict()
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps(report), flush=True)
 
 
+def _trial_on_copy(path: Path, trial: BeamTrial) -> BeamChoice:
+    """The beam trial through the gateway, on the built copy: a store of its own (a scratch root whose
+    one collection links to the copy), since the live root is locked by the serving process."""
+    from .edge import EdgeVectorStore
+
+    scratch = Path(tempfile.mkdtemp(prefix="beam-trial-"))
+    try:
+        os.symlink(path.resolve(), scratch / TRIAL_COLLECTION)
+        store = EdgeVectorStore(scratch)
+        try:
+            return run_trial(store, TRIAL_COLLECTION, trial)
+        finally:
+            store.close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # the link only; the copy it named stays
+
+
 if __name__ == "__main__":
-    _child_main(sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+    _child_main(sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])

@@ -565,3 +565,34 @@ def test_edge_payload_indexes_are_mapped_and_integers_lookup_only(tmp_path: Path
             assert (params.lookup, params.range) == (True, field.ranged), name
     assert INDEXED_FIELDS["price"].ranged and not INDEXED_FIELDS["product_id"].ranged
     store.close()
+
+
+def test_a_build_with_a_trial_chooses_the_first_beam_that_reaches_the_target(
+    store: VectorStore, kind: str
+) -> None:
+    from search.vector_store import Beam, BeamTrial, IndexSpec
+
+    rng = np.random.default_rng(6)
+    vectors = rng.normal(size=(600, 8)).astype(np.float32)
+    store.ensure_collection("trial", 8)
+    store.upsert("trial", [(image_id(i), v, {"product_id": i}) for i, v in enumerate(vectors)])
+    # The walk on the originals with ef as large as the collection finds what exact search finds.
+    trial = BeamTrial(
+        beams=(Beam(600, None), Beam(8, 1.0)), target=0.99, queries=30, flt=SearchFilter(active=True)
+    )
+    report = store.build_index(
+        "trial", IndexSpec(indexing_threshold_kb=1, full_scan_threshold_kb=1), trial=trial
+    )
+    if kind != "edge":  # local mode builds no graph, so there is no beam to choose
+        assert report.choice is None
+        return
+    choice = report.choice
+    assert choice is not None
+    assert choice.beam == Beam(600, None) and choice.recall_at_10 >= 0.99
+    assert choice.queries == 30
+    assert [(c["hnsw_ef"], c["oversampling"]) for c in choice.curve] == [(600, None)]  # stopped at the first
+    # The store still serves the built collection after the trial ran on the copy.
+    assert store.count("trial") == 600
+    assert store.search("trial", vectors[3], 1, group_by_product=False, beam=choice.beam)[
+        0
+    ].image_id == image_id(3)
