@@ -225,6 +225,9 @@ CATALOG_SYNC_FEED_TIMEOUT_S = env_float("CATALOG_SYNC_FEED_TIMEOUT_S", 1800.0)
 CATALOG_SYNC_MAX_PUSH_BYTES = env_int("CATALOG_SYNC_MAX_PUSH_BYTES", 256 * 1024 * 1024)
 # Search by image URL: the whole download (connect, redirects, body) within the request.
 SEARCH_IMAGE_URL_TIMEOUT_S = env_float("SEARCH_IMAGE_URL_TIMEOUT_S", 5.0)
+# Anyone may send a search URL, so queries reach public addresses only: they never inherit
+# IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS (search/services/query_images.py). This is their own exception.
+SEARCH_IMAGE_URL_ALLOW_PRIVATE_NETWORKS = env_list("SEARCH_IMAGE_URL_ALLOW_PRIVATE_NETWORKS", [])
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -246,6 +249,10 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "search_anon": env_str("SEARCH_THROTTLE_ANON", "60/min"),
         "search_user": env_str("SEARCH_THROTTLE_USER", "600/min"),
+        # Searches by image_url each make this server fetch a URL someone else chose: a budget of its
+        # own per client (secret key, else signed-in user, else client address: a publishable key
+        # serves every shopper, so its searches count per address), under the search rates above.
+        "search_url": env_str("SEARCH_IMAGE_URL_FETCHES", "20/min"),
         # Per API key, unless the key has its own rate. A publishable key serves all of a shop's
         # shoppers, so it gets more than one client address does.
         "api_key_publishable": env_str("API_KEY_THROTTLE_PUBLISHABLE", "600/min"),

@@ -13,7 +13,7 @@ from apikeys.permissions import ScopeIfKey
 from catalog import image_limits
 from search.api import serializers as s
 from search.api.links import HitLinks
-from search.api.throttling import SearchThrottle
+from search.api.throttling import ImageUrlFetchThrottle, SearchThrottle
 from search.services import query_images, search_logs, searching
 
 # Anyone may search (throttled per client address); with an API key, the key needs the search scope.
@@ -80,6 +80,9 @@ class SearchApi(APIView):
             image_limits.check_size(upload.size)
             image_bytes = upload.read()
         elif data.get("image_url") is not None:
+            budget = ImageUrlFetchThrottle()
+            if not budget.allow_request(request, self):
+                self.throttled(request, budget.wait())
             image_bytes = query_images.image_from_url(data["image_url"])
         query = searching.SearchQuery(
             image=image_bytes,
