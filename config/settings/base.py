@@ -256,6 +256,10 @@ REST_FRAMEWORK = {
         # Per API key, unless the key has its own rate. A publishable key serves all of a shop's
         # shoppers, so it gets more than one client address does.
         "api_key_publishable": env_str("API_KEY_THROTTLE_PUBLISHABLE", "600/min"),
+        # A publishable key is public and its Origin check stops browsers, not scripts: each client
+        # address gets this share of the key's rate (apikeys/throttling.py). One shopper's page
+        # makes a search and a click or two per minute; an anonymous client gets 60/min.
+        "api_key_publishable_address": env_str("API_KEY_THROTTLE_PUBLISHABLE_PER_ADDRESS", "60/min"),
         "api_key_secret": env_str("API_KEY_THROTTLE_SECRET", "1200/min"),
     },
 }

@@ -24,6 +24,9 @@ class ImageUrlFetchThrottle(KeyedThrottle):
 
     scope = "search_url"
 
+    def buckets(self, request: Request) -> list[tuple[str, str | None]]:
+        return [self.bucket_and_rate(request)]  # already per address for publishable keys
+
     def bucket_and_rate(self, request: Request) -> tuple[str, str | None]:
         rate = self.THROTTLE_RATES.get(self.scope)
         key = request.auth
