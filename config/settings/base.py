@@ -44,6 +44,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: times every request, and answers /metrics before the host and HTTPS checks (config/metrics.py).
     "config.metrics.MetricsMiddleware",
+    # Next: an oversized body is refused before anything reads it (config/body_limit.py).
+    "config.body_limit.BodyLimitMiddleware",
     # Next, so every answer of the CORS-enabled endpoints (errors and 429s included) gets its headers.
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
