@@ -201,12 +201,16 @@ INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 8)
 DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
 
 # --- Search log ---------------------------------------------------------------------------------
-# Every API search is logged (no photo, no client address). With SEARCH_LOG_PHOTOS the shopper's photo
+# Every API search is logged (no photo; the client as a keyed hash of its address, never the address).
+# With SEARCH_LOG_PHOTOS the shopper's photo
 # is kept too (as training data: manage.py train --with-feedback), in a folder of its own that is never
 # served, and deleted SEARCH_LOG_RETENTION_DAYS after the last search that sent it.
 SEARCH_LOG_PHOTOS = env_bool("SEARCH_LOG_PHOTOS", False)
 SEARCH_LOG_RETENTION_DAYS = env_int("SEARCH_LOG_RETENTION_DAYS", 30)
 SEARCH_LOG_PHOTOS_DIR = Path(env_str("SEARCH_LOG_PHOTOS_DIR", str(VAR_DIR / "search-photos")))
+# Clicks train only at positions a real result list shows (the widget shows 12 unless the shop sets
+# data-limit; the API answers up to 100, so a script could "click" anything it asked for).
+SEARCH_FEEDBACK_MAX_POSITION = env_int("SEARCH_FEEDBACK_MAX_POSITION", 24)
 
 # --- Catalog sync (catalog/services/sync/) ------------------------------------------------------
 # Products a full sync no longer finds leave search at once and are deleted after this many days.

@@ -13,7 +13,7 @@ from apikeys.permissions import ScopeIfKey
 from catalog import image_limits
 from search.api import serializers as s
 from search.api.links import HitLinks
-from search.api.throttling import ImageUrlFetchThrottle, SearchThrottle
+from search.api.throttling import ImageUrlFetchThrottle, SearchThrottle, client_of
 from search.services import query_images, search_logs, searching
 
 # Anyone may search (throttled per client address); with an API key, the key needs the search scope.
@@ -101,7 +101,7 @@ class SearchApi(APIView):
         # Logged once the answer has gone out (WSGI and ASGI servers close the response after sending
         # it): the shopper never waits for the INSERT (2-10 ms here under load; docs/benchmarks.md).
         log = partial(search_logs.search_log_record, query=query, outcome=outcome, api_key=_key(request),
-                      user=request.user)  # fmt: skip
+                      user=request.user, client=client_of(request))  # fmt: skip
         response._resource_closers.append(log)
         return response
 
