@@ -44,10 +44,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: times every request, and answers /metrics before the host and HTTPS checks (config/metrics.py).
     "config.metrics.MetricsMiddleware",
-    # Next: an oversized body is refused before anything reads it (config/body_limit.py).
-    "config.body_limit.BodyLimitMiddleware",
     # Next, so every answer of the CORS-enabled endpoints (errors and 429s included) gets its headers.
     "corsheaders.middleware.CorsMiddleware",
+    # Next: an oversized body is refused before anything reads it (config/body_limit.py); after CORS, so
+    # a shop's page can read the 413.
+    "config.body_limit.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
