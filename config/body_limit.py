@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 SYNC_PUSH_PATH = "/api/v1/catalog/sync/"
 
@@ -81,8 +81,8 @@ class BodyLimitMiddleware:
         limit, code = body_limit(request.path)
         length = _declared_length(request.META.get("CONTENT_LENGTH"))
         if length is not None and length > limit:
-            body, _ = _refusal(code, limit)
-            return JsonResponse(json.loads(body), status=413)
+            body, content_type = _refusal(code, limit)
+            return HttpResponse(body, content_type=content_type, status=413)
         # Django's own body readers (request.body, read(), the multipart parser) all read _stream.
         stream = getattr(request, "_stream", None)
         if stream is not None:
