@@ -120,12 +120,16 @@ def test_a_declared_length_over_the_cap_is_refused_unread_on_asgi() -> None:
 
 def test_a_body_longer_than_it_declared_is_cut_off_by_the_middleware_too() -> None:
     # Django's own ASGI handler, without config.asgi's wrapper, takes in a body of any length whatever
-    # its Content-Length says, and DRF reads the stream to its end; the middleware's capped stream
-    # still hands the parsers no more than the cap.
+    # its Content-Length says, and the multipart parser reads the stream to its end (a file's bytes
+    # count against no Django setting); the middleware's capped stream hands it no more than the cap.
     from django.core.asgi import get_asgi_application
 
-    body = json.dumps({"image_base64": "A" * (2 * LIMIT)}).encode()
+    body = (
+        b"--xyz\r\n"
+        b'Content-Disposition: form-data; name="image"; filename="q.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + b"\xff" * (2 * LIMIT) + b"\r\n--xyz--\r\n"
+    )
     chunks = [body[i : i + 1024] for i in range(0, len(body), 1024)]
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"100")]
+    headers = [(b"content-type", b"multipart/form-data; boundary=xyz"), (b"content-length", b"1000")]
     status, answer, _ = _asgi(get_asgi_application(), "/api/v1/search/", chunks, headers)
-    assert status == 413 and answer["error"]["code"] == "request_too_large"
+    assert status == 413 and answer["error"]["code"] == "request_too_large", answer
