@@ -1,6 +1,6 @@
 """``Authorization: Bearer <key>`` for DRF. A known, active key authenticates the request as that key
 (``request.auth`` is the ApiKey, ``request.user`` stays anonymous: keys belong to shops, not people).
-A publishable key is honoured only from the web origins it names."""
+A publishable key is honoured only with an Origin header it names."""
 
 from __future__ import annotations
 
@@ -41,7 +41,12 @@ class ApiKeyAuthentication(BaseAuthentication):
         if key.is_publishable:
             origin = keys.normalize_origin(http_request.headers.get("origin"))
             if origin is None:
-                # Publishable keys are public; without this, anyone could use one from a script.
+                # What the Origin check gives: a browser sets Origin itself and no page can forge
+                # it, so another site's page cannot spend this shop's key from its visitors'
+                # browsers. It does not stop a script, which can send any Origin it likes: a
+                # publishable key is public and only ever allowed to search and report clicks.
+                # What bounds a script is the rate limit, counted per key and, for publishable
+                # keys, per client address under the key (apikeys/throttling.py).
                 raise _origin_refused(
                     f"The publishable key {key.prefix}… is for web pages; the request has no Origin."
                 )

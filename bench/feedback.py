@@ -148,9 +148,12 @@ def _shoppers(photos: list[tuple[str, str]], key: str) -> dict[str, Any]:
     client = Client(HTTP_AUTHORIZATION=f"Bearer {key}", HTTP_ORIGIN=SHOP_ORIGIN)
     searches = clicks = 0
     positions: list[int] = []
-    for path, label in photos:
+    for n, (path, label) in enumerate(photos):
+        # Each photo is another shopper: clicks train once per client and product
+        # (search.log_selectors.feedback_examples), so one address for all would count as one shopper.
+        shopper = {"REMOTE_ADDR": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"}
         with open(path, "rb") as handle:
-            answer = client.post("/api/v1/search/", {"image": handle, "limit": TOP_K})
+            answer = client.post("/api/v1/search/", {"image": handle, "limit": TOP_K}, **shopper)
         if answer.status_code != 200:
             raise SystemExit(f"search of {path} answered {answer.status_code}: {answer.content[:200]!r}")
         body = answer.json()
@@ -159,7 +162,7 @@ def _shoppers(photos: list[tuple[str, str]], key: str) -> dict[str, Any]:
             if hit["product"]["sku"] == label:
                 event = {"search_id": body["search_id"], "product_id": hit["product"]["id"], "position": position,
                          "type": "click"}  # fmt: skip
-                reported = client.post("/api/v1/events/", event, content_type="application/json")
+                reported = client.post("/api/v1/events/", event, content_type="application/json", **shopper)
                 if reported.status_code != 202:
                     raise SystemExit(
                         f"click report answered {reported.status_code}: {reported.content[:200]!r}"

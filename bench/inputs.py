@@ -34,6 +34,9 @@ def embedded_settings(workdir: Path) -> dict[str, str]:
         # The throttles (60/min anonymous, 600/min per client) would answer 429 within the first minute.
         "SEARCH_THROTTLE_ANON": "1000000/min",
         "SEARCH_THROTTLE_USER": "1000000/min",
+        # Benchmarks search from one address, with a publishable key or by URL, many times a minute.
+        "API_KEY_THROTTLE_PUBLISHABLE_PER_ADDRESS": "1000000/min",
+        "SEARCH_IMAGE_URL_FETCHES": "1000000/min",
         "IMAGE_FETCH_ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
     }

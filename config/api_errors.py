@@ -63,8 +63,12 @@ ERRORS: dict[str, tuple[int, str]] = {
         "The pushed feed is larger than the server accepts (CATALOG_SYNC_MAX_PUSH_BYTES).",
     ),
     "unsupported_media_type": (415, "The request's content type is not accepted."),
+    # The client's URL, so the client's problem (a 4xx), not a fault of this server (5xx).
+    "image_url_unreachable": (
+        422,
+        "The image URL could not be fetched (no such host, no answer, or an HTTP error).",
+    ),
     "throttled": (429, "Too many requests; retry after the Retry-After header's seconds."),
-    "image_url_unreachable": (502, "The image URL could not be fetched (no answer, or an HTTP error)."),
     "model_unavailable": (503, "No model can embed the query right now."),
     "index_unavailable": (503, "The vector index cannot be searched right now."),
 }

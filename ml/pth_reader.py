@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
+import math
 import os
 import pickle
 import re
@@ -239,9 +240,38 @@ def read_pth(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise PthError(p, "malformed", "the storage key list is damaged")
     buffers = _read_storages(data, stream.tell(), keys, unpickler.storages, p)
-    arrays: dict[str, np.ndarray] = {}
     for name, value in state.items():
         if not isinstance(value, _Tensor):
             raise PthError(p, "malformed", f"state dict entry {name!r} is not a tensor")
-        arrays[name] = _tensor_to_array(value, buffers, p)
-    return arrays
+    _check_addressed_size(state, buffers, p)
+    return {name: _tensor_to_array(value, buffers, p) for name, value in state.items()}
+
+
+def _check_addressed_size(state: dict[str, _Tensor], buffers: dict[str, np.ndarray], path: Path) -> None:
+    """Refuse a state dict whose tensors would make more elements than the file's storages hold.
+
+    Strides may repeat elements (a stride of 0, or steps smaller than the rows), so without this a
+    few bytes could ask for gigabytes: one stored float with size (10**9,) and stride (0,). torch.save
+    writes each parameter's own elements, so a real tensor never holds more than its storage, and
+    the distinct views of a file together never more than all its storages (names tied to one
+    weight share one view and count once). Checked for every tensor before any array is made."""
+    held = sum(buffer.size for buffer in buffers.values())
+    views: set[tuple[Any, ...]] = set()
+    addressed = 0
+    for name, tensor in state.items():
+        count = math.prod(tensor.size)
+        if count > tensor.storage.numel:
+            raise PthError(
+                path,
+                "malformed",
+                f"tensor {name!r} of shape {tensor.size} makes {count} elements from a storage of "
+                f"{tensor.storage.numel}",
+            )
+        view = (tensor.storage.key, tensor.storage.offset + tensor.offset, tensor.size, tensor.stride)
+        if view not in views:
+            views.add(view)
+            addressed += count
+    if addressed > held:
+        raise PthError(
+            path, "malformed", f"the tensors make {addressed} elements from storages that hold {held}"
+        )

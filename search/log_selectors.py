@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -139,8 +140,42 @@ class FeedbackExample:
     negative_skus: tuple[str, ...]
 
 
-def feedback_examples(*, since: datetime | None = None, skipped: str = "above") -> Iterator[FeedbackExample]:
+@dataclass
+class FeedbackTally:
+    """What feedback_examples made of the clicks it read: how many it trusted, and why it dropped the
+    others. A script can search with limit=100 and "click" any product it was shown, again and
+    again; only clicks a shopper could have made on a real result list, once per search, count, and
+    a product gains weight from distinct clients, not from one client's repeats."""
+
+    trusted: int = 0
+    past_shown: int = 0  # at a position past what a result list shows (SEARCH_FEEDBACK_MAX_POSITION)
+    repeat_in_search: int = 0  # a further click in a search that already gave one
+    repeat_by_client: int = 0  # a client clicking a product it had already clicked in another search
+    unusable: int = 0  # the product was deleted, or the photo's file is gone
+
+    @property
+    def dropped(self) -> int:
+        return self.past_shown + self.repeat_in_search + self.repeat_by_client + self.unusable
+
+    def summary(self) -> str:
+        return (
+            f"Shoppers' clicks: {self.trusted} trusted, {self.dropped} dropped ({self.past_shown} past "
+            f"position {settings.SEARCH_FEEDBACK_MAX_POSITION}, {self.repeat_in_search} more in a search "
+            f"already counted, {self.repeat_by_client} repeats of a client's click on the same product, "
+            f"{self.unusable} on deleted products or purged photos)."
+        )
+
+
+def feedback_examples(
+    *, since: datetime | None = None, skipped: str = "above", tally: FeedbackTally | None = None
+) -> Iterator[FeedbackExample]:
     """Shoppers' clicks as training data, from searches whose photo is still kept (SEARCH_LOG_PHOTOS).
+
+    Which clicks are trusted (``tally``, when given, counts what was trusted and dropped, and why):
+    only at positions 1..SEARCH_FEEDBACK_MAX_POSITION (what a real result list shows, though the API
+    answers up to 100); only the first click of a search; and one click per client and product, so a
+    product's weight is the number of distinct clients who chose it (searches logged before clients
+    were recorded count as a client each).
 
     ``skipped="above"`` takes as negatives the results shown above the click (shoppers scan from the
     top, so those were seen and passed over); ``"all"`` takes every result shown but not clicked.
@@ -149,35 +184,52 @@ def feedback_examples(*, since: datetime | None = None, skipped: str = "above") 
     """
     if skipped not in ("above", "all"):
         raise ValueError(f"skipped must be 'above' or 'all', got {skipped!r}")
+    tally = tally if tally is not None else FeedbackTally()
+    max_position = settings.SEARCH_FEEDBACK_MAX_POSITION
     logs = (
         SearchLog.objects.filter(photo__isnull=False, clicks__isnull=False).select_related("photo").distinct()
     )
     if since is not None:
         logs = logs.filter(created_at__gte=since)
-    for search in logs.order_by("created_at").iterator(chunk_size=500):
-        path = photo_storage.path_of(search.photo.file)
-        if not path.is_file():
-            continue
-        clicks = list(search.clicks.filter(product__isnull=False).values_list("position", "product_id"))
-        clicked_ids = {pid for _, pid in clicks}
-        shown = [(r["position"], r["product_id"]) for r in search.results]
-        skus = dict(
-            Product.objects.filter(pk__in={pid for _, pid in shown} | clicked_ids).values_list("pk", "sku")
+    chosen_by: set[tuple[str, int]] = set()  # (client, product) pairs already counted
+    for search in logs.order_by("created_at", "pk").iterator(chunk_size=500):
+        clicks = list(
+            search.clicks.filter(product__isnull=False)
+            .order_by("created_at", "pk")
+            .values_list("position", "product_id")
         )
-        for position, product_id in sorted(clicks):
-            if product_id not in skus:
-                continue
-            negatives = [
-                pid
-                for pos, pid in shown
-                if pid not in clicked_ids and pid in skus and (skipped == "all" or pos < position)
-            ]
-            yield FeedbackExample(
-                search_id=str(search.pk),
-                photo_path=str(path),
-                crop=tuple(search.crop) if search.crop else None,
-                product_id=product_id,
-                sku=skus[product_id],
-                negative_product_ids=tuple(negatives),
-                negative_skus=tuple(skus[pid] for pid in negatives),
-            )
+        shown_clicks = [(pos, pid) for pos, pid in clicks if pos <= max_position]
+        tally.past_shown += len(clicks) - len(shown_clicks)
+        if not shown_clicks:
+            continue
+        tally.repeat_in_search += len(shown_clicks) - 1
+        position, product_id = shown_clicks[0]
+        clicked_ids = {pid for _, pid in clicks}  # never negatives, counted or not
+        client = search.client or f"search:{search.pk}"
+        if (client, product_id) in chosen_by:
+            tally.repeat_by_client += 1
+            continue
+        path = photo_storage.path_of(search.photo.file)
+        shown = [(r["position"], r["product_id"]) for r in search.results if r["position"] <= max_position]
+        skus = dict(
+            Product.objects.filter(pk__in={pid for _, pid in shown} | {product_id}).values_list("pk", "sku")
+        )
+        if product_id not in skus or not path.is_file():
+            tally.unusable += 1
+            continue
+        chosen_by.add((client, product_id))
+        tally.trusted += 1
+        negatives = [
+            pid
+            for pos, pid in shown
+            if pid not in clicked_ids and pid in skus and (skipped == "all" or pos < position)
+        ]
+        yield FeedbackExample(
+            search_id=str(search.pk),
+            photo_path=str(path),
+            crop=tuple(search.crop) if search.crop else None,
+            product_id=product_id,
+            sku=skus[product_id],
+            negative_product_ids=tuple(negatives),
+            negative_skus=tuple(skus[pid] for pid in negatives),
+        )

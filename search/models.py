@@ -220,6 +220,10 @@ class SearchLog(models.Model):
     photo = models.ForeignKey(
         SearchPhoto, null=True, blank=True, on_delete=models.SET_NULL, related_name="searches"
     )
+    # Who searched, as far as training on clicks needs to tell clients apart: "user:<id>" for a
+    # signed-in user, else a keyed hash of the client address (never the address itself). Blank on
+    # searches logged before it was recorded.
+    client = models.CharField(max_length=40, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

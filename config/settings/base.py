@@ -46,6 +46,9 @@ MIDDLEWARE = [
     "config.metrics.MetricsMiddleware",
     # Next, so every answer of the CORS-enabled endpoints (errors and 429s included) gets its headers.
     "corsheaders.middleware.CorsMiddleware",
+    # Next: an oversized body is refused before anything reads it (config/body_limit.py); after CORS, so
+    # a shop's page can read the 413.
+    "config.body_limit.BodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -199,12 +202,16 @@ INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 8)
 DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
 
 # --- Search log ---------------------------------------------------------------------------------
-# Every API search is logged (no photo, no client address). With SEARCH_LOG_PHOTOS the shopper's photo
+# Every API search is logged (no photo; the client as a keyed hash of its address, never the address).
+# With SEARCH_LOG_PHOTOS the shopper's photo
 # is kept too (as training data: manage.py train --with-feedback), in a folder of its own that is never
 # served, and deleted SEARCH_LOG_RETENTION_DAYS after the last search that sent it.
 SEARCH_LOG_PHOTOS = env_bool("SEARCH_LOG_PHOTOS", False)
 SEARCH_LOG_RETENTION_DAYS = env_int("SEARCH_LOG_RETENTION_DAYS", 30)
 SEARCH_LOG_PHOTOS_DIR = Path(env_str("SEARCH_LOG_PHOTOS_DIR", str(VAR_DIR / "search-photos")))
+# Clicks train only at positions a real result list shows (the widget shows 12 unless the shop sets
+# data-limit; the API answers up to 100, so a script could "click" anything it asked for).
+SEARCH_FEEDBACK_MAX_POSITION = env_int("SEARCH_FEEDBACK_MAX_POSITION", 24)
 
 # --- Catalog sync (catalog/services/sync/) ------------------------------------------------------
 # Products a full sync no longer finds leave search at once and are deleted after this many days.
@@ -225,6 +232,9 @@ CATALOG_SYNC_FEED_TIMEOUT_S = env_float("CATALOG_SYNC_FEED_TIMEOUT_S", 1800.0)
 CATALOG_SYNC_MAX_PUSH_BYTES = env_int("CATALOG_SYNC_MAX_PUSH_BYTES", 256 * 1024 * 1024)
 # Search by image URL: the whole download (connect, redirects, body) within the request.
 SEARCH_IMAGE_URL_TIMEOUT_S = env_float("SEARCH_IMAGE_URL_TIMEOUT_S", 5.0)
+# Anyone may send a search URL, so queries reach public addresses only: they never inherit
+# IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS (search/services/query_images.py). This is their own exception.
+SEARCH_IMAGE_URL_ALLOW_PRIVATE_NETWORKS = env_list("SEARCH_IMAGE_URL_ALLOW_PRIVATE_NETWORKS", [])
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -246,9 +256,17 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "search_anon": env_str("SEARCH_THROTTLE_ANON", "60/min"),
         "search_user": env_str("SEARCH_THROTTLE_USER", "600/min"),
+        # Searches by image_url each make this server fetch a URL someone else chose: a budget of its
+        # own per client (secret key, else signed-in user, else client address: a publishable key
+        # serves every shopper, so its searches count per address), under the search rates above.
+        "search_url": env_str("SEARCH_IMAGE_URL_FETCHES", "20/min"),
         # Per API key, unless the key has its own rate. A publishable key serves all of a shop's
         # shoppers, so it gets more than one client address does.
         "api_key_publishable": env_str("API_KEY_THROTTLE_PUBLISHABLE", "600/min"),
+        # A publishable key is public and its Origin check stops browsers, not scripts: each client
+        # address gets this share of the key's rate (apikeys/throttling.py). One shopper's page
+        # makes a search and a click or two per minute; an anonymous client gets 60/min.
+        "api_key_publishable_address": env_str("API_KEY_THROTTLE_PUBLISHABLE_PER_ADDRESS", "60/min"),
         "api_key_secret": env_str("API_KEY_THROTTLE_SECRET", "1200/min"),
     },
 }

@@ -40,6 +40,7 @@ LOG_LEVEL = "WARNING"
 # lookup (a test that needs more sets its own list). 127.0.0.2 is for the address-guard tests.
 IMAGE_FETCH_ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
 IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
+SEARCH_IMAGE_URL_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
 # The pretrained backbone would be downloaded; tests that cover the first import's bootstrap turn this
 # on with random weights at 32 px.
 AUTO_BOOTSTRAP_MODEL = False

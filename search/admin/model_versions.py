@@ -215,6 +215,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     def _page(self, request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
+        # The action pages (train, promote, optimize, roll back) are forms that change models: the
+        # admin_view wrapper only asks for is_staff, so they ask for the model permission themselves.
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         return TemplateResponse(
             request,
             f"admin/search/modelversion/{template}",
@@ -303,7 +307,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
             previous=selectors.previous_model(),
         )
 
-    def _file(self, pk: int, attribute: str) -> FileResponse:
+    def _file(self, request: HttpRequest, pk: int, attribute: str) -> FileResponse:
+        # The plots belong to the change page, which needs the view permission; admin_view alone
+        # lets any staff user in, whatever their permissions.
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         model = ModelVersion.objects.filter(pk=pk).first()
         file = getattr(model, attribute, "") if model else ""
         if not file or not Path(file).is_file():
@@ -311,10 +319,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return FileResponse(open(file, "rb"), content_type="image/png")
 
     def plot_view(self, request: HttpRequest, pk: int) -> FileResponse:
-        return self._file(pk, "plot_path")
+        return self._file(request, pk, "plot_path")
 
     def calibration_view(self, request: HttpRequest, pk: int) -> FileResponse:
-        return self._file(pk, "calibration_plot_path")
+        return self._file(request, pk, "calibration_plot_path")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

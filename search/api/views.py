@@ -13,7 +13,7 @@ from apikeys.permissions import ScopeIfKey
 from catalog import image_limits
 from search.api import serializers as s
 from search.api.links import HitLinks
-from search.api.throttling import SearchThrottle
+from search.api.throttling import ImageUrlFetchThrottle, SearchThrottle, client_of
 from search.services import query_images, search_logs, searching
 
 # Anyone may search (throttled per client address); with an API key, the key needs the search scope.
@@ -80,6 +80,9 @@ class SearchApi(APIView):
             image_limits.check_size(upload.size)
             image_bytes = upload.read()
         elif data.get("image_url") is not None:
+            budget = ImageUrlFetchThrottle()
+            if not budget.allow_request(request, self):
+                self.throttled(request, budget.wait())
             image_bytes = query_images.image_from_url(data["image_url"])
         query = searching.SearchQuery(
             image=image_bytes,
@@ -98,7 +101,7 @@ class SearchApi(APIView):
         # Logged once the answer has gone out (WSGI and ASGI servers close the response after sending
         # it): the shopper never waits for the INSERT (2-10 ms here under load; docs/benchmarks.md).
         log = partial(search_logs.search_log_record, query=query, outcome=outcome, api_key=_key(request),
-                      user=request.user)  # fmt: skip
+                      user=request.user, client=client_of(request))  # fmt: skip
         response._resource_closers.append(log)
         return response
 

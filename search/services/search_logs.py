@@ -74,6 +74,7 @@ def search_log_record(
     outcome: SearchOutcome,
     api_key=None,
     user=None,
+    client: str = "",
 ) -> SearchLog | None:
     """Log an answered search under ``outcome.search_id``. Never fails the search: a log that cannot be
     written is reported in the server log and the answer goes out (its clicks are then refused)."""
@@ -104,6 +105,7 @@ def search_log_record(
             top_product_id=results[0]["product_id"] if results else None,
             no_match=getattr(outcome, "no_match", None),
             photo=photo,
+            client=client,
         )
     except (DatabaseError, OSError):
         log.exception("search %s answered but not logged", outcome.search_id)

@@ -108,12 +108,15 @@ def train_candidate(
     check_trainable(items, "the catalog" if manifest is None else f"manifest {manifest}")
     hard_negatives: dict[str, list[str]] = {}
     feedback_count = 0
+    feedback_tally = None
     if with_feedback:
-        from search.log_selectors import feedback_examples
+        from search.log_selectors import FeedbackTally, feedback_examples
 
-        extra, hard_negatives = feedback_items(feedback_examples())
+        feedback_tally = FeedbackTally()
+        extra, hard_negatives = feedback_items(feedback_examples(tally=feedback_tally))
         feedback_count = len(extra)
         items = list(items) + extra
+        print(feedback_tally.summary(), flush=True)  # the command's output and a job's log
     if split_by == "product":  # unseen products: whole products held out
         train_items, val_items = split_items(
             items, val_fraction=val_fraction, split_by="product", seed=config.seed
@@ -184,6 +187,7 @@ def train_candidate(
             "split_by": split_by,
             "validation": result.validation,
             "feedback_photos": feedback_count,
+            "feedback_clicks": dataclasses.asdict(feedback_tally) if feedback_tally is not None else None,
         },
         config=json.loads(json.dumps(dataclasses.asdict(config), default=str)),
         eval_image_ids=eval_ids,

@@ -219,12 +219,17 @@ def outcome_result(outcome) -> dict[str, Any]:
         f"R@5 {_figure(m.get('recall@5'))}, mAP@R {_figure(m.get('map@r'))}. "
         f"Report: {outcome.model.report_path}."
     )
+    clicks = (outcome.model.metrics or {}).get("feedback_clicks")
+    if clicks:  # trained --with-feedback: how many shoppers' clicks it trusted, and dropped
+        dropped = sum(v for k, v in clicks.items() if k != "trusted")
+        summary += f" Shoppers' clicks: {clicks['trusted']} trusted, {dropped} dropped."
     return {
         "model_version": outcome.model.version,
         "recall@1": m.get("recall@1"),
         "map@r": m.get("map@r"),
         "baseline_recall@1": b.get("recall@1"),
         "wall_time_s": outcome.wall_time_s,
+        "feedback_clicks": clicks or None,
         "summary": summary,
     }
 

@@ -74,6 +74,14 @@ def test_errors_from_an_allowed_origin_carry_cors_headers(pk_key, settings) -> N
     assert revoked[ACAO] == SHOP  # the widget can show why
 
 
+def test_a_body_refused_for_its_size_carries_cors_headers(pk_key, settings) -> None:
+    # Refused before it is read (config/body_limit.py), yet the shop's page can read why.
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    answer = _post("/api/v1/search/", pk_key, SHOP, {"image_base64": "A" * 4096})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
+    assert answer[ACAO] == SHOP
+
+
 def test_secret_keys_and_other_endpoints_get_no_cors(pk_key, issue) -> None:
     secret = issue(scopes=["search"])
     answer = _post("/api/v1/search/", secret, SHOP)

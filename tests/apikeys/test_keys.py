@@ -164,6 +164,24 @@ def test_each_key_has_its_own_rate(issue, bearer) -> None:
     assert bearer(other).post("/api/v1/search/", {}, format="json").status_code == 400
 
 
+def test_a_publishable_key_is_rated_per_client_address_too(pk_key, bearer, monkeypatch) -> None:
+    # A script can copy the key and send the shop's Origin: the Origin check does not stop it, so one
+    # address may use only its share of the key's rate, and other shoppers keep theirs.
+    from search.api.throttling import SearchThrottle
+
+    rates = {
+        **SearchThrottle.THROTTLE_RATES,
+        "api_key_publishable": "100/min",
+        "api_key_publishable_address": "2/min",
+    }
+    monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", rates)
+    client = bearer(pk_key, HTTP_ORIGIN=SHOP)
+    statuses = [client.post("/api/v1/search/", {}, format="json").status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]
+    other = client.post("/api/v1/search/", {}, format="json", REMOTE_ADDR="192.0.2.9")
+    assert other.status_code == 400  # another address: its own share of the same key
+
+
 def test_revoking_in_the_admin_and_showing_the_key_once(admin_client) -> None:
     response = admin_client.post(
         "/admin/apikeys/apikey/add/",

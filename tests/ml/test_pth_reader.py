@@ -118,6 +118,22 @@ def test_a_tensor_reaching_past_its_storage_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("size", "stride"),
+    [
+        ((4096, 4096), (0, 0)),  # one stored float repeated 16 million times (64 MB from a tiny file)
+        ((4096, 4096), (1, 1)),  # overlapping rows: each a step along the same 8,191 floats
+    ],
+)
+def test_a_tensor_may_not_make_more_elements_than_its_storage_holds(tmp_path, size, stride):
+    base = np.arange(8191, dtype="float32")
+    path = write_legacy_pth(tmp_path / "tiny.pth", {"w": Strided(base, offset=0, size=size, stride=stride)})
+    assert path.stat().st_size < 40_000
+    with pytest.raises(PthError, match="makes 16777216 elements from a storage of 8191") as info:
+        read_pth(path)
+    assert info.value.code == "malformed"
+
+
+@pytest.mark.parametrize(
     ("content", "code"),
     [
         (b"PK\x03\x04" + b"\x00" * 100, "zip_format"),

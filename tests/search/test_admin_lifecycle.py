@@ -60,6 +60,38 @@ def test_the_change_page_shows_the_calibration_plot(admin_client, candidate, tmp
     assert response["Content-Type"] == "image/png" and b"".join(response.streaming_content) == PNG
 
 
+def test_plots_and_action_pages_need_the_model_permission_not_just_staff(
+    django_user_model, candidate, tmp_path
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    plot = tmp_path / "report.png"
+    plot.write_bytes(PNG)
+    candidate.plot_path = candidate.calibration_plot_path = str(plot)
+    candidate.save()
+    clerk = django_user_model.objects.create_user("clerk", password="pw-for-tests-only", is_staff=True)
+    client = Client()
+    client.force_login(clerk)
+    base = f"/admin/search/modelversion/{candidate.pk}"
+    plots = (f"{base}/plot.png", f"{base}/calibration.png")
+    actions = (
+        "/admin/search/modelversion/train/",
+        f"{base}/promote/",
+        "/admin/search/modelversion/rollback/",
+    )
+    assert client.get(f"{base}/change/").status_code == 403  # the page the plots belong to
+    for url in plots + actions:
+        assert client.get(url).status_code == 403, url
+    clerk.user_permissions.add(Permission.objects.get(codename="view_modelversion"))
+    client.force_login(django_user_model.objects.get(pk=clerk.pk))  # permissions are cached per user object
+    assert client.get(f"{base}/change/").status_code == 200
+    for url in plots:
+        response = client.get(url)
+        assert response.status_code == 200 and b"".join(response.streaming_content) == PNG
+    for url in actions:  # viewing is not changing
+        assert client.get(url).status_code == 403, url
+
+
 def test_train_a_candidate_submits_a_job_and_lands_on_its_page(admin_client) -> None:
     url = "/admin/search/modelversion/train/"
     form = admin_client.get(url).content.decode()

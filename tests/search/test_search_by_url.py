@@ -4,10 +4,13 @@ server the test starts) or by its bytes in base64; and deactivated products leav
 from __future__ import annotations
 
 import base64
+import socket
 
 import pytest
 
+from catalog.fetching import fetch_image, policy_from_settings
 from catalog.services.activation import products_deactivate
+from search.api.throttling import ImageUrlFetchThrottle
 from tests.fixtures.images import image_bytes
 from tests.support.loopback import LoopbackServer
 
@@ -17,6 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _loopback_only(settings) -> None:
     settings.IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
+    settings.SEARCH_IMAGE_URL_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
     # Host names other than these are refused before any lookup: no test reaches a resolver.
     settings.IMAGE_FETCH_ALLOWED_HOSTS = ["127.0.0.1", "127.0.0.2"]
     settings.SEARCH_IMAGE_URL_TIMEOUT_S = 0.5
@@ -63,9 +67,9 @@ def test_a_photo_by_url_or_in_base64_finds_its_product(api_client, indexed_catal
 @pytest.mark.parametrize(
     ("path", "status", "code", "reason"),
     [
-        ("/missing/q.jpg", 502, "image_url_unreachable", "http_404"),
-        ("/error", 502, "image_url_unreachable", "http_500"),
-        ("/slow", 502, "image_url_unreachable", "timeout"),
+        ("/missing/q.jpg", 422, "image_url_unreachable", "http_404"),
+        ("/error", 422, "image_url_unreachable", "http_500"),
+        ("/slow", 422, "image_url_unreachable", "timeout"),
         ("/page.html", 400, "image_url_refused", "not_an_image"),
         ("/truncated.jpg", 400, "image_url_refused", "corrupt_image"),
         ("/to?http://127.0.0.2:9/q.jpg", 400, "image_url_refused", "private_address"),
@@ -119,4 +123,73 @@ def test_the_schema_documents_the_new_inputs_and_the_shops_link(api_client) -> N
     assert hit["link"]["format"] == "uri"
     responses = schema["paths"]["/api/v1/search/"]["post"]["responses"]
     assert "image_url_refused" in responses["400"]["description"]
-    assert "image_url_unreachable" in responses["502"]["description"]
+    assert "image_url_unreachable" in responses["422"]["description"]
+    assert not any(code.startswith("5") and code != "503" for code in responses)
+
+
+@pytest.fixture
+def fake_resolver(monkeypatch):
+    """socket.getaddrinfo answered from ``answers`` (a name -> addresses); any other name does not
+    resolve, as with a real resolver's "Name or service not known". No test reaches a real one."""
+    answers: dict[str, list[str]] = {}
+
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002 - socket's names
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, port)) for a in answers[host]
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
+
+
+def test_a_host_that_does_not_resolve_is_the_clients_4xx_without_resolver_detail(
+    api_client, active_model, settings, fake_resolver
+) -> None:
+    # The schema's own example: schemathesis sent it, and got a 502 with the resolver's error text.
+    settings.IMAGE_FETCH_ALLOWED_HOSTS = ["cdn.shop.example"]
+    message = _error(
+        _search(api_client, image_url="https://cdn.shop.example/photos/42.jpg"), 422, "image_url_unreachable"
+    )
+    assert "(dns_error)" in message
+    assert "Name or service" not in message and "Errno" not in message
+
+
+def test_what_a_name_resolves_to_is_not_told(api_client, active_model, settings, fake_resolver) -> None:
+    settings.IMAGE_FETCH_ALLOWED_HOSTS = ["inside.shop.example"]
+    fake_resolver["inside.shop.example"] = ["10.20.30.40"]
+    message = _error(
+        _search(api_client, image_url="http://inside.shop.example/q.jpg"), 400, "image_url_refused"
+    )
+    assert "(private_address)" in message and "10.20.30.40" not in message
+
+
+def test_queries_never_reach_the_private_networks_the_catalog_may(
+    api_client, active_model, settings, photo_server
+) -> None:
+    # The operator lets catalog feeds and images come from a private network (here loopback)...
+    settings.IMAGE_FETCH_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
+    settings.SEARCH_IMAGE_URL_ALLOW_PRIVATE_NETWORKS = []
+    url = photo_server.serve("/inside.png", image_bytes(), "image/png")
+    assert fetch_image(url, policy_from_settings(retries=0)).content  # the catalog's fetch reaches it
+    # ...which an anonymous search by URL must not reach.
+    _error(_search(api_client, image_url=url), 400, "image_url_refused")
+    assert photo_server.count("/inside.png") == 1  # only the catalog's fetch
+
+
+def test_searches_by_url_have_a_budget_per_client(
+    api_client, active_model, photo_server, monkeypatch
+) -> None:
+    rates = {**ImageUrlFetchThrottle.THROTTLE_RATES, "search_url": "2/min"}
+    monkeypatch.setattr(ImageUrlFetchThrottle, "THROTTLE_RATES", rates)
+    url = photo_server.serve("/q.png", image_bytes(), "image/png")
+    for _ in range(2):
+        assert _search(api_client, image_url=url).status_code == 200
+    _error(_search(api_client, image_url=url), 429, "throttled")
+    assert photo_server.count("/q.png") == 2  # the refused search fetched nothing
+    # Other kinds of search are not spent by it, and another client has a budget of its own.
+    encoded = base64.b64encode(image_bytes()).decode()
+    assert _search(api_client, image_base64=encoded).status_code == 200
+    other = api_client.post("/api/v1/search/", {"image_url": url}, format="json", REMOTE_ADDR="192.0.2.7")
+    assert other.status_code == 200, other.content

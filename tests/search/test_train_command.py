@@ -107,3 +107,48 @@ def test_train_with_one_product(media_root, tmp_path) -> None:
     services.product_image_add(product=product, data=image_bytes())
     with pytest.raises(CommandError, match="two"):
         call_command("train", "--weights", "none", "--output", str(tmp_path / "run"))
+
+
+def test_train_with_feedback_reports_the_clicks_it_trusted_and_dropped(
+    small_catalog, settings, tmp_path
+) -> None:
+    import uuid
+
+    from django.utils import timezone
+
+    from search import photo_storage
+    from search.models import QueryKind, SearchClick, SearchLog, SearchPhoto
+
+    settings.MODELS_DIR = tmp_path / "models"
+    settings.SEARCH_LOG_PHOTOS_DIR = tmp_path / "photos"
+    settings.SEARCH_FEEDBACK_MAX_POSITION = 4
+    products = list(Product.objects.order_by("sku"))
+    data = image_bytes(color=COLOURS[0], size=(40, 40), pattern=99)
+    sha256, name = photo_storage.write_photo(data)
+    photo = SearchPhoto.objects.create(
+        sha256=sha256, file=name, bytes=len(data), last_searched_at=timezone.now()
+    )
+    results = [{"position": k + 1, "product_id": p.pk, "image_id": str(uuid.uuid4()), "score": 0.5, "match": None}
+               for k, p in enumerate(products)]  # fmt: skip
+    for client, position in [("addr:a", 1), ("addr:b", 1), ("addr:b", 1), ("addr:c", 9)]:
+        log = SearchLog.objects.create(
+            id=uuid.uuid4(), created_at=timezone.now(), query_kind=QueryKind.PHOTO, limit=20, latency_ms=5.0,
+            results=results + [{**results[0], "position": 9}], result_count=5, photo=photo, client=client,
+        )  # fmt: skip
+        SearchClick.objects.create(search=log, position=position, product_id=products[0].pk)
+    out = StringIO()
+    call_command(
+        "train", "--with-feedback", "--backbone", "mobilenet_v2_035", "--trainable-blocks", "5", "--weights",
+        "none", "--image-size", "32", "--embedding-dim", "8", "--head-epochs", "1", "--epochs", "1",
+        "--steps-per-epoch", "1", "--batch-p", "2", "--batch-k", "2", "--unfreeze-layers", "5",
+        "--val-fraction", "0.25", "--output", str(tmp_path / "run"), stdout=out,
+    )  # fmt: skip
+    model = ModelVersion.objects.get()
+    assert model.metrics["feedback_photos"] == 2
+    assert model.metrics["feedback_clicks"]["trusted"] == 2
+    assert (
+        model.metrics["feedback_clicks"]["repeat_by_client"],
+        model.metrics["feedback_clicks"]["past_shown"],
+    ) == (1, 1)
+    assert "Shoppers' clicks: 2 trusted, 2 dropped." in out.getvalue()
+    assert "Shoppers' clicks: 2 trusted, 2 dropped (1 past position 4" in Job.objects.get().log
