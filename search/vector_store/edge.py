@@ -5,7 +5,7 @@ Layout of the root:
     <root>/aliases.json       {"alias": "collection"}; Edge has no aliases, so they live here
     <root>/<collection>/      one EdgeShard (WAL, segments, payload indexes)
 
-A snapshot is a tar of one collection's shard folder, taken after a flush while writes wait.
+A snapshot is a gzipped tar of one collection's shard folder, taken after a flush while writes wait.
 """
 
 from __future__ import annotations
@@ -519,7 +519,7 @@ class EdgeVectorStore(VectorStore):
         entry = self._open(collection)
         with self._lock:
             real = self._resolve(collection)
-        dest = Path(dest_dir) / f"{real}.edge.tar"
+        dest = Path(dest_dir) / f"{real}.edge.tar.gz"
         partial = dest.with_name(dest.name + ".partial")
         # As for an index build's copy: after a flush the folder holds every write, and with the write
         # lock held nothing changes it (a search writes nothing to the files), so searches go on.
@@ -529,7 +529,10 @@ class EdgeVectorStore(VectorStore):
                     entry.shard.flush()
                 except Exception as exc:
                     raise _translate(exc, str(self.root)) from exc
-            with tarfile.open(partial, "w") as tar:
+            # Gzip at its fastest level: the engine preallocates its WAL and storage files (sparse,
+            # 174 MB apparent for a 9-point collection, measured here), which the zeros' deflate
+            # shrinks to almost nothing; the vectors themselves barely compress.
+            with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
                 tar.add((self.root / real).resolve(), arcname=".")
         os.replace(partial, dest)
         return dest
@@ -542,7 +545,7 @@ class EdgeVectorStore(VectorStore):
                 raise VectorStoreError(f"vector collection {collection!r} exists already; drop it first")
             folder = new_generation(self.root, collection)
             try:
-                with tarfile.open(snapshot_file, "r:") as tar:
+                with tarfile.open(snapshot_file, "r:*") as tar:
                     # "data": no absolute paths, links out of the folder or device files from the archive.
                     tar.extractall(folder, filter="data")
                 if not (folder / _ENGINE_CONFIG).is_file():
