@@ -4,6 +4,8 @@ store), and the same queries get the same top 10."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -153,18 +155,25 @@ def test_a_corrupt_archive_is_refused_before_anything_is_written(small_catalog, 
     assert "is corrupt" in _refusal(archive)
 
 
-def _rewritten(archive: Path, edit) -> Path:
-    """The archive with its manifest changed by ``edit`` (members untouched, so checksums still hold)."""
+def _rewritten(archive: Path, edit, edit_dump=None) -> Path:
+    """The archive with its manifest changed by ``edit`` and, with ``edit_dump``, its database rows too
+    (that member's checksum is then written anew, as the release that made it would have)."""
     out = archive.with_name("edited.tar")
-    with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
-        for info in src:
-            body = src.extractfile(info).read()
-            if info.name == MANIFEST:
-                manifest = json.loads(body)
-                edit(manifest)
-                body = json.dumps(manifest).encode()
-                info.size = len(body)
-            dst.addfile(info, io.BytesIO(body))
+    with tarfile.open(archive) as src:
+        members = [(info, src.extractfile(info).read()) for info in src]
+    bodies = dict((info.name, body) for info, body in members)
+    if edit_dump is not None:
+        rows = json.loads(gzip.decompress(bodies["database.json.gz"]))
+        bodies["database.json.gz"] = gzip.compress(json.dumps(edit_dump(rows)).encode())
+    manifest = json.loads(bodies[MANIFEST])
+    edit(manifest)
+    dump = bodies["database.json.gz"]
+    manifest["members"]["database.json.gz"] = {"size": len(dump), "sha256": hashlib.sha256(dump).hexdigest()}
+    bodies[MANIFEST] = json.dumps(manifest).encode()
+    with tarfile.open(out, "w") as dst:
+        for info, _ in members:
+            info.size = len(bodies[info.name])
+            dst.addfile(info, io.BytesIO(bodies[info.name]))
     return out
 
 
@@ -203,3 +212,64 @@ def test_backup_never_overwrites(small_catalog, tmp_path) -> None:
     with pytest.raises(CommandError, match="exists already"):
         _backup(tmp_path)
     assert archive.is_file() and not list(tmp_path.glob("*.partial"))
+
+
+def test_an_archive_from_before_a_new_field_loads_with_its_default(
+    small_catalog, api_client, settings, tmp_path
+) -> None:
+    # What the release before search 0006 (ModelVersion.index) wrote: no such migration, no such field.
+    before = _top10(api_client)
+    archive = _backup(tmp_path)
+
+    def without_0006(manifest) -> None:
+        manifest["database"]["migrations"]["search"].remove("0006_model_index")
+
+    def without_index(rows):
+        for row in rows:
+            if row["model"] == "search.modelversion":
+                del row["fields"]["index"]
+        return rows
+
+    older = _rewritten(archive, without_0006, without_index)
+    _empty_install(settings, tmp_path / "fresh")
+    call_command("restore", str(older), stdout=io.StringIO())
+
+    assert ModelVersion.objects.get(status="active").index == {}  # the new column's default
+    after = _top10(api_client)
+    assert [[(i, p) for i, p, _ in hits] for hits in after] == [
+        [(i, p) for i, p, _ in hits] for hits in before
+    ]
+
+
+def test_an_archive_from_before_a_migration_that_rewrites_rows_is_refused(
+    small_catalog, settings, tmp_path
+) -> None:
+    # Django's auth 0011 (RunPython) rewrites permissions; loaded after it, older rows would skip it.
+    archive = _backup(tmp_path)
+
+    def before_auth_0011(manifest) -> None:
+        auth = manifest["database"]["migrations"]["auth"]
+        del auth[auth.index("0011_update_proxy_permissions") :]
+
+    older = _rewritten(archive, before_auth_0011)
+    _empty_install(settings, tmp_path / "fresh")
+    message = _refusal(older)
+    assert "migrations that rewrite rows (auth 0011_update_proxy_permissions" in message
+    assert not ModelVersion.objects.exists()
+
+
+def test_a_snapshot_of_the_other_engine_is_rebuilt_from_the_recipe(
+    small_catalog, api_client, settings, tmp_path
+) -> None:
+    before = _top10(api_client)
+    archive = _backup(tmp_path)
+    from_server = _rewritten(archive, lambda m: m["vectors"].update(format="qdrant-snapshot"))
+    _empty_install(settings, tmp_path / "fresh")
+    out = io.StringIO()
+    call_command("restore", str(from_server), stdout=out)
+
+    assert "rebuilt from the recipe" in out.getvalue().splitlines()[-1]
+    after = _top10(api_client)
+    assert [[(i, p) for i, p, _ in hits] for hits in after] == [
+        [(i, p) for i, p, _ in hits] for hits in before
+    ]

@@ -3,10 +3,11 @@
 Why not pg_dump: one path for both layouts (SQLite in the embedded default, PostgreSQL in
 production), so an archive taken on one restores on the other (the way from a trial install to the
 compose stack); no client binaries whose major version must match the server's in the web image;
-and the archive names its schema as migration names, so a restore can refuse a schema newer than its
-code and migrate an older one forward after loading it. The price is speed: a serializer walks every
-row in Python, where pg_dump -Fc would stream (see docs/operations.md for the times measured). An
-operator with a large database keeps pg_dump and WAL archiving for point-in-time recovery beside it.
+and the archive names its schema as migration names, so a restore can refuse a schema newer than
+its code and load an older one's rows into this schema (see data_migrations_since). The price is
+speed: a serializer walks every row in Python, where pg_dump -Fc would stream (docs/operations.md has
+the times measured). An operator with a large database keeps pg_dump and WAL archiving for
+point-in-time recovery beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection, migrations, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -92,25 +93,33 @@ def flush() -> None:
         call_command("flush", interactive=False, verbosity=0)
 
 
-def load(dump_file: Path, archived: dict[str, list[str]]) -> dict[str, int]:
-    """Bring the schema to the archive's, load its rows in one transaction, then migrate to this code's."""
+def data_migrations_since(archived: dict[str, list[str]]) -> list[str]:
+    """This code's migrations the archive's database had not run that change rows, not only the schema.
+
+    Rows are loaded through this code's models, into this code's schema: a field added since takes its
+    default and one removed since is skipped. A migration that rewrites rows (RunPython, RunSQL) would
+    not be replayed on them, so such an archive is refused (restore it with its own release, then
+    upgrade) rather than loaded wrong.
+    """
     graph = MigrationLoader(None, ignore_no_migrations=True).graph
-    leaves = set(graph.leaf_nodes())
-    older = []
-    for app, names in sorted(archived.items()):
-        last = max(names, key=lambda n, app=app: len(graph.forwards_plan((app, n))))
-        if (app, last) not in leaves:
-            older.append((app, last))
+    done = {(app, name) for app, names in archived.items() for name in names}
+    return [
+        f"{key[0]} {key[1]}"
+        for key in sorted(graph.nodes)
+        if key not in done
+        and any(
+            isinstance(op, migrations.RunPython | migrations.RunSQL) for op in graph.nodes[key].operations
+        )
+    ]
+
+
+def load(dump_file: Path) -> dict[str, int]:
+    """This code's schema, then the archive's rows in one transaction (loaddata rolls back on failure)."""
     call_command("migrate", verbosity=0, interactive=False)
-    # An archive from an older release: its rows fit its own schema, so the (empty) tables go back to
-    # it first, and forward again with the rows in them.
-    for app, last in older:
-        call_command("migrate", app, last, verbosity=0, interactive=False)
     try:
-        call_command("loaddata", str(dump_file), verbosity=0)
+        # Fields an older release had and this one dropped are skipped.
+        call_command("loaddata", str(dump_file), ignorenonexistent=True, verbosity=0)
     except Exception as exc:  # loaddata wraps every failure in its own types, after rolling back
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise BackupError(f"the database dump could not be loaded ({first}).") from exc
-    if older:
-        call_command("migrate", verbosity=0, interactive=False)
     return row_counts()

@@ -65,6 +65,13 @@ def backup_restore(
             f"{archive.name} holds a database schema newer than this Lookalike ({newer[0]}{more}); "
             "upgrade Lookalike, then restore."
         )
+    rewrites = database.data_migrations_since(manifest["database"]["migrations"])
+    if rewrites:
+        more = f" and {len(rewrites) - 1} more" if len(rewrites) > 1 else ""
+        raise BackupError(
+            f"{archive.name} comes from a release before migrations that rewrite rows ({rewrites[0]}{more}); "
+            "restore it with that release, then upgrade."
+        )
     store = vector_store()
     occupied = _occupied(store, manifest)
     if occupied and not replace:
@@ -135,7 +142,7 @@ def _restore_database(
 ) -> None:
     step = time.monotonic()
     db = manifest["database"]
-    counts = database.load(stage / db["member"], db["migrations"])
+    counts = database.load(stage / db["member"])
     short = {label: n for label, n in db["counts"].items() if counts.get(label, 0) < n}
     if short:
         label = sorted(short)[0]
