@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import django
 from django.conf import settings
 
 from search import selectors
@@ -157,6 +158,7 @@ def _write_members(
         "format_version": FORMAT_VERSION,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "lookalike_version": _version(),
+        "django_version": django.get_version(),
         "database": {"member": DB_MEMBER, **db},
         "media": {"files": media.files, "bytes": media.bytes, "search_photos": photos.files},
         "model": model_meta,
