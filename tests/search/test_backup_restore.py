@@ -273,3 +273,16 @@ def test_a_snapshot_of_the_other_engine_is_rebuilt_from_the_recipe(
     assert [[(i, p) for i, p, _ in hits] for hits in after] == [
         [(i, p) for i, p, _ in hits] for hits in before
     ]
+
+
+def test_long_copies_say_how_far_they_are(small_catalog, monkeypatch, settings, tmp_path) -> None:
+    monkeypatch.setattr("search.services.backup.archive.PROGRESS_EVERY", 5)
+    monkeypatch.setattr("search.services.backup.restore.PROGRESS_EVERY", 5)
+    out = io.StringIO()
+    call_command("backup", "--out", str(tmp_path / "drill.tar"), stdout=out)
+    assert "  media: 15 files" in out.getvalue()  # 18 images: lines at 5, 10 and 15
+    _empty_install(settings, tmp_path / "fresh")
+    out = io.StringIO()
+    call_command("restore", str(tmp_path / "drill.tar"), stdout=out)
+    assert "  media: 15 files in place" in out.getvalue()
+    assert "  checked 15 members" in out.getvalue()

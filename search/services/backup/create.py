@@ -108,8 +108,8 @@ def _write_members(
     )
 
     step = time.monotonic()
-    media = writer.add_tree(Path(settings.MEDIA_ROOT), "media")
-    photos = writer.add_tree(Path(settings.SEARCH_LOG_PHOTOS_DIR), "search-photos")
+    media = writer.add_tree(Path(settings.MEDIA_ROOT), "media", progress)
+    photos = writer.add_tree(Path(settings.SEARCH_LOG_PHOTOS_DIR), "search-photos", progress)
     report.media_files = media.files
     progress(
         f"media: {media.files} files, {media.bytes / 1e6:.1f} MB; shoppers' kept photos: {photos.files}; "

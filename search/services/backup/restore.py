@@ -26,7 +26,7 @@ from search.services.reconcile import reconcile
 from search.vector_store import ALIAS, COLLECTION_PREFIX, VectorStore, vector_store
 
 from . import database
-from .archive import BackupError, extract, read_verified
+from .archive import PROGRESS_EVERY, BackupError, extract, read_verified
 
 
 @dataclass
@@ -55,7 +55,7 @@ def backup_restore(
     archive = Path(archive).absolute()
     started = time.monotonic()
     step = time.monotonic()
-    manifest = read_verified(archive)
+    manifest = read_verified(archive, progress)
     members = len(manifest["members"])
     progress(f"archive: {members} members match their checksums ({time.monotonic() - step:.1f} s)")
     newer = database.newer_migrations(manifest["database"]["migrations"])
@@ -153,7 +153,7 @@ def _restore_database(
     progress(f"database: {report.rows} rows loaded ({time.monotonic() - step:.1f} s)")
 
 
-def _move_tree(src: Path, dest: Path) -> int:
+def _move_tree(src: Path, dest: Path, progress: Callable[[str], None] | None = None) -> int:
     moved = 0
     if not src.is_dir():
         return moved
@@ -162,6 +162,8 @@ def _move_tree(src: Path, dest: Path) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(path, target)
         moved += 1
+        if progress is not None and moved % PROGRESS_EVERY == 0:
+            progress(f"  {src.name}: {moved} files in place")
     return moved
 
 
@@ -169,7 +171,7 @@ def _restore_files(
     stage: Path, manifest: dict[str, Any], report: RestoreReport, progress: Callable[[str], None]
 ) -> None:
     step = time.monotonic()
-    report.media_files = _move_tree(stage / "media", Path(settings.MEDIA_ROOT))
+    report.media_files = _move_tree(stage / "media", Path(settings.MEDIA_ROOT), progress)
     photos = _move_tree(stage / "search-photos", Path(settings.SEARCH_LOG_PHOTOS_DIR))
     progress(
         f"media: {report.media_files} files, shoppers' kept photos: {photos} ({time.monotonic() - step:.1f} s)"
