@@ -200,3 +200,16 @@ def bootstrap_model_auto() -> ModelVersion:
     if result.created:
         log.info("no model was active: made and activated the pretrained one, v%s", result.model.version)
     return result.model
+
+
+def model_version_relocate(model: ModelVersion, *, paths: dict[str, str]) -> ModelVersion:
+    """Point a version's file fields (export_path, report_path, ...) at where its files are now: a
+    restore puts them under this machine's MODELS_DIR, wherever the backup found them."""
+    allowed = {"export_path", "keras_path", "report_path", "plot_path", "calibration_plot_path"}
+    unknown = set(paths) - allowed
+    if unknown:
+        raise ValueError(f"not a file field of a model version: {sorted(unknown)}")
+    for name, value in paths.items():
+        setattr(model, name, value)
+    model.save(update_fields=sorted(paths))
+    return model

@@ -29,6 +29,8 @@ Interface (collection arguments may be an alias; point ids are image UUID string
     count(collection, filter=None) -> int; scroll_ids(collection, batch=1000) -> iter of (id, payload)
     list_collections(); collection_exists(name); drop_collection(name) -> bool
     set_alias(alias, collection); get_alias(alias) -> str|None; delete_alias(alias) -> bool
+    snapshot(collection, dest_dir) -> Path             one file, consistent at one moment (backups);
+    restore_snapshot(collection, file)                 the collection again, from it (same snapshot_format)
     healthcheck() -> bool; close()  (also a context manager)
 
 Errors: VectorStoreError > VectorStoreUnavailable (server down, refused, timeout), VectorStoreLocked

@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -487,6 +488,20 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_alias(self, alias: str) -> bool: ...
+
+    # The format ``snapshot`` writes and ``restore_snapshot`` reads; a snapshot restores only into a
+    # store of the same format (a backup taken on one engine is rebuilt on the other instead).
+    snapshot_format: str = ""
+
+    @abc.abstractmethod
+    def snapshot(self, collection: str, dest_dir: Path) -> Path:
+        """Write one file under ``dest_dir`` holding the collection (points, payload indexes and its
+        graph where it has one), consistent at one moment while searches go on; returns its path."""
+
+    @abc.abstractmethod
+    def restore_snapshot(self, collection: str, snapshot_file: Path) -> None:
+        """Create ``collection`` from a file ``snapshot`` wrote; VectorStoreError if it exists already
+        or the file is not a snapshot this store can read."""
 
     @abc.abstractmethod
     def healthcheck(self) -> bool:

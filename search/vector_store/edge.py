@@ -4,6 +4,8 @@ Layout of the root:
     <root>/.lock              held (flock) by the one store instance that owns the root
     <root>/aliases.json       {"alias": "collection"}; Edge has no aliases, so they live here
     <root>/<collection>/      one EdgeShard (WAL, segments, payload indexes)
+
+A snapshot is a gzipped tar of one collection's shard folder, taken after a flush while writes wait.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 import threading
 import time
@@ -507,6 +510,58 @@ class EdgeVectorStore(VectorStore):
                 return False
             self._write_aliases(aliases)
             return True
+
+    # --- snapshots ------------------------------------------------------------------------------
+
+    snapshot_format = "qdrant-edge-shard"
+
+    def snapshot(self, collection: str, dest_dir: Path) -> Path:
+        entry = self._open(collection)
+        with self._lock:
+            real = self._resolve(collection)
+        dest = Path(dest_dir) / f"{real}.edge.tar.gz"
+        partial = dest.with_name(dest.name + ".partial")
+        # As for an index build's copy: after a flush the folder holds every write, and with the write
+        # lock held nothing changes it (a search writes nothing to the files), so searches go on.
+        with entry.write_lock:
+            with entry.lock:
+                try:
+                    entry.shard.flush()
+                except Exception as exc:
+                    raise _translate(exc, str(self.root)) from exc
+            # Gzip at its fastest level: the engine preallocates its WAL and storage files (sparse,
+            # 174 MB apparent for a 9-point collection, measured here), which the zeros' deflate
+            # shrinks to almost nothing; the vectors themselves barely compress.
+            with tarfile.open(partial, "w:gz", compresslevel=1) as tar:
+                tar.add((self.root / real).resolve(), arcname=".")
+        os.replace(partial, dest)
+        return dest
+
+    def restore_snapshot(self, collection: str, snapshot_file: Path) -> None:
+        validate_name(collection)
+        with self._lock:
+            self._check_open()
+            if self._is_collection_dir(collection) or collection in self._read_aliases():
+                raise VectorStoreError(f"vector collection {collection!r} exists already; drop it first")
+            folder = new_generation(self.root, collection)
+            try:
+                with tarfile.open(snapshot_file, "r:*") as tar:
+                    # "data": no absolute paths, links out of the folder or device files from the archive.
+                    tar.extractall(folder, filter="data")
+                if not (folder / _ENGINE_CONFIG).is_file():
+                    raise VectorStoreError(f"{Path(snapshot_file).name} is not a Qdrant Edge snapshot")
+                shard = qe.EdgeShard.load(str(folder))
+            except VectorStoreError:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            except (OSError, tarfile.TarError) as exc:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise VectorStoreError(f"{Path(snapshot_file).name} cannot be read: {exc}") from exc
+            except Exception as exc:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise _translate(exc, str(self.root)) from exc
+            point_name_at(self.root, collection, folder)
+            self._shards[collection] = _Shard(shard, self._read_dim(collection))
 
 
 # --- the folder layout ------------------------------------------------------------------------------

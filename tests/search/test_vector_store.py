@@ -30,6 +30,7 @@ from search.vector_store import (
     QdrantClientVectorStore,
     SearchFilter,
     VectorStore,
+    VectorStoreError,
     VectorStoreLocked,
     VectorStoreUnavailable,
     collection_name,
@@ -596,3 +597,47 @@ def test_a_build_with_a_trial_chooses_the_first_beam_that_reaches_the_target(
     assert store.search("trial", vectors[3], 1, group_by_product=False, beam=choice.beam)[
         0
     ].image_id == image_id(3)
+
+
+# --- snapshots (backups) ----------------------------------------------------------------------------
+
+
+def test_an_edge_snapshot_restores_the_collection_elsewhere(tmp_path: Path, catalog: Catalog) -> None:
+    with EdgeVectorStore(tmp_path / "source") as source:
+        source.ensure_collection(COLL, DIM)
+        source.upsert(COLL, catalog.points)
+        source.set_alias(ALIAS, COLL)
+        snapshot = source.snapshot(ALIAS, tmp_path)  # an alias names its collection
+        assert snapshot.name == f"{COLL}.edge.tar.gz" and not list(tmp_path.glob("*.partial"))
+        source.upsert(COLL, [(image_id(10_000), catalog.rng.normal(size=DIM), catalog.points[0][2])])
+    query = catalog.rng.normal(size=DIM)
+    with EdgeVectorStore(tmp_path / "target") as target:
+        target.restore_snapshot(COLL, snapshot)
+        # As of the snapshot: the point written after it is not there.
+        assert target.count(COLL) == len(catalog.points)
+        assert_hits(target.search(COLL, query, limit=10), catalog.expected(query, 10))
+        target.upsert(COLL, [(image_id(10_001), query, catalog.points[0][2])])  # takes writes
+        with pytest.raises(VectorStoreError, match="exists already"):
+            target.restore_snapshot(COLL, snapshot)
+        not_a_snapshot = tmp_path / "junk.tar"
+        not_a_snapshot.write_bytes(b"not a tar file")
+        with pytest.raises(VectorStoreError):
+            target.restore_snapshot("images_other", not_a_snapshot)
+        assert target.list_collections() == [COLL]
+    with EdgeVectorStore(tmp_path / "target") as reopened:
+        assert reopened.count(COLL) == len(catalog.points) + 1
+
+
+def test_local_mode_has_no_snapshots_and_a_down_server_is_unavailable(tmp_path: Path) -> None:
+    with QdrantClientVectorStore(path=tmp_path / "local") as local:
+        local.ensure_collection(COLL, DIM)
+        with pytest.raises(VectorStoreError, match="need a Qdrant server"):
+            local.snapshot(COLL, tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with open_vector_store(url=f"http://127.0.0.1:{port}", timeout=2) as down:
+        with pytest.raises(VectorStoreUnavailable):
+            down.snapshot(COLL, tmp_path)
+        with pytest.raises(VectorStoreUnavailable):
+            down.restore_snapshot(COLL, tmp_path / "x.snapshot")
