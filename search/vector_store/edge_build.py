@@ -149,13 +149,17 @@ def _swap_in(store: EdgeVectorStore, name: str, entry: _Shard, work: Path) -> tu
     previous_target = (store.root / name).resolve()
     with entry.write_lock, entry.lock:
         pause = time.monotonic()
-        entry.shard.flush()
+        # No flush of the live shard first: every write is in its WAL (a reopen after a failed swap
+        # replays it), and the writes since the copy go to the new shard from the journal. Each flush
+        # here is a pause for every search (100-300 ms).
         entry.shard.close()
         try:
             shard = qe.EdgeShard.load(str(work))
-            for op in entry.journal or []:
+            journal = entry.journal or []
+            for op in journal:
                 shard.update(op)
-            shard.flush()
+            if journal:
+                shard.flush()
             indexed = int(shard.info().indexed_vectors_count)
         except BaseException:
             # The copy would not open or take the writes: the live generation serves again.
