@@ -12,8 +12,8 @@ normalises the pooled features before the projection too, so ``apply_projection`
 model's output, L2-normalised, is what the compact model emits.
 
 Learned whitening (Radenovic et al., "Fine-tuning CNN image retrieval with no human annotation", 2018)
-needs pairs of photos of one product, so it is fitted when the catalog has products with two or more
-photos: the features are centred, whitened by the covariance of the differences between matching
+needs pairs of photos of one product, so it is fitted only on catalogs where most products have two or
+more photos (search/services/compact.py decides): the features are centred, whitened by the covariance of the differences between matching
 photos (what varies between two photos of one product is shrunk, so what tells products apart
 dominates), then rotated by the PCA of the whitened catalog, keeping the leading dimensions. It is
 still ``y = x @ matrix + bias``, so it lives in the model exactly as PCA does.
@@ -252,14 +252,18 @@ def sample_in_pairs(products: list[Any] | np.ndarray, cap: int, *, seed: int = 0
     products = np.asarray(products)
     cap = max(0, int(cap))
     rng = np.random.default_rng(seed)
-    groups: dict[Any, list[int]] = {}
+    by_product: dict[Any, list[int]] = {}
     for i in rng.permutation(len(products)):
         key = products[i].item() if hasattr(products[i], "item") else products[i]
-        groups.setdefault(key, []).append(int(i))
-    if not groups:
+        by_product.setdefault(key, []).append(int(i))
+    if not by_product:
         return np.zeros(0, dtype=np.int64)
+    # Products in an order of their own: the order the photos came in would put a product with many
+    # photos first more often, and a capped sample would then overstate how many products have pairs.
+    keys = list(by_product)
+    groups = [by_product[keys[j]] for j in rng.permutation(len(keys))]
     quota = max(2, cap // len(groups))
-    first = [i for photos in groups.values() for i in photos[:quota]]
-    rest = [i for photos in groups.values() for i in photos[quota:]]
+    first = [i for photos in groups for i in photos[:quota]]
+    rest = [i for photos in groups for i in photos[quota:]]
     rest = [rest[j] for j in rng.permutation(len(rest))]
     return np.array((first + rest)[:cap], dtype=np.int64)

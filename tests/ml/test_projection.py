@@ -183,6 +183,14 @@ def test_paired_groups_and_the_sample_in_pairs() -> None:
     counts = dict(zip(*np.unique(products[picked], return_counts=True), strict=True))
     assert len(picked) == 20 and counts[1] == 5 and counts[2] == 1 and counts[0] == 14
     assert len(sample_in_pairs(products, 1000)) == len(products)
+    # Products are drawn evenly, not by their photo count: with a cap far below the catalog, a product
+    # with ten photos is sampled about as often as one with a single photo.
+    products = np.array([n for n in range(2000) for _ in range(10 if n < 1000 else 1)])
+    picked = sample_in_pairs(products, 400, seed=3)
+    many = np.mean(products[picked] < 1000)  # share of sampled photos from the ten-photo products
+    sampled = np.unique(products[picked])
+    assert 0.4 < np.mean(sampled < 1000) < 0.6, np.mean(sampled < 1000)
+    assert many > 0.5  # each of them brings two photos
 
 
 # --- the real model --------------------------------------------------------------------------------
