@@ -161,7 +161,8 @@ class SearchOutput(serializers.Serializer):
     no_match = serializers.BooleanField(
         allow_null=True,
         help_text="True when no result is the photographed product (the results are similar items). Null "
-        "before the model is calibrated.",
+        "before the model is calibrated, and for a search by product, sku or image (more like this: "
+        "similar products, never a match verdict; no result carries a match either).",
     )
     timings_ms = TimingsOutput()
     results = HitOutput(many=True, source="hits")

@@ -234,8 +234,12 @@ def run_compact_pretrained(job: Job, ctx: JobContext) -> dict[str, Any]:
     except compact.CompactError as exc:
         raise JobError(exc.message) from exc
     fit = model.config["compact"]
+    # Which fit it was: learned whitening (with its pairs) or PCA (too few products with two photos).
+    how = fit.get("method", "pca")
+    if how == "whitening":
+        how += f" from {fit['pairs']} pairs of {fit['paired_products']} products' photos"
     ctx.log(
-        f"v{model.version}: {fit['in_dim']}-d -> {fit['out_dim']}-d on {fit['samples']} photos "
+        f"v{model.version}: {fit['in_dim']}-d -> {fit['out_dim']}-d by {how} on {fit['samples']} photos "
         f"({100 * fit['explained']:.1f}% of the variance kept), fitted in {fit['fit_s']} s"
     )
     made = f"Made v{model.version}, the pretrained model with {fit['out_dim']}-d vectors"

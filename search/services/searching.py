@@ -59,7 +59,7 @@ class SearchOutcome:
     search_id: uuid.UUID = field(default_factory=uuid.uuid4)
     model_kind: str = ""  # search.models.ModelKind: the pretrained backbone, or trained on the catalog
     # True when no hit is "same": nothing in the catalog is the photographed product (None: the model
-    # is not calibrated, so the answer cannot say).
+    # is not calibrated, so the answer cannot say, or the query was no photo but a product or image).
     no_match: bool | None = None
 
 
@@ -167,7 +167,10 @@ def search(query: SearchQuery) -> SearchOutcome:
         if h.image_id in cards
     ]
     no_match = None
-    if model.calibration:
+    # Only a photo gets a verdict: a query by product or stored image ("more like this") leaves that
+    # product out and asks for similar products, so "no exact match" would be true of every answer and
+    # say nothing (it headed a product page's "looks similar" block once).
+    if model.calibration and query.image is not None:
         for hit, label in zip(
             results, label_hits([h.score for h in results], model.calibration), strict=True
         ):

@@ -81,13 +81,15 @@ class StandInApi:
             sku = request["json"].get("sku")
             if sku == "BROKEN":
                 return 503, {"error": {"code": "unavailable", "message": BROKEN_MESSAGE}}
+            # A "more like this" answer as the platform once sent it: a verdict, and a "same" first hit
+            # (the platform now sends neither for a query by sku); the similar block must show neither.
             return 200, {
                 "search_id": SEARCH_ID,
                 "model_version": 3,
-                "no_match": False,
+                "no_match": True,
                 "timings_ms": {"total": 12.0},
                 "results": [
-                    _hit(api, shop, 12, f"Red mug ({sku})", "similar", 15.0),
+                    _hit(api, shop, 12, f"Red mug ({sku})", "same", 15.0),
                     # A title that looks like markup must arrive as text; a link that is not http(s)
                     # must never become an href (the platform URL is used instead).
                     _hit(
@@ -358,6 +360,10 @@ def test_similar_blocks_errors_lazy_loading_styles_and_keyboard(browser: Any, se
     ]
     assert [c["title"] for c in cards] == ["Red mug (RED-1)", "<b>Blue</b> vase & co", "Green lamp"]
     assert browser.find_element(By.CSS_SELECTOR, "#similar h2").text == "Looks similar"
+    # "Looks similar" is about similar products, never a match verdict, even when an answer carries one.
+    similar_text = browser.find_element(By.ID, "similar").text
+    assert NO_MATCH_HEADING not in similar_text and "Same item" not in similar_text
+    assert [c["match"] for c in cards] == ["similar"] * 3
     assert cards[1]["elements"] == 0, "a title was parsed as markup"
     assert [c["alt"] for c in cards[:2]] == ["Red mug (RED-1)", "<b>Blue</b> vase & co"]
     assert cards[2]["alt"] is None, "image_url null must not render a broken <img>"

@@ -43,6 +43,26 @@ def test_a_calibrated_model_labels_the_first_hit_and_says_no_match(
     assert {hit["match"] for hit in other["results"]} == {"similar"}
 
 
+@pytest.mark.parametrize("by", ["sku", "product_id", "image_id"])
+def test_more_like_this_answers_carry_no_match_verdict(api_client, indexed_catalog, active_model, by) -> None:
+    # A "looks similar" block asks for products like this one, which is left out of its own answer:
+    # "no exact match" would head every such answer, so a query by product or image gets no verdict.
+    products, _ = indexed_catalog
+    ModelVersion.objects.filter(pk=active_model.pk).update(calibration={"same": 0.0, "margin": 0.0})
+    product = products["RED-1"]
+    query = {
+        "sku": product.sku,
+        "product_id": product.pk,
+        "image_id": str(product.images.get().pk),
+    }[by]
+    response = api_client.post("/api/v1/search/", {by: query, "limit": 3}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert len(body["results"]) == 2 and "RED-1" not in {hit["product"]["sku"] for hit in body["results"]}
+    assert body["no_match"] is None
+    assert {hit["match"] for hit in body["results"]} == {None}
+
+
 def test_the_pretrained_model_is_calibrated_from_catalog_views(
     active_model, django_capture_on_commit_callbacks
 ) -> None:

@@ -13,6 +13,7 @@ from catalog import services
 from catalog.models import IndexStatus, ProductImage
 from search.embedders import reset_embedders
 from search.models import Job, JobState, ModelKind, ModelStatus, ModelVersion
+from search.services import compact
 from search.services.indexing import index_pending_images
 from search.services.jobs import job_claim, job_run, job_submit
 from search.services.model_versions import bootstrap_model_ensure
@@ -54,15 +55,32 @@ def _stored_dim(model: ModelVersion, image_id: str) -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_a_catalog_with_enough_photos_gets_a_compact_pretrained_model(pretrained) -> None:
-    ids = _photos(14, per_product=2)  # store photos, several per product: centred (bench/compact.py)
+    # Store photos, several per product: whitening learned from the pairs (bench/compact.py).
+    ids = _photos(14, per_product=2)
     model = bootstrap_model_ensure().model
     assert (model.kind, model.status, model.embedding_dim) == (ModelKind.BOOTSTRAP, ModelStatus.ACTIVE, DIM)
     fit = model.config["compact"]
     assert (fit["in_dim"], fit["out_dim"], fit["samples"], fit["centered"]) == (1280, DIM, 14, True)
+    assert (fit["method"], fit["pairs"], fit["paired_products"]) == ("whitening", 7, 7)
+    assert fit["ridge"] == compact.WHITEN_RIDGE
     assert 0 < fit["explained"] <= 1 and fit["fit_s"] >= 0
     index_pending_images(ids)
     assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
     assert _stored_dim(model, ids[0]) == DIM
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_catalog_mostly_of_one_photo_products_keeps_pca(pretrained) -> None:
+    # 3 products with 2 photos and 8 with one: too few pairs to whiten without costing the one-photo
+    # products (search/services/compact.py::WHITEN_MIN_PAIRED_SHARE), so PCA, centred as before.
+    for n in range(11):
+        product = services.product_create(sku=f"M{n:03d}", title=f"mixed {n}")
+        for k in range(2 if n < 3 else 1):
+            data = image_bytes(color=(20 * n, 40 * k, 160), pattern=(n + k) % 9 + 1)
+            services.product_image_add(product=product, data=data, announce=False)
+    fit = bootstrap_model_ensure().model.config["compact"]
+    assert (fit["method"], fit["samples"], fit["centered"]) == ("pca", 14, False)
+    assert "pairs" not in fit
 
 
 @pytest.mark.django_db(transaction=True)
@@ -83,8 +101,6 @@ def test_compact_vectors_can_be_turned_off(pretrained) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_an_import_queues_the_compact_model_which_a_reindex_promotes(pretrained, tmp_path) -> None:
-    from search.services import compact
-
     first = _photos(4)
     raw = bootstrap_model_ensure().model  # the first upload's model: too few photos to fit on
     assert raw.embedding_dim == 1280 and not compact.compact_due()
@@ -106,7 +122,13 @@ def test_an_import_queues_the_compact_model_which_a_reindex_promotes(pretrained,
     assert made.state == JobState.SUCCEEDED, made.error
     candidate = ModelVersion.objects.get(version=made.result["model_version"])
     fit = candidate.config["compact"]
-    assert (candidate.embedding_dim, fit["samples"], fit["centered"]) == (DIM, 14, False)  # one photo each
+    # One photo each: no pairs, so PCA as before, not centred.
+    assert (candidate.embedding_dim, fit["method"], fit["samples"], fit["centered"]) == (
+        DIM,
+        "pca",
+        14,
+        False,
+    )
     follow = Job.objects.get(pk=made.result["promote_job"])
     assert (follow.kind, follow.params["model"]) == ("reindex", candidate.version)
     reindexed = job_run(job_claim(job_id=follow.pk))

@@ -135,6 +135,7 @@
       abort: null,
       status: h("p", { class: "lkw-status", role: "status", "aria-live": "polite" }),
       results: h("div", { "data-lookalike-results": true }),
+      mode,
     };
     block.root = h("div", { "data-lookalike-root": true, "data-mode": mode });
     host.append(block.root);
@@ -185,13 +186,13 @@
     return true;
   }
 
-  function card(hit, index, searchId) {
+  function card(hit, index, searchId, verdict) {
     hit = hit || {};
     const product = hit.product || {};
     const title = String(product.title || product.sku || "");
     const href = safeUrl(product.link) || safeUrl(product.url);
     const src = safeUrl(product.image_url);
-    const same = hit.match === "same";
+    const same = verdict && hit.match === "same";
     const price = money(product.price, product.currency);
     // Width and height reserve the square the stylesheet draws, so late images do not shift the page.
     const picture = src
@@ -227,9 +228,12 @@
       } else setState(block, "empty", "No similar products found.");
       return;
     }
-    if (out.no_match) block.results.append(h("h3", { class: "lkw-heading" }, "No exact match; similar items"));
+    // Only a photo search gets a match verdict: a "looks similar" block asks for similar products, so it
+    // never says "no exact match" (nor "Same item"), whatever an older API answers.
+    const verdict = block.mode !== "similar";
+    if (verdict && out.no_match) block.results.append(h("h3", { class: "lkw-heading" }, "No exact match; similar items"));
     block.results.append(
-      h("ul", { class: "lkw-list", role: "list" }, ...hits.map((hit, i) => card(hit, i, out.search_id)))
+      h("ul", { class: "lkw-list", role: "list" }, ...hits.map((hit, i) => card(hit, i, out.search_id, verdict)))
     );
     block.root.hidden = false;
     setState(block, "ready", block.emptyHides ? "" : hits.length === 1 ? "1 product found." : `${hits.length} products found.`);
