@@ -66,9 +66,9 @@ def view_recall(model: ModelVersion, image_ids: list[str], labels: dict[str, int
     """Recall@1 of augmented views of catalog photos through ``model``'s real path (its embedder and
     its collection): for a catalog with one photo per product, where no held-out photo has a positive
     left. The same views (same seed) are used for every model compared."""
-    from catalog.storage import read_image
+    from catalog import image_limits
     from ml.augment import Augmenter
-    from ml.preprocess import ImageRejected, preprocess
+    from ml.preprocess import ImageRejected
     from search.embedders import embedder_for
 
     names = {
@@ -81,7 +81,7 @@ def view_recall(model: ModelVersion, image_ids: list[str], labels: dict[str, int
         if name is None:
             continue
         try:
-            pixels = preprocess(read_image(name), model.image_size)
+            pixels = image_limits.stored_photo_pixels(name, model.image_size)
         except (ImageRejected, FileNotFoundError):
             continue
         views.append(augmenter(pixels, np.random.default_rng([seed, number])))
