@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from ml.evaluate import MAP_AT_R, METRIC_LABELS, RECALL_AT_1
 from search import selectors
 from search.models import ModelKind, ModelStatus, ModelVersion, ReindexJob
 from search.services.jobs import JobError, job_submit
@@ -139,13 +140,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return ""
         return format_html('<strong class="lookalike-serving">{}</strong>', "● serving now")
 
-    @admin.display(description="R@1")
+    @admin.display(description=METRIC_LABELS[RECALL_AT_1])
     def recall_at_1(self, obj: ModelVersion) -> str:
-        return _metric(obj, "recall@1")
+        return _metric(obj, RECALL_AT_1)
 
-    @admin.display(description="mAP@R")
+    @admin.display(description=METRIC_LABELS[MAP_AT_R])
     def map_at_r(self, obj: ModelVersion) -> str:
-        return _metric(obj, "map@r")
+        return _metric(obj, MAP_AT_R)
 
     @admin.display(description="calibration")
     def calibration_thresholds(self, obj: ModelVersion) -> str:
