@@ -134,8 +134,9 @@ class Job(models.Model):
     error = models.TextField(blank=True, default="")
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    # The last lines only (services.jobs.LOG_LINES); log_lines counts every line ever written, so a
-    # follower knows how many of the tail it has not printed yet.
+    # The last lines only (services.jobs.LOG_LINES); log_lines counts every line ever added (a progress
+    # bar's refresh replaces its line and adds none), so a follower knows how many of the tail it has not
+    # printed yet.
     log = models.TextField(blank=True, default="")
     log_lines = models.PositiveIntegerField(default=0)
     requested_by = models.CharField(max_length=150, blank=True, default="")

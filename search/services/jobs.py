@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -245,16 +246,52 @@ def job_progress(job_id: int, *, done: int, total: int | None = None) -> None:
     Job.objects.filter(pk=job_id, state=JobState.RUNNING).update(**fields)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# A progress bar's refresh, as a pipe delivers it (each redraw a line of its own): tqdm's
+# "desc:  40%|####      | 8/20 [00:01<00:02, 7.5img/s]" and Keras's "  8/17 ━━━━━━━━━━━ 2s 200ms/step".
+_TQDM_BAR = re.compile(r"^(?P<desc>.*?)\s*\d{1,3}%\|.*\|\s*[\d.]+[kMG]?/(?P<total>[\d.]+[kMG]?)")
+_KERAS_BAR = re.compile(r"^\s*\d+/(?P<total>\d+)\s+━")
+
+
+def progress_bar_key(line: str) -> tuple[str, ...] | None:
+    """Which progress bar a line is a refresh of (its kind, label and total), or None for any other line.
+    Two refreshes of one bar have the same key."""
+    plain = _ANSI.sub("", line)
+    if m := _TQDM_BAR.match(plain):
+        return ("tqdm", m["desc"].strip(), m["total"])
+    if m := _KERAS_BAR.match(plain):
+        return ("keras", m["total"])
+    return None
+
+
+def merge_log_lines(kept: list[str], lines: list[str]) -> tuple[list[str], int]:
+    """``kept`` with ``lines`` after it, where a refresh of the progress bar on the line just before
+    replaces that line instead of adding one: a log keeps only a bar's latest state, not each redraw.
+    Returns the lines and how many were added (replacements add none)."""
+    merged, added = list(kept), 0
+    for line in lines:
+        key = progress_bar_key(line)
+        if key is not None and merged and progress_bar_key(merged[-1]) == key:
+            merged[-1] = line
+        else:
+            merged.append(line)
+            added += 1
+    return merged, added
+
+
 def job_log(job_id: int, lines: list[str]) -> bool:
-    """Append lines to the job's log tail; False when the row is not visible (nothing was written)."""
+    """Append lines to the job's log tail (a progress bar's refreshes collapsed to its latest state);
+    False when the row is not visible (nothing was written)."""
     lines = [line[:LOG_LINE_CHARS] for line in lines]
     if not lines:
         return True
     row = Job.objects.filter(pk=job_id).values("log", "log_lines").first()
     if row is None:
         return False
-    kept = (row["log"].splitlines() + lines)[-LOG_LINES:]
-    Job.objects.filter(pk=job_id).update(log="\n".join(kept), log_lines=row["log_lines"] + len(lines))
+    merged, added = merge_log_lines(row["log"].splitlines(), lines)
+    Job.objects.filter(pk=job_id).update(
+        log="\n".join(merged[-LOG_LINES:]), log_lines=row["log_lines"] + added
+    )
     return True
 
 
