@@ -225,6 +225,7 @@ class SearchLog(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "search"
+        verbose_name_plural = "searches"  # Django's default adds an "s": "Searchs" in the admin's menu
 
     def __str__(self) -> str:
         return f"{self.query_kind} search {self.id} ({self.result_count} results)"
