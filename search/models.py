@@ -166,6 +166,17 @@ class Job(models.Model):
         return min(1.0, self.done / self.total) if self.total else 0.0
 
 
+class JobRunnerBeat(models.Model):
+    """A live job runner (the embedded web process's threads), beating every few seconds: how a command
+    that hands a job over knows within seconds whether any process will run it."""
+
+    runner = models.CharField(max_length=200, unique=True)  # host:pid
+    beat_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"job runner {self.runner} (beat {self.beat_at:%H:%M:%S})"
+
+
 # --- What shoppers do: searches, the photos they sent (when kept) and the results they clicked ---------
 
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 
 from search import events, selectors
 from search.errors import SearchError
-from search.models import Job, JobState
+from search.models import Job, JobRunnerBeat, JobState
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,31 @@ def kind_get(name: str) -> JobKind:
 
 def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"[:200]
+
+
+# --- live runners: a command that hands a job over asks whether anyone will run it --------------------
+
+# A job runner beats this often, from a thread of its own (a long job in hand does not stop it); one not
+# heard from for RUNNER_LIVE_S has stopped or died.
+RUNNER_BEAT_S = 2.0
+RUNNER_LIVE_S = 10.0
+
+
+def _process_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def runner_beat() -> None:
+    """This process runs jobs, as of now."""
+    if not JobRunnerBeat.objects.filter(runner=_process_id()).update(beat_at=timezone.now()):
+        JobRunnerBeat.objects.update_or_create(runner=_process_id(), defaults={"beat_at": timezone.now()})
+
+
+def runner_stopped() -> None:
+    """This process no longer runs jobs (its runner stopped); old beats of dead processes go too."""
+    stale = timezone.now() - timedelta(seconds=10 * RUNNER_LIVE_S)
+    JobRunnerBeat.objects.filter(runner=_process_id()).delete()
+    JobRunnerBeat.objects.filter(beat_at__lt=stale).delete()
 
 
 # --- submit, claim, finish ------------------------------------------------------------------------
