@@ -201,10 +201,3 @@ def preprocess(
             )
         image = image.crop((x, y, min(x + w, image.width), min(y + h, image.height)))
     return to_model_input(image, size)
-
-
-def preprocess_batch(items: list[bytes], size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
-    """Stack several images (all must be valid) into a uint8 [N, size, size, 3] batch."""
-    if not items:
-        return np.zeros((0, size, size, 3), dtype=np.uint8)
-    return np.stack([preprocess(b, size) for b in items])
