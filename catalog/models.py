@@ -138,8 +138,8 @@ from catalog.sync_models import (  # noqa: E402
     FetchState,
     ImageFetch,
     ImageSource,
-    SyncError,
     SyncOrigin,
+    SyncProblem,
     SyncRun,
     SyncState,
 )
@@ -153,7 +153,7 @@ __all__ = [
     "IndexStatus",
     "Product",
     "ProductImage",
-    "SyncError",
+    "SyncProblem",
     "SyncOrigin",
     "SyncRun",
     "SyncState",
