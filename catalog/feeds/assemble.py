@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from catalog.feeds.images import ImageCollector
+from catalog.feeds.image_refs import ImageCollector
 from catalog.feeds.prices import Money, money_text
 from catalog.feeds.records import DESCRIPTION_MAX, MAX_VARIANTS, FeedProduct
 from catalog.feeds.text import clip, clip_path, one_line

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from catalog.feeds.errors import FeedFormatError, LocalImageRejected
-from catalog.feeds.images import ImageCollector, looks_like_url, resolve_local_image, web_url
+from catalog.feeds.image_refs import ImageCollector, looks_like_url, resolve_local_image, web_url
 from catalog.feeds.prices import CENT, PRICE_LIMIT, PriceError, parse_price
 from catalog.feeds.records import DESCRIPTION_MAX, MANIFEST_MAX_IMAGES, FeedError, FeedProduct, FeedRecord
 from catalog.feeds.text import clean_text, clip, clip_path, decoded_lines, normalise_path, one_line

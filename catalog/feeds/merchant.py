@@ -43,7 +43,7 @@ from typing import Literal
 
 from catalog.feeds.assemble import ProductBuilder, Variant, VariantRefused
 from catalog.feeds.html_text import html_to_text
-from catalog.feeds.images import web_url
+from catalog.feeds.image_refs import web_url
 from catalog.feeds.prices import Money, PriceError, parse_price, parse_sale_window, sale_in_effect
 from catalog.feeds.records import FeedError, FeedRecord
 from catalog.feeds.text import clean_text, clip, normalise_path

@@ -4,18 +4,17 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0005_sync'),
+        ("catalog", "0005_sync"),
     ]
 
     operations = [
         migrations.RenameModel(
-            old_name='SyncError',
-            new_name='SyncProblem',
+            old_name="SyncError",
+            new_name="SyncProblem",
         ),
         migrations.AlterModelOptions(
-            name='syncproblem',
-            options={'ordering': ['id'], 'verbose_name': 'sync error'},
+            name="syncproblem",
+            options={"ordering": ["id"], "verbose_name": "sync error"},
         ),
     ]
