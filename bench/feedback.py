@@ -1,4 +1,4 @@
-"""Shoppers' clicks as training data, simulated on the Grocery Store Dataset (issue 11, item 5).
+"""Shoppers' clicks as training data, simulated on the Grocery Store Dataset.
 
     .venv/bin/python -m bench.feedback --smoke            # tiny: 4 products, 8 photos, random model; seconds
     .venv/bin/python -m bench.feedback                    # the whole test split: two trainings, ~30 min

@@ -4,9 +4,11 @@ everywhere (the messages come from ml.preprocess)."""
 
 from __future__ import annotations
 
+import numpy as np
 from django.conf import settings
 
-from ml.preprocess import ImageInfo, ImageRejected, too_large, validate_image
+from catalog.storage import read_image
+from ml.preprocess import ImageInfo, ImageRejected, preprocess, too_large, validate_image
 
 
 def limits() -> dict[str, int]:
@@ -23,6 +25,13 @@ def check_size(size: int | None) -> None:
 def validate(data: bytes) -> ImageInfo:
     """Decode ``data`` fully under the limits; ImageRejected (with a code) if it is not a usable image."""
     return validate_image(data, **limits())
+
+
+def stored_photo_pixels(name: str, size: int) -> np.ndarray:
+    """A stored photo as model input (``size`` px square), decoded under the same limits it was admitted
+    with: ml.preprocess's built-in ones would refuse photos that a raised MAX_UPLOAD_BYTES let in.
+    FileNotFoundError if the file is gone, ImageRejected if it cannot be decoded."""
+    return preprocess(read_image(name), size, **limits())
 
 
 def refusal_message(exc: ImageRejected) -> str:

@@ -6,6 +6,8 @@ import uuid
 
 from django.db import models
 
+from catalog.field_limits import BRAND_MAX, CATEGORY_MAX, CURRENCY_LEN, SKU_MAX, TITLE_MAX, URL_MAX
+
 
 class Product(models.Model):
     # The fields an editor, the API or an import may set; every writer and reader of product fields
@@ -25,17 +27,17 @@ class Product(models.Model):
     # What a search result shows of its product (the hit's "product" object, besides id and URLs).
     CARD_FIELDS = ("sku", "title", "category", "price", "currency", "in_stock", "link")
 
-    sku = models.CharField(max_length=64, unique=True)
-    title = models.CharField(max_length=300)
+    sku = models.CharField(max_length=SKU_MAX, unique=True)
+    title = models.CharField(max_length=TITLE_MAX)
     description = models.TextField(blank=True, default="")
-    category = models.CharField(max_length=120, blank=True, default="", db_index=True)
-    brand = models.CharField(max_length=120, blank=True, default="")
+    category = models.CharField(max_length=CATEGORY_MAX, blank=True, default="", db_index=True)
+    brand = models.CharField(max_length=BRAND_MAX, blank=True, default="")
     price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
-    currency = models.CharField(max_length=3, default="EUR")
+    currency = models.CharField(max_length=CURRENCY_LEN, default="EUR")
     in_stock = models.BooleanField(default=True, db_index=True)
     attributes = models.JSONField(default=dict, blank=True)
     # The product's page in the shop (a feed's `link`): search results link shoppers there.
-    link = models.URLField(max_length=2000, blank=True, default="")
+    link = models.URLField(max_length=URL_MAX, blank=True, default="")
     # Set by the duplicate check when another product's image is nearly identical to one of ours.
     possible_duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -76,7 +78,7 @@ class ProductImage(models.Model):
     sha256 = models.CharField(max_length=64, db_index=True)
     original_name = models.CharField(max_length=255, blank=True, default="")
     # Where the bytes came from when a feed named the image by URL (empty for uploads and local files).
-    source_url = models.URLField(max_length=2000, blank=True, default="")
+    source_url = models.URLField(max_length=URL_MAX, blank=True, default="")
     format = models.CharField(max_length=8, blank=True, default="")
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
@@ -136,8 +138,8 @@ from catalog.sync_models import (  # noqa: E402
     FetchState,
     ImageFetch,
     ImageSource,
-    SyncError,
     SyncOrigin,
+    SyncProblem,
     SyncRun,
     SyncState,
 )
@@ -151,7 +153,7 @@ __all__ = [
     "IndexStatus",
     "Product",
     "ProductImage",
-    "SyncError",
+    "SyncProblem",
     "SyncOrigin",
     "SyncRun",
     "SyncState",

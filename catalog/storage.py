@@ -14,8 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from catalog.models import ProductImage
-
-_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
+from ml.preprocess import EXTENSIONS
 
 
 def sha256_of(data: bytes) -> str:
@@ -23,7 +22,7 @@ def sha256_of(data: bytes) -> str:
 
 
 def path_for(sha256: str, image_format: str) -> str:
-    ext = _EXTENSIONS.get(image_format.upper(), "bin")
+    ext = EXTENSIONS.get(image_format.upper(), "bin")
     return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
 
 

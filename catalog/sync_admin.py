@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from catalog.models import CatalogSource, SyncError, SyncRun
+from catalog.models import CatalogSource, SyncProblem, SyncRun
 from catalog.services.sync import source_sync_start
 
 RECENT_RUNS = 20
@@ -102,8 +102,8 @@ class CatalogSourceAdmin(admin.ModelAdmin):
         )
 
 
-class SyncErrorInline(admin.TabularInline):
-    model = SyncError
+class SyncProblemInline(admin.TabularInline):
+    model = SyncProblem
     extra = 0
     can_delete = False
     fields = ["position", "unit", "sku", "url", "code", "message", "fatal"]
@@ -135,7 +135,7 @@ class SyncRunAdmin(admin.ModelAdmin):
     list_filter = ["state", "origin", "source"]
     list_select_related = ["source"]
     search_fields = ["location"]
-    inlines = [SyncErrorInline]
+    inlines = [SyncProblemInline]
 
     def get_readonly_fields(self, request: HttpRequest, obj: SyncRun | None = None) -> list[str]:
         return [f.name for f in SyncRun._meta.concrete_fields] + ["duration"]

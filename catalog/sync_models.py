@@ -1,5 +1,5 @@
 """The catalog sync's tables: where feeds come from (``CatalogSource``), each sync (``SyncRun``) and
-its problems (``SyncError``), the images it asked workers to download (``ImageFetch``), and what we
+its problems (``SyncProblem``), the images it asked workers to download (``ImageFetch``), and what we
 know of each image URL (``ImageSource``: its validators and content hash, so a re-sync downloads
 nothing that has not changed). Imported by catalog/models.py, which registers them with the app.
 """
@@ -139,8 +139,9 @@ class SyncRun(models.Model):
         return round((end - self.started_at).total_seconds(), 3)
 
 
-class SyncError(models.Model):
-    """One problem of a run: a feed line or item (``position``, ``unit``), or an image URL."""
+class SyncProblem(models.Model):
+    """One problem of a run: a feed line or item (``position``, ``unit``), or an image URL. A row, not
+    an exception: the ``*Error`` names are the exceptions'."""
 
     run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="errors")
     position = models.PositiveIntegerField(null=True, blank=True)
@@ -153,6 +154,7 @@ class SyncError(models.Model):
 
     class Meta:
         ordering = ["id"]
+        verbose_name = "sync error"  # what the admin and the API call it: a run's "errors"
 
     def __str__(self) -> str:
         where = f"{self.unit} {self.position}" if self.position is not None else self.url[:120]

@@ -41,6 +41,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "invalid_rate": (400, "A rate limit is not like 600/min."),
     "search_not_found": (400, "The event names a search this key never made (or one deleted since)."),
     "result_not_shown": (400, "The search did not show that product at that position."),
+    "job_refused": (
+        400,
+        "The job cannot be submitted or changed as asked (unknown kind or job, bad parameters).",
+    ),
     "not_authenticated": (401, "Credentials are missing or invalid."),
     "invalid_api_key": (401, "The Bearer API key is unknown."),
     "api_key_revoked": (401, "The Bearer API key was revoked."),
@@ -56,6 +60,14 @@ ERRORS: dict[str, tuple[int, str]] = {
     "duplicate_sku": (409, "Another product has this sku."),
     "duplicate_image": (409, "The product already has an image with these bytes."),
     "not_indexed": (409, "The product or image has no indexed vector yet."),
+    "reindex_refused": (
+        409,
+        "No reindex or rollback now: no candidate model, it is already active, or nothing to roll back to.",
+    ),
+    "compact_refused": (
+        409,
+        "A compact model cannot be made now (compact vectors off, or too few photos to fit it on).",
+    ),
     "image_too_large": (413, "The image file is larger than the server accepts."),
     "request_too_large": (413, "The request body is larger than the server accepts."),
     "feed_too_large": (

@@ -24,7 +24,7 @@ import numpy as np
 from ml.augment import Augmenter
 from ml.backbone_split import make_top_trainable, split_embedding_model
 from ml.data import DecodedImages, TrainingDataError
-from ml.evaluate import safe_retrieval_metrics
+from ml.evaluate import RECALL_AT_1, safe_retrieval_metrics
 from ml.feature_cache import CachedPKSampler, activations, cache_views, views_per_image
 from ml.head_init import init_head_from_features
 from ml.holdout import group_holdout, holdable, pooled
@@ -253,7 +253,7 @@ def run_cached(
     epoch_gallery = rows[_stratified(labels[rows], config.val_gallery_max, rng)] if len(rows) else rows
 
     def score() -> float:
-        return float(_score_against_gallery(top, plain, labels, val, epoch_gallery, ks=(1,))[0]["recall@1"])
+        return float(_score_against_gallery(top, plain, labels, val, epoch_gallery, ks=(1,))[0][RECALL_AT_1])
 
     tracker = RecallEarlyStopping(
         model, score, patience=config.patience, checkpoint_path=output / "checkpoint.keras", verbose=progress,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -198,7 +197,3 @@ def split_items(
     train = [it for i, it in enumerate(items) if i not in val_idx]
     val = [it for i, it in enumerate(items) if i in val_idx]
     return train, val
-
-
-def label_counts(items: Sequence[Item]) -> Counter[str]:
-    return Counter(str(label) for _, label in items)

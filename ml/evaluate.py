@@ -28,6 +28,20 @@ from typing import Any
 import numpy as np
 
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
+# The metric names, defined once: retrieval_metrics' keys, which training reports, model versions, the
+# promotion gate, job results and the admin store and read.
+RECALL_PREFIX = "recall@"
+
+
+def recall_at(k: int) -> str:
+    return f"{RECALL_PREFIX}{k}"
+
+
+RECALL_AT_1 = recall_at(1)
+RECALL_AT_5 = recall_at(5)
+MAP_AT_R = "map@r"
+# How people see them (admin columns, summary lines).
+METRIC_LABELS = {RECALL_AT_1: "R@1", RECALL_AT_5: "R@5", MAP_AT_R: "mAP@R"}
 # A query block is at most this many float64 similarities (64 MB), whatever batch_size says, so a
 # 100k-image gallery still evaluates in bounded memory.
 _MAX_BLOCK_ELEMENTS = 8_000_000
@@ -135,8 +149,8 @@ def retrieval_metrics(
             ap_sum += float((precision * rel_r).sum()) / r
 
     nan = float("nan")
-    metrics: dict[str, Any] = {f"recall@{k}": (hits[k] / evaluated if evaluated else nan) for k in ks}
-    metrics["map@r"] = ap_sum / evaluated if evaluated else nan
+    metrics: dict[str, Any] = {recall_at(k): (hits[k] / evaluated if evaluated else nan) for k in ks}
+    metrics[MAP_AT_R] = ap_sum / evaluated if evaluated else nan
     metrics["num_queries"] = evaluated
     metrics["num_skipped"] = int(q.shape[0] - evaluated)
     metrics["num_gallery"] = int(n_gallery)
@@ -152,16 +166,16 @@ def safe_retrieval_metrics(*args: Any, **kwargs: Any) -> dict[str, Any]:
     except ValueError as exc:
         ks = sorted({int(k) for k in kwargs.get("ks", DEFAULT_KS)})
         nan = float("nan")
-        return {**{f"recall@{k}": nan for k in ks}, "map@r": nan, "num_queries": 0, "error": str(exc)}
+        return {**{recall_at(k): nan for k in ks}, MAP_AT_R: nan, "num_queries": 0, "error": str(exc)}
 
 
 def recall_curve(metrics: Mapping[str, Any]) -> dict[int, float]:
     """``{K: recall}`` from a :func:`retrieval_metrics` result, for :func:`plot_report`; recalls that
     were not measured (None or NaN) are left out, so the curve may be empty."""
     curve = {
-        int(key.split("@", 1)[1]): float(v)
+        int(key.removeprefix(RECALL_PREFIX)): float(v)
         for key, v in metrics.items()
-        if key.startswith("recall@") and v is not None and math.isfinite(float(v))
+        if key.startswith(RECALL_PREFIX) and v is not None and math.isfinite(float(v))
     }
     return dict(sorted(curve.items()))
 

@@ -157,8 +157,3 @@ def unfreeze_top_layers(model: keras.Model, n_layers: int) -> int:
         layer.trainable = trainable
         count += bool(trainable and layer.weights)
     return count
-
-
-def embedding_info(model: keras.Model) -> dict[str, int]:
-    """Image size and embedding dimension read from the model itself (what export records)."""
-    return {"image_size": int(model.input_shape[1]), "embedding_dim": int(model.output_shape[-1])}

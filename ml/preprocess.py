@@ -21,6 +21,8 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 # 50 MP image costs about 150 MB as RGB, which is the most one request may hold.
 DEFAULT_MAX_PIXELS = 50_000_000
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF"})
+# The file name extension each accepted format is stored under (catalog photos, shoppers' photos).
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif"}
 DEFAULT_IMAGE_SIZE = 224
 
 
@@ -49,13 +51,18 @@ def too_large(size: int, limit: int) -> ImageRejected:
     return ImageRejected("image_too_large", f"The file is {size:,} bytes; the limit is {limit:,} bytes.")
 
 
-def _looks_like_supported_image(data: bytes) -> bool:
-    return (
-        data.startswith(b"\xff\xd8")
-        or data.startswith(b"\x89PNG")
-        or data.startswith(b"GIF8")
-        or (data.startswith(b"RIFF") and data[8:12] == b"WEBP")
-    )
+def sniff_format(data: bytes) -> str | None:
+    """The accepted format (one of ALLOWED_FORMATS) the bytes' magic number names, without decoding
+    them; None for anything else. Says what a file claims to be, not that it decodes."""
+    if data.startswith(b"\xff\xd8"):
+        return "JPEG"
+    if data.startswith(b"\x89PNG"):
+        return "PNG"
+    if data.startswith(b"GIF8"):
+        return "GIF"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
 
 
 def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[Image.Image, str]:
@@ -71,7 +78,7 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[Imag
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too_many_pixels", f"The image has too many pixels ({exc}).") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        if _looks_like_supported_image(data):
+        if sniff_format(data) is not None:
             raise ImageRejected(
                 "corrupt_image", "The image file is damaged or truncated and cannot be decoded."
             ) from exc
@@ -194,10 +201,3 @@ def preprocess(
             )
         image = image.crop((x, y, min(x + w, image.width), min(y + h, image.height)))
     return to_model_input(image, size)
-
-
-def preprocess_batch(items: list[bytes], size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
-    """Stack several images (all must be valid) into a uint8 [N, size, size, 3] batch."""
-    if not items:
-        return np.zeros((0, size, size, 3), dtype=np.uint8)
-    return np.stack([preprocess(b, size) for b in items])

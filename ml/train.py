@@ -41,7 +41,7 @@ from ml.data import (
     read_manifest,
     split_items,
 )
-from ml.evaluate import retrieval_metrics, safe_retrieval_metrics
+from ml.evaluate import RECALL_AT_1, retrieval_metrics, safe_retrieval_metrics
 from ml.grocery import iconic_items
 from ml.grocery import split_items as grocery_split
 from ml.losses import get_loss, uses_proxies
@@ -230,7 +230,7 @@ def train(
     log(
         f"trained {config.backbone} ({config.mode}, {config.loss}, {config.image_size}px) on {num_train} images of "
         f"{train_set.num_products} products ({skipped} skipped) in {wall:.0f}s; validation ({validation}): "
-        f"Recall@1 {tracker.best:.4f} at epoch {tracker.best_epoch} (untrained {baseline.get('recall@1', float('nan')):.4f}); "
+        f"Recall@1 {tracker.best:.4f} at epoch {tracker.best_epoch} (untrained {baseline.get(RECALL_AT_1, float('nan')):.4f}); "
         f"model: {model_path}"
     )
     return result
@@ -285,7 +285,7 @@ def _finetune(
             m = retrieval_metrics(
                 query, val_set.labels, embed_images(model, gallery.images), gallery.labels, ks=(1,)
             )
-        return float(m["recall@1"])
+        return float(m[RECALL_AT_1])
 
     tracker = RecallEarlyStopping(
         model, score, patience=config.patience, checkpoint_path=output / "checkpoint.keras", verbose=progress,

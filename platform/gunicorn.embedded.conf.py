@@ -13,15 +13,10 @@ accesslog = "-"
 
 def post_worker_init(worker):
     from search.warmup import warm_up
-    from workers.embedded import (
-        start_job_runner,
-        start_search_photo_retention,
-        start_sweeper,
-        start_sync_scheduler,
-    )
+    from workers.embedded import start_background_work
 
     warm_up()
-    start_sweeper()
-    start_search_photo_retention()
-    start_sync_scheduler()
-    start_job_runner()  # runs jobs handed over by commands, the admin and the demo (this process owns the store)
+    # Started when config.wsgi built the application already (a no-op here then); kept so that this
+    # config says what its process runs: the sweeper, the job runner (jobs handed over by commands, the
+    # admin and the demo: this process owns the store), search-photo retention and catalog syncs.
+    start_background_work()

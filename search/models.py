@@ -134,8 +134,9 @@ class Job(models.Model):
     error = models.TextField(blank=True, default="")
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    # The last lines only (services.jobs.LOG_LINES); log_lines counts every line ever written, so a
-    # follower knows how many of the tail it has not printed yet.
+    # The last lines only (services.jobs.LOG_LINES); log_lines counts every line ever added (a progress
+    # bar's refresh replaces its line and adds none), so a follower knows how many of the tail it has not
+    # printed yet.
     log = models.TextField(blank=True, default="")
     log_lines = models.PositiveIntegerField(default=0)
     requested_by = models.CharField(max_length=150, blank=True, default="")
@@ -163,6 +164,17 @@ class Job(models.Model):
     @property
     def progress(self) -> float:
         return min(1.0, self.done / self.total) if self.total else 0.0
+
+
+class JobRunnerBeat(models.Model):
+    """A live job runner (the embedded web process's threads), beating every few seconds: how a command
+    that hands a job over knows within seconds whether any process will run it."""
+
+    runner = models.CharField(max_length=200, unique=True)  # host:pid
+    beat_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"job runner {self.runner} (beat {self.beat_at:%H:%M:%S})"
 
 
 # --- What shoppers do: searches, the photos they sent (when kept) and the results they clicked ---------
@@ -228,6 +240,7 @@ class SearchLog(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "search"
+        verbose_name_plural = "searches"  # Django's default adds an "s": "Searchs" in the admin's menu
 
     def __str__(self) -> str:
         return f"{self.query_kind} search {self.id} ({self.result_count} results)"

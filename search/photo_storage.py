@@ -11,8 +11,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage
 
-# Magic numbers of the formats the search accepts (ml.preprocess decoded the photo already).
-_SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG", "png"), (b"GIF8", "gif"))
+from ml.preprocess import EXTENSIONS, sniff_format
 
 
 def storage() -> FileSystemStorage:
@@ -21,12 +20,8 @@ def storage() -> FileSystemStorage:
 
 
 def extension(data: bytes) -> str:
-    for magic, ext in _SIGNATURES:
-        if data.startswith(magic):
-            return ext
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return "bin"
+    # By the magic number: ml.preprocess decoded the photo already, so it is one of the accepted formats.
+    return EXTENSIONS.get(sniff_format(data) or "", "bin")
 
 
 def name_for(sha256: str, ext: str) -> str:

@@ -12,7 +12,7 @@ from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from catalog.models import IndexStatus, ProductImage
-from search.models import Job, JobState, ModelStatus, ModelVersion, ReindexJob, ReindexStatus
+from search.models import Job, JobRunnerBeat, JobState, ModelStatus, ModelVersion, ReindexJob, ReindexStatus
 
 OPEN_REINDEX = (ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING)
 
@@ -158,6 +158,12 @@ def stale_jobs(cutoff: datetime) -> list[Job]:
             Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
         )
     )
+
+
+def live_job_runners(*, within_s: float) -> int:
+    """How many processes' job runners beat in the last ``within_s`` seconds."""
+    since = timezone.now() - timedelta(seconds=within_s)
+    return JobRunnerBeat.objects.filter(beat_at__gte=since).count()
 
 
 def job_get(job_id: int) -> Job | None:

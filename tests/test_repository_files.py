@@ -30,3 +30,15 @@ def test_install_notes_give_the_readme_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     for command in ("bash scripts/demo.sh", "bash scripts/test.sh"):
         assert command in readme and command in notes
+
+
+def test_the_search_services_package_lists_every_module() -> None:
+    """search/services/__init__.py is the map of the app's writes: a module it does not name is one a
+    reader will not find."""
+    import search.services
+
+    package = Path(search.services.__file__).parent
+    listed = search.services.__doc__ or ""
+    named = set(re.findall(r"(?<![\w.])(\w+\.py)\b", listed))
+    missing = sorted(p.name for p in package.glob("*.py") if p.name != "__init__.py" and p.name not in named)
+    assert missing == []

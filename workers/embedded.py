@@ -180,6 +180,9 @@ class JobRunner:
             )
             thread.start()
             self._threads.append(thread)
+        beat = threading.Thread(target=self._beat, name="lookalike-jobs-beat", daemon=True)
+        beat.start()
+        self._threads.append(beat)
         return self
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -187,6 +190,26 @@ class JobRunner:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout)
+
+    def _beat(self) -> None:
+        """Tell commands that this process runs jobs (search.services.jobs.runner_beat), on a thread of
+        its own so that a long job in hand does not read as a dead runner."""
+        from search.services import jobs
+
+        try:
+            while True:
+                try:
+                    close_old_connections()
+                    jobs.runner_beat()
+                except Exception:  # the loop must outlive any one failure
+                    log.exception("job runner beat failed")
+                if self._stop.wait(jobs.RUNNER_BEAT_S):
+                    break
+            jobs.runner_stopped()
+        except Exception:
+            log.exception("job runner: could not record its stop")
+        finally:
+            connections.close_all()
 
     def _loop(self, lane: str) -> None:
         from search.services import jobs
@@ -240,4 +263,18 @@ def start_job_runner(poll_s: float = 1.0) -> bool:
     if not settings.CELERY_TASK_ALWAYS_EAGER or _runner is not None:
         return False
     _runner = JobRunner(poll_s).start()
+    return True
+
+
+def start_background_work() -> bool:
+    """Everything the serving process runs in the embedded default: the sweeper, the search-photo
+    retention, the catalog sync scheduler and the job runner, each once per process. Called where the
+    WSGI application is built (config/wsgi.py), so ``manage.py runserver``, gunicorn and any other WSGI
+    server run jobs alike; nothing with a broker (Celery's workers and beat do it)."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        return False
+    start_sweeper()
+    start_search_photo_retention()
+    start_sync_scheduler()
+    start_job_runner()
     return True

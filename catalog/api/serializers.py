@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from catalog.field_limits import BRAND_MAX, CATEGORY_MAX, SKU_MAX, TITLE_MAX, URL_MAX
 from catalog.models import Product, ProductImage
 
 
@@ -57,11 +58,11 @@ class ProductOutput(serializers.ModelSerializer):
 # Validation of each editable field (Product.EDITABLE_FIELDS; tests/catalog/test_fields.py keeps the two
 # in step). No docstring: it would become the schema component's public description.
 class ProductInput(serializers.Serializer):
-    sku = serializers.CharField(max_length=64)
-    title = serializers.CharField(max_length=300)
+    sku = serializers.CharField(max_length=SKU_MAX)
+    title = serializers.CharField(max_length=TITLE_MAX)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    category = serializers.CharField(required=False, allow_blank=True, max_length=120, default="")
-    brand = serializers.CharField(required=False, allow_blank=True, max_length=120, default="")
+    category = serializers.CharField(required=False, allow_blank=True, max_length=CATEGORY_MAX, default="")
+    brand = serializers.CharField(required=False, allow_blank=True, max_length=BRAND_MAX, default="")
     price = serializers.DecimalField(
         max_digits=12, decimal_places=2, required=False, allow_null=True, min_value=0, default=None
     )
@@ -71,7 +72,7 @@ class ProductInput(serializers.Serializer):
     link = serializers.URLField(
         required=False,
         allow_blank=True,
-        max_length=2000,
+        max_length=URL_MAX,
         default="",
         help_text="The product's page in the shop.",
     )
@@ -109,5 +110,5 @@ class ImageUploadQuery(serializers.Serializer):
 
 class ProductListQuery(serializers.Serializer):
     search = serializers.CharField(required=False, max_length=200)
-    category = serializers.CharField(required=False, max_length=120)
+    category = serializers.CharField(required=False, max_length=CATEGORY_MAX)
     in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)

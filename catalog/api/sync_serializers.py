@@ -6,7 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from catalog.models import SyncError, SyncRun
+from catalog.models import SyncProblem, SyncRun
 
 # Error rows shown with a run; every error is counted in ``error_count`` and kept in the admin.
 ERRORS_SHOWN = 100
@@ -22,7 +22,7 @@ class SyncPushQuery(serializers.Serializer):
 
 class SyncErrorOutput(serializers.ModelSerializer):
     class Meta:
-        model = SyncError
+        model = SyncProblem
         fields = ["position", "unit", "sku", "url", "code", "message", "fatal"]
 
 

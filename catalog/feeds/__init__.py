@@ -11,7 +11,7 @@ downloads, no file reads except a manifest's local images when the caller allows
 
 from catalog.feeds.detect import SNIFF_BYTES, detect_format, sniff_format
 from catalog.feeds.errors import FeedFormatError, LocalImageRejected
-from catalog.feeds.images import resolve_local_image
+from catalog.feeds.image_refs import resolve_local_image
 from catalog.feeds.parse import parse_feed
 from catalog.feeds.records import FEED_FORMATS, FeedError, FeedFormat, FeedImage, FeedProduct, FeedRecord
 

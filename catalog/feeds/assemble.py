@@ -20,18 +20,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from catalog.feeds.images import ImageCollector
+from catalog.feeds.image_refs import ImageCollector
 from catalog.feeds.prices import Money, money_text
-from catalog.feeds.records import (
-    BRAND_MAX,
-    CATEGORY_MAX,
-    DESCRIPTION_MAX,
-    MAX_VARIANTS,
-    SKU_MAX,
-    TITLE_MAX,
-    FeedProduct,
-)
+from catalog.feeds.records import DESCRIPTION_MAX, MAX_VARIANTS, FeedProduct
 from catalog.feeds.text import clip, clip_path, one_line
+from catalog.field_limits import BRAND_MAX, CATEGORY_MAX, SKU_MAX, TITLE_MAX
 
 
 class VariantRefused(ValueError):

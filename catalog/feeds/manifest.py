@@ -18,21 +18,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from catalog.feeds.errors import FeedFormatError, LocalImageRejected
-from catalog.feeds.images import ImageCollector, looks_like_url, resolve_local_image, web_url
+from catalog.feeds.image_refs import ImageCollector, looks_like_url, resolve_local_image, web_url
 from catalog.feeds.prices import CENT, PRICE_LIMIT, PriceError, parse_price
-from catalog.feeds.records import (
-    BRAND_MAX,
-    CATEGORY_MAX,
-    DESCRIPTION_MAX,
-    LINK_MAX,
-    MANIFEST_MAX_IMAGES,
-    SKU_MAX,
-    TITLE_MAX,
-    FeedError,
-    FeedProduct,
-    FeedRecord,
-)
+from catalog.feeds.records import DESCRIPTION_MAX, MANIFEST_MAX_IMAGES, FeedError, FeedProduct, FeedRecord
 from catalog.feeds.text import clean_text, clip, clip_path, decoded_lines, normalise_path, one_line
+from catalog.field_limits import BRAND_MAX, CATEGORY_MAX, SKU_MAX, TITLE_MAX, URL_MAX
 
 MANIFEST_FIELDS = frozenset(
     {
@@ -154,7 +144,7 @@ def _product(
     if not _storable(attributes):
         raise _Rejected("invalid_field", "attributes must not contain NUL characters or unpaired surrogates.")
     link = _text(row, "link")
-    if link and (len(link) > LINK_MAX or web_url(link) is None):
+    if link and (len(link) > URL_MAX or web_url(link) is None):
         raise _Rejected("invalid_link", f"link {link[:80]!r} is not an http(s) URL.")
     return FeedProduct(
         sku=clip(clean_text(row["sku"]), SKU_MAX),

@@ -43,10 +43,11 @@ from typing import Literal
 
 from catalog.feeds.assemble import ProductBuilder, Variant, VariantRefused
 from catalog.feeds.html_text import html_to_text
-from catalog.feeds.images import web_url
+from catalog.feeds.image_refs import web_url
 from catalog.feeds.prices import Money, PriceError, parse_price, parse_sale_window, sale_in_effect
-from catalog.feeds.records import LINK_MAX, SKU_MAX, FeedError, FeedRecord
+from catalog.feeds.records import FeedError, FeedRecord
 from catalog.feeds.text import clean_text, clip, normalise_path
+from catalog.field_limits import SKU_MAX, URL_MAX
 
 Fields = dict[str, list[str]]
 
@@ -182,7 +183,7 @@ class MerchantAssembler:
                 )  # fmt: skip
 
         link = first("link")
-        if link and (len(link) > LINK_MAX or web_url(link) is None):
+        if link and (len(link) > URL_MAX or web_url(link) is None):
             yield self._error(
                 position,
                 "invalid_link",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from catalog.feeds.errors import FeedFormatError
-from catalog.feeds.images import web_url
+from catalog.feeds.image_refs import web_url
 from catalog.feeds.manifest import parse_manifest
 from catalog.feeds.merchant_tsv import parse_merchant_tsv
 from catalog.feeds.merchant_xml import parse_merchant_xml

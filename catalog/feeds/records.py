@@ -16,17 +16,11 @@ from typing import Any, Literal
 FeedFormat = Literal["merchant_xml", "merchant_tsv", "shopify_csv", "jsonl"]
 FEED_FORMATS: tuple[FeedFormat, ...] = ("merchant_xml", "merchant_tsv", "shopify_csv", "jsonl")
 
-# The catalog's column limits (catalog.models.Product). Parsers cut longer values instead of refusing
-# the record: a long title is still the right product.
-SKU_MAX = 64
-TITLE_MAX = 300
-CATEGORY_MAX = 120
-BRAND_MAX = 120
-CURRENCY_LEN = 3
+# The catalog's column limits are in catalog.field_limits; parsers cut longer values to them instead of
+# refusing the record: a long title is still the right product.
 # Google Merchant Center's own limit for descriptions; a longer text is a page's worth of copy, not
 # something the search page shows, and it bounds what one grouped product holds in memory.
 DESCRIPTION_MAX = 5000
-LINK_MAX = 2000
 # Bounds on one product, so that a hostile or broken feed cannot grow one record without limit.
 # Shopify allows 2,048 variants per product and Merchant Center 10 additional images per item.
 MAX_VARIANTS = 2048

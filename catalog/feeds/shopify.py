@@ -33,10 +33,11 @@ from catalog.feeds.assemble import ProductBuilder, Variant, VariantRefused
 from catalog.feeds.delimited import delimited_rows
 from catalog.feeds.errors import FeedFormatError
 from catalog.feeds.html_text import html_to_text
-from catalog.feeds.images import web_url
+from catalog.feeds.image_refs import web_url
 from catalog.feeds.prices import Money, PriceError, parse_price
-from catalog.feeds.records import SKU_MAX, FeedError, FeedRecord
+from catalog.feeds.records import FeedError, FeedRecord
 from catalog.feeds.text import clean_text, clip, normalise_path
+from catalog.field_limits import SKU_MAX
 
 _COLOR = frozenset({"color", "colour"})
 _VARIANT_COLUMNS = ("variant sku", "variant price", "option1 value", "option2 value", "option3 value")

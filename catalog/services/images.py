@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from catalog import events, image_limits
 from catalog.errors import CatalogError
+from catalog.field_limits import URL_MAX
 from catalog.models import IndexStatus, Product, ProductImage
 from catalog.storage import delete_if_unreferenced, release_files_on_commit, sha256_of, write_image
 from ml.preprocess import ImageInfo
@@ -57,7 +58,7 @@ def product_image_add(
                 file=name,
                 sha256=digest,
                 original_name=_safe_name(original_name),
-                source_url=source_url[:2000],
+                source_url=source_url[:URL_MAX],
                 format=info.format,
                 width=info.width,
                 height=info.height,
@@ -124,7 +125,7 @@ def product_images_add_many(*, images: Sequence[NewImage]) -> list[ImageAddResul
                 file=name,
                 sha256=digest,
                 original_name=_safe_name(image.original_name),
-                source_url=image.source_url[:2000],
+                source_url=image.source_url[:URL_MAX],
                 format=image.info.format,
                 width=image.info.width,
                 height=image.info.height,

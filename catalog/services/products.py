@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 
 from catalog import events
 from catalog.errors import CatalogError
+from catalog.field_limits import BRAND_MAX, CATEGORY_MAX, CURRENCY_LEN, SKU_MAX, TITLE_MAX, URL_MAX
 from catalog.models import Product
 from catalog.storage import release_files_on_commit
 
@@ -48,9 +49,9 @@ def _clean_link(value: Any) -> str:
     if not link:
         return ""
     parts = urlsplit(link)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > 2000:
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(link) > URL_MAX:
         raise CatalogError(
-            "invalid_parameter", "link must be an http(s) URL of at most 2,000 characters.", "link"
+            "invalid_parameter", f"link must be an http(s) URL of at most {URL_MAX:,} characters.", "link"
         )
     return link
 
@@ -65,17 +66,17 @@ def clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
         cleaned["price"] = _clean_price(cleaned["price"])
     if "sku" in cleaned:
         sku = str(cleaned["sku"]).strip()
-        if not sku or len(sku) > 64:
-            raise CatalogError("invalid_parameter", "sku must be 1 to 64 characters.", "sku")
+        if not sku or len(sku) > SKU_MAX:
+            raise CatalogError("invalid_parameter", f"sku must be 1 to {SKU_MAX} characters.", "sku")
         cleaned["sku"] = sku
     if "title" in cleaned:
         title = str(cleaned["title"]).strip()
         if not title:
             raise CatalogError("invalid_parameter", "title must not be empty.", "title")
-        cleaned["title"] = title[:300]
+        cleaned["title"] = title[:TITLE_MAX]
     if "currency" in cleaned:
         currency = str(cleaned["currency"] or "EUR").strip().upper()
-        if len(currency) != 3 or not currency.isalpha():
+        if len(currency) != CURRENCY_LEN or not currency.isalpha():
             raise CatalogError("invalid_parameter", "currency must be a 3-letter ISO code.", "currency")
         cleaned["currency"] = currency
     if "attributes" in cleaned:
@@ -96,6 +97,10 @@ def clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("description", "category", "brand"):
         if key in cleaned:
             cleaned[key] = "" if cleaned[key] is None else str(cleaned[key]).strip()
+    for key, limit in (("category", CATEGORY_MAX), ("brand", BRAND_MAX)):
+        # Checked here, not left to the column: a longer value would fail the write with a DataError.
+        if len(cleaned.get(key, "")) > limit:
+            raise CatalogError("invalid_parameter", f"{key} must be at most {limit} characters.", key)
     return cleaned
 
 

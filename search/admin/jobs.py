@@ -15,12 +15,13 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from ml.evaluate import METRIC_LABELS
 from search import selectors
 from search.admin.model_versions import KIND_LABELS, PROMOTABLE, requested_by
 from search.models import Job, JobState, ModelVersion
 from search.services.jobs import job_cancel, job_kinds
 
-GATE_ROWS = (("R@1", "recall@1"), ("R@5", "recall@5"), ("mAP@R", "map@r"))
+GATE_ROWS = tuple((label, name) for name, label in METRIC_LABELS.items())
 
 
 def _label(kind: str) -> str:

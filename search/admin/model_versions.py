@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from ml.evaluate import MAP_AT_R, METRIC_LABELS, RECALL_AT_1
 from search import selectors
 from search.models import ModelKind, ModelStatus, ModelVersion, ReindexJob
 from search.services.jobs import JobError, job_submit
@@ -102,6 +103,31 @@ class TrainForm(forms.Form):
         return {name: data[name] for name in self.fields if name != "then_promote" and data[name] is not None}
 
 
+def _share(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, int | float) else "?"
+
+
+def calibration_line(calibration: dict[str, Any]) -> str:
+    """The model list's calibration column, in words: from what score a hit is called “same”, how often
+    that was right and for how many queries, and how often an unknown product got “no match”
+    (ml.calibration.Calibration's fields, measured when the thresholds were fitted)."""
+    same = calibration.get("same")
+    if not isinstance(same, int | float) or isinstance(same, bool):
+        return "not calibrated"
+    margin = calibration.get("margin")
+    lead = f", {margin:.2f} ahead of the next" if isinstance(margin, int | float) and margin > 0 else ""
+    line = (
+        f"“same” at score ≥ {same:.2f}{lead}: right {_share(calibration.get('precision'))}, "
+        f"said for {_share(calibration.get('coverage'))} of queries; unknown products get “no match” "
+        f"{_share(calibration.get('no_match_unseen'))}"
+    )
+    if calibration.get("queries"):
+        line += f" (on {calibration['queries']} queries)"
+    if calibration.get("met") is False:
+        line += "; targets not met"
+    return line
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     change_list_template = "admin/search/modelversion/change_list.html"
@@ -139,20 +165,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return ""
         return format_html('<strong class="lookalike-serving">{}</strong>', "● serving now")
 
-    @admin.display(description="R@1")
+    @admin.display(description=METRIC_LABELS[RECALL_AT_1])
     def recall_at_1(self, obj: ModelVersion) -> str:
-        return _metric(obj, "recall@1")
+        return _metric(obj, RECALL_AT_1)
 
-    @admin.display(description="mAP@R")
+    @admin.display(description=METRIC_LABELS[MAP_AT_R])
     def map_at_r(self, obj: ModelVersion) -> str:
-        return _metric(obj, "map@r")
+        return _metric(obj, MAP_AT_R)
 
     @admin.display(description="calibration")
     def calibration_thresholds(self, obj: ModelVersion) -> str:
-        values = {k: v for k, v in (obj.calibration or {}).items() if isinstance(v, int | float)}
-        if not values:
-            return "—"
-        return " · ".join(f"{name} ≥ {value:.3f}" for name, value in sorted(values.items()))
+        return calibration_line(obj.calibration or {})
 
     @admin.display(description="index")
     def index_summary(self, obj: ModelVersion) -> str:

@@ -12,12 +12,22 @@ from tqdm import tqdm
 
 from search import selectors
 from search.models import Job, JobState
-from search.services.jobs import JobError, Rate, job_placement, job_run, job_submit, kind_get
+from search.services.jobs import (
+    RUNNER_LIVE_S,
+    JobError,
+    Rate,
+    job_placement,
+    job_run,
+    job_submit,
+    kind_get,
+)
 from search.vector_store import VectorStoreError
 
 POLL_S = 0.5
 # A handed-over job still queued after this long: say who should be running it.
 WAITING_HINT_S = 10.0
+# ... and after this long, with no live job runner (embedded default), say what to do.
+NO_RUNNER_CHECK_S = 2.0
 
 
 def admin_path(job: Job) -> str:
@@ -60,7 +70,7 @@ def follow(command: BaseCommand, job: Job, *, who: str) -> Job:
     listener = ConsoleListener(command, job.kind, kind_get(job.kind).unit)
     seen = 0
     started = time.monotonic()
-    hinted = False
+    hinted = checked = False
     try:
         while True:
             current = selectors.job_get(job.pk)
@@ -75,7 +85,13 @@ def follow(command: BaseCommand, job: Job, *, who: str) -> Job:
             listener.on_progress(job.done, job.total)
             if job.finished:
                 return job
-            if job.state == JobState.QUEUED and not hinted and time.monotonic() - started > WAITING_HINT_S:
+            waited = time.monotonic() - started
+            if job.state == JobState.QUEUED and not checked and waited > NO_RUNNER_CHECK_S:
+                checked = True
+                if advice := no_runner_advice(job):
+                    listener.on_log(advice)
+                    hinted = True
+            if job.state == JobState.QUEUED and not hinted and waited > WAITING_HINT_S:
                 listener.on_log(f"(still queued, waiting for {who})")
                 hinted = True
             time.sleep(POLL_S)
@@ -136,6 +152,22 @@ def run_job_command(
         return job
     job = follow(command, job, who=who)
     return report(command, job) if summary else job
+
+
+def no_runner_advice(job: Job) -> str | None:
+    """What to do when a job was handed over and no live process runs jobs (the embedded default: only
+    the web server does, and the vector store is held by some other process); None while one does, and
+    with a broker (its workers are not watched from here)."""
+    from django.conf import settings
+
+    if not settings.CELERY_TASK_ALWAYS_EAGER or selectors.live_job_runners(within_s=RUNNER_LIVE_S):
+        return None
+    return (
+        f"No process is running jobs: job {job.pk} stays queued. Start the web server "
+        "(`manage.py runserver`, or gunicorn with platform/gunicorn.embedded.conf.py) and it runs it; "
+        "or stop the process that holds the vector store and run this command again. Ctrl-C stops "
+        "waiting here (the job stays queued; cancel it in the admin)."
+    )
 
 
 def owner_description() -> str:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
+from catalog import image_limits
 from catalog.models import IndexStatus, ProductImage
-from catalog.storage import read_image
 from ml import calibration
 from ml.augment import Augmenter
-from ml.preprocess import ImageRejected, preprocess
+from ml.preprocess import ImageRejected
 from search.embedders import embedder_for
 from search.models import ModelVersion
 from search.vector_store import SearchFilter, vector_store
@@ -47,7 +47,7 @@ def calibrate_from_catalog(model: ModelVersion, *, seed: int = 0) -> calibration
     views, products = [], []
     for number, (_, name, product_id) in enumerate(chosen):
         try:
-            pixels = preprocess(read_image(name), model.image_size)
+            pixels = image_limits.stored_photo_pixels(name, model.image_size)
         except (ImageRejected, FileNotFoundError):
             continue
         views.append(augmenter(pixels, np.random.default_rng([seed, number])))

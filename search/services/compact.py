@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from catalog import image_limits
 from catalog.models import ProductImage
-from catalog.storage import read_image
-from ml.preprocess import ImageRejected, preprocess
+from ml.preprocess import ImageRejected
 from search import selectors
 from search.errors import SearchError
 from search.models import ModelKind, ModelVersion
@@ -141,7 +141,7 @@ def fit_catalog_projection(raw_model: Any, *, dim: int | None = None) -> FittedP
 
     for name, product in _catalog_sample(settings.BOOTSTRAP_COMPACT_MAX_PHOTOS):
         try:
-            batch.append(preprocess(read_image(name), size))
+            batch.append(image_limits.stored_photo_pixels(name, size))
         except (ImageRejected, FileNotFoundError, OSError):
             continue  # a photo that cannot be read now is left out of the fit, as indexing would
         products.append(product)

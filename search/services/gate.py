@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from catalog.models import ProductImage
-from ml.evaluate import retrieval_metrics
+from ml.evaluate import RECALL_AT_1, retrieval_metrics
 from search.models import ModelVersion
 from search.vector_store import vector_store
 
@@ -36,7 +36,7 @@ def model_recall(model: ModelVersion, query_ids: list[str], labels: dict[str, in
     queries = sorted(query_set)
     gallery = [i for i in sorted(vectors) if i not in query_set]
     if not queries or not gallery:
-        return {"recall@1": float("nan"), "num_queries": 0}
+        return {RECALL_AT_1: float("nan"), "num_queries": 0}
     return retrieval_metrics(
         np.stack([vectors[i] for i in queries]),
         np.array([labels[i] for i in queries]),
@@ -66,9 +66,9 @@ def view_recall(model: ModelVersion, image_ids: list[str], labels: dict[str, int
     """Recall@1 of augmented views of catalog photos through ``model``'s real path (its embedder and
     its collection): for a catalog with one photo per product, where no held-out photo has a positive
     left. The same views (same seed) are used for every model compared."""
-    from catalog.storage import read_image
+    from catalog import image_limits
     from ml.augment import Augmenter
-    from ml.preprocess import ImageRejected, preprocess
+    from ml.preprocess import ImageRejected
     from search.embedders import embedder_for
 
     names = {
@@ -81,20 +81,20 @@ def view_recall(model: ModelVersion, image_ids: list[str], labels: dict[str, int
         if name is None:
             continue
         try:
-            pixels = preprocess(read_image(name), model.image_size)
+            pixels = image_limits.stored_photo_pixels(name, model.image_size)
         except (ImageRejected, FileNotFoundError):
             continue
         views.append(augmenter(pixels, np.random.default_rng([seed, number])))
         products.append(labels[image_id])
     if not views:
-        return {"recall@1": float("nan"), "num_queries": 0}
+        return {RECALL_AT_1: float("nan"), "num_queries": 0}
     store = vector_store()
     vectors = embedder_for(model).embed(np.stack(views))
     right = 0
     for vector, product_id in zip(vectors, products, strict=True):
         hits = store.search(model.collection, vector, 1, None, group_by_product=True)
         right += bool(hits) and hits[0].product_id == product_id
-    return {"recall@1": right / len(views), "num_queries": len(views), "queries": ON_VIEWS}
+    return {RECALL_AT_1: right / len(views), "num_queries": len(views), "queries": ON_VIEWS}
 
 
 def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[str, int]) -> dict:
@@ -118,7 +118,7 @@ def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[
             rng.choice(everything, size=min(VIEW_QUERIES, len(everything)), replace=False).tolist()
         )
         new, old = view_recall(candidate, views, labels), view_recall(active, views, labels)
-    new_r1, old_r1 = new.get("recall@1", float("nan")), old.get("recall@1", float("nan"))
+    new_r1, old_r1 = new.get(RECALL_AT_1, float("nan")), old.get(RECALL_AT_1, float("nan"))
     better = bool(np.isnan(old_r1) or (not np.isnan(new_r1) and new_r1 >= old_r1))
     on_views = new.get("queries") == ON_VIEWS
     verdict = {

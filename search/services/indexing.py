@@ -29,9 +29,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from catalog import image_limits
 from catalog.models import IndexStatus, ProductImage
-from catalog.storage import read_image
-from ml.preprocess import ImageRejected, preprocess
+from ml.preprocess import ImageRejected
 from search import selectors
 from search.embedders import embedder_for
 from search.errors import NoActiveModel
@@ -215,7 +215,7 @@ def _pool() -> ThreadPoolExecutor:
 
 def _decode(image: ProductImage, size: int) -> tuple[np.ndarray | None, str]:
     try:
-        return preprocess(read_image(image.file.name), size), ""
+        return image_limits.stored_photo_pixels(image.file.name, size), ""
     except FileNotFoundError:
         return None, "missing_file: the image file is gone from storage."
     except ImageRejected as exc:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from catalog import selectors as catalog_selectors
+from ml.evaluate import METRIC_LABELS, RECALL_AT_1
 from ml.serving import EmbedderUnavailable
 from search import selectors
 from search.errors import NoActiveModel
@@ -77,13 +78,14 @@ def gate_line(gate: dict[str, Any]) -> str:
     new, old = gate["candidate"], gate["active"]
     if gate.get("advice_only"):
         return (
-            f"on {gate.get('queries', 0)} augmented views, candidate vs active: R@1 {fmt(new.get('recall@1'))} "
-            f"vs {fmt(old.get('recall@1'))}: {gate['advice_only']}."
+            f"on {gate.get('queries', 0)} augmented views, candidate vs active: R@1 {fmt(new.get(RECALL_AT_1))} "
+            f"vs {fmt(old.get(RECALL_AT_1))}: {gate['advice_only']}."
         )
+    compared = ", ".join(
+        f"{label} {fmt(new.get(name))} vs {fmt(old.get(name))}" for name, label in METRIC_LABELS.items()
+    )
     return (
-        f"on {gate.get('queries', 0)} held-out photos, candidate vs active: R@1 {fmt(new.get('recall@1'))} vs "
-        f"{fmt(old.get('recall@1'))}, R@5 {fmt(new.get('recall@5'))} vs {fmt(old.get('recall@5'))}, mAP@R "
-        f"{fmt(new.get('map@r'))} vs {fmt(old.get('map@r'))}: {gate_verdict(gate)}."
+        f"on {gate.get('queries', 0)} held-out photos, candidate vs active: {compared}: {gate_verdict(gate)}."
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ from django.utils import timezone
 
 from search import events, selectors
 from search.errors import SearchError
-from search.models import Job, JobState
+from search.models import Job, JobRunnerBeat, JobState
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,31 @@ def runner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"[:200]
 
 
+# --- live runners: a command that hands a job over asks whether anyone will run it --------------------
+
+# A job runner beats this often, from a thread of its own (a long job in hand does not stop it); one not
+# heard from for RUNNER_LIVE_S has stopped or died.
+RUNNER_BEAT_S = 2.0
+RUNNER_LIVE_S = 10.0
+
+
+def _process_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def runner_beat() -> None:
+    """This process runs jobs, as of now."""
+    if not JobRunnerBeat.objects.filter(runner=_process_id()).update(beat_at=timezone.now()):
+        JobRunnerBeat.objects.update_or_create(runner=_process_id(), defaults={"beat_at": timezone.now()})
+
+
+def runner_stopped() -> None:
+    """This process no longer runs jobs (its runner stopped); old beats of dead processes go too."""
+    stale = timezone.now() - timedelta(seconds=10 * RUNNER_LIVE_S)
+    JobRunnerBeat.objects.filter(runner=_process_id()).delete()
+    JobRunnerBeat.objects.filter(beat_at__lt=stale).delete()
+
+
 # --- submit, claim, finish ------------------------------------------------------------------------
 
 
@@ -245,16 +271,52 @@ def job_progress(job_id: int, *, done: int, total: int | None = None) -> None:
     Job.objects.filter(pk=job_id, state=JobState.RUNNING).update(**fields)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# A progress bar's refresh, as a pipe delivers it (each redraw a line of its own): tqdm's
+# "desc:  40%|####      | 8/20 [00:01<00:02, 7.5img/s]" and Keras's "  8/17 ━━━━━━━━━━━ 2s 200ms/step".
+_TQDM_BAR = re.compile(r"^(?P<desc>.*?)\s*\d{1,3}%\|.*\|\s*[\d.]+[kMG]?/(?P<total>[\d.]+[kMG]?)")
+_KERAS_BAR = re.compile(r"^\s*\d+/(?P<total>\d+)\s+━")
+
+
+def progress_bar_key(line: str) -> tuple[str, ...] | None:
+    """Which progress bar a line is a refresh of (its kind, label and total), or None for any other line.
+    Two refreshes of one bar have the same key."""
+    plain = _ANSI.sub("", line)
+    if m := _TQDM_BAR.match(plain):
+        return ("tqdm", m["desc"].strip(), m["total"])
+    if m := _KERAS_BAR.match(plain):
+        return ("keras", m["total"])
+    return None
+
+
+def merge_log_lines(kept: list[str], lines: list[str]) -> tuple[list[str], int]:
+    """``kept`` with ``lines`` after it, where a refresh of the progress bar on the line just before
+    replaces that line instead of adding one: a log keeps only a bar's latest state, not each redraw.
+    Returns the lines and how many were added (replacements add none)."""
+    merged, added = list(kept), 0
+    for line in lines:
+        key = progress_bar_key(line)
+        if key is not None and merged and progress_bar_key(merged[-1]) == key:
+            merged[-1] = line
+        else:
+            merged.append(line)
+            added += 1
+    return merged, added
+
+
 def job_log(job_id: int, lines: list[str]) -> bool:
-    """Append lines to the job's log tail; False when the row is not visible (nothing was written)."""
+    """Append lines to the job's log tail (a progress bar's refreshes collapsed to its latest state);
+    False when the row is not visible (nothing was written)."""
     lines = [line[:LOG_LINE_CHARS] for line in lines]
     if not lines:
         return True
     row = Job.objects.filter(pk=job_id).values("log", "log_lines").first()
     if row is None:
         return False
-    kept = (row["log"].splitlines() + lines)[-LOG_LINES:]
-    Job.objects.filter(pk=job_id).update(log="\n".join(kept), log_lines=row["log_lines"] + len(lines))
+    merged, added = merge_log_lines(row["log"].splitlines(), lines)
+    Job.objects.filter(pk=job_id).update(
+        log="\n".join(merged[-LOG_LINES:]), log_lines=row["log_lines"] + added
+    )
     return True
 
 

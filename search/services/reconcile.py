@@ -61,8 +61,8 @@ def reconcile(*, dry_run: bool = False) -> list[ReconcileReport]:
                 store.delete(model.collection, orphans)
             for product_id, expected in stale.items():
                 store.set_payload_by_product(model.collection, product_id, expected)
-            for start in range(0, len(missing), 64):
-                outcome = repair_missing(missing[start : start + 64], model)
+            if missing:  # repair_missing cuts them into indexing's batches
+                outcome = repair_missing(missing, model)
                 report.reindexed += len(outcome.indexed)
                 report.failed.update(outcome.failed)
             if model.status == ModelStatus.ACTIVE:

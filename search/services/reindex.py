@@ -25,12 +25,11 @@ from search.errors import SearchError
 from search.models import ModelStatus, ModelVersion, ReindexJob, ReindexStatus
 from search.services import gate
 from search.services.index_building import index_optimize
-from search.services.indexing import IndexOutcome, fill_collection
+from search.services.indexing import BATCH, IndexOutcome, fill_collection
 from search.services.model_versions import model_activate
 from search.vector_store import vector_store
 
 log = logging.getLogger(__name__)
-BATCH = 64
 FINISHED = (ReindexStatus.PROMOTED, ReindexStatus.REJECTED, ReindexStatus.FAILED, ReindexStatus.CANCELLED)
 
 

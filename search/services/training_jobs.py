@@ -27,6 +27,7 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+from ml.evaluate import MAP_AT_R, RECALL_AT_1, RECALL_AT_5
 from search.models import Job
 from search.services.jobs import JobCancelled, JobContext, JobError, JobFailed, job_set_result, job_submit
 
@@ -215,8 +216,8 @@ def outcome_result(outcome) -> dict[str, Any]:
     m, b = outcome.metrics, outcome.baseline
     summary = (
         f"Candidate model v{outcome.model.version} in {outcome.wall_time_s:.0f} s: "
-        f"R@1 {_figure(m.get('recall@1'))} (untrained {_figure(b.get('recall@1'))}), "
-        f"R@5 {_figure(m.get('recall@5'))}, mAP@R {_figure(m.get('map@r'))}. "
+        f"R@1 {_figure(m.get(RECALL_AT_1))} (untrained {_figure(b.get(RECALL_AT_1))}), "
+        f"R@5 {_figure(m.get(RECALL_AT_5))}, mAP@R {_figure(m.get(MAP_AT_R))}. "
         f"Report: {outcome.model.report_path}."
     )
     clicks = (outcome.model.metrics or {}).get("feedback_clicks")
@@ -225,9 +226,9 @@ def outcome_result(outcome) -> dict[str, Any]:
         summary += f" Shoppers' clicks: {clicks['trusted']} trusted, {dropped} dropped."
     return {
         "model_version": outcome.model.version,
-        "recall@1": m.get("recall@1"),
-        "map@r": m.get("map@r"),
-        "baseline_recall@1": b.get("recall@1"),
+        RECALL_AT_1: m.get(RECALL_AT_1),
+        MAP_AT_R: m.get(MAP_AT_R),
+        f"baseline_{RECALL_AT_1}": b.get(RECALL_AT_1),
         "wall_time_s": outcome.wall_time_s,
         "feedback_clicks": clicks or None,
         "summary": summary,

@@ -3,8 +3,9 @@
 Plain Python values in and out, nothing Django. One interface (`VectorStore`), two implementations:
 
 * `EdgeVectorStore(root_path)`: Qdrant Edge, Qdrant's engine in-process, one shard per collection
-  under `<root>/<collection>/`; the embedded default. Exact search by default. Aliases live in
-  `<root>/aliases.json`. One opener per root folder (others get `VectorStoreLocked`).
+  under `<root>/<collection>/`; the embedded default. Exact search by default. No aliases (no reader
+  outside this process could see one): its `set_alias` records nothing. One opener per root folder
+  (others get `VectorStoreLocked`).
 * `QdrantClientVectorStore(url=..., api_key=...)`: a Qdrant server; `path=` / `location=":memory:"`
   give qdrant-client's local mode, used by the contract tests.
 
@@ -12,7 +13,7 @@ Plain Python values in and out, nothing Django. One interface (`VectorStore`), t
 `vector_store()` is this process's one store, opened from Django settings (process.py, the only module
 here that reads settings); `reset_vector_store()` closes it.
 
-Interface (collection arguments may be an alias; point ids are image UUID strings):
+Interface (on a server, collection arguments may be an alias; point ids are image UUID strings):
     ensure_collection(name, dim)                      idempotent; cosine; IndexSpec; payload indexes on product_id,
                                                       category, price, in_stock, active, model_version;
                                                       DimensionMismatch if it exists with another dim

@@ -395,7 +395,8 @@ def merge_exclusions(flt: SearchFilter | None, extra: list[int]) -> SearchFilter
 class VectorStore(abc.ABC):
     """One collection per model version; points keyed by image UUID; cosine similarity.
 
-    Every method takes and returns plain Python values. Collection arguments may also be an alias.
+    Every method takes and returns plain Python values. On a server, collection arguments may also be
+    an alias (Edge has none).
     """
 
     @abc.abstractmethod
@@ -481,7 +482,8 @@ class VectorStore(abc.ABC):
 
     @abc.abstractmethod
     def set_alias(self, alias: str, collection: str) -> None:
-        """Point `alias` at `collection`, atomically replacing any previous target."""
+        """Point `alias` at `collection`, atomically replacing any previous target (a server's outside
+        readers follow it; Edge records nothing)."""
 
     @abc.abstractmethod
     def get_alias(self, alias: str) -> str | None: ...

@@ -2,10 +2,13 @@
 
 Layout of the root:
     <root>/.lock              held (flock) by the one store instance that owns the root
-    <root>/aliases.json       {"alias": "collection"}; Edge has no aliases, so they live here
     <root>/<collection>/      one EdgeShard (WAL, segments, payload indexes)
 
 A snapshot is a gzipped tar of one collection's shard folder, taken after a flush while writes wait.
+
+No aliases: Edge has none, and none are needed. A server's alias is for readers outside the project,
+but an embedded store is locked to the one process that opened it; the project itself always names
+the active collection (ModelVersion.collection).
 """
 
 from __future__ import annotations
@@ -60,7 +63,6 @@ try:  # POSIX; elsewhere the engine's own WAL lock still refuses a second opener
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-_ALIASES_FILE = "aliases.json"
 _LOCK_FILE = ".lock"
 _ENGINE_CONFIG = "edge_config.json"
 
@@ -122,7 +124,7 @@ class EdgeVectorStore(VectorStore):
         # own flush interval) and rely on close() and the sweeper for the last seconds.
         self.flush_interval_s = flush_interval_s
         self._shards: dict[str, _Shard] = {}
-        self._lock = threading.RLock()  # guards _shards and aliases.json
+        self._lock = threading.RLock()  # guards _shards
         self._closed = False
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._acquire_root_lock()
@@ -195,13 +197,10 @@ class EdgeVectorStore(VectorStore):
 
     def _resolve(self, name: str) -> str:
         validate_name(name)
-        if name in self._shards or self._is_collection_dir(name):
-            return name
-        target = self._read_aliases().get(name)
-        return target if target is not None else name
+        return name
 
     def _open(self, name: str) -> _Shard:
-        """The open shard for a collection or alias name (loaded on first use)."""
+        """The open shard for a collection (loaded on first use)."""
         with self._lock:
             self._check_open()
             real = self._resolve(name)
@@ -225,9 +224,6 @@ class EdgeVectorStore(VectorStore):
         with self._lock:
             self._check_open()
             if not self._is_collection_dir(name):
-                if name in self._read_aliases():
-                    # A collection would shadow the alias here; a Qdrant server refuses it too.
-                    raise VectorStoreError(f"{name!r} is an alias, not a collection name")
                 try:
                     # The shard lives in a generation folder the name links to, so a rebuilt index can
                     # take its place with one atomic rename of the link (edge_build.py).
@@ -285,11 +281,6 @@ class EdgeVectorStore(VectorStore):
                 doomed.unlink()
                 os.replace(target, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
-            # Like a Qdrant server, dropping a collection removes the aliases pointing at it.
-            aliases = self._read_aliases()
-            kept = {a: c for a, c in aliases.items() if c != name}
-            if kept != aliases:
-                self._write_aliases(kept)
             return True
 
     # --- writes ---------------------------------------------------------------------------------
@@ -457,59 +448,24 @@ class EdgeVectorStore(VectorStore):
             if offset is None or not records:
                 return
 
-    # --- aliases (a JSON file: Qdrant Edge has none) --------------------------------------------
-
-    def _read_aliases(self) -> dict[str, str]:
-        try:
-            data = json.loads((self.root / _ALIASES_FILE).read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise VectorStoreError(f"unreadable alias file {self.root / _ALIASES_FILE}: {exc}") from exc
-        return {str(k): str(v) for k, v in data.items()}
-
-    def _write_aliases(self, aliases: dict[str, str]) -> None:
-        # Temp file + fsync + rename: a reader or a crash sees the old mapping or the new, never half.
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".aliases.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(aliases, fh, indent=2, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.root / _ALIASES_FILE)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+    # --- aliases: none here (see the module docstring) ------------------------------------------
 
     def set_alias(self, alias: str, collection: str) -> None:
+        """Checks its arguments as a server does, and records nothing: nobody could read it."""
         validate_name(alias)
         validate_name(collection)
         with self._lock:
             self._check_open()
             if not self._is_collection_dir(collection):
                 raise CollectionNotFound(collection)
-            if self._is_collection_dir(alias):
-                raise VectorStoreError(f"alias {alias!r} is already a collection's name")
-            aliases = self._read_aliases()
-            aliases[alias] = collection
-            self._write_aliases(aliases)
 
     def get_alias(self, alias: str) -> str | None:
         validate_name(alias)
-        with self._lock:
-            self._check_open()
-            return self._read_aliases().get(alias)
+        return None
 
     def delete_alias(self, alias: str) -> bool:
         validate_name(alias)
-        with self._lock:
-            self._check_open()
-            aliases = self._read_aliases()
-            if aliases.pop(alias, None) is None:
-                return False
-            self._write_aliases(aliases)
-            return True
+        return False
 
     # --- snapshots ------------------------------------------------------------------------------
 
@@ -541,7 +497,7 @@ class EdgeVectorStore(VectorStore):
         validate_name(collection)
         with self._lock:
             self._check_open()
-            if self._is_collection_dir(collection) or collection in self._read_aliases():
+            if self._is_collection_dir(collection):
                 raise VectorStoreError(f"vector collection {collection!r} exists already; drop it first")
             folder = new_generation(self.root, collection)
             try:

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.preprocess import ImageRejected, load_image, parse_crop, preprocess, validate_image
+from ml.preprocess import (
+    ALLOWED_FORMATS,
+    EXTENSIONS,
+    ImageRejected,
+    load_image,
+    parse_crop,
+    preprocess,
+    sniff_format,
+    validate_image,
+)
 from tests.fixtures.images import exif_rotated_jpeg, image_bytes, png_header_with_size, truncated_jpeg
 
 
@@ -124,3 +133,15 @@ def test_crop_outside_the_image() -> None:
     with pytest.raises(ImageRejected) as info:
         preprocess(image_bytes(size=(10, 10)), 8, crop=(50, 50, 5, 5))
     assert info.value.code == "invalid_crop"
+
+
+@pytest.mark.parametrize("fmt", sorted(ALLOWED_FORMATS))
+def test_the_sniff_names_every_accepted_format_as_pillow_does(fmt) -> None:
+    """One magic-number sniff (ml.preprocess.sniff_format) for the decoder's corrupt-or-unsupported
+    verdict and the stored file's extension; it agrees with what Pillow decodes."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(buffer, fmt)
+    data = buffer.getvalue()
+    assert sniff_format(data) == fmt == Image.open(io.BytesIO(data)).format
+    assert EXTENSIONS[fmt] in {"jpg", "png", "gif", "webp"}
+    assert sniff_format(b"BM" + data[2:]) is None

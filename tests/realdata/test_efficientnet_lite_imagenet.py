@@ -2,7 +2,7 @@
 
 A port that loads every tensor can still be wrong (a transposed kernel, a block's stride on the wrong
 repeat); right labels on real photos are what a faithful port shows. Reads ../shared; skips with the
-reason when the data set is absent. CI runs it.
+reason when the data set is absent, and fails instead under CI=true (tests/support/realdata.py).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 from ml.efficientnet_lite import INPUT_SCALING, native_resolution
 from ml.preprocess import preprocess
 from ml.pretrained import CACHE_ENV, efficientnet_lite
+from tests.support.realdata import data_missing
 
 REPO = Path(__file__).resolve().parents[2]
 FRUIT = REPO / ".." / "shared" / "data" / "grocery-store" / "dataset" / "test" / "Fruit"
@@ -38,7 +39,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.mark.parametrize("variant", [0, 1, 2])
 def test_imagenet_labels_of_grocery_photos(variant, cache_dir):
     if not FRUIT.is_dir():
-        pytest.skip("the Grocery Store Dataset is not in ../shared")
+        data_missing("the Grocery Store Dataset is not in ../shared")
     size = native_resolution(variant)
     photos, labels = [], []
     for folder, label in IMAGENET_CLASS.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, missing_inputs
+from tests.support.realdata import data_missing
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 def test_feedback_simulation_smoke(tmp_path: Path) -> None:
     reason = missing_inputs(DEFAULT_DATA, DEFAULT_WEIGHTS, "test")
     if reason:
-        pytest.skip(reason)
+        data_missing(reason)
     out = tmp_path / "feedback.json"
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
     done = subprocess.run(

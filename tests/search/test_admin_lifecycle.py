@@ -37,13 +37,28 @@ def test_the_model_list_shows_scores_calibration_and_who_serves(
     active_model.metrics = {"recall@1": 0.5412, "map@r": 0.3101}
     active_model.save()
     candidate.metrics = {"recall@1": 0.8034, "map@r": 0.6123}
-    candidate.calibration = {"same": 0.82, "similar": 0.61}
+    # What ml.calibration.Calibration.to_json stores (its curves cut short).
+    candidate.calibration = {
+        "same": 0.8213,
+        "margin": 0.0412,
+        "precision": 0.951,
+        "coverage": 0.512,
+        "no_match_unseen": 0.903,
+        "queries": 300,
+        "met": False,
+        "curves": {"threshold": [0.1, 0.2], "precision": [0.5, 0.6]},
+    }
     candidate.save()
     page = admin_client.get("/admin/search/modelversion/").content.decode()
     assert "Serving now: <strong>v7</strong> (pretrained" in page
     assert page.count("● serving now") == 1
-    for text in ("0.541", "0.310", "0.803", "0.612", "same ≥ 0.820 · similar ≥ 0.610", "—"):
+    calibration = (
+        "“same” at score ≥ 0.82, 0.04 ahead of the next: right 95%, said for 51% of queries; unknown "
+        "products get “no match” 90% (on 300 queries); targets not met"
+    )
+    for text in ("0.541", "0.310", "0.803", "0.612", calibration, "not calibrated"):
         assert text in page, text
+    assert "no_match_unseen" not in page and "met ≥" not in page  # no raw dump of the fields
     assert "Train a candidate" in page and "Reindex and promote…" in page
     assert "Roll back to" not in page  # nothing served before v7
 

@@ -88,6 +88,39 @@ def test_the_log_keeps_a_bounded_tail_and_counts_every_line(test_kind) -> None:
     assert job.log_lines == jobs.LOG_LINES + 51
 
 
+def test_the_log_keeps_only_the_latest_state_of_each_progress_bar(test_kind) -> None:
+    """A training process's bars reach the log through a pipe, each redraw a line of its own: tqdm's
+    (with ANSI colours or not) and Keras's. The log keeps one line per bar, at its latest state; other
+    lines, and a bar that comes back after another line, stay."""
+    job = job_submit(kind="test-steps", params={"steps": 1})
+    decoding = [
+        f"decoding train: {p:3d}%|{'#' * (p // 10):<10}| {p * 16 // 100}/16 [00:01<00:02]"
+        for p in (0, 50, 100)
+    ]
+    keras = [
+        f"\x1b[1m{n:2d}/17\x1b[0m \x1b[32m{'━' * n}\x1b[0m 2s 200ms/step - loss: 0.5" for n in range(1, 18)
+    ]
+    jobs.job_log(job.pk, ["training process 1", *decoding[:2]])
+    jobs.job_log(job.pk, [decoding[2], "caching 64 views", *keras, "epoch 1: val Recall@1 0.25", keras[0]])
+    job.refresh_from_db()
+    assert job.log.splitlines() == [
+        "training process 1",
+        decoding[2],
+        "caching 64 views",
+        keras[-1],
+        "epoch 1: val Recall@1 0.25",
+        keras[0],
+    ]
+    assert job.log_lines == 6  # a refresh adds no line: a follower prints only lines that are new
+    # Keras's per-epoch summary (verbose=2) is not a bar: each epoch's line stays.
+    jobs.job_log(job.pk, ["17/17 - 3s - 200ms/step - loss: 0.5", "17/17 - 3s - 190ms/step - loss: 0.4"])
+    job.refresh_from_db()
+    assert job.log.splitlines()[-2:] == [
+        "17/17 - 3s - 200ms/step - loss: 0.5",
+        "17/17 - 3s - 190ms/step - loss: 0.4",
+    ]
+
+
 def test_submission_checks_kind_and_params(active_model, candidate) -> None:
     with pytest.raises(JobError, match="Unknown job kind 'nope'"):
         job_submit(kind="nope")

@@ -349,6 +349,23 @@ def test_scroll_ids_visits_every_point_once(filled: VectorStore, catalog: Catalo
 # --- aliases and persistence ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", ["edge"])
+def test_edge_records_no_alias(kind: str, store_path: Path, store: VectorStore) -> None:
+    """An embedded store is locked to one process, so no outside reader could follow an alias: Edge
+    checks the target as a server does and writes nothing; collections are named, never aliased."""
+    store.ensure_collection(collection_name("v1"), DIM)
+    store.set_alias(ALIAS, collection_name("v1"))
+    with pytest.raises(CollectionNotFound):
+        store.set_alias(ALIAS, "nope")
+    assert store.get_alias(ALIAS) is None and store.delete_alias(ALIAS) is False
+    assert sorted(p.name for p in store_path.iterdir() if not p.name.startswith(".")) == [
+        collection_name("v1")
+    ]
+    with pytest.raises(CollectionNotFound):
+        store.count(ALIAS)
+
+
+@pytest.mark.parametrize("kind", ["local"])  # a server's aliases; Edge has none (the next test)
 def test_aliases_swap_and_persist(kind: str, store_path: Path, store: VectorStore) -> None:
     old, new = collection_name("v1"), collection_name("v2")
     store.ensure_collection(old, DIM)

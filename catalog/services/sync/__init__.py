@@ -12,7 +12,7 @@ now", and feeds pushed to ``POST /api/v1/catalog/sync/``. Each is a ``SyncRun``:
 3. ``sync_images_fetch`` (the ``lookalike.fetch_sync_images`` task) downloads those URLs through
    ``catalog.fetching`` and adds what changed; new images are announced for indexing.
 
-Layout: opening.py (file / URL / push, parser choice), products.py (product diff), images.py (image
+Layout: opening.py (file / URL / push, parser choice), products.py (product diff), image_plan.py (image
 plan), downloads.py (worker side), execute.py (the run), runs.py (the run's row, counters, errors),
 scheduling.py (sources, pushes, lost downloads). Retention of deactivated products:
 ``catalog.services.activation``.

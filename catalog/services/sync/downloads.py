@@ -33,7 +33,7 @@ from catalog.fetching import (
 from catalog.models import FetchState, ImageFetch, ImageSource, ProductImage
 from catalog.services.images import NewImage, product_image_delete, product_images_add_many
 from catalog.services.sync import runs
-from catalog.services.sync.images import announce_added
+from catalog.services.sync.image_plan import announce_added
 from catalog.services.sync.runs import ErrorRow
 
 # Downloaded bytes held before they are written as one batch: a batch is a few queries, not a few per

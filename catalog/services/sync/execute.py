@@ -25,7 +25,7 @@ from catalog.fetching import FetchError
 from catalog.models import CatalogSource, Product, SyncRun
 from catalog.services.activation import products_deactivate
 from catalog.services.sync import runs
-from catalog.services.sync.images import (
+from catalog.services.sync.image_plan import (
     LocalImage,
     announce_added,
     announce_fetches,

@@ -22,8 +22,8 @@ from catalog.models import (
     FetchState,
     ImageFetch,
     ProductImage,
-    SyncError,
     SyncOrigin,
+    SyncProblem,
     SyncRun,
     SyncState,
 )
@@ -106,12 +106,12 @@ def record_errors(run_id: int, errors: Iterable[ErrorRow]) -> int:
     if not rows:
         return 0
     add_counts(run_id, error_count=len(rows))
-    room = MAX_ERROR_ROWS - SyncError.objects.filter(run_id=run_id).count()
+    room = MAX_ERROR_ROWS - SyncProblem.objects.filter(run_id=run_id).count()
     fatal = [r for r in rows if r.fatal]
     # The error that ended a run is kept even when the table is full: it is the one people look for.
     kept = rows[: max(room, 0)] + [r for r in fatal if r not in rows[: max(room, 0)]]
-    SyncError.objects.bulk_create(
-        SyncError(
+    SyncProblem.objects.bulk_create(
+        SyncProblem(
             run_id=run_id,
             position=r.position,
             unit=r.unit,
@@ -183,7 +183,7 @@ def run_summary(run: SyncRun) -> str:
     )
 
 
-def error_line(error: SyncError) -> str:
+def error_line(error: SyncProblem) -> str:
     """One line per kept error: where (line, item or URL), which sku, the code and the message."""
     where = f"{error.unit} {error.position}" if error.position is not None else (error.url or "feed")
     who = f" (sku {error.sku})" if error.sku else ""

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from catalog import events
-from catalog.models import CatalogSource, SyncError, SyncRun
+from catalog.models import CatalogSource, SyncProblem, SyncRun
 from tests.support.recorders import announcements
 
 pytestmark = pytest.mark.django_db
@@ -24,10 +24,10 @@ def source_with_runs() -> CatalogSource:
         records=7, products_created=5, products_updated=1, products_unchanged=1, images_fetched=9,
         images_failed=1, error_count=2, started_at=started, finished_at=started + timedelta(seconds=42),
     )  # fmt: skip
-    SyncError.objects.create(
+    SyncProblem.objects.create(
         run=run, position=5, unit="item", sku="MUG-9", code="invalid_price", message="price: no."
     )
-    SyncError.objects.create(
+    SyncProblem.objects.create(
         run=run, sku="JKT-1", url="https://cdn.example/x.jpg", code="http_404", message="Cannot fetch it."
     )
     return source

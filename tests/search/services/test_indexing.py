@@ -168,3 +168,15 @@ def test_a_store_failure_leaves_the_batch_pending_not_half_marked(
     with pytest.raises(ConnectionError):
         indexing.index_pending_images([str(i.pk) for i in images])
     assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.PENDING}
+
+
+def test_indexing_decodes_stored_photos_under_the_settings_limits(active_model, media_root, settings) -> None:
+    """Indexing applies MAX_UPLOAD_BYTES and MAX_IMAGE_PIXELS as uploads do, not ml.preprocess's built-in
+    limits: a deployment that raises the settings must not admit photos that indexing then refuses. Here
+    the pixel limit is lowered after the upload, so only the settings can make indexing refuse it."""
+    (image,) = _pending_images(1)
+    settings.MAX_IMAGE_PIXELS = 100
+    outcome = index_pending_images([str(image.pk)])
+    assert outcome.indexed == []
+    image.refresh_from_db()
+    assert image.index_status == IndexStatus.FAILED and image.last_error.startswith("too_many_pixels")

@@ -7,8 +7,7 @@ from urllib.parse import urlsplit
 
 from catalog.feeds.errors import LocalImageRejected
 from catalog.feeds.records import MAX_IMAGES, FeedImage
-
-URL_MAX = 2000
+from catalog.field_limits import URL_MAX
 
 
 def web_url(value: str) -> str | None:
