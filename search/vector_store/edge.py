@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 import threading
 import time
 import uuid

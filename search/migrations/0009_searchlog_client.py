@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("search", "0006_model_index"),
+        ("search", "0008_job_runner_beat"),
     ]
 
     operations = [
