@@ -14,11 +14,18 @@ from drf_spectacular.openapi import AutoSchema
 
 from config.api_errors import ErrorOutput, status_for
 
+# Credentials are checked before any view runs, so an operation that takes them (even one anybody may
+# call without) answers bad ones with a 401: an unknown or revoked API key, a wrong token.
+CREDENTIAL_ERRORS = ("not_authenticated", "invalid_api_key", "api_key_revoked")
+
 
 class ApiSchema(AutoSchema):
     def _error_codes(self) -> tuple[str, ...]:
         declared = getattr(self.view, "error_codes", None) or {}
-        return tuple(declared.get(self.method.lower(), ()))
+        codes = tuple(declared.get(self.method.lower(), ()))
+        if any(requirement for requirement in self.get_auth()):
+            codes += tuple(code for code in CREDENTIAL_ERRORS if code not in codes)
+        return codes
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         bodies = super()._get_response_bodies(direction)

@@ -2,8 +2,9 @@
 
 Schemathesis reads /api/v1/schema/ from the Django WSGI app, generates requests for each operation
 and checks that the API never answers 5xx and that status codes, content types and bodies match
-what the schema declares. It runs authenticated (token), so the write operations are exercised too,
-against a real active model so /search/ reaches the embedder and the vector store.
+what the schema declares. It runs as each kind of caller (a staff token, a shop's secret key, anonymous), so the write
+operations are exercised too, against a real active model so /search/ reaches the embedder and the
+vector store.
 """
 
 from __future__ import annotations
@@ -75,15 +76,27 @@ def _no_throttle(monkeypatch) -> None:
     monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", rates)
 
 
-@pytest.fixture
-def seeded(api_token, active_model) -> str:  # noqa: F811
-    """A product with an image so generated ids sometimes hit real rows; returns the token."""
+# Each operation is called as each kind of caller calls it: a staff user's token (every write), a
+# shop's secret key with every scope (the integration path, its own authentication and throttle), and
+# anonymously (the shopper's page: what it may not do must be a 401/403, never a 5xx).
+CALLERS = ("token", "secret_key", "anonymous")
+
+
+@pytest.fixture(params=CALLERS)
+def seeded(request, api_token, active_model) -> dict[str, str]:  # noqa: F811
+    """A product with an image so generated ids sometimes hit real rows; returns the caller's headers."""
+    from apikeys import services as keys
     from catalog import services
     from tests.fixtures.images import image_bytes
 
     product = services.product_create(sku="SEED-1", title="Seed", category="kitchen", price="5")
     services.product_image_add(product=product, data=image_bytes(pattern=4))
-    return api_token
+    if request.param == "token":
+        return {"Authorization": f"Token {api_token}"}
+    if request.param == "secret_key":
+        key = keys.api_key_create(name="fuzz", kind="secret", scopes=["admin"], rate="100000/min")
+        return {"Authorization": f"Bearer {key.secret}"}
+    return {}
 
 
 HYPOTHESIS = settings(
@@ -98,14 +111,14 @@ HYPOTHESIS = settings(
 @positive.parametrize()
 @HYPOTHESIS
 def test_valid_requests_get_documented_answers(
-    case, seeded: str, _in_test_transaction, _no_throttle, media_root
+    case, seeded: dict[str, str], _in_test_transaction, _no_throttle, media_root
 ) -> None:
-    case.call_and_validate(headers={"Authorization": f"Token {seeded}"}, checks=CHECKS)
+    case.call_and_validate(headers=seeded, checks=CHECKS)
 
 
 @negative.parametrize()
 @HYPOTHESIS
 def test_invalid_requests_never_get_a_5xx(
-    case, seeded: str, _in_test_transaction, _no_throttle, media_root
+    case, seeded: dict[str, str], _in_test_transaction, _no_throttle, media_root
 ) -> None:
-    case.call_and_validate(headers={"Authorization": f"Token {seeded}"}, checks=[not_a_server_error])
+    case.call_and_validate(headers=seeded, checks=[not_a_server_error])
