@@ -177,8 +177,8 @@ def runner_id() -> str:
 
 # A job runner beats this often, from a thread of its own (a long job in hand does not stop it); one not
 # heard from for RUNNER_LIVE_S has stopped or died.
-RUNNER_BEAT_S = 2.0
-RUNNER_LIVE_S = 10.0
+RUNNER_BEAT_S = 5.0  # as often as a running job's heartbeat: no more writes than that costs
+RUNNER_LIVE_S = 20.0
 
 
 def _process_id() -> str:
