@@ -178,7 +178,7 @@ BOOTSTRAP_IMAGE_SIZE = env_int("BOOTSTRAP_IMAGE_SIZE", 348)
 # projected to this many dims, inside the model (0: off), by a projection fitted on the catalog's own
 # photos: learned whitening from pairs of one product's photos when most products have two or more,
 # else PCA. Measured on Grocery Store (bench/compact.py, docs/benchmarks.md): 256 chosen on val; the
-# whitening lifts test Recall@1 0.600 -> 0.740, PCA loses nothing; a 5x smaller index either way.
+# whitening lifts test Recall@1 0.600 -> 0.743, PCA loses nothing; a 5x smaller index either way.
 BOOTSTRAP_COMPACT_DIM = env_int("BOOTSTRAP_COMPACT_DIM", 256)
 # Fewer stored photos than this and the pretrained model stays raw: a fit on about as many photos as
 # dims follows those photos, not the catalog to come (Grocery val, 256-d: 256 photos lose 0.007 on

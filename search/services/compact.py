@@ -36,9 +36,9 @@ EMBED_BATCH = 32
 CENTER_FROM_PHOTOS_PER_PRODUCT = 1.5
 # Learned whitening (ml/projection.py::fit_whitening), chosen on the Grocery val split
 # (bench/compact.py, docs/benchmarks.md). The ridge, times the pair covariance's mean eigenvalue: the
-# best val R@1 on the shop's photos (0.581 raw -> 0.710 at 256-d) among the candidates (0.01-1.0,
+# best val R@1 on the shop's photos (0.581 raw -> 0.730 at 256-d) among the candidates (0.01-1.0,
 # 256 or 128 dims) that lose nothing on products held out of the fit; the smaller ridges score more on
-# the catalog fitted (0.753 at 0.01) and lose on held-out products, the larger fit less.
+# the catalog fitted (0.767 at 0.03, 128-d) and lose on held-out products, the larger fit less.
 WHITEN_RIDGE = 0.3
 # Whitened only when at least this share of the sampled products has two or more photos: with fewer,
 # the pairs teach what varies within a few products, and the products with one photo lose (val, the 81
