@@ -8,11 +8,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Max, Q, QuerySet
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from catalog.models import IndexStatus, ProductImage
-from search.models import Job, JobState, ModelStatus, ModelVersion, ReindexJob, ReindexStatus
+from ml.ocr import ENGINE as OCR_ENGINE
+from search.models import (
+    ImageText,
+    Job,
+    JobState,
+    ModelStatus,
+    ModelVersion,
+    ReindexJob,
+    ReindexStatus,
+    TextStatus,
+)
 
 OPEN_REINDEX = (ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING)
 
@@ -172,3 +182,17 @@ def pending_among(image_ids: list[str]) -> list[str]:
 
 def image_count() -> int:
     return ProductImage.objects.count()
+
+
+def images_needing_text(*, retry_failed: bool = True) -> list[str]:
+    """Ids of the images whose text is not read from their current bytes by the current engine (never
+    read, replaced bytes, an upgraded engine), and those that failed unless ``retry_failed`` is off;
+    in a stable order, for a command's progress."""
+    stale = Q(text__isnull=True) | ~Q(text__sha256=F("sha256")) | ~Q(text__engine=OCR_ENGINE)
+    if retry_failed:
+        stale |= Q(text__status=TextStatus.FAILED)
+    return [str(i) for i in ProductImage.objects.filter(stale).order_by("id").values_list("id", flat=True)]
+
+
+def image_text_of(image_ids: list[str]) -> dict[str, ImageText]:
+    return {str(row.image_id): row for row in ImageText.objects.filter(image_id__in=image_ids)}

@@ -4,7 +4,9 @@ itself, on daemon threads."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -151,6 +153,60 @@ def _sync_loop() -> None:
             close_old_connections()
             if run_id is not None:
                 _sync_runs.task_done()
+
+
+# --- text on catalog images (OCR) -------------------------------------------------------------------
+# One more daemon thread, at the lowest CPU priority the OS gives a thread, reading the text of
+# uploaded images one message at a time (about 0.9 s per photo): never in the upload request, and
+# behind searches for the CPU.
+
+_text_batches: queue.Queue[list[str]] = queue.Queue()
+_text_lock = threading.Lock()
+_text_thread: threading.Thread | None = None
+TEXT_THREAD_NICE = 19
+
+
+def submit_text_reading(image_ids: list[str]) -> None:
+    """Read these images' text on the background thread (started on first use)."""
+    global _text_thread
+    _text_batches.put(list(image_ids))
+    with _text_lock:
+        if _text_thread is None or not _text_thread.is_alive():
+            _text_thread = threading.Thread(target=_text_loop, name="lookalike-ocr-reader", daemon=True)
+            _text_thread.start()
+
+
+def text_reader_idle(timeout_s: float) -> bool:
+    """Wait until every submitted batch is read (tests, shutdown); False if still busy after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while _text_batches.unfinished_tasks:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _lower_own_priority() -> None:
+    # On Linux a thread is its own scheduling entity: this lowers the reader, not the web process.
+    # Another OS, or not permitted: it reads at normal priority.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TEXT_THREAD_NICE)
+
+
+def _text_loop() -> None:
+    from workers.tasks import read_image_text
+
+    _lower_own_priority()
+    while True:
+        image_ids = _text_batches.get()
+        try:
+            close_old_connections()
+            read_image_text.apply(args=(image_ids,)).get(propagate=False)
+        except Exception:  # the loop must outlive any one failure
+            log.exception("reading text on images failed")
+        finally:
+            close_old_connections()
+            _text_batches.task_done()
 
 
 # --- jobs -----------------------------------------------------------------------------------------

@@ -201,6 +201,14 @@ INDEX_PENDING_GRACE_S = env_int("INDEX_PENDING_GRACE_S", 30)
 INDEX_MAX_ATTEMPTS = env_int("INDEX_MAX_ATTEMPTS", 8)
 DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
 
+# --- Text on the pack (OCR) -----------------------------------------------------------------------
+# Every catalog image's text is read in the background after it is added (queue "text" with a broker,
+# a low-priority thread without one), never in the upload request. About 0.9 s per 348 px store photo
+# on one core; the budget stops a huge or pathological image from holding the reader.
+OCR_ENABLED = env_bool("OCR_ENABLED", True)
+OCR_BUDGET_S = env_float("OCR_BUDGET_S", 10.0)
+OCR_THREADS = env_int("OCR_THREADS", 1)
+
 # --- Search log ---------------------------------------------------------------------------------
 # Every API search is logged (no photo; the client as a keyed hash of its address, never the address).
 # With SEARCH_LOG_PHOTOS the shopper's photo

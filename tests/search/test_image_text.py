@@ -1,0 +1,135 @@
+"""Text read on catalog images (OCR) with the real engine: stored per image with confidences and
+boxes, read on the background reader (never in the upload request), read again when the photo
+changes, and refreshed for an existing catalog by ``manage.py read_image_text``."""
+
+from __future__ import annotations
+
+import threading
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from celery.signals import task_prerun
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+
+from catalog import services
+from search import selectors
+from search.models import ImageText, TextStatus
+from search.services.image_text import images_text_read
+from tests.fixtures.text_images import text_jpeg
+from workers import embedded
+
+REPO = Path(__file__).resolve().parents[2]
+GROCERY = REPO / ".." / "shared" / "data" / "grocery-store" / "dataset"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def readers():
+    """The thread each read_image_text task ran on."""
+    seen: list[str] = []
+
+    def record(sender=None, task=None, **_):
+        if task.name == "lookalike.read_image_text":
+            seen.append(threading.current_thread().name)
+
+    task_prerun.connect(record, weak=False)
+    yield seen
+    task_prerun.disconnect(record)
+
+
+@pytest.mark.django_db
+def test_words_confidence_and_boxes_are_stored_and_a_second_read_is_a_no_op(media_root) -> None:
+    product = services.product_create(sku="OAT-1", title="Oat drink")
+    image = services.product_image_add(product=product, data=text_jpeg(["OAT MILK 1,5%"])).image
+    outcome = images_text_read([str(image.pk)])
+    assert outcome.read == [str(image.pk)] and outcome.with_words == 1
+    row = ImageText.objects.get(image=image)
+    assert row.status == TextStatus.READ and row.sha256 == image.sha256
+    assert {"oat", "milk", "1.5%"} <= set(row.tokens)
+    word = row.words[0]
+    assert set(word) == {"text", "confidence", "box"} and 0 < word["confidence"] <= 1
+    assert len(word["box"]) == 4
+    assert selectors.images_needing_text() == []
+    again = images_text_read([str(image.pk)])
+    assert again.skipped == [str(image.pk)] and not again.read
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_is_read_on_the_background_reader_and_a_replaced_photo_read_again(
+    auth_client, media_root, settings, readers
+) -> None:
+    settings.OCR_ENABLED = True
+    product = services.product_create(sku="JUICE-1", title="Juice")
+    upload = SimpleUploadedFile("apple.jpg", text_jpeg(["APPLE JUICE"]), content_type="image/jpeg")
+    response = auth_client.post(
+        f"/api/v1/products/{product.pk}/images/", {"image": upload}, format="multipart"
+    )
+    assert response.status_code == 201, response.content
+    request_thread = threading.current_thread().name
+    assert embedded.text_reader_idle(timeout_s=60)
+    assert readers and request_thread not in readers
+    assert set(readers) == {"lookalike-ocr-reader"}
+    first = ImageText.objects.get(image_id=response.json()["id"])
+    assert {"apple", "juice"} <= set(first.tokens)
+
+    old = first.image
+    replaced = services.product_image_replace(image=old, data=text_jpeg(["ORANGE JUICE"])).image
+    assert embedded.text_reader_idle(timeout_s=60)
+    assert not ImageText.objects.filter(image_id=first.image_id).exists()  # gone with its photo
+    second = ImageText.objects.get(image=replaced)
+    assert "orange" in second.tokens and "apple" not in second.tokens
+    assert second.sha256 == replaced.sha256
+
+
+@pytest.mark.django_db
+def test_the_command_reads_an_existing_catalog_and_what_changed(media_root) -> None:
+    product = services.product_create(sku="MILK-1", title="Milk")
+    # Added with reading off (as a catalog from before text was read): nothing read yet.
+    images = [
+        services.product_image_add(product=product, data=text_jpeg([line])).image
+        for line in ("MILK 3%", "FETT 1,5 %")
+    ]
+    assert set(selectors.images_needing_text()) == {str(i.pk) for i in images}
+    out = StringIO()
+    call_command("read_image_text", stdout=out)
+    text = out.getvalue()
+    assert "Reading the text on 2 image(s)" in text and "2/2 images" in text
+    assert "Read 2 image(s)" in text and "2 with text" in text
+    assert {"milk", "3%"} <= set(ImageText.objects.get(image=images[0]).tokens)
+    assert "1.5%" in ImageText.objects.get(image=images[1]).tokens
+
+    out = StringIO()
+    call_command("read_image_text", stdout=out)
+    assert "nothing to do" in out.getvalue()
+
+    # A row read from other bytes (or by another engine) is stale: the command reads it again.
+    ImageText.objects.filter(image=images[0]).update(sha256="0" * 64, tokens=[])
+    out = StringIO()
+    call_command("read_image_text", stdout=out)
+    assert "Read 1 image(s)" in out.getvalue()
+    assert "milk" in ImageText.objects.get(image=images[0]).tokens
+
+
+@pytest.mark.django_db
+def test_store_photos_from_the_grocery_dataset(media_root) -> None:
+    photos = {
+        "Arla-Standard-Milk": GROCERY / "test/Packages/Milk/Arla-Standard-Milk/Arla-Standard-Milk_001.jpg",
+        "Oatly-Natural-Oatghurt": GROCERY
+        / "test/Packages/Oatghurt/Oatly-Natural-Oatghurt/Oatly-Natural-Oatghurt_001.jpg",
+    }
+    if not all(path.is_file() for path in photos.values()):
+        pytest.skip("the Grocery Store Dataset is not in ../shared")
+    ids = {}
+    for sku, path in photos.items():
+        product = services.product_create(sku=sku, title=sku.replace("-", " "))
+        ids[sku] = services.product_image_add(product=product, data=path.read_bytes()).image.pk
+    outcome = images_text_read([str(i) for i in ids.values()])
+    assert len(outcome.read) == 2 and outcome.with_words == 2
+    milk = ImageText.objects.get(image_id=ids["Arla-Standard-Milk"])
+    oat = ImageText.objects.get(image_id=ids["Oatly-Natural-Oatghurt"])
+    assert {"arla", "1.0%"} <= set(milk.tokens)  # the fat percentage kept as one token
+    assert "havre" in oat.tokens
+    assert all(0.0 < word["confidence"] <= 1.0 for word in milk.words + oat.words)
