@@ -18,10 +18,12 @@ def post_worker_init(worker):
         start_search_photo_retention,
         start_sweeper,
         start_sync_scheduler,
+        start_text_sweep,
     )
 
     warm_up()
     start_sweeper()
     start_search_photo_retention()
     start_sync_scheduler()
+    start_text_sweep()  # images the reader missed (text on catalog images, OCR)
     start_job_runner()  # runs jobs handed over by commands, the admin and the demo (this process owns the store)

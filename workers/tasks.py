@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from catalog.models import SyncRun
@@ -112,6 +113,17 @@ def read_image_text(self, image_ids: list[str]) -> dict:
         "failed": len(outcome.failed),
         "missing": len(outcome.missing),
     }
+
+
+@shared_task(bind=True, name="lookalike.sweep_image_text", acks_late=True, soft_time_limit=50, time_limit=60)
+def sweep_image_text(self) -> int:
+    """Queue the reading of images whose text the fast path left unread (one batch per pass)."""
+    if not settings.OCR_ENABLED:
+        return 0
+    due = image_text.images_due_for_text()
+    if due:
+        read_image_text.delay(due)
+    return len(due)
 
 
 @shared_task(bind=True, name="lookalike.remove_image_points", **RELIABLE)

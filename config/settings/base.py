@@ -144,6 +144,7 @@ CELERY_TASK_QUEUES = TASK_QUEUES
 CELERY_TASK_ROUTES = TASK_ROUTES
 CELERY_BEAT_SCHEDULE = {
     "sweep-index": {"task": "lookalike.sweep_index", "schedule": 60.0},
+    "sweep-image-text": {"task": "lookalike.sweep_image_text", "schedule": 300.0},
     "purge-search-photos": {"task": "lookalike.purge_search_photos", "schedule": 3600.0},
     # Catalog sync: start the sources that are due (and re-queue image downloads a lost worker left).
     "sync-due-sources": {"task": "lookalike.sync_due_sources", "schedule": 60.0},

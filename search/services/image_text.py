@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -24,6 +25,7 @@ from catalog.storage import read_image
 from ml import ocr
 from ml.preprocess import ImageRejected, load_image
 from ml.text_tokens import tokenize
+from search import selectors
 from search.models import ImageText, TextStatus
 
 log = logging.getLogger(__name__)
@@ -119,3 +121,23 @@ def images_text_read(
             progress(done, len(ids))
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+# The repair path: images the fast path missed (a broker that was down, a reader that died, an engine
+# that could not load) are picked up by the sweep, a batch at a time, after a grace period; a failed
+# image is tried again SWEEP_RETRY_AFTER later, up to SWEEP_MAX_ATTEMPTS times (then only
+# ``manage.py read_image_text`` tries it).
+SWEEP_GRACE = timedelta(minutes=5)
+SWEEP_RETRY_AFTER = timedelta(hours=1)
+SWEEP_MAX_ATTEMPTS = 3
+SWEEP_BATCH = 50  # under a minute of reading on one core
+
+
+def images_due_for_text(now=None) -> list[str]:
+    now = now or timezone.now()
+    return selectors.images_needing_text(
+        max_attempts=SWEEP_MAX_ATTEMPTS,
+        added_before=now - SWEEP_GRACE,
+        failed_before=now - SWEEP_RETRY_AFTER,
+        limit=SWEEP_BATCH,
+    )

@@ -133,3 +133,60 @@ def test_store_photos_from_the_grocery_dataset(media_root) -> None:
     assert {"arla", "1.0%"} <= set(milk.tokens)  # the fat percentage kept as one token
     assert "havre" in oat.tokens
     assert all(0.0 < word["confidence"] <= 1.0 for word in milk.words + oat.words)
+
+
+@pytest.mark.django_db
+def test_the_sweep_reads_what_the_fast_path_missed_and_gives_up_on_a_broken_image(
+    media_root, settings
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from catalog.models import ProductImage
+    from search.services import image_text
+    from workers.tasks import sweep_image_text
+
+    product = services.product_create(sku="SWEEP-1", title="Sweep")
+    missed = services.product_image_add(product=product, data=text_jpeg(["RYE BREAD"])).image
+    fresh = services.product_image_add(product=product, data=text_jpeg(["FRESH"])).image
+    ProductImage.objects.filter(pk=missed.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    settings.OCR_ENABLED = True
+    assert sweep_image_text.apply().get() == 1  # the fresh one is still the fast path's
+    assert {"rye", "bread"} <= set(ImageText.objects.get(image=missed).tokens)
+    assert not ImageText.objects.filter(image=fresh).exists()
+
+    # A failed image is tried again after a while, a few times, then left to the command.
+    ImageText.objects.filter(image=missed).update(
+        status=TextStatus.FAILED, read_at=timezone.now() - timedelta(days=1), attempts=1
+    )
+    assert image_text.images_due_for_text() == [str(missed.pk)]
+    ImageText.objects.filter(image=missed).update(attempts=image_text.SWEEP_MAX_ATTEMPTS)
+    assert image_text.images_due_for_text() == []
+    settings.OCR_ENABLED = False
+    ImageText.objects.filter(image=missed).delete()
+    assert sweep_image_text.apply().get() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_embedded_reader_sweeps_on_its_own(media_root, settings, readers) -> None:
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from catalog.models import ProductImage
+
+    product = services.product_create(sku="SWEEP-2", title="Sweep")
+    image = services.product_image_add(product=product, data=text_jpeg(["OAT FLAKES"])).image
+    ProductImage.objects.filter(pk=image.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    settings.OCR_ENABLED = True
+    assert embedded.start_text_sweep(interval_s=0.2)
+    try:
+        deadline = time.monotonic() + 60
+        while not ImageText.objects.filter(image=image).exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        embedded.stop_text_sweep()
+    assert "oat" in ImageText.objects.get(image=image).tokens
+    assert set(readers) == {"lookalike-ocr-reader"}
