@@ -69,9 +69,13 @@ class ImageTextAdmin(admin.ModelAdmin):
             return "no text found" if obj.status == TextStatus.READ else "-"
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{:.2f}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (word["text"], word["confidence"], " ".join(f"({x:.0f},{y:.0f})" for x, y in word["box"]))
+                (
+                    word["text"],
+                    f"{word['confidence']:.2f}",
+                    " ".join(f"({x:.0f},{y:.0f})" for x, y in word["box"]),
+                )
                 for word in obj.words
             ),
         )

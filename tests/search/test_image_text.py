@@ -57,6 +57,25 @@ def test_words_confidence_and_boxes_are_stored_and_a_second_read_is_a_no_op(medi
     assert again.skipped == [str(image.pk)] and not again.read
 
 
+@pytest.mark.django_db
+def test_the_admin_shows_what_was_read(media_root, admin_client) -> None:
+    product = services.product_create(sku="TEA-1", title="Tea")
+    image = services.product_image_add(product=product, data=text_jpeg(["GREEN TEA"])).image
+    images_text_read([str(image.pk)])
+    listing = admin_client.get("/admin/search/imagetext/?text=words")
+    assert listing.status_code == 200
+    assert b"TEA-1" in listing.content and b"GREEN" in listing.content
+    page = admin_client.get(f"/admin/search/imagetext/{image.pk}/change/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "GREEN" in body and "<th>confidence</th>" in body and "box (x, y)" in body
+    assert admin_client.get("/admin/search/imagetext/?text=failed").content.count(b"TEA-1") == 0
+    services.product_image_add(product=product, data=text_jpeg(["UNREAD"]))
+    product_page = admin_client.get(f"/admin/catalog/product/{product.pk}/change/").content.decode()
+    panel = product_page[product_page.index('id="image-texts"') :]
+    assert "GREEN" in panel and "photo 2: not read yet" in panel
+
+
 @pytest.mark.django_db(transaction=True)
 def test_an_upload_is_read_on_the_background_reader_and_a_replaced_photo_read_again(
     auth_client, media_root, settings, readers
