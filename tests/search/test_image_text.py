@@ -209,3 +209,26 @@ def test_the_embedded_reader_sweeps_on_its_own(media_root, settings, readers) ->
         embedded.stop_text_sweep()
     assert "oat" in ImageText.objects.get(image=image).tokens
     assert set(readers) == {"lookalike-ocr-reader"}
+
+
+@pytest.mark.django_db
+def test_an_unreadable_file_is_recorded_as_failed_with_its_reason(media_root) -> None:
+    from django.core.files.storage import default_storage
+
+    product = services.product_create(sku="BAD-1", title="Bad")
+    image = services.product_image_add(product=product, data=text_jpeg(["BROKEN"])).image
+    with default_storage.open(image.file.name, "wb") as handle:  # the stored file damaged since
+        handle.write(b"\xff\xd8\xff not a jpeg any more")
+    outcome = images_text_read([str(image.pk), "00000000-0000-0000-0000-000000000000"])
+    assert outcome.failed == [str(image.pk)] and outcome.missing == ["00000000-0000-0000-0000-000000000000"]
+    row = ImageText.objects.get(image=image)
+    assert row.status == TextStatus.FAILED and row.attempts == 1 and "ImageRejected" in row.error
+    assert row.words == [] and row.tokens == []
+
+
+@pytest.mark.django_db
+def test_the_command_refuses_a_negative_limit_in_one_line() -> None:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--limit must be 0"):
+        call_command("read_image_text", "--limit", "-1", stdout=StringIO())
