@@ -57,7 +57,8 @@ _lock = threading.Lock()
 _engine = None
 _threads = 1
 # One reader thread per process: a budget is kept by waiting on it, since onnxruntime cannot be
-# interrupted; a late reading finishes on that thread and is dropped.
+# interrupted; a late reading finishes on that thread and is dropped, and the next image waits for it
+# within its own budget (an image failed that way is read again by the sweep).
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-ocr")
 
 
