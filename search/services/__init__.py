@@ -19,4 +19,5 @@
 - searching.py: the similarity search itself (data in, data out; presentation is the API's).
 - query_images.py: query photos given by URL, fetched through the catalog's download guard.
 - search_logs.py: the search log: searches answered, clicks on their results, shoppers' photos' retention.
+- image_text.py: the text read on catalog photos (OCR), stored per image and re-read when the photo changes.
 """

@@ -623,8 +623,7 @@ def test_an_edge_snapshot_restores_the_collection_elsewhere(tmp_path: Path, cata
     with EdgeVectorStore(tmp_path / "source") as source:
         source.ensure_collection(COLL, DIM)
         source.upsert(COLL, catalog.points)
-        source.set_alias(ALIAS, COLL)
-        snapshot = source.snapshot(ALIAS, tmp_path)  # an alias names its collection
+        snapshot = source.snapshot(COLL, tmp_path)
         assert snapshot.name == f"{COLL}.edge.tar.gz" and not list(tmp_path.glob("*.partial"))
         source.upsert(COLL, [(image_id(10_000), catalog.rng.normal(size=DIM), catalog.points[0][2])])
     query = catalog.rng.normal(size=DIM)
