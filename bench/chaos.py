@@ -262,7 +262,7 @@ class Traffic(threading.Thread):
             return  # not accepted: the client would retry; nothing to check for it
         finally:
             self.k += 1
-        self.statuses[f"upload {status}"] += 1
+        self.statuses[_label("upload", status, payload)] += 1
         if status == 201:
             self.created[json.loads(payload)["id"]] = (product, k)
 
@@ -270,9 +270,36 @@ class Traffic(threading.Thread):
         while not self.stop.is_set():
             self.upload()
             if self.search:
-                status = _search(self.port, _image(random.randrange(max(1, self.k))))[0]
-                self.statuses[f"search {status}"] += 1
+                status, payload = _search(self.port, _image(random.randrange(max(1, self.k))))
+                self.statuses[_label("search", status, payload)] += 1
             self.stop.wait(self.upload_every)
+
+
+def _label(kind: str, status: int, payload: bytes) -> str:
+    """``search 200``, ``upload 503 database_unavailable``: an error answer by its API code."""
+    if status < 400:
+        return f"{kind} {status}"
+    try:
+        return f"{kind} {status} {json.loads(payload)['error']['code']}"
+    except (ValueError, KeyError, TypeError):
+        return f"{kind} {status} (no error code)"
+
+
+class Searcher(threading.Thread):
+    """Searches back to back (each a picture that was uploaded) until stopped; statuses in order."""
+
+    def __init__(self, port: int, pictures: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.port, self.pictures = port, pictures
+        self.stop = threading.Event()
+        self.answers: list[tuple[float, str]] = []
+
+    def run(self) -> None:
+        rng = random.Random(1)
+        while not self.stop.is_set():
+            status, payload = _search(self.port, _image(rng.choice(self.pictures)))
+            self.answers.append((time.monotonic(), _label("search", status, payload)))
+            self.stop.wait(0.1)
 
 
 def _search(port: int, data: bytes) -> tuple[int, bytes]:
@@ -465,17 +492,36 @@ def main(argv: list[str] | None = None) -> int:
         heal_s = _wait(healed, args.heal_timeout, "healing (every image indexed)", 0.5)
         worker.stop()
 
-        searches: Counter[str] = Counter(traffic.statuses)
-        # Each accepted upload (up to 200 of them) searched for: with the embedded store, gunicorn
-        # opens the folder on its first search, now that the worker has handed it over.
-        found = 0
+        # Searches through a PostgreSQL restart: with the embedded store gunicorn opens the folder
+        # on its first search, now that the worker has handed it over. While the server is away a
+        # search may answer 503 with its code (the client retries); a 500 is a bug.
         sample = list(traffic.created.values())
+        searcher = Searcher(port, [k for _, k in sample])
+        searcher.start()
+        time.sleep(3)
+        t = time.monotonic()
+        pg.restart()
+        restarts.append({"during": "searches", "what": "postgres", "s": round(time.monotonic() - t, 2)})
+        _wait(
+            lambda: any(at > t and a == "search 200" for at, a in searcher.answers[-5:]),
+            120,
+            "searches again",
+        )
+        time.sleep(2)
+        searcher.stop.set()
+        searcher.join(timeout=60)
+        failed_at = [at for at, a in searcher.answers if at > t and a != "search 200"]
+        outage = Counter(a for _, a in searcher.answers)
+        searches_healed_s = (max(failed_at) - t) if failed_at else 0.0
+
+        # Then each accepted upload (up to 200 of them) searched for: 200, its own product found.
+        verify: Counter[str] = Counter()
+        found = 0
         for product, k in sample[:: max(1, len(sample) // 200)]:
             status, payload = _search(port, _image(k))
-            searches[f"search {status}"] += 1
+            verify[_label("search", status, payload)] += 1
             if status == 200:
                 found += product in {r["product"]["id"] for r in json.loads(payload)["results"]}
-        report["verification_searches_own_product_found"] = found
 
         # The web process now owns the embedded store: it hands it over by stopping.
         os.killpg(web.pid, signal.SIGTERM)
@@ -486,8 +532,15 @@ def main(argv: list[str] | None = None) -> int:
             kills=dict(kills),
             restarts=restarts,
             uploads={"attempted": traffic.k, "accepted_201": len(traffic.created)},
-            statuses=dict(sorted(searches.items())),
-            search_5xx=sum(v for k, v in searches.items() if k.startswith("search 5")),
+            statuses_during_chaos=dict(sorted(traffic.statuses.items())),
+            searches_through_postgres_restart=dict(sorted(outage.items())),
+            searches_answer_again_after_s=round(searches_healed_s, 1),
+            verification_searches=dict(verify),
+            verification_own_product_found=found,
+            server_errors_500=sum(
+                v for c in (traffic.statuses, outage, verify) for k, v in c.items() if " 500" in k
+            ),
+            search_5xx_outside_outages=sum(v for k, v in verify.items() if not k.endswith(" 200")),
             pending_after_last_kill=pending_at_end,
             time_to_heal_s=round(heal_s, 1),
             worker_ready_s={
@@ -514,11 +567,20 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     c = report["check"]
-    ok = not c["problems"] and report["search_5xx"] == 0
+    ok = (
+        not c["problems"]
+        and report["server_errors_500"] == 0
+        and report["search_5xx_outside_outages"] == 0
+        and report["verification_own_product_found"] == sum(report["verification_searches"].values())
+    )
     print(
         f"\nkills {report['kills']}; restarts {[r['what'] for r in report['restarts']]}\n"
         f"uploads {report['uploads']}; {c['rows']} rows, {c['points']} points\n"
-        f"statuses {report['statuses']}\n"
+        f"during the kills: {report['statuses_during_chaos']}\n"
+        f"searches through a PostgreSQL restart: {report['searches_through_postgres_restart']}, all 200 "
+        f"again {report['searches_answer_again_after_s']} s after it began\n"
+        f"verification searches: {report['verification_searches']}, own product found in "
+        f"{report['verification_own_product_found']}; 500s anywhere: {report['server_errors_500']}\n"
         f"{report['pending_after_last_kill']} pending after the last kill, healed in {report['time_to_heal_s']} s "
         f"without a hand; problems: {c['problems'] or 'none'}\nwrote {args.out}\n"
         + ("targets met" if ok else "targets NOT met")
