@@ -125,6 +125,14 @@ class Redis:
 
         _wait(up, 20, "redis-server")
 
+    def unacked(self) -> int:
+        import redis
+
+        try:
+            return redis.Redis(port=self.port, socket_connect_timeout=1).hlen("unacked")
+        except redis.ConnectionError:
+            return 0
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -417,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         last_sweep = 0.0
         begin = time.perf_counter()
         for n in range(args.kills):
+            unacked_before = redis_server.unacked()
             offset = worker.start()
             ready_s.append(
                 _wait(lambda o=offset: worker.ready_since(o) or not worker.alive(), 300, "worker ready", 0.05)
@@ -451,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
                     kills["idle"] += 1  # nothing pending to index: the kill lands between tasks
             if not worker.alive():
                 raise SystemExit(f"chaos: the worker died on its own:\n{worker.log.read_text()[-3000:]}")
+            # A delivered task not yet acked: its message is stranded in "unacked" (an hour's
+            # visibility timeout), so only the sweeper brings its images in.
+            kills["with_task_in_hand"] += redis_server.unacked() > unacked_before
             worker.kill()
             kills["total"] += 1
             if n in redis_at:
@@ -474,7 +486,6 @@ def main(argv: list[str] | None = None) -> int:
         traffic.join(timeout=60)
 
         # Heal: one worker, sweeps as beat would send them, until no row is left unindexed.
-        worker.start()
         pending_at_end = pg.query(
             "SELECT count(*) FROM catalog_productimage WHERE index_status <> 'indexed'"
         )[0][0]
@@ -489,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         healed.last = 0.0
+        worker.start()
         heal_s = _wait(healed, args.heal_timeout, "healing (every image indexed)", 0.5)
         worker.stop()
 
