@@ -418,7 +418,10 @@ def main(argv: list[str] | None = None) -> int:
         def spread(n: int) -> set[int]:
             return {round((i + 1) * args.kills / (n + 1)) for i in range(n)} if n else set()
 
-        redis_at, pg_at = spread(args.redis_restarts), spread(args.postgres_restarts)
+        # PostgreSQL's a few kills before Redis's, so the two outages do not coincide.
+        shift = max(1, args.kills // (2 * (args.postgres_restarts + 1)))
+        redis_at = spread(args.redis_restarts)
+        pg_at = {max(0, n - shift) for n in spread(args.postgres_restarts)}
         kills = Counter()
         restarts: list[dict[str, Any]] = []
         ready_s: list[float] = []
