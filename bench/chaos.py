@@ -425,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         kills = Counter()
         restarts: list[dict[str, Any]] = []
         ready_s: list[float] = []
+        exits: list[dict[str, Any]] = []
         last_sweep = 0.0
         begin = time.perf_counter()
         for n in range(args.kills):
@@ -438,6 +439,24 @@ def main(argv: list[str] | None = None) -> int:
             if time.monotonic() - last_sweep > 3:
                 _send_sweep(redis_server.url)
                 last_sweep = time.monotonic()
+            # Restarts while the worker runs: it must reconnect to both (a task in hand meets the
+            # database going away; the broker connection drops under it).
+            if n in redis_at:
+                redis_server.kill()
+                time.sleep(rng.uniform(0.5, 2.0))  # uploads meanwhile: saved, their enqueue fails
+                redis_server.start()
+                restarts.append({"round": n + 1, "what": "redis"})
+            if n in pg_at:
+                t = time.monotonic()
+                pg.restart()
+                restarts.append({"round": n + 1, "what": "postgres", "s": round(time.monotonic() - t, 2)})
+            if n in redis_at or n in pg_at:
+                time.sleep(rng.uniform(0.5, 3.0))  # the worker meets the restarted service
+            if not worker.alive():
+                # Not a kill of ours: count it and look at why, and go on (the next round starts one).
+                kills["worker_exited_on_its_own"] += 1
+                exits.append({"round": n + 1, "log_tail": worker.log.read_text(errors="replace")[-2000:]})
+                continue
             if rng.random() < 0.5:
                 time.sleep(rng.uniform(0.0, 1.0))  # a task in hand, or the first batch just begun
                 kills["early"] += 1
@@ -462,23 +481,14 @@ def main(argv: list[str] | None = None) -> int:
                 except SystemExit:
                     kills["idle"] += 1  # nothing pending to index: the kill lands between tasks
             if not worker.alive():
-                raise SystemExit(f"chaos: the worker died on its own:\n{worker.log.read_text()[-3000:]}")
+                kills["worker_exited_on_its_own"] += 1
+                exits.append({"round": n + 1, "log_tail": worker.log.read_text(errors="replace")[-2000:]})
+                continue
             # A delivered task not yet acked: its message is stranded in "unacked" (an hour's
             # visibility timeout), so only the sweeper brings its images in.
             kills["with_task_in_hand"] += redis_server.unacked() > unacked_before
             worker.kill()
             kills["total"] += 1
-            if n in redis_at:
-                redis_server.kill()
-                time.sleep(rng.uniform(0.5, 2.0))  # uploads meanwhile: saved, their enqueue fails
-                redis_server.start()
-                restarts.append({"after_kill": n + 1, "what": "redis"})
-            if n in pg_at:
-                t = time.monotonic()
-                pg.restart()
-                restarts.append(
-                    {"after_kill": n + 1, "what": "postgres", "s": round(time.monotonic() - t, 2)}
-                )
             if (n + 1) % 10 == 0:
                 print(
                     f"  {n + 1} kills, {len(traffic.created)} uploads accepted, {dict(traffic.statuses)}",
@@ -545,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         report["check"] = _check(rows, traffic.created, workdir, args.qdrant_url)
         report.update(
             kills=dict(kills),
+            worker_exits=exits,
             restarts=restarts,
             uploads={"attempted": traffic.k, "accepted_201": len(traffic.created)},
             statuses_during_chaos=dict(sorted(traffic.statuses.items())),
