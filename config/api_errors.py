@@ -10,9 +10,11 @@ Clients branch on ``code``; ``message`` is for people; ``fields`` maps a request
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, serializers, status
@@ -83,7 +85,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "throttled": (429, "Too many requests; retry after the Retry-After header's seconds."),
     "model_unavailable": (503, "No model can embed the query right now."),
     "index_unavailable": (503, "The vector index cannot be searched right now."),
+    # The server restarting or unreachable: nothing the client sent is wrong, and a retry will do.
+    "database_unavailable": (503, "The database cannot be reached right now; retry shortly."),
 }
+log = logging.getLogger(__name__)
 DOMAIN_ERRORS = (CatalogError, SearchError, ApiKeyError)
 # DRF's and Django's errors by status, for the codes they do not carry themselves.
 _CODE_FOR_STATUS = {
@@ -157,6 +162,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             error_body("request_too_large", "The request body is larger than the server accepts."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+    if isinstance(exc, OperationalError | InterfaceError):
+        # Connection refused, cut, or the server starting up (bench/chaos.py restarts it): the
+        # request's transaction rolled back, so the client may simply retry.
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        response = Response(
+            error_body("database_unavailable", ERRORS["database_unavailable"][1]),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+        response["Retry-After"] = "5"
+        return response
     if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
         return Response(error_body("invalid_request", str(exc)), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):

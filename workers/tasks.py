@@ -51,7 +51,12 @@ INDEX_CHUNK = indexing.BATCH
 
 def _retry(task, exc: Exception, image_ids: list[str] | None = None):
     if image_ids:
-        sweeping.note_transient_failure(image_ids, f"{type(exc).__name__}: {exc}")
+        try:
+            sweeping.note_transient_failure(image_ids, f"{type(exc).__name__}: {exc}")
+        except (OperationalError, InterfaceError) as db_exc:
+            # The database is what failed (a restart): the note cannot be written, but the retry must
+            # still be scheduled; the rows stay pending as they were.
+            log.warning("%s: could not note the failure (%s); retrying", task.name, db_exc)
     if task.request.is_eager:
         # In-process (the embedded default): the images carry the error and stay pending for the
         # sweeper; a line per call would flood an import of a thousand products (its summary counts them).

@@ -1,0 +1,300 @@
+"""Soak: searches and uploads against gunicorn for many minutes; errors, p95 over time and memory.
+
+    .venv/bin/python -m bench.soak                       # 20 min, 4 searches/s + 1 upload every 2 s
+    .venv/bin/python -m bench.soak --minutes 2 --out var/bench/soak.json
+
+The install, gunicorn and the request helpers are bench/load.py's (an embedded install under var/bench/
+with the Grocery catalog, ``platform/gunicorn.embedded.conf.py`` on 127.0.0.1, open-loop requests with
+a timeout each). What this adds is time: a load test shows the first minute, a soak shows whether the
+serving process holds up after thousands of requests:
+
+  * every request is bucketed by the minute it was scheduled in: requests, errors, p50/p95 per minute;
+  * the gunicorn worker's resident memory (VmRSS) is sampled every 5 s; the growth is last minute's
+    median against the first minute's (after warm-up), so one allocation burst does not decide it;
+  * uploads never run out: each is a val-split photo re-encoded with its own sequence number in a
+    corner, so every one is a new image (the catalog deduplicates identical bytes per product);
+  * at the end every upload answered 201 must be indexed, as in bench/load.py.
+
+Targets (issue 19): 0 errors, memory growth <= 5 %, p95 in the last minute <= 1.2x the first.
+Writes JSON (``--out``) and prints a per-minute table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
+from bench.load import (
+    _await_ready,
+    _db_rows,
+    _gunicorn_worker,
+    _multipart,
+    _percentile,
+    _request,
+    _setup,
+)
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _unique_jpeg(data: bytes, seq: int) -> bytes:
+    """The photo with ``seq`` drawn as a few pixels in a corner: new bytes and a new image each time."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    pixels = img.load()
+    for bit in range(24):
+        on = (seq >> bit) & 1
+        pixels[bit % img.width, 0] = (255, 255, 255) if on else (0, 0, 0)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int, every: float = 5.0) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every = pid, every
+        self.stop = threading.Event()
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, MiB)
+
+    def run(self) -> None:
+        t0 = time.perf_counter()
+        while True:
+            try:
+                self.samples.append((time.perf_counter() - t0, _rss_mib(self.pid)))
+            except OSError:
+                return  # the worker is gone; the run reports it as errors
+            if self.stop.wait(self.every):
+                return
+
+
+def _per_minute(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    minutes: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        minutes.setdefault(int(r["offset_s"] // 60), []).append(r)
+    rows = []
+    for m in sorted(minutes):
+        rs = minutes[m]
+        ok = [1000 * r["latency_s"] for r in rs if r["kind"] == "search" and r["status"] == 200]
+        rows.append(
+            {
+                "minute": m + 1,
+                "requests": len(rs),
+                "errors": sum(1 for r in rs if r["status"] not in (200, 201)),
+                "search_p50_ms": round(statistics.median(ok), 1) if ok else None,
+                "search_p95_ms": round(_percentile(ok, 0.95), 1) if ok else None,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Grocery Store checkout")
+    parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="'imagenet' or a weights file")
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--search-rate", type=float, default=4.0, help="searches per second")
+    parser.add_argument("--upload-rate", type=float, default=0.5, help="uploads per second")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads (THREADS)")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
+    parser.add_argument("--drain", type=float, default=150.0, help="max wait for uploads to index, s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("var/bench/soak.json"))
+    args = parser.parse_args(argv)
+
+    skip = missing_inputs(args.data, args.weights, "val")
+    if skip:
+        print(skip)
+        return 0
+    os.chdir(REPO)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+    queries = sorted((args.data / "dataset" / "test").rglob("*.jpg"))
+    sources = sorted((args.data / "dataset" / "val").rglob("*.jpg"))
+    rng.shuffle(queries)
+    rng.shuffle(sources)
+    query_bytes = [p.read_bytes() for p in queries[:400]]
+    source_bytes = [p.read_bytes() for p in sources[:200]]
+    duration = 60 * args.minutes
+    n_search, n_upload = int(duration * args.search_rate), int(duration * args.upload_rate)
+
+    report: dict[str, Any] = {
+        "benchmark": "soak (gunicorn embedded: 1 process, threads, eager tasks)",
+        "python": sys.version.split()[0],
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "minutes": args.minutes,
+        "offered": {"search_per_s": args.search_rate, "upload_per_s": args.upload_rate},
+    }
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-soak-", dir=args.out.parent) as tmp:
+        workdir = Path(tmp)
+        t0 = time.perf_counter()
+        env, token = _setup(workdir, args.data, args.weights)
+        db = workdir / "db.sqlite3"
+        report["setup_s"] = round(time.perf_counter() - t0, 1)
+        products = [r[0] for r in _db_rows(db, "SELECT id FROM catalog_product")]
+        print(f"{len(products)} products (setup {report['setup_s']} s)", flush=True)
+        genv = dict(env, BIND=f"127.0.0.1:{args.port}", THREADS=str(args.threads))
+        log = (workdir / "gunicorn.log").open("ab")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.embedded.conf.py", "config.wsgi"],
+            env=genv,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            worker_pid = _gunicorn_worker(server.pid)
+            _await_ready(args.port, server, workdir / "gunicorn.log", timeout=180)
+            for i in range(10):  # warm-up (graph tracing, page cache), not counted
+                body, ctype = _multipart("image", "q.jpg", query_bytes[-1 - i])
+                _request(args.port, "/api/v1/search/", body, ctype, {}, args.timeout)
+
+            schedule = [(i / args.search_rate, "search", i) for i in range(n_search)]
+            schedule += [
+                (0.5 / args.upload_rate + i / args.upload_rate, "upload", i) for i in range(n_upload)
+            ]
+            schedule.sort()
+            lock = threading.Lock()
+            auth = {"Authorization": f"Token {token}"}
+
+            def fire(offset: float, start_at: float, kind: str, i: int) -> None:
+                if kind == "search":
+                    body, ctype = _multipart("image", "q.jpg", query_bytes[i % len(query_bytes)])
+                    path, headers = "/api/v1/search/", {}
+                else:
+                    data = _unique_jpeg(source_bytes[i % len(source_bytes)], i)
+                    body, ctype = _multipart("image", f"u{i}.jpg", data)
+                    path, headers = f"/api/v1/products/{products[i % len(products)]}/images/", auth
+                try:
+                    status, payload = _request(args.port, path, body, ctype, headers, args.timeout)
+                    error = None
+                except OSError as exc:  # timeouts and refused connections are errors too
+                    status, payload, error = 0, b"", f"{type(exc).__name__}: {exc}"
+                row = {
+                    "kind": kind,
+                    "offset_s": offset,
+                    "status": status,
+                    "latency_s": time.perf_counter() - start_at,
+                    "error": error,
+                }
+                if kind == "upload" and status == 201:
+                    row["image_id"] = json.loads(payload)["id"]
+                with lock:
+                    results.append(row)
+
+            pool = ThreadPoolExecutor(max_workers=64)
+            rss = RssSampler(worker_pid)
+            rss.start()
+            begin = time.perf_counter()
+            for offset, kind, i in schedule:
+                delay = begin + offset - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                pool.submit(fire, offset, begin + offset, kind, i)
+            pool.shutdown(wait=True)
+            wall = time.perf_counter() - begin
+            rss.stop.set()
+            rss.join()
+
+            wanted = {uuid.UUID(r["image_id"]).hex for r in results if r.get("image_id")}
+            drain_start = time.monotonic()
+            while True:
+                rows = _db_rows(db, "SELECT id, index_status FROM catalog_productimage")
+                status_of = {uuid.UUID(str(r[0])).hex: r[1] for r in rows}
+                not_indexed = [i for i in wanted if status_of.get(i) != "indexed"]
+                if not not_indexed or time.monotonic() - drain_start > args.drain:
+                    break
+                time.sleep(2)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=30)
+            if any(r["status"] >= 500 for r in results):
+                tail = (workdir / "gunicorn.log").read_text(errors="replace").splitlines()[-80:]
+                report["server_errors_tail"] = tail
+                print("\n".join(tail), flush=True)
+
+    minutes = _per_minute(results)
+    first_min = [mib for t, mib in rss.samples if t < 60] or [rss.samples[0][1]]
+    last_min = [mib for t, mib in rss.samples if t >= rss.samples[-1][0] - 60]
+    rss_start, rss_end = statistics.median(first_min), statistics.median(last_min)
+    errors = [r for r in results if r["status"] not in (200, 201)]
+    p95_first, p95_last = minutes[0]["search_p95_ms"], minutes[-1]["search_p95_ms"]
+    report.update(
+        wall_s=round(wall, 1),
+        requests={kind: sum(1 for r in results if r["kind"] == kind) for kind in ("search", "upload")},
+        errors=len(errors),
+        error_rate=round(len(errors) / max(1, len(results)), 5),
+        errors_by_kind=dict(
+            sorted(
+                {
+                    k: sum(1 for r in errors if f"{r['kind']} {r['status']}" == k)
+                    for k in {f"{r['kind']} {r['status']}" for r in errors}
+                }.items()
+            )
+        ),
+        per_minute=minutes,
+        p95_last_over_first=round(p95_last / p95_first, 2) if p95_first and p95_last else None,
+        memory_mib={
+            "start": round(rss_start, 1),
+            "end": round(rss_end, 1),
+            "growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2),
+            "samples": [(round(t, 1), round(m, 1)) for t, m in rss.samples],
+        },
+        uploads_check={"created_201": len(wanted), "not_indexed": len(not_indexed)},
+    )
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    print("\n| minute | requests | errors | search p50 ms | search p95 ms |")
+    print("| --- | --- | --- | --- | --- |")
+    for m in minutes:
+        print(
+            f"| {m['minute']} | {m['requests']} | {m['errors']} | {m['search_p50_ms']} | {m['search_p95_ms']} |"
+        )
+    mem = report["memory_mib"]
+    print(
+        f"\n{len(results)} requests in {report['wall_s']} s, {len(errors)} errors {report['errors_by_kind']}; "
+        f"p95 last/first minute {report['p95_last_over_first']}; gunicorn RSS {mem['start']} -> {mem['end']} "
+        f"MiB ({mem['growth_pct']:+.2f} %); uploads {len(wanted)} answered 201, {len(not_indexed)} not "
+        f"indexed; wrote {args.out}"
+    )
+    targets_met = (
+        not errors
+        and not not_indexed
+        and mem["growth_pct"] <= 5
+        and (report["p95_last_over_first"] or 0) <= 1.2
+    )
+    print("targets met" if targets_met else "targets NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
