@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import Q
@@ -11,6 +12,9 @@ from django.utils import timezone
 
 from apikeys import keys, selectors
 from apikeys.models import ApiKey
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # last_used_at is for people ("is this key still used?"): one write a minute per key at most keeps a
 # busy key from costing an UPDATE per request.
@@ -31,7 +35,7 @@ def api_key_create(
     scopes: list[str] | None = None,
     origins: list[str] | None = None,
     rate: str = "",
-    created_by=None,
+    created_by: User | None = None,
 ) -> IssuedKey:
     scopes, origins, rate = keys.check_key_settings(kind=kind, scopes=scopes, origins=origins, rate=rate)
     secret = keys.new_key(kind)

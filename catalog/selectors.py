@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.db import connection
@@ -64,7 +64,7 @@ def _card_columns() -> list[str]:
     image = ProductImage._meta
     product = Product._meta
     return [
-        f"i.{image.pk.column}",
+        f"i.{image.get_field(image.pk.name).column}",
         f"i.{image.get_field('file').column}",
         f"i.{image.get_field('product').column}",
         *(f"p.{product.get_field(name).column}" for name in Product.CARD_FIELDS),
@@ -80,7 +80,7 @@ def _active_column() -> str:
     return f"p.{Product._meta.get_field('active').column}"
 
 
-def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
+def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict[str, Any]]:
     """``{image id: {key: value}}`` (``CARD_KEYS``) for the images that still exist and whose product is
     active, in one query. A product deactivated by a sync leaves results here at once, even while
     its vectors' payloads are still being updated.

@@ -3,12 +3,13 @@ and the retention of shoppers' photos."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
@@ -19,6 +20,11 @@ from search import photo_storage
 from search.errors import SearchError
 from search.models import EventKind, QueryKind, SearchClick, SearchLog, SearchPhoto
 from search.services.searching import SearchOutcome, SearchQuery
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+    from apikeys.models import ApiKey
 
 log = logging.getLogger(__name__)
 PURGE_BATCH = 500
@@ -72,8 +78,8 @@ def search_log_record(
     *,
     query: SearchQuery,
     outcome: SearchOutcome,
-    api_key=None,
-    user=None,
+    api_key: ApiKey | None = None,
+    user: User | None = None,
     client: str = "",
 ) -> SearchLog | None:
     """Log an answered search under ``outcome.search_id``. Never fails the search: a log that cannot be
@@ -113,7 +119,12 @@ def search_log_record(
 
 
 def search_click_record(
-    *, search_id: uuid.UUID | str, product_id: int, position: int, kind: str = EventKind.CLICK, api_key=None
+    *,
+    search_id: uuid.UUID | str,
+    product_id: int,
+    position: int,
+    kind: str = EventKind.CLICK,
+    api_key: ApiKey | None = None,
 ) -> SearchClick:
     """Record that a shopper followed result ``position`` (1-based) of a search. The search must exist,
     have been made with the same API key (or none), and have shown that product there."""
@@ -144,6 +155,11 @@ class PurgeOutcome:
     seconds: float
 
 
+def _delete_photos(names: list[str]) -> None:
+    for name in names:
+        photo_storage.delete_photo(name)
+
+
 def search_photos_purge(*, now: datetime | None = None) -> PurgeOutcome:
     """Delete shoppers' photos last searched more than SEARCH_LOG_RETENTION_DAYS ago: the rows, and their
     files once the deletion has committed. The searches stay (their photo becomes null); so do clicks.
@@ -163,7 +179,7 @@ def search_photos_purge(*, now: datetime | None = None) -> PurgeOutcome:
                 break
             SearchPhoto.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
             names = [name for _, name in batch]
-            transaction.on_commit(lambda names=names: [photo_storage.delete_photo(n) for n in names])
+            transaction.on_commit(functools.partial(_delete_photos, names))
         deleted += len(batch)
     old_files = photo_storage.files_older_than(cutoff.timestamp())
     known = set(SearchPhoto.objects.filter(file__in=old_files).values_list("file", flat=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.core.files.storage import default_storage
 from django.db.models import F
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 # Error rows kept per run. Every error is counted (``error_count``); a feed that is wrong on every
 # line would otherwise write 100,000 rows nobody reads past the first screen.
 MAX_ERROR_ROWS = 1000
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def sync_run_create(
     images: bool = True,
     source: CatalogSource | None = None,
     upload: str = "",
-    requested_by: object | None = None,
+    requested_by: User | None = None,
 ) -> SyncRun:
     """Record a queued run. ``location`` is a file path or an http(s) URL (``push`` for the API)."""
     if requested_format not in FeedChoice.values:
