@@ -122,7 +122,8 @@ def most_missed_products(
         .order_by("-n", "top_product_id")
         .values_list("top_product_id", "n")[:limit]
     )
-    return _with_titles(list(rows))
+    # The filter leaves no row without a product; the comprehension tells the type checker so.
+    return _with_titles([(product_id, n) for product_id, n in rows if product_id is not None])
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.utils import timezone
@@ -25,7 +26,7 @@ def claim_for_sweep(now: datetime | None = None) -> list[str]:
     now = now or timezone.now()
     due = selectors.due_for_sweep(now)
     # One UPDATE per attempt count rather than per image: up to 5,000 images are due at once.
-    by_attempts: dict[int, list[str]] = {}
+    by_attempts: dict[int, list[UUID]] = {}
     for pk, attempts in ProductImage.objects.filter(pk__in=due).values_list("pk", "index_attempts"):
         by_attempts.setdefault(attempts, []).append(pk)
     for attempts, pks in by_attempts.items():

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db.models import F
 from django.utils import timezone
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 MAX_ERROR_ROWS = 1000
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def sync_run_create(
     images: bool = True,
     source: CatalogSource | None = None,
     upload: str = "",
-    requested_by: User | None = None,
+    requested_by: AbstractBaseUser | AnonymousUser | None = None,
 ) -> SyncRun:
     """Record a queued run. ``location`` is a file path or an http(s) URL (``push`` for the API)."""
     if requested_format not in FeedChoice.values:
@@ -83,7 +85,8 @@ def sync_run_create(
         images=images,
         source=source,
         upload=upload,
-        requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+        # A request's user may be anonymous (an API key without a staff account): then nobody is named.
+        requested_by=requested_by if isinstance(requested_by, get_user_model()) else None,
     )
 
 
