@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
@@ -22,7 +23,8 @@ from search.models import EventKind, QueryKind, SearchClick, SearchLog, SearchPh
 from search.services.searching import SearchOutcome, SearchQuery
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import User
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
     from apikeys.models import ApiKey
 
@@ -79,7 +81,7 @@ def search_log_record(
     query: SearchQuery,
     outcome: SearchOutcome,
     api_key: ApiKey | None = None,
-    user: User | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
     client: str = "",
 ) -> SearchLog | None:
     """Log an answered search under ``outcome.search_id``. Never fails the search: a log that cannot be
@@ -98,7 +100,7 @@ def search_log_record(
             id=outcome.search_id,
             created_at=now,
             api_key=api_key,
-            user=user if user is not None and user.is_authenticated else None,
+            user=user if isinstance(user, get_user_model()) else None,  # anonymous: nobody named
             query_kind=query_kind(query),
             query_product_id=query_product_id,
             filters=_filters(query),
