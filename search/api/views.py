@@ -21,7 +21,7 @@ KEY_ERRORS = ("invalid_api_key", "api_key_revoked", "insufficient_scope", "origi
 
 
 class SearchApi(APIView):
-    permission_classes = [ScopeIfKey("search")]
+    permission_classes = [ScopeIfKey("search")]  # type: ignore[list-item]  # DRF calls each entry; the stubs allow only classes (see HasScope)
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     throttle_classes = [SearchThrottle]
     error_codes = {
@@ -113,7 +113,7 @@ def _key(request: Request) -> ApiKey | None:
 class EventApi(APIView):
     """What a shopper did with a search's results (the widget reports clicks), keyed like the search."""
 
-    permission_classes = [ScopeIfKey("search")]
+    permission_classes = [ScopeIfKey("search")]  # type: ignore[list-item]  # DRF calls each entry; the stubs allow only classes (see HasScope)
     parser_classes = [JSONParser]
     throttle_classes = [SearchThrottle]
     error_codes = {
