@@ -71,5 +71,5 @@ class KeyedThrottle(BaseThrottle):
                 return False
         return True
 
-    def wait(self) -> float | None:
+    def wait(self) -> float:
         return max(1.0, self._wait)

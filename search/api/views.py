@@ -102,7 +102,9 @@ class SearchApi(APIView):
         # it): the shopper never waits for the INSERT (2-10 ms here under load; docs/benchmarks.md).
         log = partial(search_logs.search_log_record, query=query, outcome=outcome, api_key=_key(request),
                       user=request.user, client=client_of(request))  # fmt: skip
-        response._resource_closers.append(log)
+        # Django's response calls each of these private closers when the server closes it (after
+        # sending); django-stubs leave the attribute out.
+        response._resource_closers.append(log)  # type: ignore[attr-defined]
         return response
 
 
