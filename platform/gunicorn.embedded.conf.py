@@ -18,5 +18,6 @@ def post_worker_init(worker):
     warm_up()
     # Started when config.wsgi built the application already (a no-op here then); kept so that this
     # config says what its process runs: the sweeper, the job runner (jobs handed over by commands, the
-    # admin and the demo: this process owns the store), search-photo retention and catalog syncs.
+    # admin and the demo: this process owns the store), search-photo retention, catalog syncs and
+    # the sweep for catalog photos whose text was not read yet.
     start_background_work()

@@ -268,3 +268,39 @@ class SearchClick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} on #{self.position} of {self.search_id}"
+
+
+class TextStatus(models.TextChoices):
+    READ = "read", "Read"
+    FAILED = "failed", "Failed"
+
+
+class ImageText(models.Model):
+    """The text read on one catalog image (search/services/image_text.py, in the background after the
+    image is added). Derived state, so search's to write: the catalog's image row is never touched.
+    A row whose ``sha256`` or ``engine`` differs from the image's bytes or the engine in use is stale
+    and read again. No row: not read yet."""
+
+    image = models.OneToOneField(
+        "catalog.ProductImage", primary_key=True, on_delete=models.CASCADE, related_name="text"
+    )
+    sha256 = models.CharField(max_length=64)  # the bytes that were read
+    engine = models.CharField(max_length=60)  # ml.ocr.ENGINE at the time
+    status = models.CharField(max_length=10, choices=TextStatus.choices, db_index=True)
+    # In the engine's reading order: [{"text", "confidence", "box": [[x, y] * 4]}], box in the image's
+    # upright pixels.
+    words = models.JSONField(default=list, blank=True)
+    # The read lines joined, and their tokens (ml.text_tokens), for matching and the text index.
+    text = models.TextField(blank=True, default="")
+    tokens = models.JSONField(default=list, blank=True)
+    seconds = models.FloatField(default=0.0)
+    error = models.CharField(max_length=500, blank=True, default="")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    read_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "image text"
+        verbose_name_plural = "image texts"
+
+    def __str__(self) -> str:
+        return f"text of image {self.image_id} ({self.status}, {len(self.words)} words)"

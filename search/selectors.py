@@ -8,11 +8,22 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Max, Q, QuerySet
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from catalog.models import IndexStatus, ProductImage
-from search.models import Job, JobRunnerBeat, JobState, ModelStatus, ModelVersion, ReindexJob, ReindexStatus
+from ml.ocr import ENGINE as OCR_ENGINE
+from search.models import (
+    ImageText,
+    Job,
+    JobRunnerBeat,
+    JobState,
+    ModelStatus,
+    ModelVersion,
+    ReindexJob,
+    ReindexStatus,
+    TextStatus,
+)
 
 OPEN_REINDEX = (ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING)
 
@@ -178,3 +189,36 @@ def pending_among(image_ids: list[str]) -> list[str]:
 
 def image_count() -> int:
     return ProductImage.objects.count()
+
+
+def images_needing_text(
+    *,
+    retry_failed: bool = True,
+    max_attempts: int | None = None,
+    added_before: datetime | None = None,
+    failed_before: datetime | None = None,
+    limit: int | None = None,
+) -> list[str]:
+    """Ids of the images whose text is not read from their current bytes by the current engine (never
+    read, replaced bytes, an upgraded engine), and those that failed unless ``retry_failed`` is off;
+    in a stable order, for a command's progress.
+
+    The sweep narrows it: images added before ``added_before`` (the fast path had its chance), failed
+    ones tried fewer than ``max_attempts`` times and last before ``failed_before``."""
+    stale = Q(text__isnull=True) | ~Q(text__sha256=F("sha256")) | ~Q(text__engine=OCR_ENGINE)
+    if retry_failed:
+        failed = Q(text__status=TextStatus.FAILED)
+        if max_attempts is not None:
+            failed &= Q(text__attempts__lt=max_attempts)
+        if failed_before is not None:
+            failed &= Q(text__read_at__lt=failed_before)
+        stale |= failed
+    images = ProductImage.objects.filter(stale)
+    if added_before is not None:
+        images = images.filter(created_at__lt=added_before)
+    ids = images.order_by("id").values_list("id", flat=True)
+    return [str(i) for i in (ids[:limit] if limit else ids)]
+
+
+def image_text_of(image_ids: list[str]) -> dict[str, ImageText]:
+    return {str(row.image_id): row for row in ImageText.objects.filter(image_id__in=image_ids)}

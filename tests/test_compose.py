@@ -66,7 +66,13 @@ CORE_VARS = {
 SECRET_VARS = ("SECRET_KEY", "POSTGRES_PASSWORD", "QDRANT_API_KEY", "API_KEY_HASH_SECRET")
 # Site-specific values where the example shows a sample domain and compose a bare default.
 SITE_SPECIFIC_VARS = {"ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS"}
-WORKER_QUEUES = {"index", "reindex", "default", "sync"}  # workers/queues.py (tests/workers checks that side)
+WORKER_QUEUES = {
+    "index",
+    "reindex",
+    "default",
+    "sync",
+    "text",
+}  # workers/queues.py (tests/workers checks that side)
 # Django's DATA_UPLOAD_MAX_MEMORY_SIZE allowance on top of MAX_UPLOAD_BYTES (config/settings/base.py).
 MULTIPART_ALLOWANCE = 1024 * 1024
 

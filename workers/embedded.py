@@ -4,7 +4,9 @@ itself, on daemon threads."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -153,6 +155,104 @@ def _sync_loop() -> None:
                 _sync_runs.task_done()
 
 
+# --- text on catalog images (OCR) -------------------------------------------------------------------
+# One more daemon thread, at the lowest CPU priority the OS gives a thread, reading the text of
+# uploaded images one message at a time (about 0.9 s per photo): never in the upload request, and
+# behind searches for the CPU.
+
+_text_batches: queue.Queue[list[str]] = queue.Queue()
+_text_lock = threading.Lock()
+_text_thread: threading.Thread | None = None
+TEXT_THREAD_NICE = 19
+
+
+_text_sweeping = threading.Event()
+TEXT_SWEEP_S = 300.0
+_text_sweep_s = TEXT_SWEEP_S
+_text_next_sweep = 0.0
+
+
+def submit_text_reading(image_ids: list[str]) -> None:
+    """Read these images' text on the background thread (started on first use)."""
+    _text_batches.put(list(image_ids))
+    _ensure_text_thread()
+
+
+def _ensure_text_thread() -> None:
+    global _text_thread
+    with _text_lock:
+        if _text_thread is None or not _text_thread.is_alive():
+            _text_thread = threading.Thread(target=_text_loop, name="lookalike-ocr-reader", daemon=True)
+            _text_thread.start()
+
+
+def text_reader_idle(timeout_s: float) -> bool:
+    """Wait until every submitted batch is read (tests, shutdown); False if still busy after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while _text_batches.unfinished_tasks:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _lower_own_priority() -> None:
+    # On Linux a thread is its own scheduling entity: this lowers the reader, not the web process.
+    # Another OS, or not permitted: it reads at normal priority.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TEXT_THREAD_NICE)
+
+
+def start_text_sweep(interval_s: float = TEXT_SWEEP_S) -> bool:
+    """Also look for images left unread every ``interval_s`` on the reader thread (Celery beat's
+    lookalike.sweep_image_text with a broker); once per process, only when tasks run in-process."""
+    global _text_sweep_s, _text_next_sweep
+    if not settings.CELERY_TASK_ALWAYS_EAGER or not settings.OCR_ENABLED or _text_sweeping.is_set():
+        return False
+    _text_sweep_s = interval_s
+    # Read by the thread, which may be running already (an upload started it).
+    _text_next_sweep = time.monotonic() + interval_s
+    _text_sweeping.set()
+    _ensure_text_thread()
+    return True
+
+
+def stop_text_sweep() -> None:
+    """Stop sweeping (submitted batches still run); for tests and shutdown."""
+    _text_sweeping.clear()
+
+
+def _text_loop() -> None:
+    from search.services.image_text import images_due_for_text
+    from workers.tasks import read_image_text
+
+    global _text_next_sweep
+    _lower_own_priority()
+    while True:
+        sweeping = _text_sweeping.is_set()
+        wait = max(0.05, _text_next_sweep - time.monotonic()) if sweeping else 1.0
+        try:
+            image_ids: list[str] | None = _text_batches.get(timeout=wait)
+        except queue.Empty:
+            image_ids = None
+        try:
+            close_old_connections()
+            if image_ids is None and _text_sweeping.is_set() and time.monotonic() >= _text_next_sweep:
+                _text_next_sweep = time.monotonic() + _text_sweep_s
+                due = images_due_for_text()
+                if due:
+                    log.info("text sweep: reading %s image(s) left unread", len(due))
+                    read_image_text.apply(args=(due,)).get(propagate=False)
+            elif image_ids is not None:
+                read_image_text.apply(args=(image_ids,)).get(propagate=False)
+        except Exception:  # the loop must outlive any one failure
+            log.exception("reading text on images failed")
+        finally:
+            close_old_connections()
+            if image_ids is not None:
+                _text_batches.task_done()
+
+
 # --- jobs -----------------------------------------------------------------------------------------
 
 
@@ -268,7 +368,8 @@ def start_job_runner(poll_s: float = 1.0) -> bool:
 
 def start_background_work() -> bool:
     """Everything the serving process runs in the embedded default: the sweeper, the search-photo
-    retention, the catalog sync scheduler and the job runner, each once per process. Called where the
+    retention, the catalog sync scheduler, the sweep for unread photo text and the job runner, each once
+    per process. Called where the
     WSGI application is built (config/wsgi.py), so ``manage.py runserver``, gunicorn and any other WSGI
     server run jobs alike; nothing with a broker (Celery's workers and beat do it)."""
     if not settings.CELERY_TASK_ALWAYS_EAGER:
@@ -276,5 +377,6 @@ def start_background_work() -> bool:
     start_sweeper()
     start_search_photo_retention()
     start_sync_scheduler()
+    start_text_sweep()  # images the reader missed (text on catalog images, OCR)
     start_job_runner()
     return True

@@ -16,6 +16,9 @@ class Queue(StrEnum):
     REINDEX = "reindex"  # bulk backfills of a new model version, and the other long jobs (train, import)
     DEFAULT = "default"  # payload syncs, deletes, sweeps
     SYNC = "sync"  # catalog sync: reading feeds and downloading their images (network-bound, long)
+    # Reading the text on catalog images (OCR, about 0.9 s per photo on a core): low priority, so a
+    # deployment can give it one low-concurrency worker (-Q text -c 1) beside indexing.
+    TEXT = "text"
 
 
 TASK_QUEUES = tuple(KombuQueue(q.value, routing_key=q.value) for q in Queue)
@@ -24,4 +27,5 @@ TASK_ROUTES = {
     "lookalike.sync_run": {"queue": Queue.SYNC.value},
     "lookalike.fetch_sync_images": {"queue": Queue.SYNC.value},
     "lookalike.run_job": {"queue": Queue.REINDEX.value},
+    "lookalike.read_image_text": {"queue": Queue.TEXT.value},
 }

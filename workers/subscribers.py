@@ -22,6 +22,17 @@ def _index(sender: Any, image_ids: list[str], **_: Any) -> None:
         tasks.index_images.delay(list(image_ids))
 
 
+def _read_text(sender: Any, image_ids: list[str], **_: Any) -> None:
+    # Never in the request that added the images: with no broker, tasks would run eagerly right here,
+    # so the embedded default reads on its own low-priority thread instead.
+    if not image_ids or not settings.OCR_ENABLED:
+        return
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        embedded.submit_text_reading(list(image_ids))
+    else:
+        tasks.read_image_text.delay(list(image_ids))
+
+
 def _remove(sender: Any, image_ids: list[str], **_: Any) -> None:
     if image_ids:
         tasks.remove_image_points.delay(list(image_ids))
@@ -58,6 +69,9 @@ def connect() -> None:
     # dispatch_uid makes a second connect() (tests re-importing, autoreload) a no-op.
     catalog_events.images_added.connect(_index, dispatch_uid="workers.index.added")
     catalog_events.images_reindex_requested.connect(_index, dispatch_uid="workers.index.requested")
+    # A re-index request reads again only images whose bytes or engine changed (the rest are skipped).
+    catalog_events.images_added.connect(_read_text, dispatch_uid="workers.text.added")
+    catalog_events.images_reindex_requested.connect(_read_text, dispatch_uid="workers.text.requested")
     catalog_events.images_removed.connect(_remove, dispatch_uid="workers.remove")
     catalog_events.product_changed.connect(_product_changed, dispatch_uid="workers.payload")
     search_events.index_requested.connect(_index, dispatch_uid="workers.index.search")

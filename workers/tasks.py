@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from catalog.models import SyncRun
 from catalog.services import activation
 from catalog.services import sync as catalog_sync
+from ml.ocr import OcrUnavailable
 from ml.serving import EmbedderUnavailable
 from search.errors import NoActiveModel
-from search.services import index_building, indexing, jobs, payload_sync, search_logs, sweeping
+from search.services import image_text, index_building, indexing, jobs, payload_sync, search_logs, sweeping
 from search.vector_store import VectorStoreError, VectorStoreLocked, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,50 @@ def index_images(self, image_ids: list[str]) -> dict:
     except TRANSIENT as exc:
         return _retry(self, exc, image_ids) or {"error": str(exc)}
     return {"indexed": len(outcome.indexed), "failed": len(outcome.failed), "missing": len(outcome.missing)}
+
+
+@shared_task(
+    bind=True,
+    name="lookalike.read_image_text",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=3,
+    # A message is a handful of images (one upload, one import batch); each has OCR_BUDGET_S.
+    soft_time_limit=900,
+    time_limit=960,
+)
+def read_image_text(self, image_ids: list[str]) -> dict:
+    """Read the text on the images (skipping those already read from the same bytes)."""
+    try:
+        outcome = image_text.images_text_read(image_ids)
+    except (OperationalError, InterfaceError) as exc:
+        if self.request.is_eager or self.request.retries >= self.max_retries:
+            # manage.py read_image_text (and the sweep of unread images) picks them up later.
+            log.warning("reading text left %s image(s) unread: %s", len(image_ids), exc)
+            return {"error": str(exc)}
+        raise self.retry(exc=exc, countdown=min(300, 2**self.request.retries * 5)) from exc
+    except OcrUnavailable as exc:
+        # Not transient: retrying cannot install the models. Said once per message, loudly.
+        log.error("cannot read text on images: %s", exc)
+        return {"error": str(exc)}
+    return {
+        "read": len(outcome.read),
+        "with_words": outcome.with_words,
+        "skipped": len(outcome.skipped),
+        "failed": len(outcome.failed),
+        "missing": len(outcome.missing),
+    }
+
+
+@shared_task(bind=True, name="lookalike.sweep_image_text", acks_late=True, soft_time_limit=50, time_limit=60)
+def sweep_image_text(self) -> int:
+    """Queue the reading of images whose text the fast path left unread (one batch per pass)."""
+    if not settings.OCR_ENABLED:
+        return 0
+    due = image_text.images_due_for_text()
+    if due:
+        read_image_text.delay(due)
+    return len(due)
 
 
 @shared_task(bind=True, name="lookalike.remove_image_points", **RELIABLE)

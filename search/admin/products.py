@@ -7,7 +7,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from catalog.admin import ProductAdmin
-from catalog.models import Product
+from catalog.models import Product, ProductImage
+from search import selectors
 from search.api.serializers import present_hits
 from search.errors import SearchError
 from search.services import searching
@@ -20,8 +21,24 @@ class ProductWithLookalikesAdmin(ProductAdmin):
     (template: search/templates/admin/catalog/product/change_form.html)."""
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        extra_context = {**(extra_context or {}), **self._similar(request, object_id)}
+        extra_context = {
+            **(extra_context or {}),
+            **self._similar(request, object_id),
+            "image_texts": self._texts(object_id),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _texts(self, object_id: str) -> list[tuple[str, object]]:
+        """Each photo of the product with the text read on it (None: not read yet)."""
+        try:
+            ids = [
+                str(i)
+                for i in ProductImage.objects.filter(product_id=int(object_id)).values_list("id", flat=True)
+            ]
+        except ValueError:
+            return []
+        rows = selectors.image_text_of(ids)
+        return [(image_id, rows.get(image_id)) for image_id in ids]
 
     def _similar(self, request: HttpRequest, object_id: str) -> dict:
         try:

@@ -90,3 +90,43 @@ def test_a_failing_listener_does_not_fail_the_committed_write(
         catalog_events.images_added.disconnect(broken)
     assert result.created and result.image.pk is not None
     assert "broker down" in caplog.text
+
+
+def test_added_images_are_sent_to_the_text_queue_with_a_broker(
+    settings, django_capture_on_commit_callbacks
+) -> None:
+    from workers import tasks
+    from workers.queues import TASK_ROUTES, Queue
+
+    assert TASK_ROUTES["lookalike.read_image_text"] == {"queue": Queue.TEXT.value}
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published: list[list[str]] = []
+    original_index, original_text = tasks.index_images.delay, tasks.read_image_text.delay
+    tasks.index_images.delay = lambda ids: None
+    tasks.read_image_text.delay = published.append
+    try:
+        settings.OCR_ENABLED = False
+        with django_capture_on_commit_callbacks(execute=True):
+            catalog_events.announce(catalog_events.images_added, image_ids=["a"])
+        assert published == []
+        settings.OCR_ENABLED = True
+        with django_capture_on_commit_callbacks(execute=True):
+            catalog_events.announce(catalog_events.images_added, image_ids=["a", "b"])
+            catalog_events.announce(catalog_events.images_reindex_requested, image_ids=["c"])
+    finally:
+        tasks.index_images.delay, tasks.read_image_text.delay = original_index, original_text
+    assert published == [["a", "b"], ["c"]]
+
+
+def test_without_a_broker_text_is_read_on_the_reader_thread_not_in_the_request(
+    settings, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    from workers import embedded
+
+    submitted: list[list[str]] = []
+    monkeypatch.setattr(embedded, "submit_text_reading", submitted.append)
+    settings.OCR_ENABLED = True
+    with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
+        catalog_events.announce(catalog_events.images_added, image_ids=["a"])
+    assert submitted == [["a"]]
+    assert ("lookalike.read_image_text", (["a"],), {}) not in ran

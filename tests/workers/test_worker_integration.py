@@ -164,3 +164,25 @@ def test_in_thread_worker_keeps_search_in_step(celery_over_redis, active_model, 
             30,
             "the deleted image gone from the index",
         )
+
+
+def test_a_worker_reads_the_text_of_an_upload_from_the_text_queue(make_worker, media_root, settings) -> None:
+    from search.models import ImageText
+    from tests.fixtures.text_images import text_jpeg
+
+    settings.OCR_ENABLED = True
+    worker = make_worker()
+    product = services.product_create(sku="T", title="t")
+    image = services.product_image_add(product=product, data=text_jpeg(["RYE BREAD 500 g"])).image
+    client = redis.Redis.from_url(worker.broker_url)
+    assert client.llen("text") == 1  # queued beside indexing, not read in this (the uploading) process
+    assert not ImageText.objects.exists()
+    worker.start()
+    wait_until(
+        lambda: ImageText.objects.filter(image=image).exists(),
+        timeout=120,
+        what="the upload's text read by the worker",
+        on_fail=worker.log_tail,
+    )
+    assert {"rye", "bread", "500g"} <= set(ImageText.objects.get(image=image).tokens)
+    assert client.llen("text") == 0
