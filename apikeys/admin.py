@@ -3,8 +3,11 @@ revoke. Every write goes through apikeys.services."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -39,8 +42,9 @@ class ApiKeyForm(forms.ModelForm):
             self.fields["kind"].disabled = True  # a key's kind is in the key itself
             self.initial["allowed_origins"] = "\n".join(self.instance.allowed_origins or [])
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         kind = data.get("kind") or self.instance.kind
         origins = (data.get("allowed_origins") or "").split()
         try:
@@ -49,7 +53,10 @@ class ApiKeyForm(forms.ModelForm):
             )
         except ApiKeyError as exc:
             field = {"origins": "allowed_origins"}.get(exc.field or "", exc.field)
-            raise forms.ValidationError({field if field in self.fields else None: exc.message}) from exc
+            # An error about no field of this form goes above the form (a None key would make Django
+            # raise ValueError: the form has no field named None).
+            key = field if field is not None and field in self.fields else NON_FIELD_ERRORS
+            raise forms.ValidationError({key: exc.message}) from exc
         data.update(scopes=scopes, allowed_origins=origins, rate=rate)
         return data
 

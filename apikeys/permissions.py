@@ -55,7 +55,9 @@ class ReadOrWriteScope(HasScope):
         user = request.user
         if not user or not user.is_authenticated:
             return False
-        model: type[Model] = view.write_model
+        model: type[Model] | None = getattr(view, "write_model", None)
+        if model is None:  # a view that writes without naming its model: no user may write through it
+            return False
         action = _ACTIONS.get(request.method or "", "change")
         permission = f"{model._meta.app_label}.{action}_{model._meta.model_name}"
         if not user.is_staff or not user.has_perm(permission):

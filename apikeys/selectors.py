@@ -9,7 +9,6 @@ from apikeys import keys
 from apikeys.models import ApiKey, KeyKind
 
 _REQUEST_ATTR = "_lookalike_api_key"
-_NOT_LOOKED_UP = object()
 ORIGINS_CACHE_KEY = "apikeys:publishable-origins:v1"
 # Changes clear the entry at once (services, on commit); the timeout only bounds how long an edit made
 # outside the services (a shell, a restored backup) takes to show in preflight answers.
@@ -35,17 +34,16 @@ def key_by_secret(raw_key: str) -> ApiKey | None:
 def key_for_request(request: HttpRequest) -> ApiKey | None:
     """The key row the request's Bearer header names, looked up once per request (the CORS check and
     the authentication both ask)."""
-    found = getattr(request, _REQUEST_ATTR, _NOT_LOOKED_UP)
-    if found is _NOT_LOOKED_UP:
+    if not hasattr(request, _REQUEST_ATTR):
         token = bearer_token(request)
-        found = key_by_secret(token) if token else None
-        setattr(request, _REQUEST_ATTR, found)
+        setattr(request, _REQUEST_ATTR, key_by_secret(token) if token else None)
+    found: ApiKey | None = getattr(request, _REQUEST_ATTR)
     return found
 
 
 def publishable_origins() -> frozenset[str]:
     """Every origin some active publishable key allows (answers CORS preflights, which carry no key)."""
-    origins = cache.get(ORIGINS_CACHE_KEY)
+    origins: frozenset[str] | None = cache.get(ORIGINS_CACHE_KEY)
     if origins is None:
         rows = ApiKey.objects.filter(kind=KeyKind.PUBLISHABLE, revoked_at__isnull=True).values_list(
             "allowed_origins", flat=True

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from apikeys import keys, selectors
 from apikeys.models import ApiKey
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 # last_used_at is for people ("is this key still used?"): one write a minute per key at most keeps a
 # busy key from costing an UPDATE per request.
@@ -31,7 +37,7 @@ def api_key_create(
     scopes: list[str] | None = None,
     origins: list[str] | None = None,
     rate: str = "",
-    created_by=None,
+    created_by: AbstractBaseUser | AnonymousUser | None = None,
 ) -> IssuedKey:
     scopes, origins, rate = keys.check_key_settings(kind=kind, scopes=scopes, origins=origins, rate=rate)
     secret = keys.new_key(kind)
@@ -43,7 +49,7 @@ def api_key_create(
         scopes=scopes,
         allowed_origins=origins,
         rate=rate,
-        created_by=created_by if created_by is not None and created_by.is_authenticated else None,
+        created_by=created_by if isinstance(created_by, get_user_model()) else None,  # anonymous: nobody
     )
     transaction.on_commit(selectors.forget_publishable_origins)
     return IssuedKey(key=key, secret=secret)

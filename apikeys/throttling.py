@@ -27,9 +27,11 @@ class KeyedThrottle(BaseThrottle):
     which the shop's many shoppers share."""
 
     scope = "api"
-    THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    # djangorestframework-stubs type DEFAULT_THROTTLE_RATES's values as numbers, but DRF's rates are
+    # strings such as "100/min" (its own BaseThrottle.THROTTLE_RATES is typed so): the settings stub is wrong.
+    THROTTLE_RATES: dict[str, str | None] = api_settings.DEFAULT_THROTTLE_RATES  # type: ignore[assignment]
     cache = default_cache
-    timer = time.time
+    timer = staticmethod(time.time)
 
     def __init__(self) -> None:
         self._wait = 0.0
@@ -69,5 +71,5 @@ class KeyedThrottle(BaseThrottle):
                 return False
         return True
 
-    def wait(self) -> float | None:
+    def wait(self) -> float:
         return max(1.0, self._wait)

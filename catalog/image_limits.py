@@ -4,6 +4,8 @@ everywhere (the messages come from ml.preprocess)."""
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 from django.conf import settings
 
@@ -11,7 +13,12 @@ from catalog.storage import read_image
 from ml.preprocess import ImageInfo, ImageRejected, preprocess, too_large, validate_image
 
 
-def limits() -> dict[str, int]:
+class Limits(TypedDict):
+    max_bytes: int
+    max_pixels: int
+
+
+def limits() -> Limits:
     """``max_bytes`` and ``max_pixels`` as ml.preprocess takes them."""
     return {"max_bytes": settings.MAX_UPLOAD_BYTES, "max_pixels": settings.MAX_IMAGE_PIXELS}
 

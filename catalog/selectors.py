@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import Count, Min, Prefetch, Q, QuerySet
+from django.db.models import Count, Field, Min, Model, Prefetch, Q, QuerySet
 
 from catalog.models import DismissedDuplicate, IndexStatus, Product, ProductImage
 
@@ -60,14 +60,19 @@ def image_get(*, image_id: UUID | str) -> ProductImage | None:
 CARD_KEYS = ("image_id", "file", "product_id", *Product.CARD_FIELDS)
 
 
+def _column(model: type[Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):  # a reverse relation or generic key has no column of its own
+        raise TypeError(f"{model.__name__}.{name} is not a concrete field")
+    return field.column
+
+
 def _card_columns() -> list[str]:
-    image = ProductImage._meta
-    product = Product._meta
     return [
-        f"i.{image.pk.column}",
-        f"i.{image.get_field('file').column}",
-        f"i.{image.get_field('product').column}",
-        *(f"p.{product.get_field(name).column}" for name in Product.CARD_FIELDS),
+        f"i.{_column(ProductImage, ProductImage._meta.pk.name)}",
+        f"i.{_column(ProductImage, 'file')}",
+        f"i.{_column(ProductImage, 'product')}",
+        *(f"p.{_column(Product, name)}" for name in Product.CARD_FIELDS),
     ]
 
 
@@ -77,10 +82,10 @@ def _tables() -> tuple[str, str]:
 
 
 def _active_column() -> str:
-    return f"p.{Product._meta.get_field('active').column}"
+    return f"p.{_column(Product, 'active')}"
 
 
-def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict]:
+def image_cards(ids: Iterable[UUID | str]) -> dict[str, dict[str, Any]]:
     """``{image id: {key: value}}`` (``CARD_KEYS``) for the images that still exist and whose product is
     active, in one query. A product deactivated by a sync leaves results here at once, even while
     its vectors' payloads are still being updated.

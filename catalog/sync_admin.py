@@ -106,8 +106,7 @@ class SyncProblemInline(admin.TabularInline):
     model = SyncProblem
     extra = 0
     can_delete = False
-    fields = ["position", "unit", "sku", "url", "code", "message", "fatal"]
-    readonly_fields = fields
+    fields = readonly_fields = ("position", "unit", "sku", "url", "code", "message", "fatal")
 
     def has_add_permission(self, request: HttpRequest, obj: SyncRun | None = None) -> bool:
         return False

@@ -122,7 +122,9 @@ def image_error(exc: ImageRejected) -> tuple[str, str, str]:
 class ErrorDetailOutput(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField(required=False)
+    # The API's field name; DRF's metaclass takes declared fields off the class, so Serializer.fields
+    # (which the stubs see this shadow) is untouched.
+    fields = serializers.DictField(required=False)  # type: ignore[assignment]
 
 
 class ErrorOutput(serializers.Serializer):
@@ -202,15 +204,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.status_code = status.HTTP_400_BAD_REQUEST
         return response
     if isinstance(exc, exceptions.Throttled):
-        message = f"Too many requests; try again in {int(exc.wait or 1)} s."
+        # Throttled sets .wait in __init__; djangorestframework-stubs leave the attribute out.
+        message = f"Too many requests; try again in {int(exc.wait or 1)} s."  # type: ignore[attr-defined]
     else:
         detail = getattr(exc, "detail", None)
         message = str(detail) if detail is not None else "Error."
-        if hasattr(detail, "code") and detail.code not in (None, "error", "invalid"):
-            code = {"parse_error": "invalid_request"}.get(str(detail.code), code)
+        detail_code = getattr(detail, "code", None)
+        if detail_code not in (None, "error", "invalid"):
+            code = {"parse_error": "invalid_request"}.get(str(detail_code), code)
             # A code of ours carried by a DRF exception (apikeys: invalid_api_key, insufficient_scope...).
-            if detail.code in ERRORS and status_for(detail.code) == response.status_code:
-                code = detail.code
+            if detail_code in ERRORS and status_for(detail_code) == response.status_code:
+                code = detail_code
     response.data = error_body(code, message)
     return response
 

@@ -19,7 +19,7 @@ the total nginx allows too), and CATALOG_SYNC_MAX_PUSH_BYTES for the pushed feed
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -86,11 +86,16 @@ class BodyLimitMiddleware:
         # Django's own body readers (request.body, read(), the multipart parser) all read _stream.
         stream = getattr(request, "_stream", None)
         if stream is not None:
-            request._stream = _CappedStream(stream, limit)
+            # Django reads _stream (private, typed BinaryIO in the stubs) only through read() and
+            # readline(), which _CappedStream provides.
+            request._stream = _CappedStream(stream, limit)  # type: ignore[assignment]
         return self.get_response(request)
 
 
-ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 
 class _BodyTooLarge(Exception):
@@ -98,7 +103,7 @@ class _BodyTooLarge(Exception):
 
 
 def asgi_body_limit(app: ASGIApp) -> ASGIApp:
-    async def limited(scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable) -> None:
+    async def limited(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
             return await app(scope, receive, send)
         limit, code = body_limit(scope.get("path", ""))
@@ -107,7 +112,7 @@ def asgi_body_limit(app: ASGIApp) -> ASGIApp:
         received = 0
         started = False
 
-        async def counted_receive() -> dict:
+        async def counted_receive() -> Message:
             nonlocal received
             message = await receive()
             if message.get("type") == "http.request":
@@ -116,7 +121,7 @@ def asgi_body_limit(app: ASGIApp) -> ASGIApp:
                     raise _BodyTooLarge
             return message
 
-        async def tracked_send(message: dict) -> None:
+        async def tracked_send(message: Message) -> None:
             nonlocal started
             started = started or message.get("type") == "http.response.start"
             await send(message)

@@ -30,7 +30,7 @@ urlpatterns = [
 
 def media(request, path: str):
     # MEDIA_ROOT is read per request, not frozen when this module is imported.
-    return serve(request, path, document_root=settings.MEDIA_ROOT)
+    return serve(request, path, document_root=str(settings.MEDIA_ROOT))
 
 
 # The embedded default serves uploaded media itself; production serves MEDIA_ROOT from the proxy.

@@ -25,7 +25,11 @@ from typing import Any
 import keras
 
 from ml.efficientnet_lite import INPUT_SCALING as _LITE_SCALING
-from ml.pretrained import WeightsError, check_weights_file, efficientnet_lite
+
+# Re-exported: callers catch WeightsError and check a weights file through the backbones' module.
+from ml.pretrained import WeightsError as WeightsError
+from ml.pretrained import check_weights_file as check_weights_file
+from ml.pretrained import efficientnet_lite
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 

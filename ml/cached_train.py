@@ -53,7 +53,7 @@ class HeldOut:
 class CachedRun:
     model: keras.Model
     tracker: RecallEarlyStopping
-    history: list[dict[str, float]]
+    history: list[dict[str, float | str]]
     validation: str
     num_train: int
     num_val: int
@@ -313,7 +313,7 @@ def _fit(
     companions: dict[int, list[int]],
     progress: bool,
     log: Callable[[str], None],
-) -> list[dict[str, float]]:
+) -> list[dict[str, float | str]]:
     sampler = CachedPKSampler(
         cache,
         p=config.batch_p,

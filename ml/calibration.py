@@ -76,10 +76,12 @@ def _top_two(sims: np.ndarray, gallery_labels: np.ndarray, products: np.ndarray)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True))
 
 
-def first_hits(query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, gallery_labels: np.ndarray):
+def first_hits(
+    query_embeddings: np.ndarray, gallery_embeddings: np.ndarray, gallery_labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per query: the first hit's product, its score and its lead over the second product."""
     sims = _unit(query_embeddings) @ _unit(gallery_embeddings).T
     top, s1, s2 = _top_two(sims, gallery_labels, np.unique(gallery_labels))
@@ -123,8 +125,8 @@ def fit(
         raise ValueError("calibration needs at least one held-out query")
     thresholds = np.unique(np.round(np.concatenate([scored["in_score"], scored["out_score"]]), 4))
     margins = np.array([0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12])
-    best: tuple | None = None
-    fallback: tuple | None = None
+    best: tuple[Any, ...] | None = None
+    fallback: tuple[Any, ...] | None = None
     for m in margins:
         in_ok = scored["in_margin"] >= m
         out_ok = scored["out_margin"] >= m

@@ -106,7 +106,9 @@ def state_dict_prefix(name: str) -> str:
     return f"_blocks.{match.group(1)}._{match.group(2)}" if match else f"_{name}"
 
 
-def _conv_bn(x: keras.KerasTensor, filters: int, kernel: int, stride: int, conv: str, bn: str):
+def _conv_bn(
+    x: keras.KerasTensor, filters: int, kernel: int, stride: int, conv: str, bn: str
+) -> keras.KerasTensor:
     # padding="same" pads like TensorFlow (the extra row/column of an odd total goes bottom/right),
     # which is what the weights were trained with; the PyTorch port pads the same way explicitly.
     x = keras.layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False, name=layer_name(conv))(x)

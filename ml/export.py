@@ -111,12 +111,16 @@ def _write_saved_model(model: Any, out_dir: Path, image_size: int) -> None:
     # The model scales 0..255 itself; its Input is float32 (ml.model), so cast unless it takes uint8.
     cast_to = tf.uint8 if str(input_dtype) == "uint8" else tf.float32
 
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=INPUT_NAME)]
-    )
-    def serve(images: Any) -> dict[str, Any]:
+    def _serve(images: Any) -> dict[str, Any]:
         out = model(tf.cast(images, cast_to), training=False)
         return {OUTPUT_NAME: tf.cast(out, tf.float32)}
+
+    # tf.function called, not used as a decorator: TensorFlow has no types, and an untyped decorator
+    # would erase _serve's signature for mypy.
+    serve = tf.function(
+        _serve,
+        input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8, name=INPUT_NAME)],
+    )
 
     concrete = serve.get_concrete_function()
     # Track only the model's variables, not its layers: a SavedModel needs the variables the

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -68,7 +69,7 @@ def views_per_image(labels: np.ndarray, views: int, min_views_per_product: int) 
     from views alone, and a catalog image among many shop photos would otherwise barely be seen)."""
     counts = np.bincount(labels)
     per_image = np.ceil(min_views_per_product / counts[labels]).astype(np.int32)
-    return np.maximum(views, per_image)
+    return np.asarray(np.maximum(views, per_image))
 
 
 def cache_views(
@@ -86,7 +87,7 @@ def cache_views(
     views. Augmenting (Pillow, which releases the GIL) runs on ``threads`` threads while the model
     computes the previous batch."""
     jobs: list[tuple[int, int]] = [
-        (i, v) for v in range(int(per_image.max(initial=0))) for i in np.flatnonzero(per_image > v)
+        (int(i), v) for v in range(int(per_image.max(initial=0))) for i in np.flatnonzero(per_image > v)
     ]
     source = np.array([i for i, _ in jobs], dtype=np.int32)
     view_number = np.array([v for _, v in jobs], dtype=np.int16)
@@ -94,7 +95,7 @@ def cache_views(
     def view(job: tuple[int, int]) -> np.ndarray:
         index, number = job
         if number == 0 or augmenter is None:
-            return images[index]
+            return np.asarray(images[index])
         rng = np.random.default_rng([seed, index, number])
         return augmenter(images[index], rng)
 
@@ -132,7 +133,7 @@ class CachedPKSampler(keras.utils.PyDataset):
         steps_per_epoch: int | None,
         seed: int,
         companions: dict[int, list[int]] | None = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.cache = cache

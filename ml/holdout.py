@@ -24,7 +24,7 @@ def pooled(activations: np.ndarray) -> np.ndarray:
     compares."""
     vectors = activations.astype(np.float32).mean(axis=(1, 2))
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms == 0, 1.0, norms)
+    return np.asarray(vectors / np.where(norms == 0, 1.0, norms))
 
 
 def _kmeans(vectors: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 20) -> np.ndarray:

@@ -59,7 +59,7 @@ class ContrastiveLoss(keras.losses.Loss):
         return _masked_mean(dist_sq, positives) + _masked_mean(neg_term, negatives)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
+        config: dict[str, Any] = super().get_config()
         config.update({"margin": self.margin})
         return config
 
@@ -101,7 +101,7 @@ class MultiSimilarityLoss(keras.losses.Loss):
         return ops.log1p(pos_sum) / self.alpha + ops.log1p(neg_sum) / self.beta
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
+        config: dict[str, Any] = super().get_config()
         config.update({"alpha": self.alpha, "beta": self.beta, "lam": self.lam, "epsilon": self.epsilon})
         return config
 
@@ -130,7 +130,7 @@ class SupervisedContrastiveLoss(keras.losses.Loss):
         return -_masked_mean(log_prob, positives)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
+        config: dict[str, Any] = super().get_config()
         config.update({"temperature": self.temperature})
         return config
 
@@ -172,7 +172,7 @@ class ProxyAnchorLoss(keras.losses.Loss):
         return ops.ones_like(ops.cast(labels, "float32")) * (pos_term + neg_term)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
+        config: dict[str, Any] = super().get_config()
         config.update({"alpha": self.alpha, "delta": self.delta})
         return config
 

@@ -52,7 +52,7 @@ class GeMPooling(keras.layers.Layer):
         return (input_shape[0], input_shape[-1])
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
+        config: dict[str, Any] = super().get_config()
         config.update({"p": self.initial_p, "trainable_p": self.trainable_p, "eps": self.eps})
         return config
 

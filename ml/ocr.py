@@ -20,9 +20,14 @@ import threading
 from dataclasses import dataclass
 from importlib import util as importlib_util
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from rapidocr import RapidOCR
+    from rapidocr.utils.output import RapidOCROutput
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +54,12 @@ class Word:
     confidence: float
     box: tuple[tuple[float, float], ...]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"text": self.text, "confidence": self.confidence, "box": [list(p) for p in self.box]}
 
 
 _lock = threading.Lock()
-_engine = None
+_engine: RapidOCR | None = None
 _threads = 1
 # One reader thread per process: a budget is kept by waiting on it, since onnxruntime cannot be
 # interrupted; a late reading finishes on that thread and is dropped, and the next image waits for it
@@ -75,7 +80,7 @@ def models_dir() -> Path:
     return Path(spec.origin).parent / "models"
 
 
-def _build():
+def _build() -> RapidOCR:
     folder = models_dir()
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
     if missing:
@@ -96,7 +101,7 @@ def _build():
     return RapidOCR(params=params)
 
 
-def engine():
+def engine() -> RapidOCR:
     """The process's engine, built on first use."""
     global _engine
     if _engine is None:
@@ -107,8 +112,10 @@ def engine():
 
 
 def _run(pixels: np.ndarray) -> list[Word]:
-    result = engine()(pixels)
-    if result.txts is None or result.boxes is None:
+    # Called with every stage on (detect, classify, recognise), RapidOCR answers a RapidOCROutput;
+    # its signature also lists the single stages' outputs.
+    result = cast("RapidOCROutput", engine()(pixels))
+    if result.txts is None or result.scores is None or result.boxes is None:
         return []
     words = []
     for text, score, box in zip(result.txts, result.scores, result.boxes, strict=True):

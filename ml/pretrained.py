@@ -79,7 +79,7 @@ def default_cache_dir() -> Path:
 
 def _guess_variant(state: dict[str, np.ndarray]) -> int | None:
     """Which Lite size a state dict was saved from, judged by its blocks' projection shapes."""
-    found = []
+    found: list[tuple[int, ...]] = []
     while (key := f"_blocks.{len(found)}._project_conv.weight") in state:
         found.append(tuple(state[key].shape[:2]))
     for variant in (0, 1, 2):
@@ -135,6 +135,7 @@ def assign_state_dict(model: keras.Model, state: dict[str, np.ndarray], source: 
         if not layer.weights:
             continue
         arrays = _keras_arrays(layer, state_dict_prefix(layer.name), state)
+        checked: list[np.ndarray] = []
         for (key, array), variable in zip(arrays.items(), layer.weights, strict=True):
             if array is None:
                 raise WeightsError(f"weights file {source} does not fit {target}: no tensor {key}{hint}")
@@ -143,7 +144,8 @@ def assign_state_dict(model: keras.Model, state: dict[str, np.ndarray], source: 
                     f"weights file {source} does not fit {target}: {key} has shape "
                     f"{tuple(array.shape)} in Keras layout, the model needs {tuple(variable.shape)}{hint}"
                 )
-        pending.append((layer, list(arrays.values())))
+            checked.append(array)
+        pending.append((layer, checked))
         used.update(arrays)
     optional = {k for k in state if k.endswith(".num_batches_tracked") or k.startswith("_fc.")}
     unused = [k for k in state if k not in used and k not in optional]

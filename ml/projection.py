@@ -114,7 +114,7 @@ class Projection:
 def _l2(features: np.ndarray) -> np.ndarray:
     x = np.asarray(features, np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    return np.asarray(x / np.maximum(norms, 1e-12))
 
 
 def fit_projection(features: np.ndarray, dim: int = 256, *, center: bool) -> Projection:
@@ -221,7 +221,7 @@ def apply_projection(features: np.ndarray, projection: Projection) -> np.ndarray
     x = np.asarray(features)
     if x.ndim != 2 or x.shape[1] != projection.in_dim:
         raise ValueError(f"features must be [N, {projection.in_dim}], got shape {x.shape}")
-    out = _l2(x) @ projection.matrix.astype(np.float64) + projection.bias
+    out = np.asarray(_l2(x) @ projection.matrix.astype(np.float64) + projection.bias)
     return out.astype(np.float32)
 
 
@@ -233,7 +233,8 @@ def sample_per_product(products: list[Any] | np.ndarray, cap: int, *, seed: int 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(products))
     seen: set[Any] = set()
-    first, rest = [], []
+    first: list[int] = []
+    rest: list[int] = []
     for i in order:
         key = products[i].item() if hasattr(products[i], "item") else products[i]
         (rest if key in seen else first).append(int(i))

@@ -37,10 +37,13 @@ class ProxySimilarity(keras.layers.Layer):
         self.init_norm = float(init_norm)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
+        dim = input_shape[-1]
+        if dim is None:
+            raise ValueError("the proxies need the embedding size known when the model is built")
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(self.num_classes, int(input_shape[-1])),
-            initializer=keras.initializers.RandomNormal(stddev=self.init_norm / np.sqrt(input_shape[-1])),
+            shape=(self.num_classes, int(dim)),
+            initializer=keras.initializers.RandomNormal(stddev=self.init_norm / np.sqrt(dim)),
             trainable=True,
         )
 
@@ -58,7 +61,7 @@ class ProxySimilarity(keras.layers.Layer):
         return (input_shape[0], self.num_classes)
 
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
+        config: dict[str, Any] = super().get_config()
         config.update({"num_classes": self.num_classes, "init_norm": self.init_norm})
         return config
 

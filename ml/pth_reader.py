@@ -30,7 +30,7 @@ MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
 # torch.hub's convention: ``name-<first hex digits of the sha256>.pth``.
 _SHA_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth$")
-_STORAGE_DTYPES = {
+_STORAGE_DTYPES: dict[str, np.dtype[Any]] = {
     "FloatStorage": np.dtype("<f4"),
     "DoubleStorage": np.dtype("<f8"),
     "HalfStorage": np.dtype("<f2"),
@@ -172,7 +172,9 @@ def _tensor_to_array(tensor: _Tensor, buffers: dict[str, np.ndarray], path: Path
     return np.array(view, dtype=storage.dtype.newbyteorder("="))
 
 
-def _read_storages(data: bytes, start: int, keys: list[str], storages: dict[str, _Storage], path: Path):
+def _read_storages(
+    data: bytes, start: int, keys: list[str], storages: dict[str, _Storage], path: Path
+) -> dict[str, np.ndarray]:
     buffers: dict[str, np.ndarray] = {}
     pos = start
     for key in keys:

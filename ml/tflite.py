@@ -188,7 +188,7 @@ class TFLiteRunner:
             self.resizes += 1
         self._interpreter.set_tensor(self._input, images)
         self._interpreter.invoke()  # releases the GIL: other threads' interpreters run meanwhile
-        return self._interpreter.get_tensor(self._output)  # a copy, safe to keep
+        return np.asarray(self._interpreter.get_tensor(self._output))  # a copy, safe to keep
 
 
 def tflite_path(model_dir: str | os.PathLike[str]) -> Path | None:

@@ -58,7 +58,7 @@ MODEL_FILENAME = "model.keras"
 @dataclass
 class TrainResult:
     model_path: str
-    history: list[dict[str, float]]
+    history: list[dict[str, float | str]]
     best_val_recall_at_1: float
     best_epoch: int
     wall_time_s: float
@@ -80,7 +80,8 @@ class TrainResult:
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("held_out")
-        return _json_safe(data)
+        safe: dict[str, Any] = _json_safe(data)
+        return safe
 
 
 def _json_safe(value: Any) -> Any:
@@ -111,7 +112,7 @@ def _gallery_subset(train: DecodedImages, max_images: int, seed: int) -> Decoded
     # Stratified: every product keeps at least one photo in the gallery, or its queries cannot hit.
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(train))
-    first = {}
+    first: dict[int, int] = {}
     for i in order:
         first.setdefault(int(train.labels[i]), int(i))
     chosen = list(first.values())
@@ -243,7 +244,7 @@ def _finetune(
     output: Path,
     progress: bool,
     on_epoch: EpochListener | None,
-) -> tuple[keras.Model, RecallEarlyStopping, list[dict[str, float]], dict, dict]:
+) -> tuple[keras.Model, RecallEarlyStopping, list[dict[str, float | str]], dict[str, Any], dict[str, Any]]:
     """Train through the whole network: the head alone, then the top ``unfreeze_layers`` with it."""
     seen = set(np.unique(train_set.labels).tolist())
     val_products_seen = all(int(label) in seen for label in np.unique(val_set.labels))
@@ -292,7 +293,7 @@ def _finetune(
         on_epoch=on_epoch,
     )  # fmt: skip
     verbose = (1 if sys.stdout.isatty() else 2) if progress else 0
-    history: list[dict[str, float]] = []
+    history: list[dict[str, float | str]] = []
 
     def run_phase(
         phase: str, epochs: int, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
@@ -327,7 +328,7 @@ def _finetune(
 
 def _score_both(
     config: TrainConfig, model: keras.Model, val_set: DecodedImages, gallery: DecodedImages | None
-) -> tuple[dict, dict]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Recall@K / mAP@R of the trained model and the untrained backbone on the validation photos."""
     untrained = build_embedding_model(
         backbone=config.backbone,
@@ -367,7 +368,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _items_from_args(args: argparse.Namespace) -> tuple[list[Item], list[Item] | None]:
+def _items_from_args(args: argparse.Namespace) -> tuple[Sequence[Item], Sequence[Item] | None]:
     if args.grocery:
         train_items = grocery_split(args.grocery, "train") + iconic_items(args.grocery)
         return train_items, grocery_split(args.grocery, "val")

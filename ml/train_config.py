@@ -101,5 +101,5 @@ class TrainConfig:
             )
         if self.batch_p < 2 or self.batch_k < 2:
             raise ValueError("batch_p and batch_k must both be >= 2")
-        if self.weights not in (None, "imagenet"):
+        if self.weights is not None and self.weights != "imagenet":
             check_weights_file(self.weights)

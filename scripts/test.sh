@@ -14,4 +14,5 @@ export TF_CPP_MIN_LOG_LEVEL=2
 step "ruff" .venv/bin/ruff check .
 step "ruff format" .venv/bin/ruff format --check .
 step "import layers" .venv/bin/lint-imports --no-cache
+step "types" .venv/bin/mypy
 step "pytest" .venv/bin/python -m pytest -p no:cacheprovider "$@"

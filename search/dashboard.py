@@ -65,7 +65,7 @@ def _barh(title: str, rows: list[tuple[int, str, int]], xlabel: str) -> str:
 def charts(days: int = 30, now: datetime | None = None) -> list[Chart]:
     stats = log_selectors.daily_stats(days, now)
     day_list = [s.day for s in stats]
-    verdicts = [s for s in stats if s.no_match_rate is not None]
+    verdicts = [(s.day, s.no_match_rate) for s in stats if s.no_match_rate is not None]
     ctr = [p for p in log_selectors.click_through_by_position(days, now=now) if p.shown]
     clicked = log_selectors.most_clicked_products(days, now=now)
     missed = log_selectors.most_missed_products(days, now=now)
@@ -88,8 +88,8 @@ def charts(days: int = 30, now: datetime | None = None) -> list[Chart]:
             "No-match rate",
             _daily_chart(
                 "Searches answered 'no exact match'",
-                [s.day for s in verdicts],
-                [100 * s.no_match_rate for s in verdicts],
+                [day for day, _ in verdicts],
+                [100 * rate for _, rate in verdicts],
                 "% of searches",
             )
             if verdicts

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -17,7 +17,7 @@ from search import photo_storage
 from search.models import SearchClick, SearchLog
 
 
-def logs_since(days: int, now: datetime | None = None):
+def logs_since(days: int, now: datetime | None = None) -> QuerySet[SearchLog]:
     since = (now or timezone.now()) - timedelta(days=days)
     return SearchLog.objects.filter(created_at__gte=since)
 
@@ -122,7 +122,8 @@ def most_missed_products(
         .order_by("-n", "top_product_id")
         .values_list("top_product_id", "n")[:limit]
     )
-    return _with_titles(list(rows))
+    # The filter leaves no row without a product; the comprehension tells the type checker so.
+    return _with_titles([(product_id, n) for product_id, n in rows if product_id is not None])
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def feedback_examples(
         if (client, product_id) in chosen_by:
             tally.repeat_by_client += 1
             continue
+        assert search.photo is not None  # the query keeps only searches with a photo
         path = photo_storage.path_of(search.photo.file)
         shown = [(r["position"], r["product_id"]) for r in search.results if r["position"] <= max_position]
         skus = dict(

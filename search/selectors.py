@@ -97,7 +97,7 @@ def reindex_in_progress() -> ReindexJob | None:
     return ReindexJob.objects.filter(status__in=OPEN_REINDEX).first()
 
 
-def due_for_sweep(now=None, *, include_fresh: bool = False) -> list[str]:
+def due_for_sweep(now: datetime | None = None, *, include_fresh: bool = False) -> list[str]:
     """Images to (re)index: pending past the grace period (or all, with ``include_fresh``), and failed
     ones under the attempt cap whose backoff has passed."""
     now = now or timezone.now()

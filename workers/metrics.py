@@ -18,7 +18,7 @@ from functools import lru_cache
 from urllib.parse import urlsplit
 
 import redis
-from celery import signals
+from celery import Task, signals
 from django.conf import settings
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from prometheus_client import Counter, Histogram
@@ -57,21 +57,21 @@ def _on_prerun(task_id: str | None = None, **_: object) -> None:
         _started[task_id] = time.perf_counter()
 
 
-def _on_postrun(task_id: str | None = None, task: object = None, **_: object) -> None:
+def _on_postrun(task_id: str | None = None, task: Task | None = None, **_: object) -> None:
     start = _started.pop(task_id, None) if task_id else None
     if start is not None and task is not None:
         TASK_SECONDS.labels(task.name).observe(time.perf_counter() - start)
 
 
-def _on_success(sender: object = None, **_: object) -> None:
+def _on_success(sender: Task, **_: object) -> None:
     TASKS.labels(sender.name, "succeeded").inc()
 
 
-def _on_failure(sender: object = None, **_: object) -> None:
+def _on_failure(sender: Task, **_: object) -> None:
     TASKS.labels(sender.name, "failed").inc()
 
 
-def _on_retry(sender: object = None, **_: object) -> None:
+def _on_retry(sender: Task, **_: object) -> None:
     TASKS.labels(sender.name, "retried").inc()
 
 

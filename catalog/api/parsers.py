@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from rest_framework.parsers import BaseParser
 
@@ -13,5 +13,8 @@ class NdjsonParser(BaseParser):
 
     media_type = "application/x-ndjson"
 
-    def parse(self, stream: BinaryIO, media_type: str | None = None, parser_context: Any = None) -> BinaryIO:
+    # DRF makes whatever parse() returns the request's data; the stubs allow only a mapping there.
+    def parse(  # type: ignore[override]
+        self, stream: IO[Any], media_type: str | None = None, parser_context: Any = None
+    ) -> IO[Any]:
         return stream

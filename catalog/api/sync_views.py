@@ -4,6 +4,8 @@ progress. The run is read and its images fetched off the request (workers, or th
 
 from __future__ import annotations
 
+from typing import BinaryIO, cast
+
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -61,7 +63,9 @@ class SyncPushApi(APIView):
         body = request.data
         if not hasattr(body, "read"):  # no body at all: DRF hands over an empty dict
             raise CatalogError("empty_feed", "The request body is empty; send one JSON object per line.")
-        run = sync_push_start(body=body, user=request.user, full=query.validated_data["full"])
+        # NdjsonParser (this view's only parser) hands over the raw binary body stream as the data.
+        stream = cast(BinaryIO, body)
+        run = sync_push_start(body=stream, user=request.user, full=query.validated_data["full"])
         data = SyncRunOutput(run, context={"request": request}).data
         return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
 

@@ -34,7 +34,7 @@ class CatalogApiView(APIView):
     """Every catalog endpoint: anyone reads; writes need an API key with ``catalog:write``, or a staff
     user with the Django permission to add / change / delete the view's ``write_model``."""
 
-    permission_classes = [ReadOrWriteScope("catalog:write")]
+    permission_classes = [ReadOrWriteScope("catalog:write")]  # type: ignore[list-item]  # DRF calls each entry; the stubs allow only classes (see HasScope)
     # An API key's rate limit covers all its requests; others are not limited here (no catalog_* rates).
     throttle_classes = [KeyedThrottle]
     write_model: type = Product

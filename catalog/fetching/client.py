@@ -10,7 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import TypeVar, cast
 from urllib.parse import urljoin
 
 from catalog.fetching.addresses import address_refusal, host_matches, is_loopback_name
@@ -265,7 +265,13 @@ def _checked_addresses(parsed: ParsedUrl, policy: FetchPolicy) -> list[SockAddr]
             )
         except (OSError, UnicodeError) as exc:
             raise FetchError("dns_error", parsed.url, f"{parsed.host} cannot be resolved ({exc})") from exc
-        candidates = [(family, sockaddr) for family, _, _, _, sockaddr in infos if family in _FAMILIES]
+        # Only AF_INET and AF_INET6 entries are kept, whose addresses are (host, port[, flow, scope]);
+        # getaddrinfo's type also covers other families' address shapes.
+        candidates = [
+            (family, cast(tuple[str, int] | tuple[str, int, int, int], sockaddr))
+            for family, _, _, _, sockaddr in infos
+            if family in _FAMILIES
+        ]
         if not candidates:
             raise FetchError("dns_error", parsed.url, f"{parsed.host} has no IPv4 or IPv6 address")
     checked: list[SockAddr] = []

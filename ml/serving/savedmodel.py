@@ -58,7 +58,7 @@ class LocalEmbedder(Embedder):
         out = self._fn(**{INPUT_NAME: self._tf.constant(images)})
         if OUTPUT_NAME not in out:
             raise BadEmbedding(f"model output lacks {OUTPUT_NAME!r}")
-        return out[OUTPUT_NAME].numpy()
+        return np.asarray(out[OUTPUT_NAME].numpy())
 
 
 # Defaults for the in-process TFLite runtime, measured here with MobileNetV2-0.35 at 224 px (2 cores,

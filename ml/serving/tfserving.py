@@ -94,7 +94,7 @@ class TFServingEmbedder(Embedder):
     @property
     def worst_case_s(self) -> float:
         """Upper bound on one RPC with its retries: every attempt timing out plus every backoff."""
-        backoffs = sum(self.backoff_s * 2**i for i in range(self.retries))
+        backoffs = sum(self.backoff_s * 2.0**i for i in range(self.retries))
         return self.timeout_s * (self.retries + 1) + backoffs
 
     # -- gRPC plumbing -------------------------------------------------------------------------

@@ -33,9 +33,20 @@ class ImageTextAdmin(admin.ModelAdmin):
     list_filter = [StatusFilter]
     list_select_related = ["image__product"]
     search_fields = ["text", "image__product__sku", "image__product__title"]
-    fields = ["image", "product", "status", "thumbnail", "word_table", "tokens", "engine", "sha256"]
-    fields += ["seconds", "attempts", "error", "read_at"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "image",
+        "product",
+        "status",
+        "thumbnail",
+        "word_table",
+        "tokens",
+        "engine",
+        "sha256",
+        "seconds",
+        "attempts",
+        "error",
+        "read_at",
+    )
     ordering = ["-read_at"]
 
     def has_add_permission(self, request) -> bool:

@@ -22,7 +22,10 @@ from search.models import ModelKind, ModelStatus, ModelVersion, ReindexJob
 from search.services.jobs import JobError, job_submit
 
 # How the admin (and the search page) name a model's kind.
-KIND_LABELS = {ModelKind.BOOTSTRAP: "pretrained", ModelKind.TRAINED: "trained on your catalog"}
+KIND_LABELS: dict[str, str] = {
+    ModelKind.BOOTSTRAP: "pretrained",
+    ModelKind.TRAINED: "trained on your catalog",
+}
 PROMOTABLE = (ModelStatus.CANDIDATE, ModelStatus.REJECTED, ModelStatus.RETIRED)
 
 
@@ -91,9 +94,11 @@ class TrainForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         defaults = train_defaults()
-        self.fields["mode"].choices = [(name, name) for name in MODES]
-        self.fields["backbone"].choices = [(name, name) for name in backbone_names()]
-        self.fields["loss"].choices = [(name, name) for name in sorted(LOSSES)]
+        for field_name, names in (("mode", MODES), ("backbone", backbone_names()), ("loss", sorted(LOSSES))):
+            choice_field = self.fields[field_name]
+            if not isinstance(choice_field, forms.ChoiceField):
+                raise TypeError(f"{field_name} must be a choice field")
+            choice_field.choices = [(name, name) for name in names]
         for name, field in self.fields.items():
             if name in defaults and defaults[name] is not None:
                 field.initial = defaults[name]

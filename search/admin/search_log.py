@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -10,13 +12,19 @@ from django.urls import path
 from search import dashboard, log_selectors
 from search.models import SearchClick, SearchLog
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+    class _ClickCount(TypedDict):
+        n_clicks: int  # SearchLogAdmin.get_queryset's annotation
+
+
 DASHBOARD_DAYS = (7, 30, 90)
 
 
 class SearchClickInline(admin.TabularInline):
     model = SearchClick
-    fields = ["position", "product", "kind", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("position", "product", "kind", "created_at")
     extra = 0
     can_delete = False
 
@@ -46,7 +54,7 @@ class SearchLogAdmin(admin.ModelAdmin):
         return super().get_queryset(request).select_related("api_key").annotate(n_clicks=Count("clicks"))
 
     @admin.display(description="clicks", ordering="n_clicks")
-    def clicks_count(self, obj: SearchLog) -> int:
+    def clicks_count(self, obj: WithAnnotations[SearchLog, _ClickCount]) -> int:
         return obj.n_clicks
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:

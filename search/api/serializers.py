@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -10,6 +11,11 @@ from catalog import image_limits
 from ml.preprocess import ImageRejected, parse_crop
 from search.api.links import HitLinks
 from search.models import EventKind, ModelKind
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+    from search.services.searching import SearchHit
 
 # The ways to say what to search for; a request gives exactly one. The first three are a photo.
 PHOTO_KINDS = ("image", "image_url", "image_base64")
@@ -26,7 +32,7 @@ class CommaListField(serializers.ListField):
             # JSON may send a bool, number or object here; iterating it would be a 500.
             self.fail("not_a_list", input_type=type(data).__name__)
         # Only strings are split; anything else goes to the child field, which rejects non-text.
-        items = []
+        items: list[Any] = []
         for value in data:
             if isinstance(value, str):
                 items.extend(part.strip() for part in value.split(",") if part.strip())
@@ -39,7 +45,8 @@ class Base64ImageField(serializers.CharField):
     """An image as base64 text (a ``data:image/...;base64,`` prefix is allowed), decoded to bytes;
     larger than the upload limit once decoded is an ``image_too_large``, as for an upload."""
 
-    def to_internal_value(self, data) -> bytes:
+    # Text on the wire, bytes once validated: that is the field's point, though CharField's stub says str.
+    def to_internal_value(self, data: Any) -> bytes:  # type: ignore[override]
         text = super().to_internal_value(data)
         if text.startswith("data:") and "," in text:
             text = text.split(",", 1)[1]
@@ -168,6 +175,7 @@ class SearchOutput(serializers.Serializer):
     results = HitOutput(many=True, source="hits")
 
 
-def present_hits(hits: list, request) -> list[dict]:
+def present_hits(hits: list[SearchHit], request: HttpRequest) -> list[dict[str, Any]]:
     """Hits as the API shows them (the pages render the same dicts)."""
-    return HitOutput(hits, many=True, context={"links": HitLinks(request)}).data
+    # many=True data is a ReturnList; the stubs type every serializer's data as a ReturnDict.
+    return list(HitOutput(hits, many=True, context={"links": HitLinks(request)}).data)

@@ -21,7 +21,7 @@ KEY_ERRORS = ("invalid_api_key", "api_key_revoked", "insufficient_scope", "origi
 
 
 class SearchApi(APIView):
-    permission_classes = [ScopeIfKey("search")]
+    permission_classes = [ScopeIfKey("search")]  # type: ignore[list-item]  # DRF calls each entry; the stubs allow only classes (see HasScope)
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     throttle_classes = [SearchThrottle]
     error_codes = {
@@ -102,7 +102,9 @@ class SearchApi(APIView):
         # it): the shopper never waits for the INSERT (2-10 ms here under load; docs/benchmarks.md).
         log = partial(search_logs.search_log_record, query=query, outcome=outcome, api_key=_key(request),
                       user=request.user, client=client_of(request))  # fmt: skip
-        response._resource_closers.append(log)
+        # Django's response calls each of these private closers when the server closes it (after
+        # sending); django-stubs leave the attribute out.
+        response._resource_closers.append(log)  # type: ignore[attr-defined]
         return response
 
 
@@ -113,7 +115,7 @@ def _key(request: Request) -> ApiKey | None:
 class EventApi(APIView):
     """What a shopper did with a search's results (the widget reports clicks), keyed like the search."""
 
-    permission_classes = [ScopeIfKey("search")]
+    permission_classes = [ScopeIfKey("search")]  # type: ignore[list-item]  # DRF calls each entry; the stubs allow only classes (see HasScope)
     parser_classes = [JSONParser]
     throttle_classes = [SearchThrottle]
     error_codes = {

@@ -161,6 +161,10 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a scrape in progress never keeps the process from exiting
 
 
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # one line per scrape is noise
         pass
@@ -169,9 +173,7 @@ class _QuietHandler(WSGIRequestHandler):
 def serve_metrics(host: str, port: int, collectors: Sequence[ScrapeCollector] = ()) -> WSGIServer:
     """Serve ``/metrics`` on ``host:port`` from a daemon thread; returns the server (``server_port``
     is the bound port, ``shutdown()`` stops it)."""
-    server_class = _ThreadingServer
-    if ":" in host:
-        server_class = type("_ThreadingServer6", (_ThreadingServer,), {"address_family": socket.AF_INET6})
+    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
     server = make_server(host, port, metrics_app(collectors), server_class, handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server

@@ -8,6 +8,7 @@ photos when it is trained (search/services/training.py)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +21,14 @@ from ml.augment import Augmenter
 from ml.preprocess import ImageRejected
 from search.embedders import embedder_for
 from search.models import ModelVersion
-from search.vector_store import SearchFilter, vector_store
+from search.vector_store import Hit, SearchFilter, vector_store
 
 log = logging.getLogger(__name__)
 SAMPLE = 300  # views searched: 600 grouped searches, a few seconds with exact search at 10k points
 MIN_IMAGES = 20  # below this a fit says nothing; the model stays uncalibrated (hits carry no label)
 
 
-def _scores(hits) -> tuple[int | None, float, float]:
+def _scores(hits: Sequence[Hit]) -> tuple[int | None, float, float]:
     first = hits[0] if hits else None
     second = hits[1].score if len(hits) > 1 else -1.0
     return (first.product_id if first else None), (first.score if first else -1.0), second

@@ -131,7 +131,9 @@ def fit_catalog_projection(raw_model: Any, *, dim: int | None = None) -> FittedP
         return None
     started = time.perf_counter()
     size = int(raw_model.input_shape[1])
-    features, batch, products = [], [], []
+    features: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+    products: list[int] = []
 
     def flush() -> None:
         if batch:

@@ -4,6 +4,8 @@ reports) and the candidate must not be worse."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from catalog.models import ProductImage
@@ -28,7 +30,7 @@ def _vectors(collection: str, ids: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def model_recall(model: ModelVersion, query_ids: list[str], labels: dict[str, int]) -> dict:
+def model_recall(model: ModelVersion, query_ids: list[str], labels: dict[str, int]) -> dict[str, Any]:
     """Recall@K / mAP@R of one model's collection: held-out photos against every other photo (the
     query photos are left out of the gallery)."""
     vectors = _vectors(model.collection, sorted(labels))
@@ -57,12 +59,14 @@ def gate_query_ids(candidate: ModelVersion) -> list[str]:
     return sorted(rng.choice(eligible, size=size, replace=False).tolist()) if eligible else []
 
 
-def json_safe(metrics: dict) -> dict:
+def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
     # JSON (and PostgreSQL's jsonb) has no NaN: an undefined metric is stored as null.
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
 
 
-def view_recall(model: ModelVersion, image_ids: list[str], labels: dict[str, int], seed: int = 0) -> dict:
+def view_recall(
+    model: ModelVersion, image_ids: list[str], labels: dict[str, int], seed: int = 0
+) -> dict[str, Any]:
     """Recall@1 of augmented views of catalog photos through ``model``'s real path (its embedder and
     its collection): for a catalog with one photo per product, where no held-out photo has a positive
     left. The same views (same seed) are used for every model compared."""
@@ -97,7 +101,7 @@ def view_recall(model: ModelVersion, image_ids: list[str], labels: dict[str, int
     return {RECALL_AT_1: right / len(views), "num_queries": len(views), "queries": ON_VIEWS}
 
 
-def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[str, int]) -> dict:
+def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[str, int]) -> dict[str, Any]:
     """The gate's verdict as stored on the job: ``{"queries", "candidate", "active", "passed"}``.
     With no active model (or no images) there is nothing to compare with, and the candidate passes.
     When no held-out photo has another photo of its product (a one-photo-per-product catalog), both

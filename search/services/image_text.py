@@ -15,7 +15,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -63,7 +64,7 @@ def image_text_read(*, image: ProductImage, force: bool = False) -> ImageText | 
     if not force and is_current(row, image):
         return None
     ocr.configure(threads=settings.OCR_THREADS)
-    values: dict = {"sha256": image.sha256, "engine": ocr.ENGINE, "read_at": timezone.now()}
+    values: dict[str, Any] = {"sha256": image.sha256, "engine": ocr.ENGINE, "read_at": timezone.now()}
     try:
         words, seconds = _read(image)
     except (ImageRejected, OSError, ocr.OcrTimeout) as exc:
@@ -134,7 +135,7 @@ SWEEP_MAX_ATTEMPTS = 3
 SWEEP_BATCH = 50  # under a minute of reading on one core
 
 
-def images_due_for_text(now=None) -> list[str]:
+def images_due_for_text(now: datetime | None = None) -> list[str]:
     now = now or timezone.now()
     return selectors.images_needing_text(
         max_attempts=SWEEP_MAX_ATTEMPTS,

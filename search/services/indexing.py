@@ -228,7 +228,9 @@ class _Decoding:
     def __init__(self, images: list[ProductImage], size: int) -> None:
         self.images, self.size = images, size
         if len(images) > 1:
-            self._futures: list[Future] | None = [_pool().submit(_decode, i, size) for i in images]
+            self._futures: list[Future[tuple[np.ndarray | None, str]]] | None = [
+                _pool().submit(_decode, i, size) for i in images
+            ]
         else:
             self._futures = None
 
@@ -359,7 +361,7 @@ def _index_batch(
     label = str((active or targets[0]).version)
     with transaction.atomic():
         _mark_indexed(indexed, label)
-        if active_vectors:
+        if active is not None and active_vectors:  # only the active model's vectors are kept
             flag_duplicates(indexed, active, active_vectors)
         _mark_failed(images, outcome.failed)
     return outcome

@@ -267,7 +267,9 @@ def _queue_compact_if_due(ctx: JobContext) -> None:
 # --- index, reconcile, import -----------------------------------------------------------------------
 
 
-def _index_chunks(image_ids: list[str], ctx: JobContext, *, done: int = 0, total: int | None = None):
+def _index_chunks(
+    image_ids: list[str], ctx: JobContext, *, done: int = 0, total: int | None = None
+) -> tuple[int, int]:
     """Index ``image_ids`` through the batched pipeline with progress and pace; (indexed, failed)."""
     total = len(image_ids) + done if total is None else total
     rate = Rate("images")

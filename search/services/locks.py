@@ -8,12 +8,15 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 from django.conf import settings
 from django.db import connection
 
 try:
-    import fcntl
+    import fcntl as _posix_fcntl
+
+    fcntl: ModuleType | None = _posix_fcntl
 except ImportError:  # not POSIX: one process per store anyway, so a lock within the process will do
     fcntl = None
 

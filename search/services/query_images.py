@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from catalog.fetching import FetchError, fetch_image, policy_from_settings
+from catalog.fetching import FetchError, FetchPolicy, fetch_image, policy_from_settings
 from search.errors import SearchError
 
 # What the shopper is told, per fetch failure. Fixed sentences: the fetcher's own detail can carry
@@ -29,7 +29,7 @@ _PUBLIC_MESSAGES = {
 }
 
 
-def query_policy():
+def query_policy() -> FetchPolicy:
     """The fetch policy of search photos given by URL (see the module's docstring)."""
     limit = settings.SEARCH_IMAGE_URL_TIMEOUT_S
     return policy_from_settings(

@@ -4,6 +4,7 @@ images, orphan points for images that no longer exist, payloads that drifted fro
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from catalog.models import IndexStatus, Product, ProductImage
 from search import selectors
@@ -43,7 +44,7 @@ def reconcile(*, dry_run: bool = False) -> list[ReconcileReport]:
         products = {p.pk: p for p in Product.objects.filter(pk__in=set(images.values()))}
         seen: set[str] = set()
         orphans: list[str] = []
-        stale: dict[int, dict] = {}
+        stale: dict[int, dict[str, Any]] = {}
         for point_id, payload in store.scroll_ids(model.collection):
             report.points += 1
             if point_id not in images:

@@ -3,14 +3,16 @@ and the retention of shoppers' photos."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
@@ -19,6 +21,12 @@ from search import photo_storage
 from search.errors import SearchError
 from search.models import EventKind, QueryKind, SearchClick, SearchLog, SearchPhoto
 from search.services.searching import SearchOutcome, SearchQuery
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+
+    from apikeys.models import ApiKey
 
 log = logging.getLogger(__name__)
 PURGE_BATCH = 500
@@ -72,8 +80,8 @@ def search_log_record(
     *,
     query: SearchQuery,
     outcome: SearchOutcome,
-    api_key=None,
-    user=None,
+    api_key: ApiKey | None = None,
+    user: AbstractBaseUser | AnonymousUser | None = None,
     client: str = "",
 ) -> SearchLog | None:
     """Log an answered search under ``outcome.search_id``. Never fails the search: a log that cannot be
@@ -92,7 +100,7 @@ def search_log_record(
             id=outcome.search_id,
             created_at=now,
             api_key=api_key,
-            user=user if user is not None and user.is_authenticated else None,
+            user=user if isinstance(user, get_user_model()) else None,  # anonymous: nobody named
             query_kind=query_kind(query),
             query_product_id=query_product_id,
             filters=_filters(query),
@@ -113,7 +121,12 @@ def search_log_record(
 
 
 def search_click_record(
-    *, search_id: uuid.UUID | str, product_id: int, position: int, kind: str = EventKind.CLICK, api_key=None
+    *,
+    search_id: uuid.UUID | str,
+    product_id: int,
+    position: int,
+    kind: str = EventKind.CLICK,
+    api_key: ApiKey | None = None,
 ) -> SearchClick:
     """Record that a shopper followed result ``position`` (1-based) of a search. The search must exist,
     have been made with the same API key (or none), and have shown that product there."""
@@ -144,6 +157,11 @@ class PurgeOutcome:
     seconds: float
 
 
+def _delete_photos(names: list[str]) -> None:
+    for name in names:
+        photo_storage.delete_photo(name)
+
+
 def search_photos_purge(*, now: datetime | None = None) -> PurgeOutcome:
     """Delete shoppers' photos last searched more than SEARCH_LOG_RETENTION_DAYS ago: the rows, and their
     files once the deletion has committed. The searches stay (their photo becomes null); so do clicks.
@@ -163,7 +181,7 @@ def search_photos_purge(*, now: datetime | None = None) -> PurgeOutcome:
                 break
             SearchPhoto.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
             names = [name for _, name in batch]
-            transaction.on_commit(lambda names=names: [photo_storage.delete_photo(n) for n in names])
+            transaction.on_commit(functools.partial(_delete_photos, names))
         deleted += len(batch)
     old_files = photo_storage.files_older_than(cutoff.timestamp())
     known = set(SearchPhoto.objects.filter(file__in=old_files).values_list("file", flat=True))

@@ -102,7 +102,7 @@ def _query_vector(
         vector = np.mean(np.stack(vectors), axis=0)
         exclude = [product_id]
     else:
-        image = catalog_selectors.image_get(image_id=query.image_id)
+        image = catalog_selectors.image_get(image_id=query.image_id) if query.image_id is not None else None
         if image is None or not image.product.active:
             raise SearchError("image_not_found", f"No image with id {query.image_id}.", "image_id")
         vectors = _stored_vectors(model.collection, [str(image.pk)])

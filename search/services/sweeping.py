@@ -5,7 +5,8 @@ transient failure is recorded on the images it left pending."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.utils import timezone
@@ -19,13 +20,13 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(3600, settings.INDEX_PENDING_GRACE_S * 2 ** max(0, attempts - 1)))
 
 
-def claim_for_sweep(now=None) -> list[str]:
+def claim_for_sweep(now: datetime | None = None) -> list[str]:
     """The sweeper's pick: what is due, each pushed back by its growing backoff so an image still
     waiting in a long queue is not enqueued again every minute."""
     now = now or timezone.now()
     due = selectors.due_for_sweep(now)
     # One UPDATE per attempt count rather than per image: up to 5,000 images are due at once.
-    by_attempts: dict[int, list] = {}
+    by_attempts: dict[int, list[UUID]] = {}
     for pk, attempts in ProductImage.objects.filter(pk__in=due).values_list("pk", "index_attempts"):
         by_attempts.setdefault(attempts, []).append(pk)
     for attempts, pks in by_attempts.items():

@@ -5,12 +5,13 @@ ModelVersion (promotion is the reindex job's)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -22,6 +23,10 @@ from ml.recall_tracking import EpochListener
 from search import selectors
 from search.models import ModelKind, ModelVersion
 from search.services.model_versions import model_version_register
+
+if TYPE_CHECKING:
+    from ml.train_config import TrainConfig
+    from search.log_selectors import FeedbackExample
 
 
 @dataclass
@@ -43,29 +48,30 @@ def catalog_items() -> tuple[list[Item], dict[str, str]]:
     return items, ids
 
 
-def feedback_items(examples) -> tuple[list[Item], dict[str, list[str]]]:
-    """Shoppers' clicks (search.log_selectors.feedback_examples) as training photos of the clicked
-    product, cropped as the shopper cropped, and the products they skipped for it as hard negatives."""
+def _cropped_png(path: str, box: tuple[int, int, int, int]) -> bytes:
+    """The shopper's crop of a kept search photo, read when training reads it."""
     import io
 
     from PIL import Image
 
+    x, y, w, h = box
+    with Image.open(path) as image:
+        cropped = image.convert("RGB").crop((x, y, x + w, y + h))
+    buffer = io.BytesIO()
+    cropped.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def feedback_items(examples: Iterable[FeedbackExample]) -> tuple[list[Item], dict[str, list[str]]]:
+    """Shoppers' clicks (search.log_selectors.feedback_examples) as training photos of the clicked
+    product, cropped as the shopper cropped, and the products they skipped for it as hard negatives."""
     items: list[Item] = []
     negatives: dict[str, list[str]] = {}
     for example in examples:
         if example.crop is None:
             items.append((example.photo_path, example.sku))
         else:
-
-            def load(path: str = example.photo_path, box: tuple[int, int, int, int] = example.crop) -> bytes:
-                x, y, w, h = box
-                with Image.open(path) as image:
-                    cropped = image.convert("RGB").crop((x, y, x + w, y + h))
-                buffer = io.BytesIO()
-                cropped.save(buffer, format="PNG")
-                return buffer.getvalue()
-
-            items.append((load, example.sku))
+            items.append((functools.partial(_cropped_png, example.photo_path, example.crop), example.sku))
         negatives.setdefault(example.sku, []).extend(example.negative_skus)
     return items, negatives
 
@@ -82,7 +88,7 @@ def _history_columns(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
 
 def train_candidate(
     *,
-    config,
+    config: TrainConfig,
     manifest: Path | None = None,
     split_by: str = "photo",
     val_fraction: float = 0.1,
@@ -99,6 +105,7 @@ def train_candidate(
     from ml.train import train
 
     started = time.perf_counter()
+    ids: dict[str, str]
     if manifest is not None:
         items, ids = read_manifest(manifest), {}
     else:

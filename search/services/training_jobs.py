@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import quote
 
 from django.conf import settings
@@ -30,6 +30,10 @@ from django.db import connection
 from ml.evaluate import MAP_AT_R, RECALL_AT_1, RECALL_AT_5
 from search.models import Job
 from search.services.jobs import JobCancelled, JobContext, JobError, JobFailed, job_set_result, job_submit
+
+if TYPE_CHECKING:
+    from ml.train_config import TrainConfig
+    from search.services.training import TrainOutcome
 
 # ml.train prints this after every epoch of both phases (RecallEarlyStopping, with the global epoch
 # number); epochs are counted from it. If the line changes, progress falls back to the stages only.
@@ -40,7 +44,7 @@ NOISE = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages befor
 
 
 class _OptionParser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print usage and exit the web process
+    def error(self, message: str) -> NoReturn:  # argparse would print usage and exit the web process
         raise JobError(f"Training options: {message}.", "options")
 
 
@@ -79,7 +83,7 @@ def _argv(options: dict[str, Any]) -> list[str]:
     return argv
 
 
-def parse_train_options(options: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def parse_train_options(options: dict[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
     """(the given options with their parsed values, the TrainConfig they describe); JobError if wrong."""
     from ml.backbones import WeightsError
     from ml.train_args import config_from_args
@@ -105,7 +109,7 @@ def check_train_params(params: dict[str, Any]) -> dict[str, Any]:
     return {"options": options, "then_promote": bool(params.get("then_promote", False))}
 
 
-def epochs_planned(config) -> int:
+def epochs_planned(config: TrainConfig) -> int:
     if config.mode == "cached":
         return config.epochs
     return config.head_epochs + (config.epochs if config.unfreeze_layers > 0 else 0)
@@ -118,7 +122,7 @@ class _LineTee(io.TextIOBase):
     """stdout that still prints, and hands each finished line to ``on_line`` (the last state of a line
     a progress bar rewrote with carriage returns)."""
 
-    def __init__(self, target, on_line: Callable[[str], None]) -> None:
+    def __init__(self, target: TextIO, on_line: Callable[[str], None]) -> None:
         self.target = target
         self.on_line = on_line
         self._partial = ""
@@ -141,8 +145,10 @@ class _LineTee(io.TextIOBase):
     def isatty(self) -> bool:
         return False  # Keras then prints one line per epoch instead of a redrawn bar
 
+    # typeshed declares TextIOBase.encoding a plain attribute, but io's is read-only at runtime (setting
+    # it raises AttributeError): a property is the only way to answer it.
     @property
-    def encoding(self) -> str:
+    def encoding(self) -> str:  # type: ignore[override]
         return getattr(self.target, "encoding", "utf-8") or "utf-8"
 
 
@@ -158,14 +164,14 @@ def _stdout_lines(on_line: Callable[[str], None]) -> Iterator[None]:
 
 def train_reporting(
     *,
-    config,
+    config: TrainConfig,
     report: Callable[[int, int], None],
     on_line: Callable[[str], None] | None = None,
     manifest: Path | None = None,
     split_by: str = "photo",
     val_fraction: float = 0.1,
     with_feedback: bool = False,
-):
+) -> TrainOutcome:
     """Train a candidate (search/services/training.py) and report progress: epochs, then evaluating and
     exporting. ``on_line`` hears every line the training prints."""
     from search.services.training import train_candidate
@@ -211,7 +217,7 @@ def _figure(value: Any) -> str:
     return f"{number:.3f}" if math.isfinite(number) else "n/a"
 
 
-def outcome_result(outcome) -> dict[str, Any]:
+def outcome_result(outcome: TrainOutcome) -> dict[str, Any]:
     """What a training job records: the candidate it made, its metrics, and the line to print."""
     m, b = outcome.metrics, outcome.baseline
     summary = (
@@ -235,7 +241,7 @@ def outcome_result(outcome) -> dict[str, Any]:
     }
 
 
-def record_outcome(job_id: int, outcome) -> dict[str, Any]:
+def record_outcome(job_id: int, outcome: TrainOutcome) -> dict[str, Any]:
     result = outcome_result(outcome)
     job_set_result(job_id, result)
     return result
@@ -297,7 +303,7 @@ def _failure(tail: deque[str], code: int) -> str:
     return f"The training process exited with status {code}: {last}"
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[str]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -331,6 +337,7 @@ def run_train(job: Job, ctx: JobContext) -> dict[str, Any]:
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read() -> None:
+        assert proc.stdout is not None  # started with stdout=PIPE
         for raw in proc.stdout:
             lines.put(raw)
         lines.put(None)

@@ -102,7 +102,8 @@ def sample_queries(
             break
     chosen = random.Random(seed).sample(ids, min(count, len(ids)))
     found = store.retrieve(collection, chosen, with_vectors=True)
-    return [(i, list(found[i][0])) for i in chosen if found.get(i, (None,))[0] is not None]
+    vectors = {i: found[i][0] for i in chosen if i in found}
+    return [(i, list(vector)) for i, vector in vectors.items() if vector is not None]
 
 
 # A beam's hit counts when it is one of the exact ten, or scores as high as the tenth (less this): a

@@ -230,7 +230,7 @@ class QdrantClientVectorStore(VectorStore):
         return len(prepared)
 
     def delete(self, collection: str, image_ids: Iterable[str]) -> None:
-        ids = normalize_ids(image_ids)
+        ids: list[models.ExtendedPointId] = list(normalize_ids(image_ids))  # the client's id type
         with self._errors(collection):
             if not ids:
                 self._require(collection)
@@ -243,7 +243,7 @@ class QdrantClientVectorStore(VectorStore):
             self._client.delete(collection, points_selector=selector, wait=True)
 
     def set_payload(self, collection: str, image_ids: Iterable[str], payload_patch: dict[str, Any]) -> None:
-        ids = normalize_ids(image_ids)
+        ids: list[models.ExtendedPointId] = list(normalize_ids(image_ids))  # the client's id type
         with self._errors(collection):
             if not ids or not payload_patch:
                 self._require(collection)
@@ -528,14 +528,24 @@ def field_index_params(field: FieldIndex, spec: IndexSpec) -> Any:
     """A payload index in qdrant-client's terms (``on_disk``, as the collection's other placements)."""
     on_disk = spec.payload_indexes_on_disk
     if field.kind == "keyword":
-        return models.KeywordIndexParams(type="keyword", on_disk=on_disk, enable_hnsw=field.graph_links)
+        return models.KeywordIndexParams(
+            type=models.KeywordIndexType.KEYWORD, on_disk=on_disk, enable_hnsw=field.graph_links
+        )
     if field.kind == "float":
-        return models.FloatIndexParams(type="float", on_disk=on_disk, enable_hnsw=field.graph_links)
+        return models.FloatIndexParams(
+            type=models.FloatIndexType.FLOAT, on_disk=on_disk, enable_hnsw=field.graph_links
+        )
     if field.kind == "bool":
-        return models.BoolIndexParams(type="bool", on_disk=on_disk, enable_hnsw=field.graph_links)
+        return models.BoolIndexParams(
+            type=models.BoolIndexType.BOOL, on_disk=on_disk, enable_hnsw=field.graph_links
+        )
     if field.kind == "integer":
         return models.IntegerIndexParams(
-            type="integer", lookup=True, range=field.ranged, on_disk=on_disk, enable_hnsw=field.graph_links
+            type=models.IntegerIndexType.INTEGER,
+            lookup=True,
+            range=field.ranged,
+            on_disk=on_disk,
+            enable_hnsw=field.graph_links,
         )
     raise ValueError(f"unknown payload index kind {field.kind!r}")
 

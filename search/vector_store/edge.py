@@ -313,7 +313,8 @@ class EdgeVectorStore(VectorStore):
         return len(prepared)
 
     def delete(self, collection: str, image_ids: Iterable[str]) -> None:
-        ids = normalize_ids(image_ids)
+        # Typed as the binding's point-id list (a list is invariant: list[str] would not do).
+        ids: list[int | uuid.UUID | str] = list(normalize_ids(image_ids))
         entry = self._open(collection)
         if ids:
             self._write(entry, [qe.UpdateOperation.delete_points(ids)])
@@ -323,7 +324,7 @@ class EdgeVectorStore(VectorStore):
         self._write(entry, [qe.UpdateOperation.delete_points_by_filter(_product_filter(product_id))])
 
     def set_payload(self, collection: str, image_ids: Iterable[str], payload_patch: dict[str, Any]) -> None:
-        ids = normalize_ids(image_ids)
+        ids: list[int | uuid.UUID | str] = list(normalize_ids(image_ids))
         entry = self._open(collection)
         if ids and payload_patch:
             self._write(entry, [qe.UpdateOperation.set_payload(ids, _encode(payload_patch))])

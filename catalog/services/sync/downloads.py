@@ -35,6 +35,7 @@ from catalog.services.images import NewImage, product_image_delete, product_imag
 from catalog.services.sync import runs
 from catalog.services.sync.image_plan import announce_added
 from catalog.services.sync.runs import ErrorRow
+from ml.preprocess import ImageInfo
 
 # Downloaded bytes held before they are written as one batch: a batch is a few queries, not a few per
 # image, and this bounds the memory a task holds (one INDEX_CHUNK of product photos is 5-30 MB).
@@ -112,13 +113,17 @@ def _download(
     fetch: ImageFetch, source: ImageSource | None, policy: FetchPolicy, limiter: HostLimiter | None
 ) -> FetchResult | FetchError:
     # Validators only when we still hold the bytes they describe (the image this fetch may replace).
-    conditional = fetch.replaces is not None and source is not None and source.sha256 == fetch.replaces.sha256
+    held = (
+        source
+        if fetch.replaces is not None and source is not None and source.sha256 == fetch.replaces.sha256
+        else None
+    )
     try:
         return fetch_image(
             fetch.url,
             policy,
-            etag=(source.etag or None) if conditional else None,
-            last_modified=(source.last_modified or None) if conditional else None,
+            etag=(held.etag or None) if held else None,
+            last_modified=(held.last_modified or None) if held else None,
             limiter=limiter,
         )
     except FetchError as exc:
@@ -158,6 +163,12 @@ def _settle(
     return False
 
 
+def _validated_info(result: FetchResult) -> ImageInfo:
+    if result.image is None:  # fetch_image validates the bytes: a 200 always carries their info
+        raise ValueError(f"fetch of {result.url} has no image info")
+    return result.image
+
+
 def _add_batch(downloads: list[tuple[ImageFetch, FetchResult]], outcome: FetchOutcome) -> None:
     if not downloads:
         return
@@ -166,7 +177,7 @@ def _add_batch(downloads: list[tuple[ImageFetch, FetchResult]], outcome: FetchOu
             NewImage(
                 product=fetch.product,
                 data=result.content,
-                info=result.image,  # fetch_image validated the bytes: always set on a 200
+                info=_validated_info(result),
                 original_name=PurePosixPath(urlsplit(fetch.url).path).name,
                 display_order=fetch.position,
                 source_url=fetch.url,

@@ -199,9 +199,9 @@ def _apply(
     if run.full:
         # A product the feed lists but whose record was refused (a bad price, say) is still in the
         # shop: a full run keeps it as it was rather than taking it out of search.
-        refused = {e.sku for e in errors if e.sku} | {r.sku for r in rows if r.sku}
-        if refused:
-            seen.update(Product.objects.filter(sku__in=refused).values_list("pk", flat=True))
+        refused_skus = {e.sku for e in errors if e.sku} | {r.sku for r in rows if r.sku}
+        if refused_skus:
+            seen.update(Product.objects.filter(sku__in=refused_skus).values_list("pk", flat=True))
     return next((e for e in errors if e.fatal), None)
 
 

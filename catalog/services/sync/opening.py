@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -87,8 +87,9 @@ def open_feed(
     (default: the manifest's own folder)."""
     with ExitStack() as stack:
         if upload:
-            raw = stack.enter_context(default_storage.open(upload, "rb"))
-            fmt, stream = resolve_format(FeedChoice.JSONL, raw, "the pushed feed")
+            stored = stack.enter_context(default_storage.open(upload, "rb"))
+            # Storage's File proxies a binary file opened "rb"; the parsers only read() it.
+            fmt, stream = resolve_format(FeedChoice.JSONL, cast(BinaryIO, stored), "the pushed feed")
             yield OpenedFeed(fmt, stream)
             return
         if is_url(location):
@@ -98,7 +99,9 @@ def open_feed(
             if response.not_modified:
                 yield OpenedFeed(None, None, etag=response.etag, last_modified=response.last_modified)
                 return
-            fmt, stream = resolve_format(requested_format, response, location)
+            # A FetchStream is a raw binary reader (io.RawIOBase) whose read() returns bytes, never None
+            # (it blocks); the parsers only read() it.
+            fmt, stream = resolve_format(requested_format, cast(BinaryIO, response), location)
             yield OpenedFeed(fmt, stream, etag=response.etag, last_modified=response.last_modified)
             return
         path = Path(location)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.db.models import F
 from django.utils import timezone
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 # Error rows kept per run. Every error is counted (``error_count``); a feed that is wrong on every
 # line would otherwise write 100,000 rows nobody reads past the first screen.
 MAX_ERROR_ROWS = 1000
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ def sync_run_create(
     images: bool = True,
     source: CatalogSource | None = None,
     upload: str = "",
-    requested_by: object | None = None,
+    requested_by: AbstractBaseUser | AnonymousUser | None = None,
 ) -> SyncRun:
     """Record a queued run. ``location`` is a file path or an http(s) URL (``push`` for the API)."""
     if requested_format not in FeedChoice.values:
@@ -79,7 +85,8 @@ def sync_run_create(
         images=images,
         source=source,
         upload=upload,
-        requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+        # A request's user may be anonymous (an API key without a staff account): then nobody is named.
+        requested_by=requested_by if isinstance(requested_by, get_user_model()) else None,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 import uuid
 from datetime import datetime, timedelta
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from django.conf import settings
 from django.core.files.base import File
@@ -25,6 +25,10 @@ from catalog import events
 from catalog.errors import CatalogError
 from catalog.models import CatalogSource, FeedChoice, FetchState, ImageFetch, SyncOrigin, SyncRun, SyncState
 from catalog.services.sync.runs import sync_run_create
+
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
 
 # A download claimed this long ago and still pending was lost with its worker: queue it again.
 STALE_FETCH = timedelta(minutes=15)
@@ -78,7 +82,9 @@ def sources_start_due(*, now: datetime | None = None) -> list[int]:
     return started
 
 
-def sync_push_start(*, body: BinaryIO, user: object, full: bool = False) -> SyncRun:
+def sync_push_start(
+    *, body: BinaryIO, user: AbstractBaseUser | AnonymousUser | None, full: bool = False
+) -> SyncRun:
     """Store a pushed NDJSON feed (read in chunks, at most ``CATALOG_SYNC_MAX_PUSH_BYTES``) and queue
     its run. Raises CatalogError: ``feed_too_large`` or ``empty_feed``, with nothing kept."""
     limit = settings.CATALOG_SYNC_MAX_PUSH_BYTES

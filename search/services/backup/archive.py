@@ -10,6 +10,7 @@ dump is gzipped on its own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -136,7 +137,7 @@ def read_verified(path: Path, progress: Callable[[str], None] | None = None) -> 
                     manifest_bytes = fh.read()
                     continue
                 sha = hashlib.sha256()
-                for chunk in iter(lambda fh=fh: fh.read(_CHUNK), b""):
+                for chunk in iter(functools.partial(fh.read, _CHUNK), b""):
                     sha.update(chunk)
                 sums[info.name] = (info.size, sha.hexdigest())
                 if progress is not None and len(sums) % PROGRESS_EVERY == 0:
@@ -146,7 +147,7 @@ def read_verified(path: Path, progress: Callable[[str], None] | None = None) -> 
     if manifest_bytes is None:
         raise BackupError(f"{name} is corrupt or not a Lookalike backup (no {MANIFEST}).")
     try:
-        manifest = json.loads(manifest_bytes)
+        manifest: dict[str, Any] = json.loads(manifest_bytes)
         members = manifest["members"]
         fmt, version = manifest["format"], int(manifest["format_version"])
     except (ValueError, KeyError, TypeError):

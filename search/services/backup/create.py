@@ -118,8 +118,9 @@ def _write_members(
 
     step = time.monotonic()
     model = selectors.active_model()
-    model_meta = _write_model(writer, model) if model is not None else None
+    model_meta: dict[str, Any] | None = None
     if model is not None:
+        model_meta = _write_model(writer, model)
         report.model_version = model.version
         progress(f"model v{model.version}: {model_meta['files']} files, {time.monotonic() - step:.1f} s")
     else:

@@ -103,7 +103,7 @@ def backup_restore(
 
 def _model_dir(meta: dict[str, Any]) -> Path:
     # TF Serving's layout (ml/export.py): <MODELS_DIR>/<name>/<version>/.
-    return Path(settings.MODELS_DIR) / meta["name"] / str(meta["version"])
+    return Path(settings.MODELS_DIR) / str(meta["name"]) / str(meta["version"])
 
 
 def _occupied(store: VectorStore, manifest: dict[str, Any]) -> list[str]:
