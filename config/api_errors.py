@@ -168,12 +168,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # Connection refused, cut, or the server starting up (bench/chaos.py restarts it): the
         # request's transaction rolled back, so the client may simply retry.
         log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        response = Response(
+        unavailable = Response(
             error_body("database_unavailable", ERRORS["database_unavailable"][1]),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-        response["Retry-After"] = "5"
-        return response
+        unavailable["Retry-After"] = "5"
+        return unavailable
     if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
         return Response(error_body("invalid_request", str(exc)), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, Http404):
