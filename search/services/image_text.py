@@ -27,6 +27,7 @@ from ml.preprocess import ImageRejected, load_image
 from ml.text_tokens import tokenize
 from search import selectors
 from search.models import ImageText, TextStatus
+from search.services.text_index import sync_products_text_quietly
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,10 @@ def images_text_read(
                 outcome.with_words += bool(row.words)
         if progress is not None:
             progress(done, len(ids))
+    if outcome.read:
+        # The words just read join their products' text in the text index.
+        read = set(outcome.read)
+        sync_products_text_quietly({images[i].product_id for i in read})
     outcome.seconds = time.perf_counter() - started
     return outcome
 

@@ -437,3 +437,18 @@ def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
         "ok": not run.error_count and not counts["failed"],
         "summary": summary,
     }
+
+
+# --- the text index -----------------------------------------------------------------------------------
+
+
+@job_kind("text_index", label="Rebuild the text index", resumable=True, unit="products")
+def run_text_index(job: Job, ctx: JobContext) -> dict[str, Any]:
+    from search.services.text_index import rebuild_text_index
+
+    outcome = rebuild_text_index(progress=lambda written: ctx.log(f"{written} product(s) written"))
+    return {
+        "written": outcome.written,
+        "removed": outcome.removed,
+        "summary": f"Text index: {outcome.written} product(s) written, {outcome.removed} gone removed.",
+    }
