@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 # Bump the suffix when ml.text_tokens.terms changes what a text becomes: a new collection is then
 # filled by ``rebuild_text_index`` while the old one keeps answering (see ``TEXT_COLLECTION`` users).
-TEXT_COLLECTION = "text_v1"
+TEXT_PREFIX = "text_"
+TEXT_COLLECTION = TEXT_PREFIX + "v1"
 # model_version in a text point's payload: it belongs to no image model.
 TEXT_MODEL_VERSION = "text"
 BATCH = 500  # products per write (about 40 terms each: small requests)
