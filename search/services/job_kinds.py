@@ -317,9 +317,15 @@ def run_reconcile(job: Job, ctx: JobContext) -> dict[str, Any]:
 
     dry_run = job.params.get("dry_run", False)
     prefix = "[dry run] " if dry_run else ""
+    from search.services.text_index import rebuild_text_index
+
     reports = reconcile(dry_run=dry_run)
     files = orphan_files(remove=not dry_run)
     lines = [f"{prefix}media: {len(files)} orphan file(s) removed"]
+    if not dry_run:
+        # The text index has no sweeper: products added while the store was down get their points here.
+        text = rebuild_text_index()
+        lines.append(f"text index: {text.written} product(s) written, {text.removed} gone removed")
     if not reports:
         lines.append("No active model; nothing to reconcile.")
     for report in reports:

@@ -215,3 +215,13 @@ def test_words_read_on_a_photo_make_the_product_findable(
     assert _skus(_search(api_client, q="zygomax")) == []  # not read yet (OCR is off in tests' settings)
     images_text_read([str(image.pk)])  # what the background reader runs (the real engine)
     assert _skus(_search(api_client, q="zygomax 500ml")) == ["PACK-1"]
+
+
+def test_reconcile_repairs_the_text_index(api_client, shop) -> None:
+    # What a store outage during an upload leaves: a product without its text point.
+    vector_store().delete_by_product(TEXT_COLLECTION, shop["ALP-1"].pk)
+    assert _skus(_search(api_client, q="alpro")) == []
+    out = StringIO()
+    call_command("reconcile_index", stdout=out)
+    assert "text index: 6 product(s) written" in out.getvalue()
+    assert _skus(_search(api_client, q="alpro"))[0] == "ALP-1"
