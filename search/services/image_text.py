@@ -39,6 +39,8 @@ class TextReadOutcome:
     skipped: list[str] = field(default_factory=list)  # already read from these bytes
     failed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # no such image (deleted meanwhile)
+    # Why the words read did not reach the text index (the store down, or held by another process).
+    text_index_error: str | None = None
     seconds: float = 0.0
 
 
@@ -124,7 +126,7 @@ def images_text_read(
     if outcome.read:
         # The words just read join their products' text in the text index.
         read = set(outcome.read)
-        sync_products_text_quietly({images[i].product_id for i in read})
+        outcome.text_index_error = sync_products_text_quietly({images[i].product_id for i in read})
     outcome.seconds = time.perf_counter() - started
     return outcome
 

@@ -115,13 +115,16 @@ def sync_images_text(image_ids: Iterable[str]) -> int:
     return sync_products_text(product_ids)
 
 
-def sync_products_text_quietly(product_ids: Iterable[int]) -> None:
+def sync_products_text_quietly(product_ids: Iterable[int]) -> str | None:
     """As ``sync_products_text``, for callers whose own work must not fail by it (reading an image's
-    text): a store that is down is logged, and ``rebuild_text_index`` repairs the points later."""
+    text): a store that is down or held by another process is logged and its message returned, and
+    ``rebuild_text_index`` (or the reconcile job) writes the points later."""
     try:
         sync_products_text(product_ids)
     except VectorStoreError as exc:
         log.warning("the text index was not updated: %s", exc)
+        return str(exc)
+    return None
 
 
 @dataclass

@@ -225,3 +225,25 @@ def test_reconcile_repairs_the_text_index(api_client, shop) -> None:
     call_command("reconcile_index", stdout=out)
     assert "text index: 6 product(s) written" in out.getvalue()
     assert _skus(_search(api_client, q="alpro"))[0] == "ALP-1"
+
+
+@pytest.mark.slow
+def test_reading_text_beside_the_store_owner_says_how_to_index_the_words(
+    api_client, active_model, vector_store_path
+) -> None:
+    from search.vector_store import EdgeVectorStore, reset_vector_store
+    from tests.fixtures.text_images import text_jpeg
+
+    product = services.product_create(sku="PACK-2", title="Lunch pack")
+    services.product_image_add(product=product, data=text_jpeg(["QUORBIX"]))
+    reset_vector_store()
+    owner = EdgeVectorStore(vector_store_path)  # a running site holding the embedded store
+    try:
+        out = StringIO()
+        call_command("read_image_text", stdout=out)
+    finally:
+        owner.close()
+    assert "Read 1 image(s)" in out.getvalue()
+    assert "run `manage.py rebuild_text_index`" in out.getvalue()
+    call_command("rebuild_text_index", stdout=StringIO())
+    assert _skus(_search(api_client, q="quorbix")) == ["PACK-2"]
