@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import QuerySet
+
 from catalog.models import Product
 from ml.text_tokens import terms
 from search.models import ImageText, TextStatus
@@ -88,7 +90,7 @@ def _points(products: list[Product]) -> list[tuple[str, SparseVector, dict[str, 
     return points
 
 
-def _with_images(product_ids: Iterable[int] | None = None):
+def _with_images(product_ids: Iterable[int] | None = None) -> QuerySet[Product]:
     qs = Product.objects.filter(images__isnull=False).distinct().order_by("pk")
     return qs if product_ids is None else qs.filter(pk__in=list(product_ids))
 
