@@ -18,7 +18,6 @@
 - locks.py: a lock across threads and processes (the first model is made once).
 - searching.py: the similarity search itself, by photo, product, image or words (data in, data out;
   presentation is the API's).
-- image_text.py: read the text on catalog images (OCR) in the background and record it per image.
 - text_index.py: the text index (one sparse point per product) that search by words reads, kept in
   step with the catalog and the text read on its photos.
 - query_images.py: query photos given by URL, fetched through the catalog's download guard.
