@@ -140,6 +140,19 @@ def product_image_ids(*, product_id: int) -> list[str] | None:
     return [str(UUID(str(r[0]))) for r in rows if r[0] is not None]
 
 
+def primary_image_ids(*, product_ids: Iterable[int]) -> dict[int, str]:
+    """``{product id: its first image's id}`` (by display order) for the products that have one."""
+    rows = (
+        ProductImage.objects.filter(product_id__in=[int(p) for p in product_ids])
+        .order_by("product_id", "display_order", "id")
+        .values_list("product_id", "id")
+    )
+    first: dict[int, str] = {}
+    for product_id, image_id in rows:
+        first.setdefault(product_id, str(image_id))
+    return first
+
+
 def image_await_index(*, image_id: UUID | str, timeout_s: float) -> ProductImage | None:
     """The image once it is no longer pending (indexed or failed), or as it is when ``timeout_s`` runs
     out; ``None`` if it was deleted meanwhile. Re-reads the row, from every 50 ms at first to every

@@ -43,6 +43,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "invalid_rate": (400, "A rate limit is not like 600/min."),
     "search_not_found": (400, "The event names a search this key never made (or one deleted since)."),
     "result_not_shown": (400, "The search did not show that product at that position."),
+    "query_empty": (400, "The words (q) hold no word or number to search for."),
+    "query_too_long": (400, "The words (q) are longer than a search takes (200 characters)."),
     "job_refused": (
         400,
         "The job cannot be submitted or changed as asked (unknown kind or job, bad parameters).",

@@ -185,6 +185,7 @@ class QueryKind(models.TextChoices):
     PRODUCT = "product", "More like a product"
     SKU = "sku", "More like a SKU"
     IMAGE = "image", "More like an image"
+    TEXT = "text", "Words"
 
 
 class SearchPhoto(models.Model):

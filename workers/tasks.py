@@ -20,7 +20,16 @@ from catalog.services import sync as catalog_sync
 from ml.ocr import OcrUnavailable
 from ml.serving import EmbedderUnavailable
 from search.errors import NoActiveModel
-from search.services import image_text, index_building, indexing, jobs, payload_sync, search_logs, sweeping
+from search.services import (
+    image_text,
+    index_building,
+    indexing,
+    jobs,
+    payload_sync,
+    search_logs,
+    sweeping,
+    text_index,
+)
 from search.vector_store import VectorStoreError, VectorStoreLocked, VectorStoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -146,6 +155,26 @@ def sync_product_payload(self, product_id: int) -> None:
         payload_sync.sync_product_payload(product_id)
     except TRANSIENT as exc:
         _retry(self, exc)
+
+
+@shared_task(bind=True, name="lookalike.sync_product_text", **RELIABLE)
+def sync_product_text(self, product_ids: list[int]) -> int:
+    """Write the products' points in the text index as the catalog has them now."""
+    try:
+        return text_index.sync_products_text(product_ids)
+    except TRANSIENT as exc:
+        _retry(self, exc)
+        return 0
+
+
+@shared_task(bind=True, name="lookalike.sync_images_text", **RELIABLE)
+def sync_images_text(self, image_ids: list[str]) -> int:
+    """Write the text points of the products of new images (a product's first image makes it one)."""
+    try:
+        return text_index.sync_images_text(image_ids)
+    except TRANSIENT as exc:
+        _retry(self, exc)
+        return 0
 
 
 @shared_task(bind=True, name="lookalike.sweep_index", acks_late=True, soft_time_limit=50, time_limit=60)

@@ -81,6 +81,18 @@ class SearchInput(serializers.Serializer):
     max_price = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, min_value=0)
     in_stock = serializers.BooleanField(required=False, allow_null=True, default=None)
     crop = serializers.CharField(required=False, help_text="x,y,w,h in pixels of the uploaded image.")
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text=(
+            "Words to search for (a product's name, brand, size such as '500 ml' or '1,5%'), matched "
+            "against each product's title, brand, attributes, description and the text read on its "
+            "photos, typos tolerated. Alone, or with one photo, product_id, image_id or sku, whose "
+            "answer the words then re-rank. At most 200 characters, with at least one word or number "
+            "(else error query_too_long or query_empty)."
+        ),
+    )
 
     def validate_crop(self, value: str):
         try:
@@ -90,9 +102,12 @@ class SearchInput(serializers.Serializer):
 
     def validate(self, attrs):
         given = [k for k in QUERY_KINDS if attrs.get(k) is not None]
-        if len(given) != 1:
-            raise serializers.ValidationError({"query": [f"Give exactly one of {', '.join(QUERY_KINDS)}."]})
-        if attrs.get("crop") and given[0] not in PHOTO_KINDS:
+        words = attrs.get("q") is not None
+        if len(given) > 1 or (not given and not words):
+            raise serializers.ValidationError(
+                {"query": [f"Give q, or exactly one of {', '.join(QUERY_KINDS)}, or q with one of them."]}
+            )
+        if attrs.get("crop") and not (given and given[0] in PHOTO_KINDS):
             raise serializers.ValidationError(
                 {"crop": ["crop applies to a photo (image, image_url or image_base64)."]}
             )

@@ -37,6 +37,8 @@ class SearchApi(APIView):
             "throttled",
             "model_unavailable",
             "index_unavailable",
+            "query_empty",
+            "query_too_long",
             *KEY_ERRORS,
         )
     }
@@ -48,6 +50,7 @@ class SearchApi(APIView):
             OpenApiExample(
                 "More like this product", value={"product_id": 42, "limit": 12}, request_only=True
             ),
+            OpenApiExample("Words", value={"q": "alpro soy milk", "limit": 8}, request_only=True),
             OpenApiExample(
                 "Photo by URL",
                 value={"image_url": "https://cdn.shop.example/photos/42.jpg", "limit": 8},
@@ -67,13 +70,16 @@ class SearchApi(APIView):
         ],
         description=(
             "Find the products that look most like a photo (uploaded, by URL, or in base64), a product or an "
-            "image. One result per product; each names the shop's product page (`product.link`)."
+            "image, or whose words match `q`; `q` with a photo or product re-ranks its answer by the words. "
+            "One result per product; each names the shop's product page (`product.link`)."
         ),
     )
     def post(self, request: Request) -> Response:
         payload = s.SearchInput(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
+        # Checked before a photo is fetched by URL: a request refused for its words costs nothing.
+        text = searching.clean_text_query(data["q"]) if data.get("q") is not None else None
         image_bytes = data.get("image_base64")
         if data.get("image") is not None:
             upload = data["image"]
@@ -95,6 +101,7 @@ class SearchApi(APIView):
             max_price=data.get("max_price"),
             in_stock=data.get("in_stock"),
             sku=data.get("sku"),
+            text=text,
         )
         outcome = searching.search(query)
         response = Response(s.SearchOutput(outcome, context={"links": HitLinks(request)}).data)

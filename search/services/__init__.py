@@ -16,7 +16,10 @@
 - jobs.py: the job table's life cycle (submit, claim, progress, log, finish, cancel, dead runners) and
   where a job runs; job_kinds.py: each kind's runner; training_jobs.py: training in its own process.
 - locks.py: a lock across threads and processes (the first model is made once).
-- searching.py: the similarity search itself (data in, data out; presentation is the API's).
+- searching.py: the similarity search itself, by photo, product, image or words (data in, data out;
+  presentation is the API's).
+- text_index.py: the text index (one sparse point per product) that search by words reads, kept in
+  step with the catalog and the text read on its photos.
 - query_images.py: query photos given by URL, fetched through the catalog's download guard.
 - search_logs.py: the search log: searches answered, clicks on their results, shoppers' photos' retention.
 - image_text.py: the text read on catalog photos (OCR), stored per image and re-read when the photo changes.

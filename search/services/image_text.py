@@ -28,6 +28,7 @@ from ml.preprocess import ImageRejected, load_image
 from ml.text_tokens import tokenize
 from search import selectors
 from search.models import ImageText, TextStatus
+from search.services.text_index import sync_products_text_quietly
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class TextReadOutcome:
     skipped: list[str] = field(default_factory=list)  # already read from these bytes
     failed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # no such image (deleted meanwhile)
+    # Why the words read did not reach the text index (the store down, or held by another process).
+    text_index_error: str | None = None
     seconds: float = 0.0
 
 
@@ -121,6 +124,10 @@ def images_text_read(
                 outcome.with_words += bool(row.words)
         if progress is not None:
             progress(done, len(ids))
+    if outcome.read:
+        # The words just read join their products' text in the text index.
+        read = set(outcome.read)
+        outcome.text_index_error = sync_products_text_quietly({images[i].product_id for i in read})
     outcome.seconds = time.perf_counter() - started
     return outcome
 

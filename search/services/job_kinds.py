@@ -319,9 +319,15 @@ def run_reconcile(job: Job, ctx: JobContext) -> dict[str, Any]:
 
     dry_run = job.params.get("dry_run", False)
     prefix = "[dry run] " if dry_run else ""
+    from search.services.text_index import rebuild_text_index
+
     reports = reconcile(dry_run=dry_run)
     files = orphan_files(remove=not dry_run)
     lines = [f"{prefix}media: {len(files)} orphan file(s) removed"]
+    if not dry_run:
+        # The text index has no sweeper: products added while the store was down get their points here.
+        text = rebuild_text_index()
+        lines.append(f"text index: {text.written} product(s) written, {text.removed} gone removed")
     if not reports:
         lines.append("No active model; nothing to reconcile.")
     for report in reports:
@@ -438,4 +444,19 @@ def run_import(job: Job, ctx: JobContext) -> dict[str, Any]:
         "index": counts,
         "ok": not run.error_count and not counts["failed"],
         "summary": summary,
+    }
+
+
+# --- the text index -----------------------------------------------------------------------------------
+
+
+@job_kind("text_index", label="Rebuild the text index", resumable=True, unit="products")
+def run_text_index(job: Job, ctx: JobContext) -> dict[str, Any]:
+    from search.services.text_index import rebuild_text_index
+
+    outcome = rebuild_text_index(progress=lambda written: ctx.log(f"{written} product(s) written"))
+    return {
+        "written": outcome.written,
+        "removed": outcome.removed,
+        "summary": f"Text index: {outcome.written} product(s) written, {outcome.removed} gone removed.",
     }

@@ -33,6 +33,9 @@ PURGE_BATCH = 500
 
 
 def query_kind(query: SearchQuery) -> str:
+    # Words with a photo or product are logged as that query (the words re-rank its answer).
+    if not query.visual:
+        return QueryKind.TEXT
     if query.image is not None:
         return QueryKind.PHOTO
     if query.sku is not None:

@@ -1,4 +1,6 @@
-"""The similarity search: query by photo, by product, or by image; filters; one hit per product.
+"""The similarity search: query by photo, by product, by image or by words; filters; one hit per
+product. Words (``q``) alone search the text index (search/services/text_index.py); with a photo or
+a product they re-rank its visual answer by reciprocal rank fusion of the two rankings.
 
 Data in (``SearchQuery``), data out (``SearchOutcome``); the API and the pages present the outcome
 with one serializer (search/api/serializers.py).
@@ -19,12 +21,41 @@ from catalog import selectors as catalog_selectors
 from ml.calibration import label_hits
 from ml.preprocess import preprocess
 from ml.serving import EmbedderError
+from ml.text_tokens import terms
 from search import selectors
 from search.embedders import embedder_for
 from search.errors import SearchError
 from search.metrics import instruments
 from search.models import ModelVersion
-from search.vector_store import SearchFilter, VectorStoreError, vector_store
+from search.services.text_index import TEXT_COLLECTION
+from search.vector_store import (
+    CollectionNotFound,
+    Hit,
+    SearchFilter,
+    SparseVector,
+    VectorStoreError,
+    vector_store,
+)
+
+# The longest ``q``: a shopper types a product's name, a brand, a size, not a paragraph (and every
+# word costs the index a lookup, each of its trigrams three more).
+TEXT_QUERY_MAX_CHARS = 200
+# Reciprocal rank fusion's constant (Cormack et al. 2009; Qdrant's Fusion.RRF uses the same 60): a
+# product's fused score is the sum of 1 / (RRF_K + rank) over the rankings it is in, so one ranking's
+# top hit cannot drown the other's without depending on how either one's scores are scaled.
+RRF_K = 60
+# Products each ranking offers the fusion, per result asked for: a product second in both rankings
+# beats one first in only one, so the fusion needs more than the top ``limit`` of each.
+FUSION_DEPTH = 3
+# A text hit scoring under this share of the best one is left out: with trigrams nearly every product
+# shares one with any word ("^sk" of "skyr" and "semi-skimmed"), so an uncut answer lists most of a
+# catalog. Measured over the 81 Grocery products queried by their names: at 0.3 the answers shrink
+# from about 22 products to about 5, and the right product stays in the top 5 as often (typed names
+# 1.000, one typo 0.975, the last word alone 0.901); at 0.5 the last word alone falls to 0.889.
+TEXT_MIN_SHARE = 0.3
+# Text hits fetched per result asked for: a hit whose product was deleted, or has no image left to
+# show, is dropped by the catalog.
+TEXT_OVERFETCH = 2
 
 
 @dataclass
@@ -39,6 +70,12 @@ class SearchQuery:
     max_price: Decimal | None = None
     in_stock: bool | None = None
     sku: str | None = None  # "more like the product with this SKU" (the storefront's similar block)
+    text: str | None = None  # words (``q``): alone, or re-ranking a photo's or a product's answer
+
+    @property
+    def visual(self) -> bool:
+        """Whether there is a photo, product or image to look like (else words alone)."""
+        return any(x is not None for x in (self.image, self.product_id, self.image_id, self.sku))
 
 
 @dataclass
@@ -114,6 +151,53 @@ def _query_vector(
     return vector, exclude
 
 
+def clean_text_query(text: str) -> str:
+    """``q`` as searched, or SearchError: blank, without a word or number, or too long (the API
+    checks it before fetching a photo by URL)."""
+    cleaned = " ".join(str(text).split())
+    if len(cleaned) > TEXT_QUERY_MAX_CHARS:
+        raise SearchError("query_too_long", f"q must be at most {TEXT_QUERY_MAX_CHARS} characters.", "q")
+    if not terms(cleaned):
+        raise SearchError("query_empty", "q has no word or number to search for.", "q")
+    return cleaned
+
+
+def _text_hits(text: str, flt: SearchFilter, limit: int) -> list[Hit]:
+    weights = terms(clean_text_query(text))
+    try:
+        hits = vector_store().search_sparse(
+            TEXT_COLLECTION, SparseVector(list(weights), list(weights.values())), limit, flt
+        )
+    except CollectionNotFound:  # nothing was ever written to the text index: no product has words
+        return []
+    return [h for h in hits if h.score >= TEXT_MIN_SHARE * hits[0].score] if hits else []
+
+
+def _fuse(visual: list[Hit], text: list[Hit]) -> list[Hit]:
+    """One ranking from two (reciprocal rank fusion), each product once, with the image the visual
+    ranking matched where it has one; the score is the fused score."""
+    fused: dict[int, float] = {}
+    best: dict[int, Hit] = {}
+    for ranking in (visual, text):
+        for rank, hit in enumerate(ranking, start=1):
+            fused[hit.product_id] = fused.get(hit.product_id, 0.0) + 1.0 / (RRF_K + rank)
+            best.setdefault(hit.product_id, hit)
+    order = sorted(fused, key=lambda pid: fused[pid], reverse=True)
+    return [Hit(best[p].image_id, p, fused[p], best[p].payload) for p in order]
+
+
+def _with_images(hits: list[Hit], from_text: set[int]) -> list[tuple[Hit, str]]:
+    """Each hit with the image to show: the matched image of a visual hit, the product's first image
+    for a hit from the text index (whose points are products, not images)."""
+    first = catalog_selectors.primary_image_ids(product_ids=from_text) if from_text else {}
+    shown = []
+    for hit in hits:
+        image_id = first.get(hit.product_id) if hit.product_id in from_text else hit.image_id
+        if image_id is not None:
+            shown.append((hit, image_id))
+    return shown
+
+
 def product_id_for_sku(sku: str) -> int:
     product = catalog_selectors.product_get_by_sku(sku=sku)
     if product is None or not product.active:  # a product a sync deactivated is no longer in the shop
@@ -132,7 +216,11 @@ def search(query: SearchQuery) -> SearchOutcome:
             "No model is active yet; the catalog is not searchable until its first import.",
         )
     try:
-        vector, exclude = _query_vector(query, model, timings)
+        if query.visual:
+            vector, exclude = _query_vector(query, model, timings)
+        else:
+            vector, exclude = None, []
+            timings["decode"] = timings["embed"] = 0.0
         start = time.perf_counter()
         flt = SearchFilter(
             categories=query.categories or None,
@@ -143,14 +231,23 @@ def search(query: SearchQuery) -> SearchOutcome:
             active=True,  # products a sync deactivated leave every search at once
         )
         # Two hits at least: whether the first is "the same product" depends on its lead over the second.
-        hits = vector_store().search(
-            model.collection,
-            vector,
-            max(query.limit, 2),
-            flt,
-            group_by_product=True,
-            beam=model.search_beam,
-        )
+        want = max(query.limit, 2)
+        hits: list[Hit] = []
+        if vector is not None:
+            depth = want if query.text is None else min(want * FUSION_DEPTH, 100)
+            hits = vector_store().search(
+                model.collection, vector, depth, flt, group_by_product=True, beam=model.search_beam
+            )
+        from_text: set[int] = set()
+        if query.text is not None:
+            text_hits = _text_hits(query.text, flt, min(want * max(FUSION_DEPTH, TEXT_OVERFETCH), 100))
+            if vector is None:
+                hits = text_hits
+                from_text = {h.product_id for h in hits}
+            else:
+                # Products only the words found have no matched image: they show their first one.
+                from_text = {h.product_id for h in text_hits} - {h.product_id for h in hits}
+                hits = _fuse(hits, text_hits)
         timings["search"] = _ms(start)
     except EmbedderError as exc:
         raise SearchError("model_unavailable", f"The model server is unavailable: {exc}") from exc
@@ -160,17 +257,19 @@ def search(query: SearchQuery) -> SearchOutcome:
     # One query: each hit's matched image with its product (the image shown is the one that matched).
     # The catalog, not the vector payload, is the truth for what is shown: a title or price edited a
     # moment ago shows at once, and a product deleted a moment ago is not shown at all.
-    cards = catalog_selectors.image_cards(h.image_id for h in hits)
+    shown = _with_images(hits, from_text)
+    cards = catalog_selectors.image_cards(image_id for _, image_id in shown)
     results = [
-        SearchHit(score=float(h.score), image_id=h.image_id, card=cards[h.image_id])
-        for h in hits
-        if h.image_id in cards
+        SearchHit(score=float(h.score), image_id=image_id, card=cards[image_id])
+        for h, image_id in shown
+        if image_id in cards
     ]
     no_match = None
     # Only a photo gets a verdict: a query by product or stored image ("more like this") leaves that
     # product out and asks for similar products, so "no exact match" would be true of every answer and
     # say nothing (it headed a product page's "looks similar" block once).
-    if model.calibration and query.image is not None:
+    # Words re-rank the answer and its scores are fused ranks, not similarities: no verdict then.
+    if model.calibration and query.image is not None and query.text is None:
         for hit, label in zip(
             results, label_hits([h.score for h in results], model.calibration), strict=True
         ):
@@ -191,7 +290,9 @@ def search(query: SearchQuery) -> SearchOutcome:
 
 def _observe(query: SearchQuery, model: ModelVersion, timings: dict[str, float]) -> None:
     """The metrics of a finished search, from the timings the response reports (one measurement)."""
-    if query.image is not None:
+    if not query.visual:
+        instruments.observe_search(timings, "text")
+    elif query.image is not None:
         instruments.observe_search(timings, "photo")
         instruments.observe_embedding(
             model_version=model.version, purpose="query", images=1, seconds=timings["embed"] / 1000.0

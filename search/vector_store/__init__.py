@@ -26,6 +26,10 @@ Interface (on a server, collection arguments may be an alias; point ids are imag
     index_state(collection) -> IndexState             points, graph-indexed vectors, segments
     build_index(collection, spec=INDEX_SPEC, progress=None) -> BuildReport   graph + int8 vectors built off
                                                       the request path (Edge: a child process on a copy)
+    ensure_sparse_collection(name)                    a text collection: one sparse vector per point
+                                                      (SPARSE_VECTOR, IDF modifier), same payload indexes
+    upsert_sparse(collection, [(point_id, SparseVector, payload)]) -> int
+    search_sparse(collection, SparseVector, limit, filter) -> list[Hit]   IDF-weighted dot product
     retrieve(collection, image_ids, with_vectors=False) -> {image_id: (unit vector|None, payload)}
     count(collection, filter=None) -> int; scroll_ids(collection, batch=1000) -> iter of (id, payload)
     list_collections(); collection_exists(name); drop_collection(name) -> bool
@@ -52,6 +56,7 @@ from .base import (
     EXACT,
     INDEX_SPEC,
     INDEXED_FIELDS,
+    SPARSE_VECTOR,
     Beam,
     BuildReport,
     CollectionNotFound,
@@ -62,6 +67,7 @@ from .base import (
     IndexState,
     PointPayload,
     SearchFilter,
+    SparseVector,
     VectorStore,
     VectorStoreError,
     VectorStoreLocked,
@@ -95,7 +101,9 @@ __all__ = [
     "IndexState",
     "PointPayload",
     "QdrantClientVectorStore",
+    "SPARSE_VECTOR",
     "SearchFilter",
+    "SparseVector",
     "VectorStore",
     "VectorStoreError",
     "VectorStoreLocked",

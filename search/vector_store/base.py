@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 ALIAS = "images"
 COLLECTION_PREFIX = "images_"
 
+# The one sparse vector of a text collection (one point per product, its words as BM25-style term
+# weights): the engine multiplies each term by its IDF over the collection at query time, so a word
+# every product shares ("juice" in a juice aisle) counts little and a rare one ("alpro") counts much.
+SPARSE_VECTOR = "words"
+# Term ids are hashes (ml/text_tokens.py), below 2**32 as the engines' sparse indices must be.
+SPARSE_INDEX_LIMIT = 2**32
+
 # Points per write request. 500 x 128-d float32 is about 1 MB of JSON on the server path (well under
 # Qdrant's 32 MB request limit) and, measured on Qdrant Edge, batches of 500-1,000 upsert at about
 # 30k points/s; larger batches gain nothing and hold the shard lock longer.
@@ -262,9 +269,18 @@ class SearchFilter:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SparseVector:
+    """Term ids and their weights: a text as the text collection stores and queries it."""
+
+    indices: list[int]
+    values: list[float]
+
+
 # A vector as callers hand it over.
 VectorLike = Sequence[float] | np.ndarray
 PointIn = tuple[str, VectorLike, dict[str, Any] | PointPayload]
+SparsePointIn = tuple[str, SparseVector, dict[str, Any]]
 
 
 # --- helpers shared by the implementations -----------------------------------------------------
@@ -340,6 +356,28 @@ def prepare_points(
     vectors = vectors_to_lists(collection, [p[1] for p in points], dim)
     payloads = [payload_to_dict(p[2]) for p in points]
     return list(zip(ids, vectors, payloads, strict=True))
+
+
+def check_sparse(vector: SparseVector) -> tuple[list[int], list[float]]:
+    """Indices unique, each in [0, 2**32), weights finite: the engines reject anything else late
+    and differently (Edge mid-batch), so both get the same ValueError here, before any write."""
+    indices = [int(i) for i in vector.indices]
+    values = [float(v) for v in vector.values]
+    if len(indices) != len(values):
+        raise ValueError(f"sparse vector has {len(indices)} indices but {len(values)} values")
+    if len(set(indices)) != len(indices):
+        raise ValueError("sparse vector has repeated indices")
+    if any(i < 0 or i >= SPARSE_INDEX_LIMIT for i in indices):
+        raise ValueError("sparse vector indices must be in [0, 2**32)")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError("sparse vector values contain NaN or infinity")
+    return indices, values
+
+
+def prepare_sparse_points(
+    points: Sequence[SparsePointIn],
+) -> list[tuple[str, tuple[list[int], list[float]], dict[str, Any]]]:
+    return [(normalize_id(pid), check_sparse(vec), payload_to_dict(pl)) for pid, vec, pl in points]
 
 
 def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -446,6 +484,33 @@ class VectorStore(abc.ABC):
         """Nearest points by cosine similarity, best first; with group_by_product, one hit per
         product (its best image), up to `limit` products. ``beam`` None searches exactly; a Beam
         walks the graph where it covers the collection, and scans exactly what it does not cover yet."""
+
+    # --- text collections: one sparse vector (SPARSE_VECTOR) per point, no dense vector ---------
+    # The writes and reads above that take no dense vector (delete, delete_by_product, set_payload*,
+    # retrieve without vectors, count, scroll_ids, drop_collection) serve these collections too.
+
+    @abc.abstractmethod
+    def ensure_sparse_collection(self, name: str) -> None:
+        """Create a text collection (the sparse vector with the IDF modifier, the same payload
+        indexes as an image collection) if missing. Safe to call on every start-up."""
+
+    @abc.abstractmethod
+    def upsert_sparse(
+        self, collection: str, points: Sequence[SparsePointIn], *, batch_size: int | None = None
+    ) -> int:
+        """Write (point_id, SparseVector, payload) points; returns how many. Replays are no-ops."""
+
+    @abc.abstractmethod
+    def search_sparse(
+        self,
+        collection: str,
+        vector: SparseVector,
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[Hit]:
+        """Points by the dot product of their weights with ``vector``'s, each term weighted by its IDF
+        in the collection, best first; points sharing no term with the query are left out. An empty
+        query finds nothing."""
 
     @abc.abstractmethod
     def index_state(self, collection: str) -> IndexState:

@@ -24,6 +24,7 @@ from .base import (
     EXACT,
     INDEX_SPEC,
     INDEXED_FIELDS,
+    SPARSE_VECTOR,
     Beam,
     BuildReport,
     CollectionNotFound,
@@ -34,15 +35,19 @@ from .base import (
     IndexState,
     PointIn,
     SearchFilter,
+    SparsePointIn,
+    SparseVector,
     VectorLike,
     VectorStore,
     VectorStoreError,
     VectorStoreLocked,
     VectorStoreUnavailable,
     batched,
+    check_sparse,
     normalize_id,
     normalize_ids,
     prepare_points,
+    prepare_sparse_points,
     validate_name,
     vector_to_list,
 )
@@ -161,32 +166,44 @@ class QdrantClientVectorStore(VectorStore):
 
     # --- collections ----------------------------------------------------------------------------
 
+    def _create_if_missing(self, name: str, config: dict[str, Any]) -> None:
+        if not self._client.collection_exists(name):
+            try:
+                self._client.create_collection(name, **config)
+            except (UnexpectedResponse, ValueError) as exc:
+                # Another process created it between our check and our create: fine, verify below.
+                if not self._client.collection_exists(name):
+                    raise VectorStoreError(f"could not create collection {name!r}: {exc}") from exc
+
     def ensure_collection(self, name: str, dim: int) -> None:
         validate_name(name)
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dimension must be a positive int, got {dim!r}")
         with self._errors(name):
-            if not self._client.collection_exists(name):
-                try:
-                    self._client.create_collection(name, **collection_config(dim, INDEX_SPEC))
-                except (UnexpectedResponse, ValueError) as exc:
-                    # Another process created it between our check and our create: fine, verify below.
-                    if not self._client.collection_exists(name):
-                        raise VectorStoreError(f"could not create collection {name!r}: {exc}") from exc
+            self._create_if_missing(name, collection_config(dim, INDEX_SPEC))
             existing = self._dim_of(name)
             if existing is not None and existing != dim:
                 raise DimensionMismatch(name, existing, dim)
-            info = self._client.get_collection(name)
-            have = set((info.payload_schema or {}).keys())
-            with warnings.catch_warnings():
-                # Local mode warns that payload indexes have no effect there; the call is still the
-                # server path's call, which is the point of testing against local mode.
-                warnings.simplefilter("ignore", UserWarning)
-                for field_name, field in INDEXED_FIELDS.items():
-                    if field_name not in have:
-                        self._client.create_payload_index(
-                            name, field_name, field_schema=field_index_params(field, INDEX_SPEC), wait=True
-                        )
+            self._ensure_field_indexes(name)
+
+    def ensure_sparse_collection(self, name: str) -> None:
+        validate_name(name)
+        with self._errors(name):
+            self._create_if_missing(name, sparse_collection_config(INDEX_SPEC))
+            self._ensure_field_indexes(name)
+
+    def _ensure_field_indexes(self, name: str) -> None:
+        info = self._client.get_collection(name)
+        have = set((info.payload_schema or {}).keys())
+        with warnings.catch_warnings():
+            # Local mode warns that payload indexes have no effect there; the call is still the
+            # server path's call, which is the point of testing against local mode.
+            warnings.simplefilter("ignore", UserWarning)
+            for field_name, field in INDEXED_FIELDS.items():
+                if field_name not in have:
+                    self._client.create_payload_index(
+                        name, field_name, field_schema=field_index_params(field, INDEX_SPEC), wait=True
+                    )
 
     def collection_exists(self, name: str) -> bool:
         validate_name(name)
@@ -226,6 +243,25 @@ class QdrantClientVectorStore(VectorStore):
             for chunk in batched(prepared, batch_size or self.batch_size):
                 structs = [models.PointStruct(id=pid, vector=vec, payload=pl) for pid, vec, pl in chunk]
                 # wait=True: the caller marks the image indexed only after the write is applied.
+                self._client.upsert(collection, points=structs, wait=True)
+        return len(prepared)
+
+    def upsert_sparse(
+        self, collection: str, points: Sequence[SparsePointIn], *, batch_size: int | None = None
+    ) -> int:
+        prepared = prepare_sparse_points(points)
+        if not prepared:
+            return 0
+        with self._errors(collection):
+            for chunk in batched(prepared, batch_size or self.batch_size):
+                structs = [
+                    models.PointStruct(
+                        id=pid,
+                        vector={SPARSE_VECTOR: models.SparseVector(indices=vec[0], values=vec[1])},
+                        payload=pl,
+                    )
+                    for pid, vec, pl in chunk
+                ]
                 self._client.upsert(collection, points=structs, wait=True)
         return len(prepared)
 
@@ -310,6 +346,29 @@ class QdrantClientVectorStore(VectorStore):
                 with_payload=True,
             )
             return [_to_hit(p) for p in response.points]
+
+    def search_sparse(
+        self,
+        collection: str,
+        vector: SparseVector,
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[Hit]:
+        indices, values = check_sparse(vector)
+        with self._errors(collection):
+            if limit <= 0 or not indices:
+                self._require(collection)
+                return []
+            response = self._client.query_points(
+                collection,
+                query=models.SparseVector(indices=indices, values=values),
+                using=SPARSE_VECTOR,
+                limit=limit,
+                query_filter=_to_filter(filter),
+                with_payload=True,
+            )
+        # A point sharing no term scores 0 (the server leaves it out; say so for every engine).
+        return [_to_hit(p) for p in response.points if p.score > 0]
 
     # --- the index ------------------------------------------------------------------------------
 
@@ -520,6 +579,19 @@ def collection_config(dim: int, spec: IndexSpec, *, indexing: bool = False) -> d
         "optimizers_config": models.OptimizersConfigDiff(
             indexing_threshold=spec.indexing_threshold_kb if indexing else 0
         ),
+        "on_disk_payload": spec.payload_on_disk,
+    }
+
+
+def sparse_collection_config(spec: IndexSpec) -> dict[str, Any]:
+    """A text collection in qdrant-client's terms: no dense vector, one sparse vector with IDF."""
+    return {
+        "vectors_config": {},
+        "sparse_vectors_config": {
+            SPARSE_VECTOR: models.SparseVectorParams(
+                index=models.SparseIndexParams(on_disk=False), modifier=models.Modifier.IDF
+            )
+        },
         "on_disk_payload": spec.payload_on_disk,
     }
 

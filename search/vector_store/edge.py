@@ -32,6 +32,7 @@ from .base import (
     EXACT,
     INDEX_SPEC,
     INDEXED_FIELDS,
+    SPARSE_VECTOR,
     Beam,
     BuildReport,
     CollectionNotFound,
@@ -42,16 +43,20 @@ from .base import (
     IndexState,
     PointIn,
     SearchFilter,
+    SparsePointIn,
+    SparseVector,
     VectorLike,
     VectorStore,
     VectorStoreError,
     VectorStoreLocked,
     batched,
+    check_sparse,
     group_best_per_product,
     merge_exclusions,
     normalize_id,
     normalize_ids,
     prepare_points,
+    prepare_sparse_points,
     validate_name,
     vector_to_list,
 )
@@ -216,10 +221,7 @@ class EdgeVectorStore(VectorStore):
             entry = self._shards[real] = _Shard(shard, self._read_dim(real))
             return entry
 
-    def ensure_collection(self, name: str, dim: int) -> None:
-        validate_name(name)
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dimension must be a positive int, got {dim!r}")
+    def _create_if_missing(self, name: str, config: Any, dim: int | None) -> _Shard:
         with self._lock:
             self._check_open()
             if not self._is_collection_dir(name):
@@ -227,14 +229,28 @@ class EdgeVectorStore(VectorStore):
                     # The shard lives in a generation folder the name links to, so a rebuilt index can
                     # take its place with one atomic rename of the link (edge_build.py).
                     folder = new_generation(self.root, name)
-                    shard = qe.EdgeShard.create(str(folder), engine_config(dim, INDEX_SPEC))
+                    shard = qe.EdgeShard.create(str(folder), config)
                     point_name_at(self.root, name, folder)
                 except Exception as exc:
                     raise _translate(exc, str(self.root)) from exc
                 self._shards[name] = _Shard(shard, dim)
-            entry = self._open(name)
+            return self._open(name)
+
+    def ensure_collection(self, name: str, dim: int) -> None:
+        validate_name(name)
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dimension must be a positive int, got {dim!r}")
+        entry = self._create_if_missing(name, engine_config(dim, INDEX_SPEC), dim)
         if entry.dim is not None and entry.dim != dim:
             raise DimensionMismatch(name, entry.dim, dim)
+        self._ensure_field_indexes(entry)
+
+    def ensure_sparse_collection(self, name: str) -> None:
+        validate_name(name)
+        entry = self._create_if_missing(name, sparse_engine_config(INDEX_SPEC), None)
+        self._ensure_field_indexes(entry)
+
+    def _ensure_field_indexes(self, entry: _Shard) -> None:
         with entry.lock:
             # Create missing indexes every time: repairs a collection whose creation was interrupted.
             have = entry.shard.info().payload_schema
@@ -312,6 +328,25 @@ class EdgeVectorStore(VectorStore):
         self._write(entry, ops)
         return len(prepared)
 
+    def upsert_sparse(
+        self, collection: str, points: Sequence[SparsePointIn], *, batch_size: int | None = None
+    ) -> int:
+        entry = self._open(collection)
+        prepared = prepare_sparse_points(points)
+        if not prepared:
+            return 0
+        ops = (
+            qe.UpdateOperation.upsert_points(
+                [
+                    qe.Point(pid, {SPARSE_VECTOR: qe.SparseVector(*vec)}, _encode(payload))
+                    for pid, vec, payload in chunk
+                ]
+            )
+            for chunk in batched(prepared, batch_size or self.batch_size)
+        )
+        self._write(entry, ops)
+        return len(prepared)
+
     def delete(self, collection: str, image_ids: Iterable[str]) -> None:
         # Typed as the binding's point-id list (a list is invariant: list[str] would not do).
         ids: list[int | uuid.UUID | str] = list(normalize_ids(image_ids))
@@ -373,6 +408,31 @@ class EdgeVectorStore(VectorStore):
         if not group_by_product:
             return fetch(limit, [])
         return group_best_per_product(fetch, limit, GROUP_OVERFETCH)
+
+    def search_sparse(
+        self,
+        collection: str,
+        vector: SparseVector,
+        limit: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[Hit]:
+        entry = self._open(collection)
+        indices, values = check_sparse(vector)
+        if limit <= 0 or not indices:
+            return []
+        request = qe.QueryRequest(
+            limit=limit,
+            query=qe.Query.Nearest(qe.SparseVector(indices, values), using=SPARSE_VECTOR),
+            with_payload=True,
+            filter=_to_filter(filter),
+        )
+        with entry.lock:
+            try:
+                points = entry.shard.query(request)
+            except Exception as exc:
+                raise _translate(exc, str(self.root)) from exc
+        # A point sharing no term scores 0: not a match, whatever the limit.
+        return [_to_hit(p) for p in points if p.score > 0]
 
     # --- the index ------------------------------------------------------------------------------
 
@@ -572,6 +632,16 @@ def engine_config(dim: int, spec: IndexSpec) -> Any:
         quantization_config=quantization,
         # Edge never builds on its own: optimize() (an index job) does, for segments past this size.
         optimizers=qe.EdgeOptimizersConfig(indexing_threshold=spec.indexing_threshold_kb),
+        payload_memory=qe.Memory.Cold if spec.payload_on_disk else qe.Memory.Pinned,
+    )
+
+
+def sparse_engine_config(spec: IndexSpec) -> Any:
+    """A text collection in Qdrant Edge's terms: no dense vector, one sparse vector with IDF. Its
+    inverted index stays in RAM (a catalog's words are small: a term id and a weight per word)."""
+    return qe.EdgeConfig(
+        vectors={},
+        sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
         payload_memory=qe.Memory.Cold if spec.payload_on_disk else qe.Memory.Pinned,
     )
 

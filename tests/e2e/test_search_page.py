@@ -113,3 +113,31 @@ def test_photo_search_crop_and_product_page(
         "card link did not navigate",
     )
     assert browser.find_element(By.TAG_NAME, "h1").text in {"Green lamp", "Blue vase"}
+
+
+def test_words_typed_search_alone_and_rerank_a_photo(
+    browser: Any, live_server: Any, e2e_catalog: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    _, photos = e2e_catalog
+    browser.get(f"{live_server.url}/")
+    words = browser.find_element(By.ID, "q")
+    words.send_keys("green lmp")  # a typo still finds it
+    _wait(browser, lambda d: [c.get_attribute("data-sku") for c in _cards(d)] == ["GRN-1"], "no word result")
+    status = browser.find_element(By.ID, "status")
+    assert "1 products" in status.text and "error" not in (status.get_attribute("class") or "")
+    browser.save_screenshot(str(SCREENSHOT_DIR / "search_page_words.png"))
+    words.clear()
+    words.send_keys("!!")
+    _wait(browser, lambda d: "error" in (status.get_attribute("class") or ""), "no error for wordless q")
+    assert "no word or number" in status.text
+    words.clear()
+    words.send_keys("vase")
+    _wait(browser, lambda d: [c.get_attribute("data-sku") for c in _cards(d)] == ["BLU-1"], "no vase")
+    # With a photo of the lamp, the words lift the vase above the photo's own product.
+    photo = tmp_path / "green-lamp.jpg"
+    photo.write_bytes(photos["GRN-1"])
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    _wait(browser, lambda d: len(_cards(d)) == 3, "the photo with words did not show 3 products")
+    assert [c.get_attribute("data-sku") for c in _cards(browser)][:2] == ["BLU-1", "GRN-1"]

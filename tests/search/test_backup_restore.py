@@ -23,6 +23,7 @@ from search.embedders import reset_embedders
 from search.models import ModelVersion
 from search.selectors import forget_active_model
 from search.services.backup.archive import MANIFEST
+from search.services.text_index import TEXT_COLLECTION
 from tests.fixtures.images import image_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -111,6 +112,9 @@ def test_restore_into_an_empty_install_answers_the_same_top_10(
     ]
     for hits_before, hits_after in zip(before, after, strict=True):
         assert [s for *_, s in hits_after] == pytest.approx([s for *_, s in hits_before], abs=1e-6)
+    # The text index is not archived: it is written again from the restored catalog.
+    assert any(line.startswith("text index: 12 product(s) written") for line in lines)
+    assert _words(api_client, "product 7") == "SKU-7"
 
 
 def test_recipe_only_backup_rebuilds_the_vectors(small_catalog, api_client, settings, tmp_path) -> None:
@@ -191,16 +195,32 @@ def test_an_archive_from_a_newer_schema_is_refused(small_catalog, settings, tmp_
     assert "newer than this Lookalike reads" in _refusal(future)
 
 
+def _words(client, q: str) -> str | None:
+    response = client.post("/api/v1/search/", {"q": q, "limit": 1}, format="json")
+    assert response.status_code == 200, response.content
+    results = response.json()["results"]
+    return results[0]["product"]["sku"] if results else None
+
+
 def test_a_non_empty_install_is_refused_unless_replace(small_catalog, api_client, tmp_path) -> None:
     before = _top10(api_client)
     archive = _backup(tmp_path)
     Product.objects.filter(sku="SKU-0").update(title="edited after the backup")
+    # A product made after the backup, with words of its own in the text index, reusing no id.
+    services.product_image_add(
+        product=services.product_create(sku="NEW-1", title="Zebra blanket"),
+        data=image_bytes(color=(1, 2, 3), size=(64, 64)),
+    )
+    assert _words(api_client, "zebra") == "NEW-1"
 
     assert "this install is not empty" in _refusal(archive)
     assert Product.objects.get(sku="SKU-0").title == "edited after the backup"
 
     call_command("restore", str(archive), "--replace", stdout=io.StringIO())
     assert Product.objects.get(sku="SKU-0").title == "Product 0"
+    # The replaced install's text index went with it: the restored catalog's products only.
+    assert _words(api_client, "zebra") is None
+    assert store_handle.vector_store().count(TEXT_COLLECTION) == 12
     after = _top10(api_client)
     assert [[(i, p) for i, p, _ in hits] for hits in after] == [
         [(i, p) for i, p, _ in hits] for hits in before

@@ -657,3 +657,117 @@ def test_local_mode_has_no_snapshots_and_a_down_server_is_unavailable(tmp_path: 
             down.snapshot(COLL, tmp_path)
         with pytest.raises(VectorStoreUnavailable):
             down.restore_snapshot(COLL, tmp_path / "x.snapshot")
+
+
+# --- text collections: sparse vectors with IDF ------------------------------------------------------
+
+TEXT = "text_test"
+
+
+def _text_point(pid: int, terms: dict[int, float], **payload: Any) -> tuple[str, Any, dict[str, Any]]:
+    from search.vector_store import SparseVector
+
+    body = {"product_id": pid, "category": "dairy", "price": 1.0, "in_stock": True, "active": True}
+    body.update(payload)
+    return (
+        str(uuid.uuid5(uuid.NAMESPACE_URL, f"text-{pid}")),
+        SparseVector(list(terms), list(terms.values())),
+        body,
+    )
+
+
+TEXT_DOCS = {
+    1: {10: 1.0, 11: 1.0, 12: 1.0},  # 10 is in every document: its IDF is the lowest
+    2: {10: 1.0, 13: 2.0},
+    3: {10: 1.0, 11: 1.0, 14: 1.0},
+    4: {10: 1.0, 15: 1.0},
+}
+
+
+def _idf_scores(query: dict[int, float]) -> dict[int, float]:
+    """Qdrant's IDF modifier, computed here: ln(1 + (N - n + 0.5) / (n + 0.5)) per query term."""
+    n_docs = len(TEXT_DOCS)
+    scores = {}
+    for pid, doc in TEXT_DOCS.items():
+        score = 0.0
+        for term, weight in query.items():
+            if term in doc:
+                n = sum(term in d for d in TEXT_DOCS.values())
+                score += weight * doc[term] * float(np.log(1 + (n_docs - n + 0.5) / (n + 0.5)))
+        if score > 0:
+            scores[pid] = score
+    return scores
+
+
+@pytest.fixture
+def text_filled(store: VectorStore) -> VectorStore:
+    store.ensure_sparse_collection(TEXT)
+    store.ensure_sparse_collection(TEXT)  # idempotent
+    points = [_text_point(pid, doc, in_stock=pid != 3) for pid, doc in TEXT_DOCS.items()]
+    assert store.upsert_sparse(TEXT, points) == len(points)
+    assert store.upsert_sparse(TEXT, points) == len(points)  # a replay adds nothing
+    assert store.count(TEXT) == len(points)
+    return store
+
+
+@pytest.mark.parametrize("query", [{10: 1.0, 11: 1.0}, {13: 1.0}, {10: 1.0}, {11: 1.0, 14: 0.5, 99: 1.0}])
+def test_sparse_search_ranks_by_idf_weighted_overlap(
+    text_filled: VectorStore, query: dict[int, float]
+) -> None:
+    from search.vector_store import SparseVector
+
+    expected = _idf_scores(query)
+    hits = text_filled.search_sparse(TEXT, SparseVector(list(query), list(query.values())), limit=10)
+    assert {h.product_id for h in hits} == set(expected)  # no hit shares no word with the query
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    for hit in hits:
+        assert hit.score == pytest.approx(expected[hit.product_id], rel=1e-4)
+
+
+def test_a_rare_word_outranks_a_common_one(text_filled: VectorStore) -> None:
+    from search.vector_store import SparseVector
+
+    # Product 2 has the common word twice as often as 1 and 3 have 11, yet 11 (in two of four) wins.
+    hits = text_filled.search_sparse(TEXT, SparseVector([10, 11], [1.0, 1.0]), limit=2)
+    assert {h.product_id for h in hits} == {1, 3}
+
+
+def test_sparse_search_filters_and_product_writes(text_filled: VectorStore) -> None:
+    from search.vector_store import SparseVector
+
+    query = SparseVector([10], [1.0])
+    in_stock = text_filled.search_sparse(TEXT, query, 10, SearchFilter(in_stock=True, active=True))
+    assert {h.product_id for h in in_stock} == {1, 2, 4}
+    excluded = text_filled.search_sparse(TEXT, query, 10, SearchFilter(exclude_product_ids=[1, 2]))
+    assert {h.product_id for h in excluded} == {3, 4}
+    assert isinstance(in_stock[0].payload["in_stock"], bool)
+
+    text_filled.set_payload_by_product(TEXT, 4, {"active": False, "category": "bakery"})
+    active = text_filled.search_sparse(TEXT, query, 10, SearchFilter(active=True))
+    assert {h.product_id for h in active} == {1, 2, 3}
+    bakery = text_filled.search_sparse(TEXT, query, 10, SearchFilter(categories=["bakery"]))
+    assert [h.product_id for h in bakery] == [4]
+
+    text_filled.delete_by_product(TEXT, 2)
+    assert text_filled.search_sparse(TEXT, SparseVector([13], [1.0]), 10) == []
+    assert text_filled.count(TEXT) == 3
+    assert text_filled.search_sparse(TEXT, SparseVector([], []), 10) == []  # no words, no hits
+
+
+def test_sparse_input_is_checked_before_writing(store: VectorStore) -> None:
+    from search.vector_store import SparseVector
+
+    with pytest.raises(CollectionNotFound):
+        store.search_sparse("text_missing", SparseVector([1], [1.0]))
+    store.ensure_sparse_collection(TEXT)
+    good = _text_point(1, {1: 1.0})
+    for bad in (
+        SparseVector([1, 1], [1.0, 2.0]),
+        SparseVector([1], [float("nan")]),
+        SparseVector([-1], [1.0]),
+        SparseVector([2**32], [1.0]),
+        SparseVector([1, 2], [1.0]),
+    ):
+        with pytest.raises(ValueError):
+            store.upsert_sparse(TEXT, [good, (good[0].replace("a", "b", 1), bad, good[2])])
+    assert store.count(TEXT) == 0  # nothing of a rejected batch was written

@@ -20,17 +20,26 @@ def test_product_edits_sync_payloads_only_when_a_payload_field_changed(
     product = services.product_create(sku="X", title="x", price="2")
     with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
         services.product_update(product=product, title="renamed", description="longer")
-    assert ran == []  # titles are read from the catalog at query time, never from the store
+    # Titles are read from the catalog at query time, never from the image points; the text index
+    # holds the words, so it is written again.
+    assert ran == [("lookalike.sync_product_text", ([product.pk],), {})]
     with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
         services.product_update(product=product, price="3.00")
-    assert ran == [("lookalike.sync_product_payload", (product.pk,), {})]
+    assert ran == [
+        ("lookalike.sync_product_payload", (product.pk,), {}),
+        ("lookalike.sync_product_text", ([product.pk],), {}),
+    ]
 
 
 def test_image_events_enqueue_indexing_and_removal(media_root, django_capture_on_commit_callbacks) -> None:
     product = services.product_create(sku="X", title="x")
     with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
         image = services.product_image_add(product=product, data=image_bytes()).image
-    assert ran == [("lookalike.index_images", ([str(image.pk)],), {})]
+    # A product enters the text index with its first image.
+    assert ran == [
+        ("lookalike.index_images", ([str(image.pk)],), {}),
+        ("lookalike.sync_images_text", ([str(image.pk)],), {}),
+    ]
     with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
         services.product_images_reindex(product_ids=[product.pk])
     assert ran == [("lookalike.index_images", ([str(image.pk)],), {})]

@@ -57,3 +57,9 @@ class Command(BaseCommand):
         )
         if outcome.failed:
             self.stdout.write("The failed ones carry their reason in the admin (Search › Image texts).")
+        if outcome.text_index_error:
+            # The usual case beside a running site on the embedded store: that process holds it.
+            self.stdout.write(
+                "The words are not in the text index yet (the vector store said: "
+                f"{outcome.text_index_error.splitlines()[0]}); run `manage.py rebuild_text_index`."
+            )

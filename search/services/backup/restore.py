@@ -23,6 +23,7 @@ from search.embedders import reset_embedders
 from search.models import ModelVersion
 from search.services.model_versions import model_version_relocate
 from search.services.reconcile import reconcile
+from search.services.text_index import TEXT_PREFIX, rebuild_text_index
 from search.vector_store import ALIAS, COLLECTION_PREFIX, VectorStore, vector_store
 
 from . import database
@@ -131,9 +132,10 @@ def _clear(store: VectorStore, manifest: dict[str, Any]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     if manifest["model"]:
         shutil.rmtree(_model_dir(manifest["model"]), ignore_errors=True)
-    # Only this project's collections: a shared Qdrant server may hold other applications' too.
+    # Only this project's collections: a shared Qdrant server may hold other applications' too. The
+    # text index goes too: its points are keyed by product id, which the restored catalog reuses.
     for name in store.list_collections():
-        if name.startswith(COLLECTION_PREFIX):
+        if name.startswith((COLLECTION_PREFIX, TEXT_PREFIX)):
             store.drop_collection(name)
 
 
@@ -240,3 +242,8 @@ def _restore_vectors(
     active = selectors.active_model()
     if active is not None and store.collection_exists(active.collection):
         store.set_alias(ALIAS, active.collection)
+    # The text index is not in the archive: it is derived from the restored rows (products and the
+    # text read on their photos), so it is written from them.
+    step = time.monotonic()
+    text = rebuild_text_index()
+    progress(f"text index: {text.written} product(s) written ({time.monotonic() - step:.1f} s)")

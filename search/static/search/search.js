@@ -1,5 +1,6 @@
 // The search page: pick, drop or paste a photo, optionally drag a crop box, and see the
-// most similar products. Plain JavaScript; the API does the work.
+// most similar products; or type words (alone, or to re-rank the photo's answer). Plain JavaScript;
+// the API does the work.
 (function () {
   "use strict";
   const $ = (id) => document.getElementById(id);
@@ -67,13 +68,18 @@
   stage.addEventListener("pointercancel", () => { start = null; });
   $("clear-crop").addEventListener("click", () => { crop = null; box.hidden = true; search(); });
   filters.addEventListener("change", () => { clearTimeout(timer); timer = setTimeout(search, 200); });
+  // Words search as they are typed, once the typing pauses; Enter searches at once.
+  const words = $("q");
+  words.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, 300); });
+  filters.addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(timer); search(); });
 
   async function search() {
-    if (!current) return;
+    const typed = words.value.trim();
+    if (!current && !typed) { setStatus(""); noMatch.hidden = true; results.replaceChildren(); return; }
     const form = new FormData();
-    form.append("image", current, current.name || "photo");
+    if (current) form.append("image", current, current.name || "photo");
     const f = new FormData(filters);
-    for (const [k, v] of f.entries()) { if (v !== "") form.append(k, v); }
+    for (const [k, v] of f.entries()) { if (k === "q" ? typed !== "" : v !== "") form.append(k, k === "q" ? typed : v); }
     if (crop) form.append("crop", [crop.x, crop.y, crop.w, crop.h].join(","));
     setStatus("Searching…");
     try {
@@ -92,7 +98,8 @@
   function render(body) {
     const t = body.timings_ms;
     const kind = MODEL_KINDS[body.model_kind] || body.model_kind || "";
-    setStatus(`${body.results.length} products · ${Math.round(t.total)} ms (decode ${Math.round(t.decode)}, embed ${Math.round(t.embed)}, search ${Math.round(t.search)}) · model v${body.model_version}${kind ? " (" + kind + ")" : ""}`);
+    const stages = current ? `decode ${Math.round(t.decode)}, embed ${Math.round(t.embed)}, search ${Math.round(t.search)}` : `search ${Math.round(t.search)}`;
+    setStatus(`${body.results.length} products · ${Math.round(t.total)} ms (${stages}) · model v${body.model_version}${kind ? " (" + kind + ")" : ""}`);
     // A calibrated model says when nothing in the catalog is the photographed product.
     noMatch.hidden = body.no_match !== true;
     results.replaceChildren(...body.results.map((hit) => {
