@@ -41,6 +41,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,76 @@ def _db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+def _start_gunicorn(
+    env: dict[str, str], workdir: Path, port: int, threads: int
+) -> tuple[subprocess.Popen, int]:
+    """gunicorn with the embedded config on loopback, ready to answer; (its master, its one worker's pid)."""
+    genv = dict(env, BIND=f"127.0.0.1:{port}", THREADS=str(threads))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.embedded.conf.py", "config.wsgi"],
+        env=genv,
+        cwd=REPO,
+        stdout=(workdir / "gunicorn.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        worker_pid = _gunicorn_worker(server.pid)
+        _await_ready(port, server, workdir / "gunicorn.log", timeout=180)
+    except BaseException:
+        _stop_gunicorn(server)
+        raise
+    return server, worker_pid
+
+
+def _stop_gunicorn(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+
+
+def _schedule(
+    n_search: int, search_rate: float, n_upload: int, upload_rate: float
+) -> list[tuple[float, str, int]]:
+    """Evenly spaced searches and uploads, merged: (offset in s, kind, sequence number)."""
+    schedule = [(i / search_rate, "search", i) for i in range(n_search)]
+    schedule += [(0.5 / upload_rate + i / upload_rate, "upload", i) for i in range(n_upload)]
+    return sorted(schedule)
+
+
+def _send_open_loop(
+    schedule: list[tuple[float, str, int]], fire: Callable[[float, float, str, int], None]
+) -> float:
+    """Call ``fire(offset, due, kind, i)`` at each scheduled moment, whatever the answers' pace; the wall time."""
+    # Enough client threads that the generator never delays a request: at most about
+    # rate x worst latency requests are in flight.
+    pool = ThreadPoolExecutor(max_workers=64)
+    begin = time.perf_counter()
+    for offset, kind, i in schedule:
+        delay = begin + offset - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        pool.submit(fire, offset, begin + offset, kind, i)
+    pool.shutdown(wait=True)
+    return time.perf_counter() - begin
+
+
+def _await_indexed(db: Path, image_ids: set[str], drain_s: float) -> tuple[dict[str, str], list[str], float]:
+    """Wait (up to ``drain_s``) until every image id (hex) is indexed; (status by id, those not indexed,
+    seconds waited). The in-process sweeper gets its time to repair."""
+    started = time.monotonic()
+    while True:
+        rows = _db_rows(db, "SELECT id, index_status FROM catalog_productimage")
+        status_of = {uuid.UUID(str(r[0])).hex: r[1] for r in rows}
+        not_indexed = [i for i in image_ids if status_of.get(i) != "indexed"]
+        if not not_indexed or time.monotonic() - started > drain_s:
+            return status_of, not_indexed, time.monotonic() - started
+        time.sleep(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Grocery Store checkout")
@@ -280,34 +351,18 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"catalog: {report['catalog']} (setup {report['setup_s']} s)", flush=True)
 
-        genv = dict(env, BIND=f"127.0.0.1:{args.port}", THREADS=str(args.threads))
-        log = (workdir / "gunicorn.log").open("ab")
         results: list[dict[str, Any]] = []
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.embedded.conf.py", "config.wsgi"],
-            env=genv,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        server, worker_pid = _start_gunicorn(env, workdir, args.port, args.threads)
         try:
-            worker_pid = _gunicorn_worker(server.pid)
-            _await_ready(args.port, server, workdir / "gunicorn.log", timeout=180)
             for i in range(5):  # warm-up searches (graph tracing, page cache), not counted
                 body, ctype = _multipart("image", "q.jpg", query_bytes[-1 - i])
                 _request(args.port, "/api/v1/search/", body, ctype, {}, args.timeout)
 
-            # The schedule: evenly spaced searches and uploads, merged.
-            schedule = [(i / args.search_rate, "search", i) for i in range(n_search)]
-            schedule += [
-                (0.5 / args.upload_rate + i / args.upload_rate, "upload", i) for i in range(n_upload)
-            ]
-            schedule.sort()
+            schedule = _schedule(n_search, args.search_rate, n_upload, args.upload_rate)
             lock = threading.Lock()
             auth = {"Authorization": f"Token {token}"}
 
-            def fire(start_at: float, kind: str, i: int) -> None:
+            def fire(_offset: float, start_at: float, kind: str, i: int) -> None:
                 sent = time.perf_counter()
                 if kind == "search":
                     body, ctype = _multipart("image", "q.jpg", query_bytes[i % len(query_bytes)])
@@ -334,47 +389,25 @@ def main(argv: list[str] | None = None) -> int:
                 with lock:
                     results.append(row)
 
-            # Enough client threads that the generator never delays a request: at most about
-            # rate x worst latency requests are in flight.
-            pool = ThreadPoolExecutor(max_workers=64)
             sampler = CpuSampler(worker_pid)
             sampler.start()
-            begin = time.perf_counter()
-            for offset, kind, i in schedule:
-                delay = begin + offset - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                pool.submit(fire, begin + offset, kind, i)
-            pool.shutdown(wait=True)
-            wall = time.perf_counter() - begin
+            wall = _send_open_loop(schedule, fire)
             sampler.stop.set()
             sampler.join()
 
             # Lost uploads: every 201 must end up indexed; give the in-process sweeper time to repair.
             created = [r["image_id"] for r in results if r.get("image_id")]
             wanted = {uuid.UUID(i).hex for i in created}
-            drain_start = time.monotonic()
-            while True:
-                rows = _db_rows(db, "SELECT id, index_status FROM catalog_productimage")
-                status_of = {uuid.UUID(str(r[0])).hex: r[1] for r in rows}
-                not_indexed = [i for i in wanted if status_of.get(i) != "indexed"]
-                if not not_indexed or time.monotonic() - drain_start > args.drain:
-                    break
-                time.sleep(2)
+            status_of, not_indexed, waited = _await_indexed(db, wanted, args.drain)
             report["uploads_check"] = {
                 "created_201": len(created),
                 "indexed": len(created) - len(not_indexed),
                 "missing_rows": sum(1 for i in wanted if i not in status_of),
                 "not_indexed": len(not_indexed),
-                "waited_s": round(time.monotonic() - drain_start, 1),
+                "waited_s": round(waited, 1),
             }
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=30)
+            _stop_gunicorn(server)
             # A 5xx is the server's to explain: keep its traceback before the folder goes.
             if any(isinstance(r["status"], int) and r["status"] >= 500 for r in results):
                 errors = (workdir / "gunicorn.log").read_text(errors="replace").splitlines()

@@ -27,27 +27,27 @@ import json
 import os
 import platform
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
 from bench.load import (
-    _await_ready,
+    _await_indexed,
     _db_rows,
-    _gunicorn_worker,
     _multipart,
     _percentile,
     _request,
+    _schedule,
+    _send_open_loop,
     _setup,
+    _start_gunicorn,
+    _stop_gunicorn,
 )
 
 
@@ -157,28 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         report["setup_s"] = round(time.perf_counter() - t0, 1)
         products = [r[0] for r in _db_rows(db, "SELECT id FROM catalog_product")]
         print(f"{len(products)} products (setup {report['setup_s']} s)", flush=True)
-        genv = dict(env, BIND=f"127.0.0.1:{args.port}", THREADS=str(args.threads))
-        log = (workdir / "gunicorn.log").open("ab")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.embedded.conf.py", "config.wsgi"],
-            env=genv,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        server, worker_pid = _start_gunicorn(env, workdir, args.port, args.threads)
         try:
-            worker_pid = _gunicorn_worker(server.pid)
-            _await_ready(args.port, server, workdir / "gunicorn.log", timeout=180)
             for i in range(10):  # warm-up (graph tracing, page cache), not counted
                 body, ctype = _multipart("image", "q.jpg", query_bytes[-1 - i])
                 _request(args.port, "/api/v1/search/", body, ctype, {}, args.timeout)
 
-            schedule = [(i / args.search_rate, "search", i) for i in range(n_search)]
-            schedule += [
-                (0.5 / args.upload_rate + i / args.upload_rate, "upload", i) for i in range(n_upload)
-            ]
-            schedule.sort()
+            schedule = _schedule(n_search, args.search_rate, n_upload, args.upload_rate)
             lock = threading.Lock()
             auth = {"Authorization": f"Token {token}"}
 
@@ -207,36 +192,16 @@ def main(argv: list[str] | None = None) -> int:
                 with lock:
                     results.append(row)
 
-            pool = ThreadPoolExecutor(max_workers=64)
             rss = RssSampler(worker_pid)
             rss.start()
-            begin = time.perf_counter()
-            for offset, kind, i in schedule:
-                delay = begin + offset - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                pool.submit(fire, offset, begin + offset, kind, i)
-            pool.shutdown(wait=True)
-            wall = time.perf_counter() - begin
+            wall = _send_open_loop(schedule, fire)
             rss.stop.set()
             rss.join()
 
             wanted = {uuid.UUID(r["image_id"]).hex for r in results if r.get("image_id")}
-            drain_start = time.monotonic()
-            while True:
-                rows = _db_rows(db, "SELECT id, index_status FROM catalog_productimage")
-                status_of = {uuid.UUID(str(r[0])).hex: r[1] for r in rows}
-                not_indexed = [i for i in wanted if status_of.get(i) != "indexed"]
-                if not not_indexed or time.monotonic() - drain_start > args.drain:
-                    break
-                time.sleep(2)
+            status_of, not_indexed, _waited = _await_indexed(db, wanted, args.drain)
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=30)
+            _stop_gunicorn(server)
             if any(r["status"] >= 500 for r in results):
                 tail = (workdir / "gunicorn.log").read_text(errors="replace").splitlines()[-80:]
                 report["server_errors_tail"] = tail
