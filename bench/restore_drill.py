@@ -120,6 +120,17 @@ def _compare(before: list[list[list[Any]]], after: list[list[list[Any]]]) -> dic
     }
 
 
+def _restore_and_compare(
+    workdir: Path, weights: str, archive: Path, photos: list[str], before: list[list[list[Any]]]
+) -> dict[str, Any]:
+    """An empty install at ``workdir``: migrate, restore ``archive``, ask the photos; how it compares."""
+    env = _env(workdir, weights)
+    _manage(env, "migrate", "--verbosity", "0")
+    seconds, log = _manage(env, "restore", str(archive))
+    after = _queries(env, photos, workdir.with_name(f"{workdir.name}-queries.json"))
+    return {"seconds": round(seconds, 1), "log": log.splitlines(), **_compare(before, after)}
+
+
 def _bytes_of(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -189,31 +200,17 @@ def main(argv: list[str] | None = None) -> int:
             "log": backup_log.splitlines(),
         }
 
-        target = _env(root / "b", args.weights)
         print("install B (empty): restore, query", flush=True)
-        _manage(target, "migrate", "--verbosity", "0")
-        restore_s, restore_log = _manage(target, "restore", str(archive))
-        after = _queries(target, photos, root / "b-queries.json")
-        result["restore"] = {
-            "seconds": round(restore_s, 1),
-            "log": restore_log.splitlines(),
-            **_compare(before, after),
-        }
+        result["restore"] = _restore_and_compare(root / "b", args.weights, archive, photos, before)
 
         if args.recipe:
             recipe = root / "recipe.tar"
             recipe_backup_s, _ = _manage(source, "backup", "--out", str(recipe), "--vectors", "recipe")
-            third = _env(root / "c", args.weights)
             print("install C (empty): restore the recipe-only archive, query", flush=True)
-            _manage(third, "migrate", "--verbosity", "0")
-            recipe_s, recipe_log = _manage(third, "restore", str(recipe))
-            rebuilt = _queries(third, photos, root / "c-queries.json")
             result["restore_recipe"] = {
                 "backup_seconds": round(recipe_backup_s, 1),
                 "bytes": recipe.stat().st_size,
-                "seconds": round(recipe_s, 1),
-                "log": recipe_log.splitlines(),
-                **_compare(before, rebuilt),
+                **_restore_and_compare(root / "c", args.weights, recipe, photos, before),
             }
     finally:
         if not args.keep:
