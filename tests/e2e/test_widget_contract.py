@@ -77,6 +77,17 @@ class StandInApi:
 
     def answer(self, request: dict[str, Any]) -> tuple[int, dict]:
         api, shop = self.origin, self.shop_origin()
+        if request["json"] is not None and "q" in request["json"]:
+            # Words alone: the platform gives no match verdict (no_match and match are null).
+            return 200, {
+                "search_id": SEARCH_ID,
+                "model_version": 3,
+                "no_match": None,
+                "timings_ms": {"total": 5.0},
+                "results": [
+                    {**_hit(api, shop, 31, f"Words: {request['json']['q']}", "same", 4.0), "match": None}
+                ],
+            }
         if request["json"] is not None:
             sku = request["json"].get("sku")
             if sku == "BROKEN":
@@ -412,17 +423,18 @@ def test_similar_blocks_errors_lazy_loading_styles_and_keyboard(browser: Any, se
     )
     assert styles.count(True) == 1, styles
 
-    # Keyboard: from the top of the page, Tab reaches the photo picker right after the shop's link.
+    # Keyboard: from the top of the page, Tab reaches the word box, its button, then the photo picker,
+    # right after the shop's link.
     browser.execute_script("document.activeElement.blur(); window.focus()")
     reached = []
-    for _ in range(4):
+    for _ in range(6):
         ActionChains(browser).send_keys(Keys.TAB).perform()
         reached.append(
             browser.execute_script("return document.activeElement.id || document.activeElement.type")
         )
         if reached[-1] == "file":
             break
-    assert reached[-2:] == ["shop-a", "file"], reached
+    assert reached[-4:] == ["shop-a", "search", "submit", "file"], reached
     label = browser.execute_script("return document.activeElement.labels[0].textContent")
     assert label == "Search by photo"
     focused_accept = browser.execute_script("return document.activeElement.accept")
@@ -549,3 +561,48 @@ def test_photo_search_crop_no_match_and_click_report(browser: Any, servers: Any,
     assert event["json"] == {"search_id": SEARCH_ID, "product_id": 21, "position": 1, "type": "click"}
     assert event["headers"]["authorization"] == f"Bearer {KEY}"
     assert shop.served["/p/21"] < event["at"], "the navigation waited for the click report"
+
+
+def test_words_alone_and_with_a_photo(browser: Any, servers: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    shop, api = servers
+    browser.get(shop.url)
+    box = _wait(
+        browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#search input[type=search]"), "no word box"
+    )[0]
+    assert box.get_attribute("aria-label") == "Search products by words"
+    box.send_keys("yellow tea", Keys.ENTER)
+    _wait(browser, lambda d: len(_cards(d, "#search")) == 1, "a search by words showed no results")
+    sent = api.searches()[-1]
+    assert sent["json"] == {
+        "q": "yellow tea",
+        "limit": 5,
+        "category": ["kitchen", "garden"],
+        "in_stock": True,
+    }
+    cards = _cards(browser, "#search")
+    assert cards[0]["title"] == "Words: yellow tea" and cards[0]["match"] == "similar"
+    assert NO_MATCH_HEADING not in browser.find_element(By.CSS_SELECTOR, "#search").text
+    assert browser.find_element(By.CSS_SELECTOR, "#search [aria-live=polite]").text == "1 product found."
+    # Enter again on the same words sends nothing; the page itself never navigates (the form is ours).
+    count = len(api.searches())
+    box.send_keys(Keys.ENTER)
+    time.sleep(0.3)
+    assert len(api.searches()) == count and browser.current_url == shop.url
+
+    # A photo chosen while words are in the box: one photo search carrying the words.
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(image_bytes(color=(240, 200, 20), size=(60, 40), fmt="PNG", pattern=3))
+    browser.find_element(By.CSS_SELECTOR, "#search input[type=file]").send_keys(str(photo))
+    _wait(browser, lambda d: len(_cards(d, "#search")) == 2, "the photo search showed no results")
+    assert api.photo_searches()[-1]["fields"]["q"] == ["yellow tea"]
+    # Clearing the words searches the photo alone.
+    count = len(api.photo_searches())
+    browser.execute_script(
+        "const q = document.querySelector('#search input[type=search]'); q.value = '';"
+        " q.dispatchEvent(new Event('search'));"
+    )
+    _wait(browser, lambda d: len(api.photo_searches()) > count, "clearing the words did not search again")
+    assert "q" not in api.photo_searches()[-1]["fields"]

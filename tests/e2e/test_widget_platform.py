@@ -154,3 +154,16 @@ def test_widget_on_another_origin_against_the_platform(
     click = SearchClick.objects.get()
     assert (click.search_id, click.position, click.product_id) == (photo_search.pk, 1, products["GRN-1"].pk)
     assert photo_search.api_key_id == issued.key.pk and photo_search.top_product_id == products["GRN-1"].pk
+
+    # Words typed in the search block find the product by its title, through the same key and origin.
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(shop.origin + "/")
+    box = _wait(
+        browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#search input[type=search]"), "no word box"
+    )
+    box[0].send_keys("blue vase", Keys.ENTER)
+    _wait(browser, lambda d: d.execute_script(CARDS_JS, "#search"), "the search by words showed no results")
+    assert browser.execute_script(CARDS_JS, "#search")[0]["href"] == f"{shop.origin}/p/BLU-1"
+    text_search = SearchLog.objects.get(query_kind=QueryKind.TEXT)
+    assert text_search.api_key_id == issued.key.pk and text_search.top_product_id == products["BLU-1"].pk

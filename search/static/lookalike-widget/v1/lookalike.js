@@ -12,6 +12,7 @@
   const MAX_SIDE = 1600;
   const CROP_STEP = 0.05; // arrow keys move or resize the crop box by 5% of the photo
   const MIN_CROP_PX = 8; // a click without a drag is not a crop
+  const MAX_WORDS = 200; // the API's limit on q, in characters
 
   // Every selector starts with [data-lookalike-root], the attribute on the element the widget creates
   // inside each block, and wraps the rest in :where() so a shop's own class rule wins over ours.
@@ -26,6 +27,8 @@
 [data-lookalike-root] :where(.lkw-clear){background:transparent;color:var(--lookalike-accent,#2563eb);font-weight:400}
 [data-lookalike-root] :where(.lkw-btn:focus-within,:focus-visible){outline:2px solid var(--lookalike-accent,#2563eb);outline-offset:2px}
 [data-lookalike-root] :where(.lkw-file){position:absolute;width:1px;height:1px;margin:0;padding:0;border:0;overflow:hidden;clip-path:inset(50%);opacity:0}
+[data-lookalike-root] :where(.lkw-words){display:flex;gap:.5em;width:100%;margin:0}
+[data-lookalike-root] :where(.lkw-q){flex:1 1 12em;min-width:0;padding:.5em .75em;border:1px solid var(--lookalike-border,#cbd5e1);border-radius:999px;background:var(--lookalike-surface,#fff);color:inherit;font:inherit}
 [data-lookalike-root] :where(.lkw-hint,.lkw-status,.lkw-note){color:var(--lookalike-muted,#6b7280);font-size:.875em}
 [data-lookalike-root] :where(.lkw-work){display:flex;flex-wrap:wrap;align-items:flex-end;gap:.5em 1em;margin-top:.75em}
 [data-lookalike-root] :where(.lkw-stage){position:relative;display:inline-block;max-width:100%;overflow:hidden;cursor:crosshair;touch-action:none;user-select:none;-webkit-user-select:none}
@@ -272,9 +275,26 @@
     const block = makeBlock(host, "search");
     block.root.tabIndex = -1; // a click anywhere in the block focuses it, so Ctrl+V pastes here
     const input = h("input", { type: "file", accept: "image/*", class: "lkw-file" });
+    // Words: typed alone they search the catalog's text; with a photo chosen they re-rank its answer.
+    const q = h("input", {
+      type: "search",
+      class: "lkw-q",
+      name: "q",
+      maxlength: String(MAX_WORDS),
+      autocomplete: "off",
+      placeholder: "Search by words",
+      "aria-label": "Search products by words",
+    });
+    const words = h(
+      "form",
+      { class: "lkw-words", role: "search", hidden: host.getAttribute("data-text") === "false" },
+      q,
+      h("button", { type: "submit", class: "lkw-btn" }, "Search")
+    );
     const drop = h(
       "div",
       { class: "lkw-drop" },
+      words,
       h("label", { class: "lkw-btn" }, "Search by photo", input),
       h("span", { class: "lkw-hint" }, "or drop or paste a photo here")
     );
@@ -315,21 +335,50 @@
         Math.max(1, Math.round(crop.h * photo.h)),
       ].join(",");
 
+    const typed = () => (words.hidden ? "" : q.value.trim().slice(0, MAX_WORDS));
+    const categories = () =>
+      (host.getAttribute("data-category") || "")
+        .split(",")
+        .map((c) => c.trim())
+        .filter(Boolean);
+    const inStock = host.getAttribute("data-in-stock") === "true";
+
     async function run() {
       clearTimeout(timer);
-      if (!photo) return;
+      const text = typed();
+      if (!photo && !text) return;
       const key = cropPixels() || "";
-      if (sent && sent.photo === photo && sent.key === key) return; // nothing changed (a click, not a drag)
-      const mine = (sent = { photo: photo, key: key });
-      const form = new FormData();
-      form.append("image", photo.blob, photo.blob.name || "photo.jpg");
-      if (key) form.append("crop", key);
-      form.append("limit", String(limitOf(host, 12)));
-      for (const c of (host.getAttribute("data-category") || "").split(",")) if (c.trim()) form.append("category", c.trim());
-      if (host.getAttribute("data-in-stock") === "true") form.append("in_stock", "true");
+      // nothing changed (a click, not a drag; Enter on the same words)
+      if (sent && sent.photo === photo && sent.key === key && sent.text === text) return;
+      const mine = (sent = { photo: photo, key: key, text: text });
+      let ok;
+      if (photo) {
+        const form = new FormData();
+        form.append("image", photo.blob, photo.blob.name || "photo.jpg");
+        if (key) form.append("crop", key);
+        if (text) form.append("q", text);
+        form.append("limit", String(limitOf(host, 12)));
+        for (const c of categories()) form.append("category", c);
+        if (inStock) form.append("in_stock", "true");
+        ok = await search(block, form, false);
+      } else {
+        const body = { q: text, limit: limitOf(host, 12) };
+        if (categories().length) body.category = categories();
+        if (inStock) body.in_stock = true;
+        ok = await search(block, JSON.stringify(body), true);
+      }
       // A failed search may be retried as it was; a superseded one has already been replaced in `sent`.
-      if (!(await search(block, form, false)) && sent === mine) sent = null;
+      if (!ok && sent === mine) sent = null;
     }
+
+    words.addEventListener("submit", (e) => {
+      e.preventDefault();
+      run();
+    });
+    // Clearing the words (the field's own x, or deleting them) searches the photo alone again.
+    q.addEventListener("search", () => {
+      if (!q.value && photo) run();
+    });
 
     function setCrop(next) {
       crop = next;
