@@ -109,6 +109,10 @@ class ProductImage(models.Model):
     def __str__(self) -> str:
         return f"{self.product.sku} #{self.display_order} ({self.index_status})"
 
+    def is_indexed_by(self, model_label: str | None) -> bool:
+        """Whether the image is indexed and its point written by model ``model_label``."""
+        return self.index_status == IndexStatus.INDEXED and self.indexed_model_version == model_label
+
 
 class DismissedDuplicate(models.Model):
     """An editor's "these two are not duplicates": the duplicate check never flags the pair again,

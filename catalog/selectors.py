@@ -52,6 +52,22 @@ def image_get(*, image_id: UUID | str) -> ProductImage | None:
         return None
 
 
+def images_with_products(*, image_ids: Iterable[UUID | str]) -> list[ProductImage]:
+    """The images that exist of ``image_ids``, each with its product (one query): indexing's batch."""
+    return list(ProductImage.objects.select_related("product").filter(pk__in=list(image_ids)))
+
+
+def existing_image_ids(*, image_ids: Iterable[UUID | str]) -> set[str]:
+    """Which of ``image_ids`` still exist (an image may be deleted while it is being indexed)."""
+    return {
+        str(pk) for pk in ProductImage.objects.filter(pk__in=list(image_ids)).values_list("pk", flat=True)
+    }
+
+
+def products_by_id(*, product_ids: Iterable[int]) -> dict[int, Product]:
+    return {p.pk: p for p in Product.objects.filter(pk__in=set(product_ids))}
+
+
 # What a search result shows of an image and its product: the matched image's id and file, its
 # product's id and Product.CARD_FIELDS. Search reads these for every query, so they are read with one
 # hand-written SQL statement: through the ORM the same read cost 1.4 ms on SQLite (0.6 ms compiling

@@ -3,14 +3,18 @@ for the catalog editor (Product.possible_duplicate_of, shown in the admin)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from django.conf import settings
-from django.db.models import Q
 
 from catalog import selectors as catalog_selectors
-from catalog.models import Product, ProductImage
+from catalog.services import index_state
 from search.models import ModelVersion
 from search.vector_store import SearchFilter, vector_store
+
+if TYPE_CHECKING:
+    from catalog.models import ProductImage
 
 
 def flag_duplicates(images: list[ProductImage], model: ModelVersion, vectors: dict[str, np.ndarray]) -> int:
@@ -41,9 +45,7 @@ def flag_duplicates(images: list[ProductImage], model: ModelVersion, vectors: di
         if not hits or hits[0].score < threshold:
             continue
         hit = hits[0]
-        flagged += (
-            Product.objects.filter(pk=image.product_id)
-            .filter(Q(duplicate_score__isnull=True) | Q(duplicate_score__lt=hit.score))
-            .update(possible_duplicate_of_id=hit.product_id, duplicate_score=hit.score)
+        flagged += index_state.product_flag_duplicate(
+            product_id=image.product_id, duplicate_of_id=hit.product_id, score=hit.score
         )
     return flagged

@@ -22,15 +22,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
 
 from catalog import image_limits
-from catalog.models import IndexStatus, ProductImage
+from catalog import selectors as catalog_selectors
+from catalog.services import index_state
 from ml.preprocess import ImageRejected
 from search import selectors
 from search.embedders import embedder_for
@@ -42,6 +43,9 @@ from search.services.duplicates import flag_duplicates
 from search.services.model_versions import bootstrap_model_auto
 from search.services.sweeping import backoff
 from search.vector_store import vector_store
+
+if TYPE_CHECKING:
+    from catalog.models import ProductImage
 
 
 @dataclass
@@ -83,11 +87,7 @@ def index_pending_images(
     done = str(active.version) if active is not None else None
 
     def still_due(images: list[ProductImage]) -> list[ProductImage]:
-        return [
-            i
-            for i in images
-            if not (i.index_status == IndexStatus.INDEXED and i.indexed_model_version == done)
-        ]
+        return [i for i in images if not i.is_indexed_by(done)]
 
     return _pipeline(
         batches,
@@ -188,7 +188,7 @@ def _batches(image_ids: Iterable[str] | Iterator[list[str]]) -> Iterator[list[st
 
 
 def _load(image_ids: list[str], outcome: IndexOutcome) -> list[ProductImage]:
-    images = list(ProductImage.objects.select_related("product").filter(pk__in=image_ids))
+    images = catalog_selectors.images_with_products(image_ids=image_ids)
     found = {str(i.pk) for i in images}
     outcome.missing += [i for i in image_ids if i not in found]
     return images
@@ -346,10 +346,7 @@ def _index_batch(
         )
     ok_images = [i for i in ok_images if str(i.pk) not in outcome.failed]
     # An image deleted while we embedded it must not leave a point behind.
-    still_there = {
-        str(pk)
-        for pk in ProductImage.objects.filter(pk__in=[i.pk for i in ok_images]).values_list("pk", flat=True)
-    }
+    still_there = catalog_selectors.existing_image_ids(image_ids=[i.pk for i in ok_images])
     vanished = [str(i.pk) for i in ok_images if str(i.pk) not in still_there]
     if vanished:
         for target in targets:
@@ -360,41 +357,8 @@ def _index_batch(
         return outcome
     label = str((active or targets[0]).version)
     with transaction.atomic():
-        _mark_indexed(indexed, label)
+        index_state.images_mark_indexed(image_ids=[i.pk for i in indexed], model_label=label)
         if active is not None and active_vectors:  # only the active model's vectors are kept
             flag_duplicates(indexed, active, active_vectors)
-        _mark_failed(images, outcome.failed)
+        index_state.images_mark_failed(images=images, errors=outcome.failed, retry_in=backoff)
     return outcome
-
-
-def _mark_indexed(images: list[ProductImage], model_label: str) -> None:
-    now = timezone.now()
-    ProductImage.objects.filter(pk__in=[i.pk for i in images]).update(
-        index_status=IndexStatus.INDEXED,
-        indexed_model_version=model_label,
-        indexed_at=now,
-        last_error="",
-        next_attempt_at=None,
-        updated_at=now,
-    )
-
-
-def _mark_failed(images: list[ProductImage], failed: dict[str, str]) -> None:
-    if not failed:
-        return
-    now = timezone.now()
-    rows = []
-    for image in images:
-        error = failed.get(str(image.pk))
-        if error is None:
-            continue
-        image.index_status = IndexStatus.FAILED
-        image.last_error = error[:2000]
-        image.index_attempts += 1
-        image.next_attempt_at = now + backoff(image.index_attempts)
-        image.updated_at = now
-        rows.append(image)
-    # One UPDATE for the batch's failures (a CASE per field), not one per photo.
-    ProductImage.objects.bulk_update(
-        rows, ["index_status", "last_error", "index_attempts", "next_attempt_at", "updated_at"]
-    )

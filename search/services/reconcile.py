@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from catalog.models import IndexStatus, Product, ProductImage
+from catalog import selectors as catalog_selectors
+from catalog.services import index_state
 from search import selectors
 from search.models import ModelStatus
 from search.payloads import product_facts
@@ -41,7 +42,7 @@ def reconcile(*, dry_run: bool = False) -> list[ReconcileReport]:
         store.ensure_collection(model.collection, model.embedding_dim)
         images = selectors.image_labels()
         report.images = len(images)
-        products = {p.pk: p for p in Product.objects.filter(pk__in=set(images.values()))}
+        products = catalog_selectors.products_by_id(product_ids=images.values())
         seen: set[str] = set()
         orphans: list[str] = []
         stale: dict[int, dict[str, Any]] = {}
@@ -69,8 +70,6 @@ def reconcile(*, dry_run: bool = False) -> list[ReconcileReport]:
             if model.status == ModelStatus.ACTIVE:
                 # Rows that claim "indexed" but had no point were just repaired; rows that claim
                 # pending while their point exists are marked indexed.
-                ProductImage.objects.filter(pk__in=list(seen), index_status=IndexStatus.PENDING).update(
-                    index_status=IndexStatus.INDEXED, indexed_model_version=str(model.version)
-                )
+                index_state.images_confirm_indexed(image_ids=seen, model_label=str(model.version))
         reports.append(report)
     return reports

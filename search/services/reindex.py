@@ -19,7 +19,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from catalog.models import IndexStatus, ProductImage
+from catalog.models import ProductImage
+from catalog.services import index_state
 from search import events, selectors
 from search.errors import SearchError
 from search.models import ModelStatus, ModelVersion, ReindexJob, ReindexStatus
@@ -131,9 +132,7 @@ def gate_and_promote(job: ReindexJob) -> ReindexJob:
 def promote(model: ModelVersion) -> ModelVersion | None:
     """Activate ``model`` and relabel the indexed rows with it (its collection holds their points)."""
     previous = model_activate(model)
-    ProductImage.objects.filter(index_status=IndexStatus.INDEXED).update(
-        indexed_model_version=str(model.version)
-    )
+    index_state.images_relabel_indexed(model_label=str(model.version))
     return previous
 
 
@@ -157,7 +156,7 @@ def rollback() -> RollbackResult:
     missing = missing_points(previous)
     if missing:
         with transaction.atomic():
-            ProductImage.objects.filter(pk__in=missing).update(index_status=IndexStatus.PENDING)
+            index_state.images_mark_pending(image_ids=missing)
             events.announce(events.index_requested, image_ids=missing)
     return RollbackResult(previous, current, len(missing))
 

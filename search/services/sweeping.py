@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from uuid import UUID
 
 from django.conf import settings
 from django.utils import timezone
 
-from catalog.models import IndexStatus, ProductImage
+from catalog.services import index_state
 from search import selectors
 
 
@@ -25,26 +24,10 @@ def claim_for_sweep(now: datetime | None = None) -> list[str]:
     waiting in a long queue is not enqueued again every minute."""
     now = now or timezone.now()
     due = selectors.due_for_sweep(now)
-    # One UPDATE per attempt count rather than per image: up to 5,000 images are due at once.
-    by_attempts: dict[int, list[UUID]] = {}
-    for pk, attempts in ProductImage.objects.filter(pk__in=due).values_list("pk", "index_attempts"):
-        by_attempts.setdefault(attempts, []).append(pk)
-    for attempts, pks in by_attempts.items():
-        ProductImage.objects.filter(pk__in=pks).update(
-            index_attempts=attempts + 1, next_attempt_at=now + backoff(attempts + 1)
-        )
+    index_state.images_push_back(image_ids=due, now=now, retry_in=backoff)
     return due
 
 
 def note_transient_failure(image_ids: Iterable[str], error: str) -> None:
     """Record why indexing could not run; the images stay pending for the sweeper to retry."""
-    now = timezone.now()
-    for image in ProductImage.objects.filter(pk__in=list(image_ids)).exclude(
-        index_status=IndexStatus.INDEXED
-    ):
-        ProductImage.objects.filter(pk=image.pk).update(
-            last_error=error[:2000],
-            index_attempts=image.index_attempts + 1,
-            next_attempt_at=now + backoff(image.index_attempts + 1),
-            updated_at=now,
-        )
+    index_state.images_note_transient_failure(image_ids=image_ids, error=error, retry_in=backoff)
