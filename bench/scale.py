@@ -137,7 +137,8 @@ def _real_catalog(workdir: Path, data: Path) -> dict[str, Any]:
 def _run_queued_jobs() -> list[str]:
     """Run what the import queued (the compact pretrained model, its reindex) as the store's owner
     would; their summaries."""
-    from search.services.jobs import job_claim, job_run
+    from search.jobs.records import job_claim
+    from search.jobs.runner import job_run
 
     summaries = []
     while (job := job_claim()) is not None:
@@ -556,8 +557,8 @@ def main(argv: list[str] | None = None) -> int:
     photos = [Path(p).read_bytes() for p, _ in split_items(args.data, "test")]
     photos = [photos[i] for i in np.random.default_rng(2).choice(len(photos), args.queries, replace=False)]
 
+    from search.jobs.records import job_submit
     from search.services.index_building import JOB_KIND
-    from search.services.jobs import job_submit
 
     say("server on the 90% store: the optimize job builds the first graph while searches come")
     with Server(env, workdir, args.port, workdir / "qdrant", "first-build") as server:

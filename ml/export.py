@@ -30,9 +30,8 @@ from typing import Any
 
 import numpy as np
 
-SIGNATURE_NAME = "serving_default"
-INPUT_NAME = "images"
-OUTPUT_NAME = "embeddings"
+from ml.signature import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+
 METADATA_DIR = "assets.extra"
 METADATA_FILE = "lookalike.json"
 DEFAULT_ATOL = 1e-5

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+from ml.signature import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 
 TFLITE_FILE = "model.tflite"
 # TF Serving reads a TFLite model's signatures from this metadata entry (a FlexBuffer map of

@@ -1,4 +1,4 @@
-"""Model versions and reindex jobs (which model embeds queries, and which collection it searches), and the
+"""Model versions and jobs (which model embeds queries, and which collection it searches), and the
 search log: searches answered, shoppers' photos when kept, and the results they clicked."""
 
 from __future__ import annotations
@@ -73,45 +73,17 @@ class ModelVersion(models.Model):
         return Beam.from_dict(self.index or {})
 
 
+# A reindex is a Job of this kind; its state (target and previous model, cursor, counts, gate verdict, and
+# this status) is the job's result (search/services/reindex.py). The job's own state says whether it is
+# still going: these say where it got to.
+REINDEX_KIND = "reindex"
+
+
 class ReindexStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
+    RUNNING = "running", "Filling the collection"
     EVALUATING = "evaluating", "Evaluating"
     PROMOTED = "promoted", "Promoted"
     REJECTED = "rejected", "Rejected by the evaluation gate"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-class ReindexJob(models.Model):
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="reindex_jobs")
-    previous_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    status = models.CharField(
-        max_length=12, choices=ReindexStatus.choices, default=ReindexStatus.QUEUED, db_index=True
-    )
-    force = models.BooleanField(default=False)
-    total = models.PositiveIntegerField(default=0)
-    done = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
-    # The last image id filled, so a job restarted after a worker crash resumes instead of restarting.
-    cursor = models.CharField(max_length=36, blank=True, default="")
-    gate = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"reindex to v{self.model_version.version}: {self.status} {self.done}/{self.total}"
-
-    @property
-    def progress(self) -> float:
-        return (self.done + self.failed) / self.total if self.total else 0.0
 
 
 class JobState(models.TextChoices):
@@ -124,8 +96,8 @@ class JobState(models.TextChoices):
 
 class Job(models.Model):
     """A piece of long work (train, reindex, rollback, import, ...) run by whoever may run it: the
-    process that owns the vector store, a Celery worker, or the command that asked. The kinds and
-    their runner functions are registered in search/services/jobs.py."""
+    process that owns the vector store, a Celery worker, or the command that asked. Each kind is a
+    module of search/jobs/kinds/; the record's life cycle is search/jobs/records.py."""
 
     kind = models.CharField(max_length=32)
     state = models.CharField(max_length=10, choices=JobState.choices, default=JobState.QUEUED)
@@ -134,7 +106,7 @@ class Job(models.Model):
     error = models.TextField(blank=True, default="")
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
-    # The last lines only (services.jobs.LOG_LINES); log_lines counts every line ever added (a progress
+    # The last lines only (search/jobs/records.py LOG_LINES); log_lines counts every line ever added (a progress
     # bar's refresh replaces its line and adds none), so a follower knows how many of the tail it has not
     # printed yet.
     log = models.TextField(blank=True, default="")

@@ -14,18 +14,16 @@ from django.utils import timezone
 from catalog.models import IndexStatus, ProductImage
 from ml.ocr import ENGINE as OCR_ENGINE
 from search.models import (
+    REINDEX_KIND,
     ImageText,
     Job,
     JobRunnerBeat,
     JobState,
     ModelStatus,
     ModelVersion,
-    ReindexJob,
     ReindexStatus,
     TextStatus,
 )
-
-OPEN_REINDEX = (ReindexStatus.QUEUED, ReindexStatus.RUNNING, ReindexStatus.EVALUATING)
 
 
 def active_model() -> ModelVersion | None:
@@ -62,7 +60,8 @@ def write_targets() -> list[ModelVersion]:
     active = active_model()
     if active is not None:
         targets.append(active)
-    filling = ModelVersion.objects.filter(reindex_jobs__status__in=OPEN_REINDEX).distinct()
+    versions = list(open_reindexes().values_list("result__model_version", flat=True))
+    filling = ModelVersion.objects.filter(version__in=versions) if versions else []
     targets.extend(m for m in filling if active is None or m.pk != active.pk)
     return targets
 
@@ -93,8 +92,21 @@ def next_version_number() -> int:
     return max([top or 0, *on_disk]) + 1
 
 
-def reindex_in_progress() -> ReindexJob | None:
-    return ReindexJob.objects.filter(status__in=OPEN_REINDEX).first()
+def open_reindexes() -> QuerySet[Job]:
+    """Reindex jobs filling a candidate's collection: begun (their result names the model), neither
+    promoted nor rejected, and not ended (one re-queued after its runner died is still filling)."""
+    return (
+        Job.objects.filter(
+            kind=REINDEX_KIND, state__in=[JobState.QUEUED, JobState.RUNNING], result__has_key="model_version"
+        )
+        .exclude(result__status__in=[ReindexStatus.PROMOTED, ReindexStatus.REJECTED])
+        .order_by("created_at")
+    )
+
+
+def reindex_in_progress(*, exclude: int | None = None) -> Job | None:
+    """The reindex job in progress (other than ``exclude``), if any."""
+    return open_reindexes().exclude(pk=exclude).first() if exclude else open_reindexes().first()
 
 
 def due_for_sweep(now: datetime | None = None, *, include_fresh: bool = False) -> list[str]:

@@ -6,7 +6,8 @@ class WorkersConfig(AppConfig):
     verbose_name = "Workers"
 
     def ready(self) -> None:
-        from workers import metrics, subscribers
+        from workers import metrics, placement, subscribers
 
+        placement.connect()  # the embedded-or-Celery choice, made once for search's jobs
         subscribers.connect()
         metrics.connect()

@@ -258,7 +258,7 @@ def _text_loop() -> None:
 
 class JobRunner:
     """The embedded default's job runner: with no broker, the web process owns the vector store, so it
-    runs the jobs. One thread per lane (search.services.jobs.JobKind.lane): "store" runs the jobs that
+    runs the jobs. One thread per lane (search.jobs.registry.JobKind.lane): "store" runs the jobs that
     need the store, one at a time; "process" runs those that start their own process (training), so a
     long training never holds up an import or a promotion. Each thread polls for the oldest queued job
     of its lane (an indexed query, about once a second) and, now and then, re-queues or fails jobs
@@ -292,9 +292,9 @@ class JobRunner:
             thread.join(timeout)
 
     def _beat(self) -> None:
-        """Tell commands that this process runs jobs (search.services.jobs.runner_beat), on a thread of
+        """Tell commands that this process runs jobs (search.jobs.records.runner_beat), on a thread of
         its own so that a long job in hand does not read as a dead runner."""
-        from search.services import jobs
+        from search.jobs import records as jobs
 
         try:
             while True:
@@ -312,7 +312,7 @@ class JobRunner:
             connections.close_all()
 
     def _loop(self, lane: str) -> None:
-        from search.services import jobs
+        from search.jobs import records as jobs
 
         last_recover = 0.0
         try:
@@ -333,10 +333,12 @@ class JobRunner:
 
     def run_one(self, lane: str) -> bool:
         """Claim and run the oldest queued job of ``lane``; False when there was none to run."""
-        from search.services import jobs
+        from search.jobs import records as jobs
+        from search.jobs.registry import job_kinds
+        from search.jobs.runner import job_run
         from search.vector_store import VectorStoreLocked, vector_store
 
-        kinds = [k.name for k in jobs.job_kinds().values() if k.lane == lane]
+        kinds = [k.name for k in job_kinds().values() if k.lane == lane]
         if lane == "store":
             try:
                 vector_store()  # this process must own the store to run its jobs
@@ -349,7 +351,7 @@ class JobRunner:
         if job is None:
             return False
         log.info("running job %s (%s)", job.pk, job.kind)
-        job = jobs.job_run(job)
+        job = job_run(job)
         log.info("job %s (%s) %s", job.pk, job.kind, job.state)
         return True
 

@@ -20,11 +20,11 @@ from catalog.services import sync as catalog_sync
 from ml.ocr import OcrUnavailable
 from ml.serving import EmbedderUnavailable
 from search.errors import NoActiveModel
+from search.jobs import records, runner
 from search.services import (
     image_text,
     index_building,
     indexing,
-    jobs,
     payload_sync,
     search_logs,
     sweeping,
@@ -201,16 +201,16 @@ def sweep_index(self) -> int:
 def run_job(self, job_id: int) -> str:
     """Run one queued job (search.models.Job) to its end. A redelivered or duplicate message finds the
     job taken (or finished) and returns; a job whose worker died is re-queued by ``recover_jobs``."""
-    job = jobs.job_claim(job_id=job_id)
+    job = records.job_claim(job_id=job_id)
     if job is None:
         return "not queued"
-    return jobs.job_run(job).state
+    return runner.job_run(job).state
 
 
 @shared_task(bind=True, name="lookalike.recover_jobs", acks_late=True, soft_time_limit=50, time_limit=60)
 def recover_jobs(self) -> int:
     """Jobs whose runner stopped beating: re-queued (announced again) or failed with the reason."""
-    return len(jobs.job_recover_stale())
+    return len(records.job_recover_stale())
 
 
 @shared_task(

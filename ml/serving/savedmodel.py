@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 from ml.serving.base import Embedder, read_model_metadata
 from ml.serving.errors import BadEmbedding, ModelNotFound
+from ml.signature import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 
 
 class LocalEmbedder(Embedder):

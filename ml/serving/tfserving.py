@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ml.export import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 from ml.serving.base import Embedder
 from ml.serving.errors import BadEmbedding, EmbedderError, EmbedderUnavailable, InvalidInput, ModelNotFound
+from ml.signature import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 
 # gRPC status codes retried: the server is restarting, overloaded or the network hiccupped. Anything
 # else (NOT_FOUND, INVALID_ARGUMENT, ...) will fail the same way again.

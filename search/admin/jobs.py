@@ -18,8 +18,10 @@ from django.utils.html import format_html
 from ml.evaluate import METRIC_LABELS
 from search import selectors
 from search.admin.model_versions import KIND_LABELS, PROMOTABLE, requested_by
+from search.jobs.records import job_cancel
+from search.jobs.registry import job_kinds
 from search.models import Job, JobState, ModelVersion
-from search.services.jobs import job_cancel, job_kinds
+from search.services.gate import gate_verdict
 
 GATE_ROWS = tuple((label, name) for name, label in METRIC_LABELS.items())
 
@@ -42,8 +44,9 @@ def serving_now() -> dict[str, Any] | None:
     return {"version": model.version, "kind": model.kind, "label": KIND_LABELS.get(model.kind, model.kind)}
 
 
-def gate_verdict(job: Job) -> dict[str, Any] | None:
-    """A reindex job's gate verdict as table rows (candidate vs active on the held-out photos)."""
+def gate_table(job: Job) -> dict[str, Any] | None:
+    """A reindex job's gate verdict (the word the job's log says too) and its numbers as table rows
+    (candidate vs active on the held-out photos)."""
     gate = job.result.get("gate") if job.kind == "reindex" else None
     if not gate:
         return None
@@ -55,6 +58,7 @@ def gate_verdict(job: Job) -> dict[str, Any] | None:
     return {
         "queries": gate.get("queries", 0),
         "passed": bool(gate.get("passed")),
+        "verdict": gate_verdict(gate),
         "compared": bool(candidate),
         "status": job.result.get("status", ""),
         "forced": bool(job.params.get("force")) and not gate.get("passed"),
@@ -83,7 +87,7 @@ def job_status(job: Job) -> dict[str, Any]:
         "elapsed_s": _elapsed(job),
         "cancel_requested": job.cancel_requested,
         "serving": serving_now(),
-        "verdict": gate_verdict(job),
+        "verdict": gate_table(job),
     }
 
 

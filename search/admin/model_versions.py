@@ -1,6 +1,6 @@
 """Model versions and their life cycle in the admin: the list says which model serves now and how each
 one scored (R@1, mAP@R, calibration thresholds); "Train a candidate", "Reindex and promote" and "Roll
-back" each submit a job (search/services/jobs.py) and land on the job's page, which follows it live."""
+back" each submit a job (search/jobs/) and land on the job's page, which follows it live."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from django.utils.html import format_html
 
 from ml.evaluate import MAP_AT_R, METRIC_LABELS, RECALL_AT_1
 from search import selectors
-from search.models import ModelKind, ModelStatus, ModelVersion, ReindexJob
-from search.services.jobs import JobError, job_submit
+from search.jobs.records import job_submit
+from search.jobs.registry import JobError
+from search.models import ModelKind, ModelStatus, ModelVersion
 
 # How the admin (and the search page) name a model's kind.
 KIND_LABELS: dict[str, str] = {
@@ -90,7 +91,7 @@ class TrainForm(forms.Form):
         from ml.backbones import backbone_names
         from ml.losses import LOSSES
         from ml.train_config import MODES
-        from search.services.training_jobs import train_defaults
+        from search.jobs.training import train_defaults
 
         super().__init__(*args, **kwargs)
         defaults = train_defaults()
@@ -351,32 +352,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def calibration_view(self, request: HttpRequest, pk: int) -> FileResponse:
         return self._file(request, pk, "calibration_plot_path")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-
-@admin.register(ReindexJob)
-class ReindexJobAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "model_version",
-        "previous_version",
-        "status",
-        "progress_bar",
-        "done",
-        "failed",
-        "total",
-        "started_at",
-        "finished_at",
-    ]
-    list_filter = ["status"]
-    readonly_fields = [f.name for f in ReindexJob._meta.fields] + ["progress_bar"]
-
-    @admin.display(description="progress")
-    def progress_bar(self, obj: ReindexJob) -> str:
-        pct = round(obj.progress * 100)
-        return format_html('<progress max="100" value="{}"></progress> {}%', pct, pct)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

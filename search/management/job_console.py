@@ -11,16 +11,12 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from search import selectors
+from search.jobs.placement import job_placement, placement
+from search.jobs.progress import Rate
+from search.jobs.records import RUNNER_LIVE_S, job_submit
+from search.jobs.registry import JobError, kind_get
+from search.jobs.runner import job_run
 from search.models import Job, JobState
-from search.services.jobs import (
-    RUNNER_LIVE_S,
-    JobError,
-    Rate,
-    job_placement,
-    job_run,
-    job_submit,
-    kind_get,
-)
 from search.vector_store import VectorStoreError
 
 POLL_S = 0.5
@@ -35,7 +31,7 @@ def admin_path(job: Job) -> str:
 
 
 # The bar's own rate would divide everything done (a resumed job's earlier runs too) by this bar's
-# age; the postfix shows the job's pace instead (jobs.Rate), in the kind's unit.
+# age; the postfix shows the job's pace instead (search/jobs/progress.py Rate), in the kind's unit.
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
 
 
@@ -158,9 +154,7 @@ def no_runner_advice(job: Job) -> str | None:
     """What to do when a job was handed over and no live process runs jobs (the embedded default: only
     the web server does, and the vector store is held by some other process); None while one does, and
     with a broker (its workers are not watched from here)."""
-    from django.conf import settings
-
-    if not settings.CELERY_TASK_ALWAYS_EAGER or selectors.live_job_runners(within_s=RUNNER_LIVE_S):
+    if not placement().embedded or selectors.live_job_runners(within_s=RUNNER_LIVE_S):
         return None
     return (
         f"No process is running jobs: job {job.pk} stays queued. Start the web server "
@@ -171,8 +165,4 @@ def no_runner_advice(job: Job) -> str | None:
 
 
 def owner_description() -> str:
-    from django.conf import settings
-
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        return "the Celery workers"
-    return "the process that owns the vector store (the web server's job runner)"
+    return placement().owner

@@ -62,9 +62,10 @@ def collect_reindex_progress() -> Iterable[Metric]:
     )
     job = selectors.reindex_in_progress()
     if job is not None:
-        version = str(job.model_version.version)
-        for state, value in (("done", job.done), ("failed", job.failed), ("total", job.total)):
-            progress.add_metric([version, state], value)
+        reindex = job.result  # the reindex's state (search/services/reindex.py)
+        version = str(reindex["model_version"])
+        for state, key in (("done", "indexed"), ("failed", "failed"), ("total", "total")):
+            progress.add_metric([version, state], reindex.get(key, 0))
     yield progress
 
 

@@ -1,4 +1,4 @@
-"""Every write of the search app, one module per behaviour:
+"""Every write of the search app, one module per behaviour (jobs, which adapt these, are search/jobs/):
 
 - indexing.py: embed images and upsert them into the collections that take writes; mark the rows.
 - sweeping.py: the repair path: what the sweeper re-enqueues, and backoff after transient failures.
@@ -6,15 +6,13 @@
 - payload_sync.py: keep stored payloads in step with product edits; remove points of deleted images.
 - model_versions.py: register, activate and bootstrap model versions.
 - reindex.py: move the index to a new model with no downtime (fill, gate, promote), and roll back.
-- gate.py: the evaluation gate that compares a candidate with the active model.
+- gate.py: the evaluation gate that compares a candidate with the active model, and its verdict in words.
 - calibration.py: calibrate a model not trained here (the pretrained one) from views of catalog photos.
 - compact.py: a compact pretrained model, its projection fitted on the catalog's own photos.
 - index_building.py: build a collection's graph off the request path and choose the beam it is searched
   with (measured recall@10 against exact search).
 - reconcile.py: compare the catalog with the store and repair both ways.
 - training.py: train a candidate model on the catalog.
-- jobs.py: the job table's life cycle (submit, claim, progress, log, finish, cancel, dead runners) and
-  where a job runs; job_kinds.py: each kind's runner; training_jobs.py: training in its own process.
 - locks.py: a lock across threads and processes (the first model is made once).
 - searching.py: the similarity search itself, by photo, product, image or words (data in, data out;
   presentation is the API's).

@@ -5,7 +5,7 @@ product's photos teach it what to ignore), else PCA.
 
 The first import finds almost no photos, so the pretrained model it makes is usually the raw one;
 once the catalog has ``BOOTSTRAP_COMPACT_MIN_PHOTOS`` stored photos an import queues a job of kind
-"compact_pretrained" (search/services/job_kinds.py), which makes a compact candidate here and moves
+"compact_pretrained" (search/jobs/kinds/compact_pretrained.py), which makes a compact candidate here and moves
 the index to it through the ordinary reindex job (and its gate).
 """
 
@@ -161,20 +161,3 @@ def fit_catalog_projection(raw_model: Any, *, dim: int | None = None) -> FittedP
         100 * projection.explained,
     )  # fmt: skip
     return fitted
-
-
-def compact_candidate_make(*, weights: str | None = None) -> ModelVersion:
-    """Export the pretrained model with a projection fitted on the catalog now, as a candidate (the
-    caller reindexes to it, through the gate). Raises CompactError when compact vectors are off or
-    the catalog has too few photos."""
-    from search.services.model_versions import pretrained_export
-
-    if compact_dim() <= 0:
-        raise CompactError("Compact vectors are off (BOOTSTRAP_COMPACT_DIM=0).")
-    count = stored_photo_count()
-    if count < settings.BOOTSTRAP_COMPACT_MIN_PHOTOS:
-        raise CompactError(
-            f"The catalog has {count} photo(s); a compact pretrained model is fitted on at least "
-            f"{settings.BOOTSTRAP_COMPACT_MIN_PHOTOS} (BOOTSTRAP_COMPACT_MIN_PHOTOS)."
-        )
-    return pretrained_export(weights=weights, compact=True, require_compact=True)

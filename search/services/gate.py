@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from catalog.models import ProductImage
-from ml.evaluate import RECALL_AT_1, retrieval_metrics
+from ml.evaluate import METRIC_LABELS, RECALL_AT_1, retrieval_metrics
 from search.models import ModelVersion
 from search.vector_store import vector_store
 
@@ -138,3 +138,37 @@ def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[
             "promote by hand (force) after checking some searches"
         )
     return verdict
+
+
+# --- the verdict in words: the reindex job's log and summary, and the admin's job page alike ----------
+
+
+def gate_verdict(gate: dict[str, Any]) -> str:
+    """The gate's verdict in a word or two: passed, advice only (compared on augmented views), or worse."""
+    if gate.get("passed"):
+        return "passed"
+    return "advice only" if gate.get("advice_only") else "worse"
+
+
+def gate_line(gate: dict[str, Any]) -> str:
+    """The evaluation gate's verdict in one line (the admin shows the same numbers as a table)."""
+    if "candidate" not in gate:
+        return "no active model to compare with: promoted without a comparison."
+    if not gate.get("queries"):
+        return "no held-out photo has another photo of its product to find: nothing to compare, passed."
+
+    def fmt(value: Any) -> str:
+        return f"{value:.3f}" if isinstance(value, int | float) else "—"
+
+    new, old = gate["candidate"], gate["active"]
+    if gate.get("advice_only"):
+        return (
+            f"on {gate.get('queries', 0)} augmented views, candidate vs active: R@1 {fmt(new.get(RECALL_AT_1))} "
+            f"vs {fmt(old.get(RECALL_AT_1))}: {gate['advice_only']}."
+        )
+    compared = ", ".join(
+        f"{label} {fmt(new.get(name))} vs {fmt(old.get(name))}" for name, label in METRIC_LABELS.items()
+    )
+    return (
+        f"on {gate.get('queries', 0)} held-out photos, candidate vs active: {compared}: {gate_verdict(gate)}."
+    )

@@ -6,7 +6,7 @@ serving process least (on Qdrant Edge, in the build's child process: search/vect
 The choice is stored with the collection's model version (``ModelVersion.index``); the search service
 passes its beam (``ModelVersion.search_beam``) to the store, and a collection without one is searched
 exactly. Collections whose vectors stay under the IndexSpec's indexing threshold are never given a graph: an exact scan is
-as fast there. Who runs this: the "optimize_index" job (search/services/job_kinds.py), the reindex
+as fast there. Who runs this: the "optimize_index" job (search/jobs/kinds/optimize_index.py), the reindex
 job before its gate, and the sweeper when too much of the active collection is outside the graph.
 """
 
@@ -124,7 +124,7 @@ def model_index_set(model: ModelVersion, index: dict[str, Any]) -> None:
 def index_optimize_if_due() -> bool:
     """The sweeper's check: queue an optimize job when the active collection is large enough for a
     graph and too much of it is outside one. True if a job was queued."""
-    from search.services.jobs import job_submit
+    from search.jobs.records import job_submit
 
     model = selectors.active_model()
     if model is None or selectors.open_jobs().filter(kind=JOB_KIND).exists():

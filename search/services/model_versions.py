@@ -15,7 +15,7 @@ from django.utils import timezone
 from search import selectors
 from search.errors import NoActiveModel
 from search.models import ModelKind, ModelStatus, ModelVersion
-from search.services.compact import compact_dim
+from search.services.compact import CompactError, compact_dim, stored_photo_count
 from search.services.locks import exclusive
 from search.vector_store import ALIAS, collection_name, vector_store
 
@@ -129,7 +129,7 @@ def pretrained_export(
     from ml.export import export_saved_model
     from ml.model import build_embedding_model, with_projection
     from ml.train_args import parse_weights
-    from search.services.compact import CompactError, fit_catalog_projection
+    from search.services.compact import fit_catalog_projection
 
     weights = parse_weights(weights or settings.BACKBONE_WEIGHTS)
     size = image_size or settings.BOOTSTRAP_IMAGE_SIZE
@@ -213,3 +213,18 @@ def model_version_relocate(model: ModelVersion, *, paths: dict[str, str]) -> Mod
         setattr(model, name, value)
     model.save(update_fields=sorted(paths))
     return model
+
+
+def compact_candidate_make(*, weights: str | None = None) -> ModelVersion:
+    """The compact pretrained model: export the pretrained model with a projection fitted on the catalog now, as a candidate (the
+    caller reindexes to it, through the gate). Raises CompactError when compact vectors are off or
+    the catalog has too few photos."""
+    if compact_dim() <= 0:
+        raise CompactError("Compact vectors are off (BOOTSTRAP_COMPACT_DIM=0).")
+    count = stored_photo_count()
+    if count < settings.BOOTSTRAP_COMPACT_MIN_PHOTOS:
+        raise CompactError(
+            f"The catalog has {count} photo(s); a compact pretrained model is fitted on at least "
+            f"{settings.BOOTSTRAP_COMPACT_MIN_PHOTOS} (BOOTSTRAP_COMPACT_MIN_PHOTOS)."
+        )
+    return pretrained_export(weights=weights, compact=True, require_compact=True)

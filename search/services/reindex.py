@@ -5,7 +5,8 @@ keeps answering queries; new uploads are written to both collections meanwhile (
 ``selectors.write_targets``). When full, the evaluation gate (gate.py) compares the two models on the
 held-out query set and promotion flips the active ModelVersion (and the server alias) in one
 transaction, so a query is always embedded and searched by the same model. The previous collection
-is kept for ``rollback``.
+is kept for ``rollback``. The reindex's state (target and previous model, cursor, counts, gate verdict)
+is its job's result: one record per reindex.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
 from catalog.models import ProductImage
 from catalog.services import index_state
 from search import events, selectors
 from search.errors import SearchError
-from search.models import ModelStatus, ModelVersion, ReindexJob, ReindexStatus
+from search.models import Job, ModelStatus, ModelVersion, ReindexStatus
 from search.services import gate
 from search.services.index_building import index_optimize
 from search.services.indexing import BATCH, IndexOutcome, fill_collection
@@ -31,7 +31,7 @@ from search.services.model_versions import model_activate
 from search.vector_store import vector_store
 
 log = logging.getLogger(__name__)
-FINISHED = (ReindexStatus.PROMOTED, ReindexStatus.REJECTED, ReindexStatus.FAILED, ReindexStatus.CANCELLED)
+FINISHED = (ReindexStatus.PROMOTED, ReindexStatus.REJECTED)
 
 
 class ReindexError(SearchError):
@@ -41,49 +41,69 @@ class ReindexError(SearchError):
         super().__init__("reindex_refused", message)
 
 
+def _record(job: Job, **fields: Any) -> None:
+    """Merge ``fields`` into the reindex's state, which its job's result holds (and onto ``job``). Only
+    the process running the job writes it, so this write is the whole story."""
+    job.result = {**job.result, **fields}
+    Job.objects.filter(pk=job.pk).update(result=job.result)
+
+
 @transaction.atomic
-def reindex_start(*, model: ModelVersion | None = None, force: bool = False) -> ReindexJob:
-    """Create a reindex job to ``model`` (default: the latest candidate); the caller runs ``reindex_fill``
-    (a job of kind "reindex" does, wherever the vector store is: search/services/job_kinds.py)."""
-    model = model or selectors.latest_candidate()
+def reindex_start(job: Job) -> Job:
+    """Begin the reindex that ``job`` (a running job of kind "reindex") records: to ``params["model"]``
+    (default: the latest candidate), promoted past a failed gate with ``params["force"]``. The caller
+    runs ``reindex_fill`` (the kind's runner does, wherever the vector store is:
+    search/jobs/kinds/reindex.py). The state (model, cursor, counts, gate) is kept in the job's result."""
+    version = job.params.get("model")
+    model = (
+        ModelVersion.objects.filter(version=version).first()
+        if version is not None
+        else selectors.latest_candidate()
+    )
     if model is None:
         raise ReindexError("No candidate model to reindex to; train one first (manage.py train).")
-    running = selectors.reindex_in_progress()
+    running = selectors.reindex_in_progress(exclude=job.pk)
     if running is not None:
         raise ReindexError(
-            f"Reindex job {running.pk} to v{running.model_version.version} is still {running.status}."
+            f"Reindex job {running.pk} to v{running.result['model_version']} is still "
+            f"{running.result.get('status', 'running')}."
         )
     active = selectors.active_model()
     if active is not None and active.pk == model.pk:
         raise ReindexError(f"Model v{model.version} is already active.")
     vector_store().ensure_collection(model.collection, model.embedding_dim)
-    job = ReindexJob.objects.create(
-        model_version=model, previous_version=active, force=force, total=ProductImage.objects.count()
+    _record(
+        job,
+        model_version=model.version,
+        previous_version=active.version if active is not None else None,
+        status=ReindexStatus.RUNNING,
+        total=ProductImage.objects.count(),
+        indexed=0,
+        failed=0,
+        cursor="",
+        gate={},
     )
     return job
 
 
 def reindex_fill(
-    job: ReindexJob,
+    job: Job,
     *,
-    on_batch: Callable[[ReindexJob], None] | None = None,
+    on_batch: Callable[[Job], None] | None = None,
     log_line: Callable[[str], None] | None = None,
-) -> ReindexJob:
-    """Fill the new collection in batches from where the job left off; build its graph (a large one),
-    so the model serves through it from its first search; then gate and promote."""
-    if job.status in FINISHED:
+) -> Job:
+    """Fill the new collection in batches from where the job left off (its cursor); build its graph (a
+    large one), so the model serves through it from its first search; then gate and promote."""
+    if job.result.get("status") in FINISHED:
         return job
-    ReindexJob.objects.filter(pk=job.pk).update(
-        status=ReindexStatus.RUNNING, started_at=job.started_at or timezone.now()
-    )
-    model = job.model_version
-    job.refresh_from_db()
+    _record(job, status=ReindexStatus.RUNNING)
+    model = ModelVersion.objects.get(version=job.result["model_version"])
     drawn: deque[list[str]] = deque()  # batches handed to the pipeline, not yet written
 
     def from_cursor() -> Iterator[list[str]]:
         # The pipeline draws a batch ahead (its photos decode while the one before embeds), so the
         # walk keeps its own position; the job's cursor moves only once a batch is written.
-        after = job.cursor
+        after = job.result.get("cursor", "")
         while batch := selectors.image_ids_in_order(after=after, limit=BATCH):
             drawn.append(batch)
             after = batch[-1]
@@ -91,41 +111,30 @@ def reindex_fill(
 
     def written(step: IndexOutcome) -> None:
         batch = drawn.popleft()
-        ReindexJob.objects.filter(pk=job.pk).update(
-            cursor=batch[-1], done=F("done") + len(step.indexed), failed=F("failed") + len(step.failed)
+        _record(
+            job,
+            cursor=batch[-1],
+            indexed=job.result.get("indexed", 0) + len(step.indexed),
+            failed=job.result.get("failed", 0) + len(step.failed),
         )
         if on_batch is not None:
             on_batch(job)
 
     fill_collection(from_cursor(), model, on_batch=written)
     index_optimize(model, log_line=log_line)
-    ReindexJob.objects.filter(pk=job.pk).update(status=ReindexStatus.EVALUATING)
-    job.refresh_from_db()
+    _record(job, status=ReindexStatus.EVALUATING)
     return gate_and_promote(job)
 
 
-def reindex_fail(job_id: int, error: str, *, status: str = ReindexStatus.FAILED) -> None:
-    """Record that a job gave up (or was cancelled, with ``status``); a new ``reindex`` may start."""
-    ReindexJob.objects.filter(pk=job_id).exclude(status__in=FINISHED).update(
-        status=status, error=error[:2000], finished_at=timezone.now()
-    )
-
-
-def gate_and_promote(job: ReindexJob) -> ReindexJob:
-    candidate = job.model_version
+def gate_and_promote(job: Job) -> Job:
+    candidate = ModelVersion.objects.get(version=job.result["model_version"])
     verdict = gate.evaluate(candidate, selectors.active_model(), selectors.image_labels())
-    if not verdict["passed"] and not job.force:
-        ReindexJob.objects.filter(pk=job.pk).update(
-            status=ReindexStatus.REJECTED, gate=verdict, finished_at=timezone.now()
-        )
+    if not verdict["passed"] and not job.params.get("force"):
+        _record(job, status=ReindexStatus.REJECTED, gate=verdict)
         ModelVersion.objects.filter(pk=candidate.pk).update(status=ModelStatus.REJECTED)
-        job.refresh_from_db()
         return job
     promote(candidate)
-    ReindexJob.objects.filter(pk=job.pk).update(
-        status=ReindexStatus.PROMOTED, gate=verdict, finished_at=timezone.now()
-    )
-    job.refresh_from_db()
+    _record(job, status=ReindexStatus.PROMOTED, gate=verdict)
     return job
 
 

@@ -98,7 +98,7 @@ def train_candidate(
 ) -> TrainOutcome:
     """``on_stage`` hears each step's name as it starts: "training", "calibrating", "exporting";
     ``on_epoch`` hears (epoch, validation Recall@1, best) after every epoch (a job reports both as
-    progress; search/services/training_jobs.py). ``with_feedback`` adds shoppers' clicks on searches whose
+    progress; search/jobs/training.py). ``with_feedback`` adds shoppers' clicks on searches whose
     photo was kept (SEARCH_LOG_PHOTOS) as training photos, and what they skipped as hard negatives."""
     from ml.evaluate import plot_report, recall_curve, write_report
     from ml.export import export_saved_model

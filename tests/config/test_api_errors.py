@@ -13,7 +13,7 @@ from catalog.errors import CatalogError
 from config.api_errors import ERRORS, exception_handler, image_error
 from ml.preprocess import ImageRejected
 from search.errors import SearchError
-from search.services.jobs import JobError
+from search.jobs.registry import JobError
 from search.services.reindex import ReindexError
 
 REPO = Path(__file__).resolve().parents[2]

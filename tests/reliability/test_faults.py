@@ -371,7 +371,8 @@ def test_vector_store_down_uploads_pend_and_the_sweeper_heals(
 def test_rolled_back_upload_enqueues_nothing(celery_over_redis: str, media_root, vector_store_path) -> None:
     import os
 
-    from search.services.jobs import job_run, job_submit
+    from search.jobs.records import job_submit
+    from search.jobs.runner import job_run
 
     broker = redis.Redis.from_url(celery_over_redis)
 

@@ -9,8 +9,8 @@ import re
 import pytest
 from django.test import Client
 
+from search.jobs.records import job_submit
 from search.models import Job, JobState, ModelStatus
-from search.services.jobs import job_submit
 from tests.fixtures.images import image_bytes
 
 pytestmark = pytest.mark.django_db

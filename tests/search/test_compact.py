@@ -12,10 +12,11 @@ import pytest
 from catalog import services
 from catalog.models import IndexStatus, ProductImage
 from search.embedders import reset_embedders
+from search.jobs.records import job_claim, job_submit
+from search.jobs.runner import job_run
 from search.models import Job, JobState, ModelKind, ModelStatus, ModelVersion
 from search.services import compact
 from search.services.indexing import index_pending_images
-from search.services.jobs import job_claim, job_run, job_submit
 from search.services.model_versions import bootstrap_model_ensure
 from search.vector_store import vector_store
 from tests.fixtures.images import image_bytes

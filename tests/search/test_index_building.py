@@ -11,9 +11,10 @@ import uuid
 import numpy as np
 import pytest
 
+from search.jobs.records import job_claim, job_submit
+from search.jobs.runner import job_run
 from search.models import Job, ModelKind
 from search.services import index_building
-from search.services.jobs import job_claim, job_run, job_submit
 from search.services.model_versions import model_activate, model_version_register
 from search.vector_store import INDEX_SPEC, Beam, SearchFilter, vector_store
 
@@ -135,7 +136,7 @@ def test_a_small_collection_stays_exact_and_the_job_says_so(model) -> None:
 
 
 def test_an_unknown_model_is_refused_at_submission(model) -> None:
-    from search.services.jobs import JobError
+    from search.jobs.registry import JobError
 
     with pytest.raises(JobError):
         job_submit(kind=index_building.JOB_KIND, params={"model": 9999})

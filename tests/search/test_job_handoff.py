@@ -16,9 +16,9 @@ from django.conf import settings
 
 from search import selectors
 from search.embedders import reset_embedders
+from search.jobs.training import database_url
 from search.models import Job, JobState, ModelKind, ModelVersion
 from search.services import reindex
-from search.services.training_jobs import database_url
 from search.vector_store import vector_store
 from tests.fixtures.images import image_bytes
 from tests.search.conftest import CANDIDATE_VERSION

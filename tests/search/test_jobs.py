@@ -12,9 +12,13 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from search.models import Job, JobState, ReindexJob, ReindexStatus
-from search.services import jobs
-from search.services.jobs import JobError, job_kind, job_run, job_submit
+from search import selectors
+from search.jobs import progress, records, registry
+from search.jobs.records import job_submit
+from search.jobs.registry import JobError, job_kind
+from search.jobs.runner import job_run
+from search.models import Job, JobState, ReindexStatus
+from tests.support.reindex import reindex_start
 
 pytestmark = pytest.mark.django_db
 
@@ -34,23 +38,22 @@ def test_kind():
             ctx.log(f"step {n + 1}")
             calls.append(n)
             if job.params.get("cancel_at") == n:
-                jobs.job_cancel(job_id=job.pk, by="the test")
+                records.job_cancel(job_id=job.pk, by="the test")
                 ctx._cancel.set()  # what the heartbeat would notice within HEARTBEAT_S
         if job.params.get("fail"):
             raise ValueError("the input was wrong\nin two lines")
         return {"summary": f"{steps} steps", "steps": steps}
 
-    jobs.job_kinds()
     yield calls
-    jobs._KINDS.pop("test-steps")
+    registry._KINDS.pop("test-steps")
 
 
 def test_a_job_runs_to_its_end_with_progress_and_a_summary(test_kind) -> None:
     job = job_submit(kind="test-steps", params={"steps": 3}, requested_by="the test")
     assert job.state == JobState.QUEUED and job.attempts == 0
-    claimed = jobs.job_claim(kinds=["test-steps"])
+    claimed = records.job_claim(kinds=["test-steps"])
     assert claimed.pk == job.pk and claimed.state == JobState.RUNNING and claimed.attempts == 1
-    assert jobs.job_claim(kinds=["test-steps"]) is None  # nothing else queued
+    assert records.job_claim(kinds=["test-steps"]) is None  # nothing else queued
     done = job_run(claimed)
     assert done.state == JobState.SUCCEEDED
     assert (done.done, done.total) == (3, 3)
@@ -68,8 +71,8 @@ def test_a_failing_runner_fails_its_job_with_one_line(test_kind) -> None:
 
 def test_cancel_a_queued_job_at_once_and_a_running_one_between_steps(test_kind) -> None:
     queued = job_submit(kind="test-steps", params={"steps": 2})
-    assert jobs.job_cancel(job_id=queued.pk).state == JobState.CANCELLED
-    assert jobs.job_claim(job_id=queued.pk) is None  # a cancelled job is never run
+    assert records.job_cancel(job_id=queued.pk).state == JobState.CANCELLED
+    assert records.job_claim(job_id=queued.pk) is None  # a cancelled job is never run
 
     running = job_run(job_submit(kind="test-steps", params={"steps": 5, "cancel_at": 1}, claim=True))
     assert running.state == JobState.CANCELLED
@@ -79,13 +82,13 @@ def test_cancel_a_queued_job_at_once_and_a_running_one_between_steps(test_kind) 
 
 def test_the_log_keeps_a_bounded_tail_and_counts_every_line(test_kind) -> None:
     job = job_submit(kind="test-steps", params={"steps": 1})
-    jobs.job_log(job.pk, [f"line {n}" for n in range(jobs.LOG_LINES + 50)])
-    jobs.job_log(job.pk, ["x" * 5000])
+    records.job_log(job.pk, [f"line {n}" for n in range(records.LOG_LINES + 50)])
+    records.job_log(job.pk, ["x" * 5000])
     job.refresh_from_db()
     lines = job.log.splitlines()
-    assert len(lines) == jobs.LOG_LINES and lines[0] == "line 51"
-    assert lines[-1] == "x" * jobs.LOG_LINE_CHARS
-    assert job.log_lines == jobs.LOG_LINES + 51
+    assert len(lines) == records.LOG_LINES and lines[0] == "line 51"
+    assert lines[-1] == "x" * records.LOG_LINE_CHARS
+    assert job.log_lines == records.LOG_LINES + 51
 
 
 def test_the_log_keeps_only_the_latest_state_of_each_progress_bar(test_kind) -> None:
@@ -100,8 +103,8 @@ def test_the_log_keeps_only_the_latest_state_of_each_progress_bar(test_kind) -> 
     keras = [
         f"\x1b[1m{n:2d}/17\x1b[0m \x1b[32m{'━' * n}\x1b[0m 2s 200ms/step - loss: 0.5" for n in range(1, 18)
     ]
-    jobs.job_log(job.pk, ["training process 1", *decoding[:2]])
-    jobs.job_log(job.pk, [decoding[2], "caching 64 views", *keras, "epoch 1: val Recall@1 0.25", keras[0]])
+    records.job_log(job.pk, ["training process 1", *decoding[:2]])
+    records.job_log(job.pk, [decoding[2], "caching 64 views", *keras, "epoch 1: val Recall@1 0.25", keras[0]])
     job.refresh_from_db()
     assert job.log.splitlines() == [
         "training process 1",
@@ -113,7 +116,7 @@ def test_the_log_keeps_only_the_latest_state_of_each_progress_bar(test_kind) -> 
     ]
     assert job.log_lines == 6  # a refresh adds no line: a follower prints only lines that are new
     # Keras's per-epoch summary (verbose=2) is not a bar: each epoch's line stays.
-    jobs.job_log(job.pk, ["17/17 - 3s - 200ms/step - loss: 0.5", "17/17 - 3s - 190ms/step - loss: 0.4"])
+    records.job_log(job.pk, ["17/17 - 3s - 200ms/step - loss: 0.5", "17/17 - 3s - 190ms/step - loss: 0.4"])
     job.refresh_from_db()
     assert job.log.splitlines()[-2:] == [
         "17/17 - 3s - 200ms/step - loss: 0.5",
@@ -144,7 +147,7 @@ def test_two_runners_never_claim_one_job() -> None:
     def claim() -> None:
         try:
             barrier.wait()
-            if jobs.job_claim(kinds=["rollback"]) is not None:
+            if records.job_claim(kinds=["rollback"]) is not None:
                 won.append(1)
         finally:
             connection.close()
@@ -171,12 +174,15 @@ def _left_running(kind: str, *, attempts: int = 1, **fields) -> Job:
 def test_a_dead_runners_jobs_are_requeued_or_failed_with_the_reason(active_model, candidate) -> None:
     resumable = _left_running("index_pending")
     training = _left_running("train", params={"options": {"weights": "none"}})
-    worn_out = _left_running("reindex", attempts=jobs.MAX_ATTEMPTS, params={"model": candidate.version})
-    work = ReindexJob.objects.create(model_version=candidate, status=ReindexStatus.RUNNING, total=3)
-    Job.objects.filter(pk=worn_out.pk).update(result={"reindex_job": work.pk})
+    worn_out = _left_running("reindex", attempts=records.MAX_ATTEMPTS, params={"model": candidate.version})
+    # Begun: its result holds the reindex's state, so the candidate's collection takes writes.
+    Job.objects.filter(pk=worn_out.pk).update(
+        result={"model_version": candidate.version, "status": ReindexStatus.RUNNING, "total": 3}
+    )
+    assert selectors.reindex_in_progress().pk == worn_out.pk
     alive = job_submit(kind="rollback", claim=True)  # beat just now
 
-    assert jobs.job_recover_stale() == [resumable.pk]
+    assert records.job_recover_stale() == [resumable.pk]
     resumable.refresh_from_db()
     assert resumable.state == JobState.QUEUED and resumable.runner == ""
     assert "(gone:4242:t) stopped answering" in resumable.log and "queued again (run 2 of 3)" in resumable.log
@@ -186,10 +192,9 @@ def test_a_dead_runners_jobs_are_requeued_or_failed_with_the_reason(active_model
     assert training.error.endswith("this kind of job cannot resume; submit it again.")
     worn_out.refresh_from_db()
     assert worn_out.state == JobState.FAILED and "given up after 3 runs" in worn_out.error
-    work.refresh_from_db()
-    assert work.status == ReindexStatus.FAILED  # released: a new reindex may start
+    assert selectors.reindex_in_progress() is None  # ended with its job: a new reindex may start
     assert Job.objects.get(pk=alive.pk).state == JobState.RUNNING
-    assert jobs.job_recover_stale() == []
+    assert records.job_recover_stale() == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -197,19 +202,22 @@ def test_a_reindex_left_by_a_dead_runner_resumes_from_its_cursor(
     indexed_catalog, active_model, candidate
 ) -> None:
     """The web process died mid-reindex: after the restart its runner re-queues the job and finishes
-    the same ReindexJob from its cursor, without filling the first images again."""
+    the same reindex from its cursor (kept on the job), without filling the first images again."""
     from search.selectors import image_ids_in_order
-    from search.services import reindex
     from search.services.indexing import fill_collection
     from search.vector_store import vector_store
     from workers.embedded import JobRunner
 
-    work = reindex.reindex_start(model=candidate, force=True)
+    job = reindex_start(candidate, force=True)
     first = image_ids_in_order(limit=1)
     fill_collection(first, candidate)
-    ReindexJob.objects.filter(pk=work.pk).update(status=ReindexStatus.RUNNING, cursor=first[0], done=1)
-    job = _left_running("reindex", params={"model": candidate.version, "force": True})
-    Job.objects.filter(pk=job.pk).update(result={"reindex_job": work.pk})
+    old = timezone.now() - timedelta(minutes=10)
+    Job.objects.filter(pk=job.pk).update(
+        result={**job.result, "cursor": first[0], "indexed": 1},
+        runner="gone:4242:t",
+        heartbeat_at=old,
+        started_at=old,
+    )
 
     vector_store()
     runner = JobRunner(poll_s=0.1)
@@ -224,9 +232,9 @@ def test_a_reindex_left_by_a_dead_runner_resumes_from_its_cursor(
     job.refresh_from_db()
     assert job.state == JobState.SUCCEEDED, job.error
     assert job.attempts == 2 and "resuming reindex" in job.log and "at 1/3" in job.log
-    work.refresh_from_db()
-    assert work.status == ReindexStatus.PROMOTED and (work.done, work.total) == (3, 3)
-    assert ReindexJob.objects.count() == 1
+    assert job.result["status"] == ReindexStatus.PROMOTED
+    assert (job.result["indexed"], job.result["total"]) == (3, 3) and (job.done, job.total) == (3, 3)
+    assert Job.objects.filter(kind="reindex").count() == 1
 
 
 def test_a_command_runs_the_job_itself_when_nothing_else_owns_the_store(
@@ -240,7 +248,7 @@ def test_a_command_runs_the_job_itself_when_nothing_else_owns_the_store(
     assert out.getvalue().strip().splitlines()[-1] == "Indexed 0 image(s); 0 failed."
 
 
-def test_a_failed_reindex_releases_its_reindex_job(
+def test_a_failed_reindex_is_no_longer_in_progress(
     indexed_catalog, active_model, candidate, tmp_path
 ) -> None:
     from search.embedders import reset_embedders
@@ -250,10 +258,7 @@ def test_a_failed_reindex_releases_its_reindex_job(
     reset_embedders()  # an earlier test may have loaded v8 from where its files were
     job = job_run(job_submit(kind="reindex", params={"model": candidate.version}, claim=True))
     assert job.state == JobState.FAILED and "gone" in job.error and "\n" not in job.error
-    work = ReindexJob.objects.get(pk=job.result["reindex_job"])
-    assert work.status == ReindexStatus.FAILED and work.error == job.error
-    from search import selectors
-
+    assert job.result["model_version"] == candidate.version  # it had begun
     assert selectors.reindex_in_progress() is None  # a new reindex may start
 
 
@@ -264,7 +269,7 @@ def test_the_demos_training_is_queued_once(active_model, candidate) -> None:
     job = Job.objects.get()  # the second run found it queued
     assert out.getvalue().splitlines()[-1] == f"Job {job.pk} is training already; not training again."
     assert job.params == {"options": {"weights": "none"}, "then_promote": True}
-    jobs.job_cancel(job_id=job.pk)
+    records.job_cancel(job_id=job.pk)
     from search.services.model_versions import model_activate
     from search.vector_store import vector_store
 
@@ -293,8 +298,8 @@ def test_index_progress_carries_a_pace(active_model, media_root) -> None:
 
 def test_rate_counts_from_its_first_update_and_says_its_unit(monkeypatch) -> None:
     clock = iter([100.0, 102.0, 102.0, 102.0])
-    monkeypatch.setattr(jobs.time, "monotonic", lambda: next(clock))
-    rate = jobs.Rate("images", every_s=1.0)
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    rate = progress.Rate("images", every_s=1.0)
     rate.update(50)  # a resumed job: what earlier runs did is not this run's pace
     rate.update(90)
     assert rate.per_s() == 20.0 and rate.text() == "20.0 images/s" and rate.count == 90

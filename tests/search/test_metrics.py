@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from catalog import services
 from catalog.models import IndexStatus, ProductImage
-from search.models import ReindexJob, ReindexStatus
+from search.models import Job, JobState, ReindexStatus
 from tests.fixtures.images import image_bytes
 from tests.support.metrics import assert_sane_histogram, samples, scrape, value
 
@@ -96,8 +96,9 @@ def test_index_gauges_match_the_database(client, indexed_catalog, active_model, 
     ]
     ProductImage.objects.filter(pk=waiting[0].pk).update(index_status=IndexStatus.FAILED)
     ProductImage.objects.filter(pk=waiting[1].pk).update(updated_at=timezone.now() - timedelta(seconds=120))
-    ReindexJob.objects.create(
-        model_version=active_model, status=ReindexStatus.RUNNING, total=10, done=4, failed=1
+    reindex = {"model_version": active_model.version, "status": ReindexStatus.RUNNING}
+    Job.objects.create(
+        kind="reindex", state=JobState.RUNNING, result={**reindex, "total": 10, "indexed": 4, "failed": 1}
     )
 
     families = scrape(client)

@@ -11,13 +11,14 @@ from django.core.management import call_command
 
 from catalog import services
 from catalog.models import IndexStatus, ProductImage
-from search.models import ModelStatus, ReindexStatus
+from search.models import Job, ModelStatus, ReindexStatus
 from search.selectors import active_model as get_active
 from search.services import reindex
 from search.services.reconcile import reconcile
 from search.vector_store import vector_store
 from tests.fixtures.images import image_bytes
 from tests.search.conftest import CANDIDATE_VERSION
+from tests.support.reindex import reindex_start
 
 pytestmark = pytest.mark.django_db
 
@@ -46,14 +47,14 @@ def test_reindex_keeps_answering_and_dual_writes(
 
     reindex.BATCH = 2  # several batches even for a tiny catalog
     try:
-        job = reindex.reindex_start(model=candidate, force=True)
+        job = reindex_start(candidate, force=True)
         store = vector_store()
         job = reindex.reindex_fill(job, on_batch=during_fill)
     finally:
         reindex.BATCH = 64
     assert seen_versions and set(seen_versions) == {active_model.version}
     assert store.retrieve(active_model.collection, uploaded)  # the upload reached the live collection too
-    assert job.status == ReindexStatus.PROMOTED
+    assert job.result["status"] == ReindexStatus.PROMOTED
     assert get_active().version == CANDIDATE_VERSION
     ids = _all_ids()
     assert store.count(candidate.collection) == len(ids) == 4
@@ -75,7 +76,7 @@ def test_rollback_restores_the_previous_model_and_fills_its_gaps(
     indexed_catalog, active_model, candidate, django_capture_on_commit_callbacks
 ) -> None:
     products, _ = indexed_catalog
-    reindex.reindex_fill(reindex.reindex_start(model=candidate, force=True))
+    reindex.reindex_fill(reindex_start(candidate, force=True))
     with django_capture_on_commit_callbacks(execute=True):
         new = services.product_image_add(product=products["BLU-1"], data=image_bytes(color=(0, 0, 150))).image
     store = vector_store()
@@ -124,17 +125,18 @@ def test_gate_rejects_a_worse_candidate_unless_forced(active_model, candidate, i
     candidate.eval_image_ids = [str(i.pk) for i in images if i.display_order == 0]
     candidate.save()
 
-    job = reindex.reindex_start(model=candidate)
-    rejected = reindex.gate_and_promote(job)
-    assert rejected.status == ReindexStatus.REJECTED
-    assert rejected.gate["passed"] is False
-    assert rejected.gate["active"]["recall@1"] == 1.0 and rejected.gate["candidate"]["recall@1"] < 1.0
+    job = reindex_start(candidate)
+    rejected = reindex.gate_and_promote(job).result
+    assert rejected["status"] == ReindexStatus.REJECTED
+    assert rejected["gate"]["passed"] is False
+    assert rejected["gate"]["active"]["recall@1"] == 1.0 and rejected["gate"]["candidate"]["recall@1"] < 1.0
+    assert Job.objects.get(pk=job.pk).result == job.result  # the state is on the job's row
     assert get_active().pk == active_model.pk
     candidate.refresh_from_db()
     assert candidate.status == ModelStatus.REJECTED
 
-    forced = reindex.reindex_start(model=candidate, force=True)
-    assert reindex.gate_and_promote(forced).status == ReindexStatus.PROMOTED
+    forced = reindex_start(candidate, force=True)  # the rejected one is no longer in progress
+    assert reindex.gate_and_promote(forced).result["status"] == ReindexStatus.PROMOTED
     assert get_active().pk == candidate.pk
 
 
@@ -180,14 +182,14 @@ def test_reconcile_repairs_changes_made_behind_the_platforms_back(indexed_catalo
 
 def test_reindex_refuses_without_a_candidate(active_model) -> None:
     with pytest.raises(reindex.ReindexError, match="No candidate model"):
-        reindex.reindex_start()
+        reindex_start()
 
 
 def test_with_one_photo_per_product_the_gate_compares_augmented_views(
     active_model, candidate, indexed_catalog
 ) -> None:
     # indexed_catalog has one photo of each product: no held-out photo has another of its product.
-    reindex.reindex_fill(reindex.reindex_start(model=candidate, force=True))
+    reindex.reindex_fill(reindex_start(candidate, force=True))
     from search.services import gate
 
     labels = {str(pk): pid for pk, pid in ProductImage.objects.values_list("pk", "product_id")}

@@ -18,8 +18,8 @@ import pytest
 from django.conf import settings
 
 from search import selectors
+from search.jobs.training import database_url
 from search.models import Job, JobState
-from search.services.training_jobs import database_url
 from search.vector_store import vector_store
 from tests.support.celery_worker import wait_until
 

@@ -6,21 +6,22 @@ import pytest
 
 from catalog import services
 from search import selectors
-from search.services.reindex import promote, reindex_start
+from search.services.reindex import promote
 from tests.fixtures.images import image_bytes
+from tests.support.reindex import reindex_start
 
 pytestmark = pytest.mark.django_db
 
 
 def test_write_targets_are_the_active_model_then_the_one_being_filled(active_model, candidate) -> None:
     assert selectors.write_targets() == [active_model]
-    reindex_start(model=candidate)
+    reindex_start(candidate)
     assert selectors.write_targets() == [active_model, candidate]
 
 
 def test_previous_model_is_the_one_that_stepped_down(active_model, candidate) -> None:
     assert selectors.previous_model() is None
-    reindex_start(model=candidate)  # creates the candidate's collection
+    reindex_start(candidate)  # creates the candidate's collection
     promote(candidate)
     assert selectors.previous_model() == active_model
     assert selectors.active_model() == candidate

@@ -11,8 +11,8 @@ from django.core.management import call_command
 
 from catalog import services
 from search import selectors
+from search.jobs.records import job_cancel
 from search.models import Job, JobState, ModelKind, ModelStatus, ModelVersion
-from search.services.jobs import job_cancel
 from tests.fixtures.images import image_bytes
 from tests.support.celery_worker import wait_until
 

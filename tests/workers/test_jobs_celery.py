@@ -12,8 +12,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from search import selectors
+from search.jobs import records as jobs
 from search.models import Job, JobState
-from search.services import jobs
 from tests.search.conftest import (  # noqa: F401  (the fixtures)
     CANDIDATE_VERSION,
     candidate,
@@ -40,11 +40,7 @@ def test_manage_reindex_hands_the_job_to_a_worker_and_follows_it(
     text = out.getvalue()
     assert f"Job {job.pk} (reindex) queued for the Celery workers." in text
     assert "filling images_8 with 3 images for v8 (serving now: v7)" in text  # its log, followed here
-    assert (
-        text.strip()
-        .splitlines()[-1]
-        .startswith(f"Reindex {job.result['reindex_job']} promoted: v8 serves now")
-    )
+    assert text.strip().splitlines()[-1].startswith(f"Reindex job {job.pk} promoted: v8 serves now")
     assert job.state == JobState.SUCCEEDED and job.runner.split(":")[1] != str(__import__("os").getpid())
     assert selectors.active_model().version == CANDIDATE_VERSION
     assert redis.Redis.from_url(worker.broker_url).llen("reindex") == 0

@@ -18,7 +18,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        from search.services.training_jobs import add_catalog_training_arguments
+        from search.jobs.training import add_catalog_training_arguments
 
         parser.add_argument(
             "--output", type=Path, default=None, help="Run folder (default var/train/<timestamp>)."
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             action="store_true",
             help="Do nothing when a model trained on the catalog serves, or a training is queued or running.",
         )
-        # The training process a job's runner starts (search/services/training_jobs.py).
+        # The training process a job's runner starts (search/jobs/kinds/train.py).
         parser.add_argument("--job", type=int, default=None, help=argparse.SUPPRESS)
         parser.add_argument("--nice", type=int, default=0, help=argparse.SUPPRESS)
 
@@ -48,9 +48,11 @@ class Command(BaseCommand):
             return self._train_for_job(o["job"], o["nice"])
         if o["unless_trained"] and self._trained_or_training():
             return None
+        from search.jobs.records import job_submit
+        from search.jobs.registry import JobError
+        from search.jobs.runner import job_run
+        from search.jobs.training import train_defaults
         from search.management.job_console import report, run_job_command
-        from search.services.jobs import JobError, job_run, job_submit
-        from search.services.training_jobs import train_defaults
 
         defaults = train_defaults()
         given = {
@@ -103,7 +105,7 @@ class Command(BaseCommand):
 
     def _train_here(self, o: dict, output: Path, ctx) -> dict:
         from ml.train_args import config_from_args
-        from search.services.training_jobs import outcome_result, train_reporting
+        from search.jobs.training import outcome_result, train_reporting
 
         outcome = train_reporting(
             config=config_from_args(o, output_dir=str(output)),
@@ -122,15 +124,16 @@ class Command(BaseCommand):
         from ml.backbones import WeightsError
         from ml.data import TrainingDataError
         from ml.train_args import config_from_args
-        from search.models import Job
-        from search.services.jobs import JobError, job_progress
-        from search.services.training_jobs import (
+        from search.jobs.records import job_progress
+        from search.jobs.registry import JobError
+        from search.jobs.training import (
             parse_train_options,
             record_outcome,
             train_defaults,
             train_reporting,
             watch_parent,
         )
+        from search.models import Job
 
         if nice and hasattr(os, "nice"):
             os.nice(nice)

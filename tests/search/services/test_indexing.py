@@ -8,9 +8,9 @@ from django.core.files.storage import default_storage
 from catalog import services
 from catalog.models import IndexStatus, ProductImage
 from search.services.indexing import fill_collection, index_pending_images, repair_missing
-from search.services.reindex import reindex_start
 from search.vector_store import vector_store
 from tests.fixtures.images import image_bytes
+from tests.support.reindex import reindex_start
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_live_path_marks_rows_and_skips_what_the_active_model_indexed(active_mod
 
 
 def test_live_path_writes_every_collection_that_takes_writes(active_model, candidate, media_root) -> None:
-    reindex_start(model=candidate)  # the candidate's collection is being filled
+    reindex_start(candidate)  # the candidate's collection is being filled
     (image,) = _pending_images(1)
     index_pending_images([str(image.pk)])
     store = vector_store()

@@ -1,6 +1,7 @@
-"""Training as a job. The runner starts a training process at low priority (``manage.py train --job N``)
-and follows it: the process's output becomes the job's log, and the process reports its epochs as the
-job's progress. Training needs no vector store (it reads the media and the database, and writes model
+"""Training as a job, apart from its runner (search/jobs/kinds/train.py, which starts a training process
+at low priority, ``manage.py train --job N``, and follows it): the training options a job may set, the
+training process's progress reporting, and that process's environment. The process's output becomes the
+job's log, and the process reports its epochs as the job's progress. Training needs no vector store (it reads the media and the database, and writes model
 files and a ModelVersion row), so it runs beside the web process without holding anything up.
 ``manage.py train`` in the foreground trains in its own process with the same progress reporting.
 """
@@ -12,13 +13,9 @@ import contextlib
 import io
 import math
 import os
-import queue
 import re
-import signal
-import subprocess
 import sys
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -28,8 +25,8 @@ from django.conf import settings
 from django.db import connection
 
 from ml.evaluate import MAP_AT_R, RECALL_AT_1, RECALL_AT_5
-from search.models import Job
-from search.services.jobs import JobCancelled, JobContext, JobError, JobFailed, job_set_result, job_submit
+from search.jobs.records import job_set_result
+from search.jobs.registry import JobError
 
 if TYPE_CHECKING:
     from ml.train_config import TrainConfig
@@ -261,7 +258,7 @@ def watch_parent() -> None:
     threading.Thread(target=loop, name="lookalike-parent-watch", daemon=True).start()
 
 
-# --- in the runner: start and follow the training process --------------------------------------------
+# --- the training process's environment, set by the runner that starts it -----------------------------
 
 
 def database_url() -> str:
@@ -293,90 +290,3 @@ def child_environment() -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def _failure(tail: deque[str], code: int) -> str:
-    for line in reversed(tail):
-        if line.startswith("CommandError: "):
-            return line.removeprefix("CommandError: ")
-    last = tail[-1] if tail else "no output"
-    return f"The training process exited with status {code}: {last}"
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=15)
-
-
-def run_train(job: Job, ctx: JobContext) -> dict[str, Any]:
-    """The "train" runner: a training process at low priority (JOB_TRAIN_NICE), followed to its end;
-    with ``then_promote``, a reindex job for the new candidate is submitted after it."""
-    _, config = parse_train_options(job.params.get("options") or {})
-    ctx.progress(0, epochs_planned(config) + len(AFTER_EPOCHS))
-    command = [
-        *(sys.executable, "-m", "django", "train", "--job", str(job.pk)),
-        *("--nice", str(settings.JOB_TRAIN_NICE)),
-    ]
-    proc = subprocess.Popen(
-        command,
-        cwd=settings.BASE_DIR,
-        env=child_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        start_new_session=True,  # its own process group: a cancel stops it and anything it started
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        assert proc.stdout is not None  # started with stdout=PIPE
-        for raw in proc.stdout:
-            lines.put(raw)
-        lines.put(None)
-
-    threading.Thread(target=read, name=f"lookalike-job-{job.pk}-output", daemon=True).start()
-    tail: deque[str] = deque(maxlen=40)
-    try:
-        while True:
-            if ctx.cancelled():
-                _stop(proc)
-                raise JobCancelled()
-            try:
-                raw = lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if raw is None:
-                break
-            line = raw.rstrip("\n").rsplit("\r", 1)[-1].rstrip()
-            if line and not NOISE.match(line):
-                tail.append(line)
-                ctx.log(line)
-        code = proc.wait()
-    except BaseException:
-        if proc.poll() is None:
-            _stop(proc)
-        raise
-    if code != 0:
-        raise JobFailed(_failure(tail, code))
-    result = dict(Job.objects.get(pk=job.pk).result)
-    if not result.get("model_version"):
-        raise JobFailed("The training process ended without recording a candidate model.")
-    total = epochs_planned(config) + len(AFTER_EPOCHS)
-    ctx.progress(total, total)
-    if job.params.get("then_promote"):
-        follow = job_submit(
-            kind="reindex",
-            params={"model": result["model_version"]},
-            requested_by=f"job {job.pk} (train, then promote)",
-        )
-        result["promote_job"] = follow.pk
-        ctx.log(f"submitted job {follow.pk}: reindex and promote v{result['model_version']} through the gate")
-    return result
