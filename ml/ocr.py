@@ -42,7 +42,10 @@ ENGINE = "rapidocr-3.10/PP-OCRv6-small"
 MODEL_FILES = ("PP-OCRv6_det_small.onnx", "ch_ppocr_mobile_v2.0_cls_mobile.onnx", "PP-OCRv6_rec_small.onnx")
 DEFAULT_BUDGET_S = 10.0
 # The query profile's detection size (the long side, px). Measured on 40 Grocery validation photos of
-# packages (348 px), one core: see QUERY_PROFILE_MEASURED.
+# packages (348 px), one thread, on a 2-core machine at load 5 (other jobs; quiet figures are lower):
+# catalog profile p50 1149 / p95 3014 ms; long side 480 p50 423 / p95 1405 ms; 480 and the 8 largest
+# lines p50 499 / p95 894 ms (384 px: 465 / 873, the same words); 36 of 40 photos gave words in each.
+# Recognition was three quarters of the time, hence the cap on lines.
 QUERY_DET_SIDE = 480
 # Lines the query profile recognises, the largest boxes first: recognition is most of a reading's time
 # and grows with the lines found (a pack's small print has dozens), while the brand and the product's
