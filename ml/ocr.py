@@ -84,11 +84,13 @@ _query_threads = 1
 # interrupted; a late reading finishes on that thread and is dropped, and the next image waits for it
 # within its own budget (an image failed that way is read again by the sweep).
 _executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookalike-ocr")
-# The query readers: a late reading finishes there and is dropped, as above; a reader still busy with a
-# late one makes the next query wait within its own budget (then it is answered without its words).
+# The query readers: a late reading finishes there and is dropped, as above. A query finding every
+# reader busy (late readings of an overloaded host) is not queued behind them: it is answered at once
+# without its words, so an overload costs the shoppers their re-ranking, not a wait of a budget each.
 _query_executor = concurrent.futures.ThreadPoolExecutor(
     max_workers=QUERY_READERS, thread_name_prefix="lookalike-ocr-query"
 )
+_query_slots = threading.BoundedSemaphore(QUERY_READERS)
 
 
 def configure(*, threads: int | None = None, query_threads: int | None = None) -> None:
@@ -191,26 +193,31 @@ def read_words(image: Image.Image | np.ndarray, *, budget_s: float = DEFAULT_BUD
     """The text read on ``image`` (an upright RGB picture), in the engine's reading order.
 
     Raises ``OcrTimeout`` past ``budget_s`` and ``OcrUnavailable`` when the engine cannot run."""
-    return _submit(_executor, image, budget_s, query=False)
+    return _wait(_executor.submit(_run, _pixels(image), False), budget_s)
 
 
 def read_query_words(image: Image.Image | np.ndarray, *, budget_s: float) -> list[Word]:
-    """As ``read_words`` with the query profile: a shopper's photo, read while the shopper waits."""
-    return _submit(_query_executor, image, budget_s, query=True)
+    """As ``read_words`` with the query profile: a shopper's photo, read while the shopper waits.
+
+    Raises ``OcrTimeout`` at once when every query reader is still busy."""
+    pixels = _pixels(image)
+    if not _query_slots.acquire(blocking=False):
+        raise OcrTimeout("every query reader is busy")
+    future = _query_executor.submit(_run, pixels, True)
+    # The slot is free again when the reading ends, in time or late.
+    future.add_done_callback(lambda _: _query_slots.release())
+    return _wait(future, budget_s)
 
 
-def _submit(
-    executor: concurrent.futures.ThreadPoolExecutor,
-    image: Image.Image | np.ndarray,
-    budget_s: float,
-    *,
-    query: bool,
-) -> list[Word]:
+def _pixels(image: Image.Image | np.ndarray) -> np.ndarray:
     pixels = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError("read_words takes an RGB image")
     # The engine expects OpenCV's channel order.
-    future = executor.submit(_run, np.ascontiguousarray(pixels[:, :, ::-1]), query)
+    return np.ascontiguousarray(pixels[:, :, ::-1])
+
+
+def _wait(future: concurrent.futures.Future[list[Word]], budget_s: float) -> list[Word]:
     try:
         return future.result(timeout=budget_s)
     except concurrent.futures.TimeoutError as exc:
