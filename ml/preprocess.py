@@ -191,6 +191,18 @@ def preprocess(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Bytes -> validated, upright, optionally cropped, resized ``uint8`` [size, size, 3] array."""
+    return to_model_input(load_cropped(data, crop=crop, max_bytes=max_bytes, max_pixels=max_pixels), size)
+
+
+def load_cropped(
+    data: bytes,
+    *,
+    crop: tuple[int, int, int, int] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Bytes -> validated, upright, optionally cropped RGB image at its own size (a search embeds it and
+    may read its text: one decode for both)."""
     image, _ = load_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
     if crop is not None:
         x, y, w, h = crop
@@ -200,4 +212,4 @@ def preprocess(
                 f"The crop box starts outside the {image.width}x{image.height} image.",
             )
         image = image.crop((x, y, min(x + w, image.width), min(y + h, image.height)))
-    return to_model_input(image, size)
+    return image

@@ -215,6 +215,20 @@ DUPLICATE_SCORE_THRESHOLD = env_float("DUPLICATE_SCORE_THRESHOLD", 0.97)
 OCR_ENABLED = env_bool("OCR_ENABLED", True)
 OCR_BUDGET_S = env_float("OCR_BUDGET_S", 10.0)
 OCR_THREADS = env_int("OCR_THREADS", 1)
+# A shopper's photo whose visual answer is not clear-cut (the top product's score leads the next one's
+# by less than SEARCH_TEXT_MARGIN) is read once, within SEARCH_TEXT_BUDGET_MS, and its first
+# SEARCH_TEXT_CANDIDATES products re-ranked by visual score + SEARCH_TEXT_WEIGHT x their text match
+# (search/services/text_rerank.py). Margin and weight were chosen on the Grocery VALIDATION split
+# (bench/text.py --calibrate), never on test: the pretrained model, 81 web-shop images, 296 validation
+# photos, R@1 0.385 -> 0.426 (packages 0.36 -> 0.47, fruit 0.297 -> 0.306, vegetables unchanged) at
+# margin 0.05, weight 0.5, 10 candidates (2026-12-06). Past the budget the visual answer stands.
+SEARCH_TEXT_RERANK = env_bool("SEARCH_TEXT_RERANK", True)
+SEARCH_TEXT_MARGIN = env_float("SEARCH_TEXT_MARGIN", 0.05)
+SEARCH_TEXT_WEIGHT = env_float("SEARCH_TEXT_WEIGHT", 0.5)
+SEARCH_TEXT_CANDIDATES = env_int("SEARCH_TEXT_CANDIDATES", 10)
+SEARCH_TEXT_BUDGET_MS = env_int("SEARCH_TEXT_BUDGET_MS", 300)
+# The query reader's intra-op threads: a search waits for it, so it may take both cores of a small host.
+OCR_QUERY_THREADS = env_int("OCR_QUERY_THREADS", 2)
 
 # --- Search log ---------------------------------------------------------------------------------
 # Every API search is logged (no photo; the client as a keyed hash of its address, never the address).

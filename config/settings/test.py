@@ -47,3 +47,5 @@ AUTO_BOOTSTRAP_MODEL = False
 # Reading text (about 1 s per image on a background thread) only where a test asks for it
 # (tests/search/test_image_text.py): elsewhere the reader thread would outlive the test that uploaded.
 OCR_ENABLED = False
+# Reading a search photo's words costs a few hundred ms: the tests of the re-ranking turn it on.
+SEARCH_TEXT_RERANK = False

@@ -169,6 +169,9 @@ class TimingsOutput(serializers.Serializer):
     decode = serializers.FloatField()
     embed = serializers.FloatField()
     search = serializers.FloatField()
+    read_text = serializers.FloatField(
+        help_text="Reading the words on the photo and scoring the candidates by them; 0 when not read."
+    )
     catalog = serializers.FloatField()
     total = serializers.FloatField()
 
@@ -186,8 +189,25 @@ class SearchOutput(serializers.Serializer):
         "before the model is calibrated, and for a search by product, sku or image (more like this: "
         "similar products, never a match verdict; no result carries a match either).",
     )
+    reranked_by_text = serializers.BooleanField(
+        help_text="True when the words read on the photo changed the order of the results (a photo "
+        "search without q whose visual answer was not clear-cut). The match verdict is then null."
+    )
+    words_read = serializers.SerializerMethodField()
     timings_ms = TimingsOutput()
     results = HitOutput(many=True, source="hits")
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.CharField(),
+            allow_null=True,
+            help_text="The lines of text read on the photo (empty: none); null when the photo was not "
+            "read (a clear-cut visual answer, the reading off or past its time budget, or no photo).",
+        )
+    )
+    def get_words_read(self, outcome) -> list[str] | None:
+        rerank = outcome.text_rerank
+        return list(rerank.words) if rerank is not None and rerank.read else None
 
 
 def present_hits(hits: list[SearchHit], request: HttpRequest) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from prometheus_client import Counter, Histogram
 # Seconds: from a stored-vector lookup (about 1 ms) to a model server at its 5 s deadline.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-SEARCH_STAGES = ("decode", "embed", "search", "catalog", "total")
+SEARCH_STAGES = ("decode", "embed", "search", "read_text", "catalog", "total")
 # What a search started from: a photo (decode + embed), a product or an image (a stored vector, so
 # "embed" is a lookup).
 QUERY_KINDS = ("photo", "product", "image")

@@ -1,6 +1,8 @@
 """The similarity search: query by photo, by product, by image or by words; filters; one hit per
 product. Words (``q``) alone search the text index (search/services/text_index.py); with a photo or
-a product they re-rank its visual answer by reciprocal rank fusion of the two rankings.
+a product they re-rank its visual answer by reciprocal rank fusion of the two rankings. A photo
+without ``q`` whose visual answer is not clear-cut is re-ranked by the words read on it
+(search/services/text_rerank.py).
 
 Data in (``SearchQuery``), data out (``SearchOutcome``); the API and the pages present the outcome
 with one serializer (search/api/serializers.py).
@@ -15,11 +17,13 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from django.conf import settings
+from PIL import Image
 
 from catalog import image_limits
 from catalog import selectors as catalog_selectors
 from ml.calibration import label_hits
-from ml.preprocess import preprocess
+from ml.preprocess import load_cropped, to_model_input
 from ml.serving import EmbedderError
 from ml.text_tokens import terms
 from search import selectors
@@ -28,6 +32,7 @@ from search.errors import SearchError
 from search.metrics import instruments
 from search.models import ModelVersion
 from search.services.text_index import TEXT_COLLECTION
+from search.services.text_rerank import TextRerank, rerank_by_text
 from search.vector_store import (
     CollectionNotFound,
     Hit,
@@ -98,6 +103,12 @@ class SearchOutcome:
     # True when no hit is "same": nothing in the catalog is the photographed product (None: the model
     # is not calibrated, so the answer cannot say, or the query was no photo but a product or image).
     no_match: bool | None = None
+    # What the words read on the photo did to the answer (a photo without ``q`` only).
+    text_rerank: TextRerank | None = None
+
+    @property
+    def reranked_by_text(self) -> bool:
+        return self.text_rerank is not None and self.text_rerank.reranked
 
 
 def _ms(start: float) -> float:
@@ -111,19 +122,21 @@ def _stored_vectors(collection: str, image_ids: list[str]) -> list[np.ndarray]:
 
 def _query_vector(
     query: SearchQuery, model: ModelVersion, timings: dict[str, float]
-) -> tuple[np.ndarray, list[int]]:
-    """The vector to search with, and products to leave out of the results.
+) -> tuple[np.ndarray, list[int], Image.Image | None]:
+    """The vector to search with, products to leave out of the results, and the decoded photo (whose
+    words may re-rank the answer; None for a query by product or image).
 
     A rejected photo raises ml.preprocess.ImageRejected (the API maps its code once for every endpoint).
     """
     if query.image is not None:
         start = time.perf_counter()
-        pixels = preprocess(query.image, model.image_size, crop=query.crop, **image_limits.limits())
+        picture = load_cropped(query.image, crop=query.crop, **image_limits.limits())
+        pixels = to_model_input(picture, model.image_size)
         timings["decode"] = _ms(start)
         start = time.perf_counter()
         vector = embedder_for(model).embed(pixels[None])[0]
         timings["embed"] = _ms(start)
-        return vector, []
+        return vector, [], picture
 
     timings["decode"] = 0.0
     start = time.perf_counter()
@@ -148,7 +161,7 @@ def _query_vector(
         vector = vectors[0]
         exclude = [image.product_id]
     timings["embed"] = _ms(start)  # a stored vector: the lookup stands in for embedding
-    return vector, exclude
+    return vector, exclude, None
 
 
 def clean_text_query(text: str) -> str:
@@ -215,9 +228,10 @@ def search(query: SearchQuery) -> SearchOutcome:
             "model_unavailable",
             "No model is active yet; the catalog is not searchable until its first import.",
         )
+    picture: Image.Image | None = None
     try:
         if query.visual:
-            vector, exclude = _query_vector(query, model, timings)
+            vector, exclude, picture = _query_vector(query, model, timings)
         else:
             vector, exclude = None, []
             timings["decode"] = timings["embed"] = 0.0
@@ -233,6 +247,10 @@ def search(query: SearchQuery) -> SearchOutcome:
         # Two hits at least: whether the first is "the same product" depends on its lead over the second.
         want = max(query.limit, 2)
         hits: list[Hit] = []
+        # The words on a photo re-rank its first SEARCH_TEXT_CANDIDATES products, whatever ``limit``.
+        read_text = picture is not None and query.text is None and settings.SEARCH_TEXT_RERANK
+        if read_text:
+            want = max(want, settings.SEARCH_TEXT_CANDIDATES)
         if vector is not None:
             depth = want if query.text is None else min(want * FUSION_DEPTH, 100)
             hits = vector_store().search(
@@ -253,6 +271,11 @@ def search(query: SearchQuery) -> SearchOutcome:
         raise SearchError("model_unavailable", f"The model server is unavailable: {exc}") from exc
     except VectorStoreError as exc:
         raise SearchError("index_unavailable", f"The vector index is unavailable: {exc}") from exc
+    text_rerank = None
+    timings["read_text"] = 0.0
+    if read_text and picture is not None:
+        hits, text_rerank = rerank_by_text(hits, picture, flt)
+        timings["read_text"] = text_rerank.ms
     start = time.perf_counter()
     # One query: each hit's matched image with its product (the image shown is the one that matched).
     # The catalog, not the vector payload, is the truth for what is shown: a title or price edited a
@@ -268,8 +291,11 @@ def search(query: SearchQuery) -> SearchOutcome:
     # Only a photo gets a verdict: a query by product or stored image ("more like this") leaves that
     # product out and asks for similar products, so "no exact match" would be true of every answer and
     # say nothing (it headed a product page's "looks similar" block once).
-    # Words re-rank the answer and its scores are fused ranks, not similarities: no verdict then.
-    if model.calibration and query.image is not None and query.text is None:
+    # Words re-rank the answer and its scores are fused ranks, not similarities: no verdict then. Nor
+    # when the words on the photo changed the order: the first hit is no longer the most similar one,
+    # and the thresholds were calibrated on the visual answer alone.
+    reranked = text_rerank is not None and text_rerank.reranked
+    if model.calibration and query.image is not None and query.text is None and not reranked:
         for hit, label in zip(
             results, label_hits([h.score for h in results], model.calibration), strict=True
         ):
@@ -278,18 +304,24 @@ def search(query: SearchQuery) -> SearchOutcome:
     results = results[: query.limit]
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)
-    _observe(query, model, timings)
+    _observe(query, model, timings, text_rerank)
     return SearchOutcome(
         model_version=model.version,
         model_kind=model.kind,
         hits=results,
         timings_ms=timings,
         no_match=no_match,
+        text_rerank=text_rerank,
     )
 
 
-def _observe(query: SearchQuery, model: ModelVersion, timings: dict[str, float]) -> None:
+def _observe(
+    query: SearchQuery, model: ModelVersion, timings: dict[str, float], text_rerank: TextRerank | None
+) -> None:
     """The metrics of a finished search, from the timings the response reports (one measurement)."""
+    if text_rerank is None or not text_rerank.ms:
+        # The reading stage's histogram counts the searches that read their photo, not the zeros.
+        timings = {k: v for k, v in timings.items() if k != "read_text"}
     if not query.visual:
         instruments.observe_search(timings, "text")
     elif query.image is not None:

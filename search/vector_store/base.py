@@ -257,6 +257,8 @@ class SearchFilter:
     in_stock: bool | None = None
     exclude_product_ids: list[int] | None = None
     active: bool | None = None
+    # Only these products (the text re-ranking scores a photo's visual candidates and no others).
+    product_ids: list[int] | None = None
 
     def is_empty(self) -> bool:
         return (
@@ -266,6 +268,7 @@ class SearchFilter:
             and self.in_stock is None
             and not self.exclude_product_ids
             and self.active is None
+            and not self.product_ids
         )
 
 
@@ -423,6 +426,7 @@ def merge_exclusions(flt: SearchFilter | None, extra: list[int]) -> SearchFilter
         max_price=base.max_price,
         in_stock=base.in_stock,
         exclude_product_ids=list(base.exclude_product_ids or []) + list(extra),
+        product_ids=base.product_ids,
         active=base.active,
     )
 

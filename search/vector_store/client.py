@@ -662,6 +662,9 @@ def _to_filter(flt: SearchFilter | None) -> models.Filter | None:
     if flt.exclude_product_ids:
         ids = [int(p) for p in flt.exclude_product_ids]
         must_not.append(models.FieldCondition(key="product_id", match=models.MatchAny(any=ids)))
+    if flt.product_ids:
+        keep = [int(p) for p in flt.product_ids]
+        must.append(models.FieldCondition(key="product_id", match=models.MatchAny(any=keep)))
     return models.Filter(must=must or None, must_not=must_not or None)
 
 

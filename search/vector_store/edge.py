@@ -696,6 +696,9 @@ def _to_filter(flt: SearchFilter | None) -> Any:
     if flt.exclude_product_ids:
         ids = [int(p) for p in flt.exclude_product_ids]
         must_not.append(qe.FieldCondition(key="product_id", match=qe.MatchAny(ids)))
+    if flt.product_ids:
+        keep = [int(p) for p in flt.product_ids]
+        must.append(qe.FieldCondition(key="product_id", match=qe.MatchAny(keep)))
     return qe.Filter(must=must or None, must_not=must_not or None)
 
 

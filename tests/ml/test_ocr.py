@@ -54,3 +54,28 @@ def test_missing_models_are_refused_instead_of_downloaded(monkeypatch, tmp_path)
 def test_a_reading_past_its_budget_stops() -> None:
     with pytest.raises(ocr.OcrTimeout):
         ocr.read_words(text_image(["SLOW"] * 6), budget_s=0.001)
+
+
+def test_the_query_profile_reads_the_largest_lines_and_never_queues_behind_busy_readers(monkeypatch) -> None:
+    import threading
+
+    image = text_image(["OAT MILK 1,5%", "Havre 500 ml"])
+    words = ocr.read_query_words(image, budget_s=30)  # the real engine, the query profile
+    assert {"oat", "milk"} <= set(tokenize(" ".join(w.text for w in words))), words
+
+    # Every reader held by a late reading: the next query is refused at once, not queued.
+    release = threading.Event()
+    monkeypatch.setattr(ocr, "_run", lambda pixels, query: release.wait(30) and [])
+    for _ in range(ocr.QUERY_READERS):
+        with pytest.raises(ocr.OcrTimeout):
+            ocr.read_query_words(image, budget_s=0.01)
+    with pytest.raises(ocr.OcrTimeout, match="busy"):
+        ocr.read_query_words(image, budget_s=30)
+    release.set()  # the late readings end and free their readers
+    ocr._query_executor.submit(lambda: None).result(timeout=30)
+    monkeypatch.undo()
+    for _ in range(50):  # the slots come back as the late readings' callbacks run
+        if ocr._query_slots.acquire(timeout=0.1):
+            ocr._query_slots.release()
+            break
+    assert ocr.read_query_words(image, budget_s=30)

@@ -276,6 +276,7 @@ FILTERS: list[tuple[SearchFilter, Callable[[dict[str, Any]], bool]]] = [
     (SearchFilter(in_stock=True), lambda p: p["in_stock"]),
     (SearchFilter(in_stock=False), lambda p: not p["in_stock"]),
     (SearchFilter(exclude_product_ids=[1, 2, 3, 5, 8]), lambda p: p["product_id"] not in (1, 2, 3, 5, 8)),
+    (SearchFilter(product_ids=[2, 3, 5]), lambda p: p["product_id"] in (2, 3, 5)),
     (
         SearchFilter(
             categories=["vegetable", "bakery"], min_price=10, in_stock=True, exclude_product_ids=[7]
@@ -740,6 +741,9 @@ def test_sparse_search_filters_and_product_writes(text_filled: VectorStore) -> N
     assert {h.product_id for h in in_stock} == {1, 2, 4}
     excluded = text_filled.search_sparse(TEXT, query, 10, SearchFilter(exclude_product_ids=[1, 2]))
     assert {h.product_id for h in excluded} == {3, 4}
+    # Only these products: how the re-ranking by a photo's words scores its visual candidates.
+    only = text_filled.search_sparse(TEXT, query, 10, SearchFilter(product_ids=[2, 4], active=True))
+    assert {h.product_id for h in only} == {2, 4}
     assert isinstance(in_stock[0].payload["in_stock"], bool)
 
     text_filled.set_payload_by_product(TEXT, 4, {"active": False, "category": "bakery"})

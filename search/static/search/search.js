@@ -98,8 +98,11 @@
   function render(body) {
     const t = body.timings_ms;
     const kind = MODEL_KINDS[body.model_kind] || body.model_kind || "";
-    const stages = current ? `decode ${Math.round(t.decode)}, embed ${Math.round(t.embed)}, search ${Math.round(t.search)}` : `search ${Math.round(t.search)}`;
-    setStatus(`${body.results.length} products · ${Math.round(t.total)} ms (${stages}) · model v${body.model_version}${kind ? " (" + kind + ")" : ""}`);
+    let stages = current ? `decode ${Math.round(t.decode)}, embed ${Math.round(t.embed)}, search ${Math.round(t.search)}` : `search ${Math.round(t.search)}`;
+    if (t.read_text) stages += `, reading the pack ${Math.round(t.read_text)}`;
+    // The words read on the photo re-ranked its look-alikes: say so, with what was read.
+    const words = body.reranked_by_text && body.words_read ? ` · re-ranked by the words on the pack: ${body.words_read.join(" ")}` : "";
+    setStatus(`${body.results.length} products · ${Math.round(t.total)} ms (${stages}) · model v${body.model_version}${kind ? " (" + kind + ")" : ""}${words}`);
     // A calibrated model says when nothing in the catalog is the photographed product.
     noMatch.hidden = body.no_match !== true;
     results.replaceChildren(...body.results.map((hit) => {
