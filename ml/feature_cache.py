@@ -100,8 +100,20 @@ def views_per_image(
     counts = np.bincount(labels)
     per_image = np.maximum(views, np.ceil(min_views_per_product / counts[labels])).astype(np.int32)
     if max_total is not None and per_image.sum() > max_total:
-        scaled = np.floor(per_image * (max_total / per_image.sum())).astype(np.int32)
-        per_image = np.maximum(np.minimum(per_image, 2), scaled).astype(np.int32)
+        floor = np.minimum(per_image, 2)
+
+        def shrunk(factor: float) -> np.ndarray:
+            return np.maximum(floor, np.floor(per_image * factor)).astype(np.int32)
+
+        # The largest factor whose total fits (the floor of 2 a photo may keep the total above it).
+        low, high = 0.0, float(max_total) / float(per_image.sum())
+        if shrunk(high).sum() <= max_total:
+            low = high
+        else:
+            for _ in range(40):
+                mid = (low + high) / 2
+                low, high = (mid, high) if shrunk(mid).sum() <= max_total else (low, mid)
+        per_image = shrunk(low)
     return np.asarray(per_image)
 
 
