@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 from ml.augment import Augmenter
 from ml.backbone_split import make_top_trainable, split_embedding_model
 from ml.data import DecodedImages, TrainingDataError
+from ml.disk_array import Rows
 from ml.evaluate import RECALL_AT_1, safe_retrieval_metrics
 from ml.feature_cache import CachedPKSampler, activations, cache_views, views_per_image
 from ml.head_init import init_head_from_features
@@ -63,9 +65,9 @@ class CachedRun:
     timings: dict[str, float]
 
 
-def _embed(top: keras.Model, features: np.ndarray, batch: int = 256) -> np.ndarray:
+def _embed(top: keras.Model, features: Any, batch: int = 256) -> np.ndarray:
     parts = [
-        np.asarray(top.predict_on_batch(features[s : s + batch].astype(np.float32)), np.float32)
+        np.asarray(top.predict_on_batch(np.asarray(features[s : s + batch]).astype(np.float32)), np.float32)
         for s in range(0, len(features), batch)
     ]
     return np.concatenate(parts) if parts else np.zeros((0, int(top.output_shape[-1])), np.float32)
@@ -116,7 +118,7 @@ def choose_validation(
     bottom: keras.Model,
     train_set: DecodedImages,
     val_set: DecodedImages | None,
-    plain: np.ndarray,
+    plain: Any,
     *,
     augmenter: Augmenter | None,
     val_fraction: float,
@@ -130,7 +132,7 @@ def choose_validation(
         return Validation(
             "the validation photos given",
             everything,
-            activations(bottom, val_set.images),
+            np.asarray(activations(bottom, val_set.images)),  # in memory: no spill asked
             val_set.labels,
             gallery,
             [],
@@ -179,7 +181,7 @@ def _companions(label_names: list[str], hard_negatives: dict[str, list[str]] | N
 
 def _score_against_gallery(
     top: keras.Model,
-    plain: np.ndarray,
+    plain: Any,
     labels: np.ndarray,
     val: Validation,
     gallery_rows: np.ndarray,
@@ -193,9 +195,29 @@ def _score_against_gallery(
             queries,
             val.labels,
         )
-    gallery = _embed(top, plain[gallery_rows])
+    gallery = _embed(top, Rows(plain, gallery_rows))
     metrics = safe_retrieval_metrics(queries, val.labels, gallery, labels[gallery_rows], **kw)
     return metrics, queries, gallery, labels[gallery_rows]
+
+
+class CacheProgress:
+    """Logs caching's progress every ``every_s`` seconds with its rate and the time left, so a large
+    catalog's caching time is known within its first minute."""
+
+    def __init__(self, total: int, log: Callable[[str], None], every_s: float = 30.0) -> None:
+        self.total, self.log, self.every_s = total, log, every_s
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last < self.every_s or self.done >= self.total:
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        left = (self.total - self.done) / max(rate, 1e-9)
+        self.log(f"cached {self.done}/{self.total} views, {rate:.1f} views/s, about {left / 60:.0f} min left")
 
 
 def run_cached(
@@ -210,6 +232,31 @@ def run_cached(
     log: Callable[[str], None],
     hard_negatives: dict[str, list[str]] | None = None,
 ) -> CachedRun:
+    # Activations of every photo and every cached view go to files here, not memory (ml/disk_array.py):
+    # training memory stays flat however large the catalog. Removed at the end, failed or not.
+    scratch = output / "scratch"
+    try:
+        return _run_cached(
+            config, train_set, val_set, val_fraction=val_fraction, scratch=scratch, output=output,
+            progress=progress, on_epoch=on_epoch, log=log, hard_negatives=hard_negatives,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_cached(
+    config: TrainConfig,
+    train_set: DecodedImages,
+    val_set: DecodedImages | None,
+    *,
+    val_fraction: float,
+    scratch: Path,
+    output: Path,
+    progress: bool,
+    on_epoch: EpochListener | None,
+    log: Callable[[str], None],
+    hard_negatives: dict[str, list[str]] | None,
+) -> CachedRun:
     timings: dict[str, float] = {}
     rng = np.random.default_rng(config.seed)
     model = config.build_model()
@@ -218,7 +265,7 @@ def run_cached(
     augmenter = Augmenter(config.image_size) if config.augment else None
 
     t0 = time.perf_counter()
-    plain = activations(bottom, train_set.images)
+    plain = activations(bottom, train_set.images, spill=scratch / "plain.f16")
     labels = train_set.labels
     val = choose_validation(
         config, bottom, train_set, val_set, plain, augmenter=augmenter, val_fraction=val_fraction, rng=rng
@@ -229,19 +276,23 @@ def run_cached(
         raise TrainingDataError("metric learning needs photos of at least two products to train on")
 
     t0 = time.perf_counter()
-    per_image = views_per_image(train_labels, config.cache_views, config.min_views_per_product)
+    per_image = views_per_image(
+        train_labels, config.cache_views, config.min_views_per_product, config.max_cached_views
+    )
     log(f"caching {int(per_image.sum())} views of {len(val.train_rows)} photos (bottom of {config.backbone})")
     cache = cache_views(
         bottom,
-        train_set.images[val.train_rows],
+        Rows(train_set.images, val.train_rows),
         train_labels,
         per_image,
         augmenter=augmenter,
         seed=config.seed,
+        spill=scratch / "views.f16",
+        on_batch=CacheProgress(int(per_image.sum()), log),
     )
     timings["cache_s"] = round(time.perf_counter() - t0, 1)
     log(
-        f"cached {len(cache)} views, {cache.features.shape[1:]} each, {cache.nbytes / 1e6:.0f} MB, in {timings['cache_s']:.0f} s"
+        f"cached {len(cache)} views, {cache.features.shape[1:]} each, {cache.nbytes / 1e6:.0f} MB on disk, in {timings['cache_s']:.0f} s"
     )
 
     if config.head_init == "principal" or (config.head_init == "auto" and val.name == AUGMENTED_VIEWS):
@@ -266,7 +317,7 @@ def run_cached(
         cache,
         tracker,
         train_labels,
-        plain[val.train_rows],
+        Rows(plain, val.train_rows),
         _companions(train_set.label_names, hard_negatives),
         progress,
         log,
@@ -309,7 +360,7 @@ def _fit(
     cache: Any,
     tracker: RecallEarlyStopping,
     train_labels: np.ndarray,
-    train_plain: np.ndarray,
+    train_plain: Any,
     companions: dict[int, list[int]],
     progress: bool,
     log: Callable[[str], None],

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.disk_array import DiskArray
 from ml.preprocess import ImageRejected, load_image, to_model_input
 
 ImageSource = str | os.PathLike[str] | Callable[[], bytes]
 Item = tuple[ImageSource, str]
+
+SPILL_EVERY = 64  # decoded photos written to a spill file at a time
 
 
 class TrainingDataError(ValueError):
@@ -30,7 +33,7 @@ class TrainingDataError(ValueError):
 class DecodedImages:
     """Decoded, resized images with integer labels; ``label_names[labels[i]]`` is the product."""
 
-    images: np.ndarray  # uint8 [N, size, size, 3]
+    images: np.ndarray | DiskArray  # uint8 [N, size, size, 3]
     labels: np.ndarray  # int32 [N]
     label_names: list[str]
     skipped: int = 0
@@ -70,8 +73,11 @@ def decode_items(
     progress: bool = False,
     desc: str = "decoding",
     threads: int = 2,
+    spill: Path | None = None,
 ) -> DecodedImages:
     """Decode every item with ``ml.preprocess`` at ``image_size``; bad images are skipped and counted.
+    With ``spill`` the pixels go to that file (ml/disk_array.py), not memory: a 348 px photo is 363 KB
+    decoded, 7 GB for 20,000 of them.
 
     ``label_names`` fixes the label -> index mapping (pass the training set's so that validation
     labels agree); products not in it get new indices after the given ones.
@@ -86,6 +92,7 @@ def decode_items(
 
             results = tqdm(results, total=len(items), desc=desc, unit="img")
         arrays: list[np.ndarray] = []
+        disk = DiskArray(spill, (image_size, image_size, 3), np.uint8) if spill is not None else None
         labels: list[int] = []
         skipped: list[str] = []
         for (source, label), arr in zip(items, results, strict=True):
@@ -98,7 +105,16 @@ def decode_items(
                 names.append(label)
             arrays.append(arr)
             labels.append(index[label])
-    images = np.stack(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
+            if disk is not None and len(arrays) >= SPILL_EVERY:
+                disk.append(np.stack(arrays))
+                arrays.clear()
+    images: np.ndarray | DiskArray
+    if disk is not None:
+        if arrays:
+            disk.append(np.stack(arrays))
+        images = disk
+    else:
+        images = np.stack(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
     return DecodedImages(
         images=images,
         labels=np.asarray(labels, dtype=np.int32),

@@ -5,20 +5,24 @@ Training the top of a network on cached activations costs a fraction of training
 network on these CPUs: the bottom's forward pass, most of a step's work, runs once per view instead of
 once per epoch (Grocery, EfficientNet-Lite0 at 224 px, 2 cores: a whole epoch of the top took about
 the time of caching one view of every photo). Activations are kept as float16, half the memory of
-float32; the top computes in float32.
+float32; the top computes in float32. Given a ``spill`` path they go to a file (ml/disk_array.py)
+instead of memory, so a large catalog's cache costs disk, not RAM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
 from ml.augment import Augmenter
+from ml.disk_array import DiskArray
 
 BATCH = 64
 
@@ -28,7 +32,7 @@ class CachedViews:
     """``features[i]`` is view number ``view[i]`` (0: the image itself) of source image ``source[i]``,
     whose label is ``labels[i]``."""
 
-    features: np.ndarray  # float16 [M, h, w, c]
+    features: np.ndarray | DiskArray  # float16 [M, h, w, c]
     source: np.ndarray  # int32 [M]
     labels: np.ndarray  # int32 [M]
     view: np.ndarray  # int16 [M]
@@ -43,38 +47,79 @@ class CachedViews:
 
 def activations(
     bottom: keras.Model,
-    images: np.ndarray,
+    images: Any,
     *,
     flip: bool = False,
     on_batch: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """The bottom's float16 activations of uint8 images (horizontally mirrored with ``flip``)."""
-    out = []
+    spill: Path | None = None,
+) -> np.ndarray | DiskArray:
+    """The bottom's float16 activations of uint8 images (horizontally mirrored with ``flip``); in a
+    file at ``spill`` when given. ``images`` is anything sliceable into uint8 batches."""
+    sink = _Sink(bottom, spill)
     for start in range(0, len(images), BATCH):
-        batch = images[start : start + BATCH]
+        batch = np.asarray(images[start : start + BATCH])
         if flip:
             batch = batch[:, :, ::-1]
-        out.append(np.asarray(bottom.predict_on_batch(batch.astype(np.float32)), dtype=np.float16))
+        sink.add(bottom.predict_on_batch(batch.astype(np.float32)))
         if on_batch is not None:
             on_batch(len(batch))
-    if not out:
-        shape = tuple(int(d) for d in bottom.output_shape[1:])
-        return np.zeros((0, *shape), np.float16)
-    return np.concatenate(out)
+    return sink.result()
 
 
-def views_per_image(labels: np.ndarray, views: int, min_views_per_product: int) -> np.ndarray:
+class _Sink:
+    """Collects float16 activation batches in memory, or appends them to a file at ``spill``."""
+
+    def __init__(self, bottom: keras.Model, spill: Path | None) -> None:
+        self.shape = tuple(int(d) for d in bottom.output_shape[1:])
+        self.disk = DiskArray(spill, self.shape, np.float16) if spill is not None else None
+        self.parts: list[np.ndarray] = []
+
+    def add(self, batch: Any) -> None:
+        values = np.asarray(batch, dtype=np.float16)
+        if self.disk is not None:
+            self.disk.append(values)
+        else:
+            self.parts.append(values)
+
+    def result(self) -> np.ndarray | DiskArray:
+        if self.disk is not None:
+            return self.disk
+        return np.concatenate(self.parts) if self.parts else np.zeros((0, *self.shape), np.float16)
+
+
+def views_per_image(
+    labels: np.ndarray, views: int, min_views_per_product: int, max_total: int | None = None
+) -> np.ndarray:
     """How many views to cache of each image: ``views``, more for products with few photos, so that
     every product has at least ``min_views_per_product`` (a product with one photo gets its positives
-    from views alone, and a catalog image among many shop photos would otherwise barely be seen)."""
+    from views alone, and a catalog image among many shop photos would otherwise barely be seen).
+
+    ``max_total`` bounds the sum, so caching time stops growing with the catalog: every image's count
+    shrinks by the same factor, down to 2 (the photo and one augmented view, a product's one positive
+    pair when it has one photo). A catalog of more than ``max_total / 2`` photos caches two each."""
     counts = np.bincount(labels)
-    per_image = np.ceil(min_views_per_product / counts[labels]).astype(np.int32)
-    return np.asarray(np.maximum(views, per_image))
+    per_image = np.maximum(views, np.ceil(min_views_per_product / counts[labels])).astype(np.int32)
+    if max_total is not None and per_image.sum() > max_total:
+        floor = np.minimum(per_image, 2)
+
+        def shrunk(factor: float) -> np.ndarray:
+            return np.maximum(floor, np.floor(per_image * factor)).astype(np.int32)
+
+        # The largest factor whose total fits (the floor of 2 a photo may keep the total above it).
+        low, high = 0.0, float(max_total) / float(per_image.sum())
+        if shrunk(high).sum() <= max_total:
+            low = high
+        else:
+            for _ in range(40):
+                mid = (low + high) / 2
+                low, high = (mid, high) if shrunk(mid).sum() <= max_total else (low, mid)
+        per_image = shrunk(low)
+    return np.asarray(per_image)
 
 
 def cache_views(
     bottom: keras.Model,
-    images: np.ndarray,
+    images: Any,
     labels: np.ndarray,
     per_image: np.ndarray,
     *,
@@ -82,10 +127,13 @@ def cache_views(
     seed: int,
     on_batch: Callable[[int], None] | None = None,
     threads: int = 2,
+    spill: Path | None = None,
 ) -> CachedViews:
     """Activations of ``per_image[i]`` views of each image: the image itself first, then augmented
     views. Augmenting (Pillow, which releases the GIL) runs on ``threads`` threads while the model
-    computes the previous batch."""
+    computes the previous batch, at most ``threads + 1`` batches ahead: augmenting is faster than the
+    model, and an unbounded queue of augmented photos once held most of a large catalog's views in
+    memory at once. With ``spill`` the activations go to that file."""
     jobs: list[tuple[int, int]] = [
         (int(i), v) for v in range(int(per_image.max(initial=0))) for i in np.flatnonzero(per_image > v)
     ]
@@ -97,20 +145,28 @@ def cache_views(
         if number == 0 or augmenter is None:
             return np.asarray(images[index])
         rng = np.random.default_rng([seed, index, number])
-        return augmenter(images[index], rng)
+        return augmenter(np.asarray(images[index]), rng)
 
-    parts = []
+    sink = _Sink(bottom, spill)
+    batches: Iterator[list[tuple[int, int]]] = (jobs[s : s + BATCH] for s in range(0, len(jobs), BATCH))
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        batches = [jobs[s : s + BATCH] for s in range(0, len(jobs), BATCH)]
-        pending = pool.map(lambda b: np.stack([view(j) for j in b]), batches) if batches else iter(())
-        for pixels in pending:
-            parts.append(np.asarray(bottom.predict_on_batch(pixels.astype(np.float32)), dtype=np.float16))
+        ahead: deque[Future[np.ndarray]] = deque()
+
+        def submit_next() -> None:
+            batch = next(batches, None)
+            if batch is not None:
+                ahead.append(pool.submit(lambda b: np.stack([view(j) for j in b]), batch))
+
+        for _ in range(max(1, threads) + 1):
+            submit_next()
+        while ahead:
+            pixels = ahead.popleft().result()
+            submit_next()
+            sink.add(bottom.predict_on_batch(pixels.astype(np.float32)))
             if on_batch is not None:
                 on_batch(len(pixels))
-    shape = tuple(int(d) for d in bottom.output_shape[1:])
-    features = np.concatenate(parts) if parts else np.zeros((0, *shape), np.float16)
     return CachedViews(
-        features=features, source=source, labels=labels[source].astype(np.int32), view=view_number
+        features=sink.result(), source=source, labels=labels[source].astype(np.int32), view=view_number
     )
 
 

@@ -14,6 +14,8 @@ the projected features keep the dot products between photos as well as any ``d``
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -51,7 +53,7 @@ def principal_kernel(features: np.ndarray, dim: int) -> np.ndarray:
     return (kernel * np.where(signs == 0, 1.0, signs)).astype(np.float32)
 
 
-def init_head_from_features(top: keras.Model, inputs: np.ndarray, *, seed: int = 0) -> int:
+def init_head_from_features(top: keras.Model, inputs: Any, *, seed: int = 0) -> int:
     """Set ``top``'s projection kernel from the principal directions of its pooled features on
     ``inputs`` (at most MAX_ROWS of them, sampled); return how many rows were used."""
     head = top.get_layer(HEAD_LAYER)

@@ -13,16 +13,22 @@ other light: what a shopper's photo of the product is like), against all of them
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 # A product needs this many photos before some can be held out and a positive still remains.
 MIN_PHOTOS_TO_HOLD_OUT = 4
 
 
-def pooled(activations: np.ndarray) -> np.ndarray:
+def pooled(activations: Any, batch: int = 1024) -> np.ndarray:
     """One unit vector per image from [N, h, w, c] activations (their spatial mean): what clustering
-    compares."""
-    vectors = activations.astype(np.float32).mean(axis=(1, 2))
+    compares. Read ``batch`` rows at a time, so activations kept on disk stay there."""
+    parts = [
+        np.asarray(activations[s : s + batch]).astype(np.float32).mean(axis=(1, 2))
+        for s in range(0, len(activations), batch)
+    ]
+    vectors = np.concatenate(parts) if parts else np.zeros((0, int(activations.shape[-1])), np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.asarray(vectors / np.where(norms == 0, 1.0, norms))
 

@@ -95,7 +95,7 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def embed_images(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def embed_images(model: keras.Model, images: Any, batch_size: int = 64) -> np.ndarray:
     """Embed uint8 images in batches (float32 [N, D])."""
     out = []
     for start in range(0, len(images), batch_size):
@@ -156,7 +156,11 @@ def train(
             print(line, flush=True)
 
     t0 = time.perf_counter()
-    train_set = decode_items(train_items, config.image_size, progress=progress, desc="decoding train")
+    # Cached mode reads the photos a batch at a time: they wait on disk (removed with the run's scratch).
+    spill = output / "scratch" / "train-photos.u8" if config.mode == "cached" else None
+    train_set = decode_items(
+        train_items, config.image_size, progress=progress, desc="decoding train", spill=spill
+    )
     val_set = None
     if val_items is not None:
         if not val_items:
@@ -252,8 +256,10 @@ def _finetune(
 
     model = config.build_model()
     augmenter = Augmenter(config.image_size) if config.augment else None
+    images = train_set.images
+    assert isinstance(images, np.ndarray), "fine-tuning decodes its photos into memory"
     sampler = PKSampler(
-        train_set.images,
+        images,
         train_set.labels,
         p=config.batch_p,
         k=config.batch_k,

@@ -49,6 +49,12 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, weights_default: 
         "for a catalog with one photo per product, random otherwise)",
     )
     parser.add_argument("--cache-views", type=int, default=d.cache_views, help="cached mode: views per photo")
+    parser.add_argument(
+        "--max-cached-views",
+        type=int,
+        default=d.max_cached_views,
+        help="cached mode: views cached in all, which bounds caching time (about 20 views/s on 2 cores)",
+    )
     parser.add_argument("--lr-top", type=float, default=d.lr_top, help="cached mode's learning rate")
     parser.add_argument("--backbone", default=d.backbone, choices=backbone_names())
     parser.add_argument(
@@ -81,6 +87,7 @@ _SAME_NAME = (
     "trainable_blocks",
     "head_init",
     "cache_views",
+    "max_cached_views",
     "lr_top",
     "backbone",
     "loss",

@@ -66,6 +66,10 @@ class TrainConfig:
     # more, so that each has at least min_views_per_product.
     cache_views: int = 4
     min_views_per_product: int = 16
+    # At most this many views in all: caching runs about 20 views/s on 2 cores, so this bounds it to
+    # about half an hour whatever the catalog's size (2,500 one-photo products reach it; more get fewer
+    # views each). Chosen for time, not measured for quality past that size.
+    max_cached_views: int = 40_000
     lr_top: float = 1e-3
     # How validation photos are chosen when the caller gives none (ml/holdout.py).
     holdout: str = "group"
@@ -91,8 +95,8 @@ class TrainConfig:
             raise ValueError(f"unknown head_init {self.head_init!r}; choose one of: {', '.join(HEAD_INITS)}")
         if self.holdout not in HOLDOUTS:
             raise ValueError(f"unknown holdout {self.holdout!r}; choose one of: {', '.join(HOLDOUTS)}")
-        if self.trainable_blocks < 0 or self.cache_views < 1:
-            raise ValueError("trainable_blocks must be >= 0 and cache_views >= 1")
+        if self.trainable_blocks < 0 or self.cache_views < 1 or self.max_cached_views < 2:
+            raise ValueError("trainable_blocks must be >= 0, cache_views >= 1 and max_cached_views >= 2")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(sorted(LOSSES))}")
         if self.backbone not in backbone_names():

@@ -19,6 +19,17 @@ def test_products_with_few_photos_get_more_views():
     assert all(per[labels == c].sum() >= 8 for c in (0, 1, 2))
 
 
+def test_a_cap_on_views_shrinks_every_image_alike_but_keeps_a_pair_each():
+    labels = np.array([0, 0, 0, 0, 1, 2, 3, 4])  # a product with four photos, four with one
+    full = views_per_image(labels, views=2, min_views_per_product=8)
+    assert full.tolist() == [2, 2, 2, 2, 8, 8, 8, 8] and full.sum() == 40
+    capped = views_per_image(labels, views=2, min_views_per_product=8, max_total=20)
+    assert capped.tolist() == [2, 2, 2, 2, 3, 3, 3, 3] and capped.sum() == 20
+    # More photos than the cap allows two each: two each all the same (a positive pair per product).
+    assert views_per_image(labels, views=2, min_views_per_product=8, max_total=4).tolist() == [2] * 8
+    assert views_per_image(labels, views=2, min_views_per_product=8, max_total=1000).tolist() == full.tolist()
+
+
 def test_cached_views_start_with_the_photo_itself_and_are_reproducible():
     # ImageNet weights (from the installed package): randomly initialised activations are about 1e-11,
     # below what float16 keeps, and would all cache as zeros.
