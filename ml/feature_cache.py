@@ -103,7 +103,7 @@ def views_per_image(
         floor = np.minimum(per_image, 2)
 
         def shrunk(factor: float) -> np.ndarray:
-            return np.maximum(floor, np.floor(per_image * factor)).astype(np.int32)
+            return np.asarray(np.maximum(floor, np.floor(per_image * factor)), dtype=np.int32)
 
         # The largest factor whose total fits (the floor of 2 a photo may keep the total above it).
         low, high = 0.0, float(max_total) / float(per_image.sum())
