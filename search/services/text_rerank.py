@@ -1,4 +1,4 @@
-"""A photo's visual answer re-ranked by the words on the pack (issue 21, item 4).
+"""A photo's visual answer re-ranked by the words on the pack.
 
 Packs of one brand look alike (milk 1.5% and 3%, apple and orange juice of the same maker); the
 words printed on them differ. When the visual answer is not clear-cut (the top product's lead over

@@ -18,6 +18,7 @@ from search import selectors
 from search.models import ImageText, TextStatus
 from search.services.image_text import images_text_read
 from tests.fixtures.text_images import text_jpeg
+from tests.support.realdata import data_missing
 from workers import embedded
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,7 +141,7 @@ def test_store_photos_from_the_grocery_dataset(media_root) -> None:
         / "test/Packages/Oatghurt/Oatly-Natural-Oatghurt/Oatly-Natural-Oatghurt_001.jpg",
     }
     if not all(path.is_file() for path in photos.values()):
-        pytest.skip("the Grocery Store Dataset is not in ../shared")
+        data_missing("the Grocery Store Dataset is not in ../shared")
     ids = {}
     for sku, path in photos.items():
         product = services.product_create(sku=sku, title=sku.replace("-", " "))
