@@ -152,7 +152,13 @@ def _photo_searches(client: Any, photos: list[tuple[str, str, str]]) -> dict[str
     for mode, on in (("visual", False), ("text", True)):
         with override_settings(SEARCH_TEXT_RERANK=on):
             _search(client, photos[0][0], 1)  # the first search builds the engines: not a shopper's wait
-            for path, name, group in photos:
+            started = time.perf_counter()
+            for n, (path, name, group) in enumerate(photos, 1):
+                if n % 250 == 0:
+                    print(
+                        f"  {mode}: {n}/{len(photos)} photos, {time.perf_counter() - started:.0f} s",
+                        flush=True,
+                    )
                 body, wall = _search(client, path, 5)
                 top = body["results"][0]["product"]["sku"] if body["results"] else None
                 rows[mode].append({"group": group, "hit": top == name, "wall_ms": wall,
