@@ -47,7 +47,12 @@ DEFAULT_TFLITE_MIN_COSINE = 0.9999
 _REGISTERING_MODULES = ("ml.model", "ml.losses")
 # The quantized model (model_int8.tflite) is checked against the float model.tflite on shop photos
 # the calibration never saw: every photo's cosine to its float embedding, and how often the nearest
-# other photo stays the same (or one the float model scores as near). PLACEHOLDER_INT8_MEASURED
+# other photo stays the same (or one the float model scores as near). Measured on the default model
+# (EfficientNet-Lite0 at 348 px + learned whitening to 256-d, 200 Grocery catalog photos calibrating,
+# 50 held out): full-integer worst cosine 0.973, mean 0.986, nearest photo kept for 0.88 of them; it
+# lost 0.010 val Recall@1 on shop photos and gained 0.010 on catalog images (docs/benchmarks.md).
+# The bars sit below that, to catch a broken quantization (a wrong range, an op gone wrong), not to
+# rank recipes: that is the benchmark's job (bench/int8.py).
 DEFAULT_INT8_MIN_COSINE = 0.95
 DEFAULT_INT8_MIN_TOP1 = 0.8
 # Recipes tried in order until one passes: full-integer first (the fast one), dynamic-range second.
