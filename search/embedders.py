@@ -32,8 +32,8 @@ def embedder_for(model: ModelVersion) -> Embedder:
                     timeout_s=settings.TF_SERVING_TIMEOUT_S,
                 )
             else:
-                # The version's verified model_int8.tflite through LiteRT (EMBEDDING_PRECISION=int8),
-                # else its model.tflite (2x faster than the SavedModel at batch 1 here), else its
+                # The version's verified model_int8.tflite through LiteRT (EMBEDDING_PRECISION=int8, not
+                # the default), else its model.tflite (2x faster than the SavedModel at batch 1 here), else its
                 # SavedModel through the TF runtime (versions exported before either existed).
                 embedder = open_local_embedder(
                     model.export_path,

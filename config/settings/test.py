@@ -44,9 +44,6 @@ SEARCH_IMAGE_URL_ALLOW_PRIVATE_NETWORKS = ["127.0.0.1/32"]
 # The pretrained backbone would be downloaded; tests that cover the first import's bootstrap turn this
 # on with random weights at 32 px.
 AUTO_BOOTSTRAP_MODEL = False
-# Quantizing costs seconds per export even for the tests' 32 px models; tests/search/test_int8_serving.py
-# turns it on.
-INT8_CALIBRATION_PHOTOS = 0
 # Reading text (about 1 s per image on a background thread) only where a test asks for it
 # (tests/search/test_image_text.py): elsewhere the reader thread would outlive the test that uploaded.
 OCR_ENABLED = False

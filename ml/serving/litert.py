@@ -148,11 +148,11 @@ def open_local_embedder(
     num_threads: int = DEFAULT_TFLITE_THREADS,
     pool_size: int = DEFAULT_TFLITE_POOL,
     prefer_tflite: bool = True,
-    precision: str = "int8",
+    precision: str = "float",
 ) -> Embedder:
     """The in-process embedder for an exported version folder: the fastest file it has that loads.
 
-    With ``precision="int8"`` (the default) a verified ``model_int8.tflite`` (:func:`int8_verified`)
+    With ``precision="int8"`` a verified ``model_int8.tflite`` (:func:`int8_verified`)
     comes first; then ``model.tflite`` (float32: ``precision="float"`` starts here), then the
     SavedModel (versions exported before ``model.tflite`` existed, or ``prefer_tflite=False``). A
     TFLite file that fails to load is logged and skipped. The result's ``precision`` attribute says

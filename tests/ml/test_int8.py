@@ -77,7 +77,7 @@ def test_refused_when_its_check_fails_and_the_export_goes_on(tmp_path, tiny_kera
     assert meta["file"] is None
     assert [a["recipe"] for a in meta["tried"]] == ["int8", "dynamic"]  # the fallback was tried too
     assert "no recipe passed" in meta["reason"] and "cosine" in meta["reason"]
-    embedder = open_local_embedder(result.path)
+    embedder = open_local_embedder(result.path, precision="int8")
     assert isinstance(embedder, TFLiteEmbedder) and embedder.precision == "float"
 
 
@@ -95,7 +95,8 @@ def test_too_few_photos_or_wrong_ones(tmp_path, tiny_keras_model, product_photos
 
 def test_serving_prefers_the_verified_int8_file(exported_int8, product_photos):
     images = _photos(product_photos)
-    fast = open_local_embedder(exported_int8.path, max_batch=8)
+    assert open_local_embedder(exported_int8.path).precision == "float"  # the default
+    fast = open_local_embedder(exported_int8.path, max_batch=8, precision="int8")
     assert isinstance(fast, TFLiteEmbedder) and fast.precision == "int8"
     got = fast.embed(images)
     # Unit vectors again after the int8 model's own normalisation (renormalised in float).
@@ -114,7 +115,7 @@ def test_float_serves_without_a_verified_int8_file(exported_int8, tmp_path):
     # The int8 file absent (a version exported before it, or with INT8_CALIBRATION_PHOTOS=0).
     absent = Path(shutil.copytree(exported_int8.path, tmp_path / "absent"))
     (absent / "model_int8.tflite").unlink()
-    assert open_local_embedder(absent).precision == "float"
+    assert open_local_embedder(absent, precision="int8").precision == "float"
 
     # A file the export did not vouch for (its metadata says none passed) is not served.
     unvouched = Path(shutil.copytree(exported_int8.path, tmp_path / "unvouched"))
@@ -122,4 +123,4 @@ def test_float_serves_without_a_verified_int8_file(exported_int8, tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["tflite_int8"] = {"file": None, "reason": "no recipe passed"}
     meta_path.write_text(json.dumps(meta))
-    assert open_local_embedder(unvouched).precision == "float"
+    assert open_local_embedder(unvouched, precision="int8").precision == "float"

@@ -1,5 +1,6 @@
 """The int8 model on the platform: the pretrained export quantizes on the shop's stored photos, the
-version records the check, and the embedder serves the int8 file unless EMBEDDING_PRECISION=float."""
+version records the check, and with EMBEDDING_PRECISION=int8 the embedder serves the int8 file (the
+default, float, serves model.tflite)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from tests.fixtures.images import image_bytes
 
 @pytest.fixture
 def pretrained(settings, tmp_path, vector_store_path, media_root):
-    """The real pretrained export, random weights at 32 px, raw vectors, quantized on 20 photos."""
+    """The real pretrained export, random weights at 32 px, raw vectors, quantized on 20 photos, int8 on."""
     settings.BACKBONE_WEIGHTS = "none"
     settings.BOOTSTRAP_BACKBONE = "mobilenet_v2_035"
     settings.BOOTSTRAP_IMAGE_SIZE = 32
     settings.BOOTSTRAP_COMPACT_DIM = 0
     settings.INT8_CALIBRATION_PHOTOS = 20
+    settings.EMBEDDING_PRECISION = "int8"
     settings.MODELS_DIR = tmp_path / "models"
     reset_embedders()
     yield settings
