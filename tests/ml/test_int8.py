@@ -70,12 +70,18 @@ def test_export_writes_a_verified_full_integer_file(exported_int8):
 
 def test_refused_when_its_check_fails_and_the_export_goes_on(tmp_path, tiny_keras_model, product_photos):
     result = export_saved_model(
-        tiny_keras_model, tmp_path, "lookalike", 1, int8_photos=_photos(product_photos), int8_min_cosine=1.01
+        tiny_keras_model,
+        tmp_path,
+        "lookalike",
+        1,
+        int8_photos=_photos(product_photos),
+        int8_min_cosine=1.01,
+        int8_recipes=("int8", "dynamic"),
     )
     assert result.tflite_int8_path is None and not (result.path / "model_int8.tflite").exists()
     meta = result.tflite_int8
     assert meta["file"] is None
-    assert [a["recipe"] for a in meta["tried"]] == ["int8", "dynamic"]  # the fallback was tried too
+    assert [a["recipe"] for a in meta["tried"]] == ["int8", "dynamic"]  # the fallback asked for, tried too
     assert "no recipe passed" in meta["reason"] and "cosine" in meta["reason"]
     embedder = open_local_embedder(result.path, precision="int8")
     assert isinstance(embedder, TFLiteEmbedder) and embedder.precision == "float"
