@@ -44,6 +44,26 @@ DEFAULT_TFLITE_MIN_COSINE = 0.9999
 # Modules that register custom Keras objects (package="lookalike"); imported before loading a .keras
 # file so deserialisation finds them. Missing ones are skipped (they may not exist yet).
 _REGISTERING_MODULES = ("ml.model", "ml.losses")
+# The quantized model (model_int8.tflite) is checked against the float model.tflite on shop photos
+# the calibration never saw: every photo's cosine to its float embedding, and how often the nearest
+# other photo stays the same (or one the float model scores as near). Measured on the default model
+# (EfficientNet-Lite0 at 348 px + learned whitening to 256-d, 200 Grocery catalog photos calibrating,
+# 50 held out): full-integer worst cosine 0.973, mean 0.986, nearest photo kept for 0.88 of them; it
+# lost 0.010 val Recall@1 on shop photos and gained 0.010 on catalog images (docs/benchmarks.md).
+# The bars sit below that, to catch a broken quantization (a wrong range, an op gone wrong), not to
+# rank recipes: that is the benchmark's job (bench/int8.py).
+DEFAULT_INT8_MIN_COSINE = 0.95
+DEFAULT_INT8_MIN_TOP1 = 0.8
+# Recipes tried in order until one passes. Full-integer only by default: dynamic-range (int8 weights,
+# float activations) measured 1.5-2x slower than the float file at batch 1 here (docs/benchmarks.md),
+# so as a fallback it would serve slower than no int8 file at all. Pass ("int8", "dynamic") where
+# dynamic-range pays (it keeps closer to the float vectors: val R@1 -0.007 vs -0.010).
+DEFAULT_INT8_RECIPES = ("int8",)
+# Every INT8_HOLDOUT_EVERY-th photo is held out of the calibration to verify on; fewer photos than
+# INT8_MIN_PHOTOS leave too few of either, and no int8 file is written.
+INT8_HOLDOUT_EVERY = 5
+INT8_MIN_PHOTOS = 10
+INT8_TOP1_SLACK = 0.01
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _MODEL_NAME_RE = re.compile(r"^lookalike_(?P<backbone>.+?)_(?:embed\d+|bootstrap)$")
 
@@ -71,6 +91,8 @@ class ExportResult:
     backbone: str = ""
     tflite_path: Path | None = None  # None when exported with tflite=False
     tflite_max_abs_diff: float | None = None
+    tflite_int8_path: Path | None = None  # None unless int8 photos were given and a recipe verified
+    tflite_int8: dict[str, Any] | None = None  # lookalike.json's entry: the recipe and its check, or why none
 
 
 def _register_custom_objects() -> None:
@@ -274,6 +296,108 @@ def _write_and_verify_tflite(
     }
 
 
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a zero vector gives NaN, which fails the check
+        return np.asarray(
+            np.sum(a64 * b64, axis=1) / (np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1))
+        )
+
+
+def _top1_agreement(float_q: np.ndarray, float_g: np.ndarray, q: np.ndarray, g: np.ndarray) -> float:
+    """Share of queries whose nearest gallery photo under the quantized model (its queries against its
+    own gallery, as a served index would be) is the float model's nearest too, or one the float model
+    scores within ``INT8_TOP1_SLACK`` of it: two near-identical photos of one product may swap places
+    without any search getting worse."""
+    float_scores = float_q @ float_g.T
+    picked = np.argmax(q @ g.T, axis=1)
+    best = float_scores.max(axis=1)
+    return float(np.mean(float_scores[np.arange(len(q)), picked] >= best - INT8_TOP1_SLACK))
+
+
+def _write_and_verify_int8(
+    out_dir: Path,
+    image_size: int,
+    photos: np.ndarray,
+    *,
+    min_cosine: float,
+    min_top1: float,
+    recipes: tuple[str, ...],
+) -> dict[str, Any]:
+    """Quantize the SavedModel in ``out_dir`` to ``model_int8.tflite`` there, verified against its
+    ``model.tflite``; returns the metadata entry.
+
+    ``photos`` (the shop's photos through ``ml.preprocess``) are split: every
+    ``INT8_HOLDOUT_EVERY``-th is held out, the rest calibrate. The held-out photos run through both
+    files (as one batch, and the first alone); each must keep cosine >= ``min_cosine`` to its float
+    embedding, and at least ``min_top1`` of them the same nearest calibration photo. ``recipes`` are
+    tried in order; the first that passes is written. When none passes (or a conversion fails), no
+    file is written and ``file`` is None: the float model serves, and ``reason`` and ``tried`` say why.
+    """
+    from ml import tflite
+
+    entry: dict[str, Any] = {"file": None, "photos": int(len(photos)), "tried": []}
+    if len(photos) < INT8_MIN_PHOTOS:
+        entry["reason"] = f"{len(photos)} photos given, {INT8_MIN_PHOTOS} needed to calibrate and verify"
+        return entry
+    held_mask = np.arange(len(photos)) % INT8_HOLDOUT_EVERY == 0
+    held, calibration = photos[held_mask], photos[~held_mask]
+    entry.update(calibration_photos=int(len(calibration)), verification_photos=int(len(held)))
+    reference = tflite.TFLiteRunner(out_dir / tflite.TFLITE_FILE)
+    float_q = reference.run(held)
+    float_g = reference.run(calibration)
+    for recipe in recipes:
+        started = time.perf_counter()
+        attempt: dict[str, Any] = {"recipe": recipe}
+        entry["tried"].append(attempt)
+        try:
+            flatbuffer = tflite.convert_saved_model(
+                out_dir, quantize=recipe, representative=calibration if recipe == "int8" else None
+            )
+            runner = tflite.TFLiteRunner(flatbuffer)
+        except Exception as exc:  # the converter raises its own ConverterError and assorted others
+            attempt["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            continue
+        attempt["convert_s"] = round(time.perf_counter() - started, 2)
+        if (runner.image_size, runner.dim) != (image_size, float_q.shape[1]):
+            attempt["error"] = f"maps {runner.image_size} px to {runner.dim}-d"
+            continue
+        q = np.concatenate([runner.run(held), runner.run(held[:1])])
+        cosine = _cosines(q, np.concatenate([float_q, float_q[:1]]))
+        top1 = _top1_agreement(float_q, float_g, q[: len(held)], runner.run(calibration))
+        attempt.update(
+            min_cosine=round(float(np.min(cosine)), 6),
+            mean_cosine=round(float(np.mean(cosine)), 6),
+            top1_agreement=round(top1, 4),
+        )
+        if not np.all(np.isfinite(q)) or not np.all(cosine >= min_cosine):  # NaN fails too
+            attempt["error"] = f"cosine {np.min(cosine):.4f} < {min_cosine} on a held-out photo"
+            continue
+        if top1 < min_top1:
+            attempt["error"] = f"nearest photo kept for {top1:.3f} < {min_top1} of the held-out photos"
+            continue
+        (out_dir / tflite.TFLITE_INT8_FILE).write_bytes(flatbuffer)
+        entry.update(attempt)
+        entry.update(file=tflite.TFLITE_INT8_FILE, bytes=len(flatbuffer))
+        entry.update(min_cosine_required=min_cosine, min_top1_required=min_top1)
+        return entry
+    entry["reason"] = "no recipe passed: " + "; ".join(
+        f"{a['recipe']}: {a.get('error')}" for a in entry["tried"]
+    )
+    return entry
+
+
+def int8_summary(entry: dict[str, Any] | None) -> dict[str, Any]:
+    """What a model version records about its int8 file (``ModelVersion.config["int8"]``): the recipe
+    and its check, or why there is none."""
+    if not entry:
+        return {"file": None, "reason": "exported without int8 photos"}
+    if not entry.get("file"):
+        return {"file": None, "reason": str(entry.get("reason", ""))[:300]}
+    keys = ("file", "recipe", "min_cosine", "mean_cosine", "top1_agreement", "calibration_photos")
+    return {key: entry.get(key) for key in keys}
+
+
 def export_saved_model(
     model_or_keras_path: Any,
     models_dir: str | os.PathLike[str],
@@ -284,12 +408,20 @@ def export_saved_model(
     atol: float = DEFAULT_ATOL,
     tflite: bool = True,
     tflite_min_cosine: float = DEFAULT_TFLITE_MIN_COSINE,
+    int8_photos: np.ndarray | None = None,
+    int8_min_cosine: float = DEFAULT_INT8_MIN_COSINE,
+    int8_min_top1: float = DEFAULT_INT8_MIN_TOP1,
+    int8_recipes: tuple[str, ...] = DEFAULT_INT8_RECIPES,
 ) -> ExportResult:
     """Write ``<models_dir>/<name>/<version>/`` (SavedModel, model.tflite, metadata), verified; see module doc.
 
     ``model_or_keras_path`` is a ``keras.Model`` or a path to a ``.keras`` file. ``backbone`` goes into
     the metadata; by default it is read from the model's name (set by ``ml.model``). ``tflite=False``
     writes the SavedModel only (conversion adds seconds: about 8 s for MobileNetV2-0.35).
+    ``int8_photos`` (uint8 [N, S, S, 3]: the shop's photos through ``ml.preprocess``, a few hundred)
+    adds ``model_int8.tflite``, quantized and verified against ``model.tflite`` (see
+    :func:`_write_and_verify_int8`); a quantized model that fails its check is not written, the
+    export goes on, and ``lookalike.json``'s ``tflite_int8`` says why.
     Raises VersionExistsError if the version exists, ExportVerificationError if the reload disagrees
     by more than ``atol`` or the TFLite model's cosine to it falls below ``tflite_min_cosine``,
     ExportError for an unusable model, a failed conversion or a non-TensorFlow Keras backend.
@@ -318,6 +450,23 @@ def export_saved_model(
         model = model_or_keras_path
     image_size, dim = _model_shapes(model)
     backbone = backbone or _guess_backbone(model)
+    if int8_photos is not None:
+        if not tflite:
+            raise ExportError(
+                "int8_photos needs tflite=True: the quantized model is checked against model.tflite"
+            )
+        shape = getattr(int8_photos, "shape", None)
+        if (
+            getattr(int8_photos, "dtype", None) != np.uint8
+            or shape is None
+            or tuple(shape[1:])
+            != (
+                image_size,
+                image_size,
+                3,
+            )
+        ):
+            raise ExportError(f"int8_photos must be uint8 [N, {image_size}, {image_size}, 3], got {shape}")
 
     model_root.mkdir(parents=True, exist_ok=True)
     tmp_dir = model_root / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
@@ -326,6 +475,18 @@ def export_saved_model(
         diff, served = _verify(model, tmp_dir, image_size, dim, atol)
         tflite_meta = (
             _write_and_verify_tflite(tmp_dir, image_size, served, tflite_min_cosine) if tflite else None
+        )
+        int8_meta = (
+            _write_and_verify_int8(
+                tmp_dir,
+                image_size,
+                int8_photos,
+                min_cosine=int8_min_cosine,
+                min_top1=int8_min_top1,
+                recipes=tuple(int8_recipes),
+            )
+            if int8_photos is not None
+            else None
         )
         import tensorflow as tf
 
@@ -343,6 +504,7 @@ def export_saved_model(
             "keras_model_name": str(getattr(model, "name", "")),
             "max_abs_diff": diff,
             "tflite": tflite_meta,
+            "tflite_int8": int8_meta,
             "keras_version": keras.__version__,
             "tensorflow_version": tf.__version__,
             "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -368,4 +530,6 @@ def export_saved_model(
         backbone=backbone,
         tflite_path=final_dir / tflite_meta["file"] if tflite_meta else None,
         tflite_max_abs_diff=tflite_meta["max_abs_diff"] if tflite_meta else None,
+        tflite_int8_path=final_dir / int8_meta["file"] if int8_meta and int8_meta["file"] else None,
+        tflite_int8=int8_meta,
     )

@@ -1,5 +1,5 @@
-"""The version's model.tflite run in this process through LiteRT (XNNPACK): the fast CPU runtime,
-and the factory that prefers it."""
+"""The version's model_int8.tflite or model.tflite run in this process through LiteRT (XNNPACK): the
+fast CPU runtime, and the factory that prefers it."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def _cpu_count() -> int:
 
 
 class TFLiteEmbedder(Embedder):
-    """The version's ``model.tflite`` run in this process by the LiteRT interpreter (XNNPACK on CPU).
+    """The version's ``model.tflite`` (or, with ``precision="int8"``, its ``model_int8.tflite``) run in
+    this process by the LiteRT interpreter (XNNPACK on CPU).
 
     An interpreter serves one caller at a time, so the embedder keeps ``pool_size`` of them: a call
     takes an idle one (preferring one already sized for its batch, as a resize re-plans the
@@ -49,15 +50,18 @@ class TFLiteEmbedder(Embedder):
         max_batch: int = 32,
         num_threads: int = DEFAULT_TFLITE_THREADS,
         pool_size: int = DEFAULT_TFLITE_POOL,
+        precision: str = "float",
     ) -> None:
         if max_batch < 1 or num_threads < 1 or pool_size < 1:
             raise ValueError("max_batch, num_threads and pool_size must be >= 1")
         from ml import tflite
 
         self.model_dir = Path(model_dir)
-        path = tflite.tflite_path(self.model_dir)
+        path = tflite.tflite_path(self.model_dir, precision)
         if path is None:
-            raise ModelNotFound(f"no {tflite.TFLITE_FILE} in {self.model_dir}")
+            name = tflite.TFLITE_INT8_FILE if precision == "int8" else tflite.TFLITE_FILE
+            raise ModelNotFound(f"no {name} in {self.model_dir}")
+        self.precision = precision  # which file serves: "float" (model.tflite) or "int8"
         self.max_batch = max_batch
         self.num_threads = min(num_threads, _cpu_count())
         self.pool_size = pool_size
@@ -106,12 +110,18 @@ class TFLiteEmbedder(Embedder):
             match = next((i for i, r in enumerate(self._idle) if r.batch == n), -1)
             runner = self._idle.pop(match)
         try:
-            return runner.run(images)
+            out = runner.run(images)
         finally:
             with self._cond:
                 if not self._closed:
                     self._idle.append(runner)
                     self._cond.notify()
+        if self.precision == "int8":
+            # The quantized model's own L2 normalisation runs in int8 and leaves norms of 0.99-1.01;
+            # dividing again in float keeps the contract's unit vectors (scores, calibration).
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out = out / np.maximum(norms, np.float32(1e-12))
+        return out
 
     def close(self) -> None:
         with self._cond:
@@ -122,6 +132,15 @@ class TFLiteEmbedder(Embedder):
         self._all = []
 
 
+def int8_verified(model_dir: str | os.PathLike[str]) -> bool:
+    """The version has a ``model_int8.tflite`` that its export verified against ``model.tflite``
+    (``lookalike.json``'s ``tflite_int8`` names the file); a file the export did not vouch for is not served."""
+    from ml import tflite
+
+    entry = read_model_metadata(model_dir).get("tflite_int8") or {}
+    return entry.get("file") == tflite.TFLITE_INT8_FILE and tflite.tflite_path(model_dir, "int8") is not None
+
+
 def open_local_embedder(
     model_dir: str | os.PathLike[str],
     max_batch: int = 32,
@@ -129,19 +148,30 @@ def open_local_embedder(
     num_threads: int = DEFAULT_TFLITE_THREADS,
     pool_size: int = DEFAULT_TFLITE_POOL,
     prefer_tflite: bool = True,
+    precision: str = "float",
 ) -> Embedder:
-    """The in-process embedder for an exported version folder: TFLite where possible, else SavedModel.
+    """The in-process embedder for an exported version folder: the fastest file it has that loads.
 
-    Returns a :class:`TFLiteEmbedder` when ``model.tflite`` exists and loads, otherwise a
-    :class:`LocalEmbedder` over the SavedModel (versions exported before ``model.tflite`` existed,
-    or ``prefer_tflite=False``). A ``model.tflite`` that fails to load is logged and skipped. Raises
-    :class:`ModelNotFound` when neither loads.
+    With ``precision="int8"`` a verified ``model_int8.tflite`` (:func:`int8_verified`)
+    comes first; then ``model.tflite`` (float32: ``precision="float"`` starts here), then the
+    SavedModel (versions exported before ``model.tflite`` existed, or ``prefer_tflite=False``). A
+    TFLite file that fails to load is logged and skipped. The result's ``precision`` attribute says
+    which serves ("int8", "float"; a :class:`LocalEmbedder` has none). Raises :class:`ModelNotFound`
+    when nothing loads.
     """
     from ml import tflite
 
-    if prefer_tflite and tflite.tflite_path(model_dir) is not None:
-        try:
-            return TFLiteEmbedder(model_dir, max_batch, num_threads=num_threads, pool_size=pool_size)
-        except (ModelNotFound, BadEmbedding) as exc:
-            logger.warning("using the SavedModel of %s: its TFLite model did not load (%s)", model_dir, exc)
+    if precision not in tflite.PRECISIONS:
+        raise ValueError(f"precision must be one of {tflite.PRECISIONS}, got {precision!r}")
+    if prefer_tflite:
+        candidates = ["int8", "float"] if precision == "int8" and int8_verified(model_dir) else ["float"]
+        for candidate in candidates:
+            if tflite.tflite_path(model_dir, candidate) is None:
+                continue
+            try:
+                return TFLiteEmbedder(
+                    model_dir, max_batch, num_threads=num_threads, pool_size=pool_size, precision=candidate
+                )
+            except (ModelNotFound, BadEmbedding) as exc:
+                logger.warning("%s: its %s TFLite model did not load (%s)", model_dir, candidate, exc)
     return LocalEmbedder(model_dir, max_batch)

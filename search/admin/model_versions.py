@@ -156,6 +156,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_filter = ["status", "kind"]
     readonly_fields = [f.name for f in ModelVersion._meta.fields] + [
         "index_summary",
+        "precision",
         "plot",
         "calibration_plot",
     ]
@@ -186,6 +187,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="index")
     def index_summary(self, obj: ModelVersion) -> str:
         return index_line(obj)
+
+    @admin.display(description="embeds with")
+    def precision(self, obj: ModelVersion) -> str:
+        from search.embedders import serving_precision
+
+        return serving_precision(obj)
 
     @admin.display(description="")
     def lifecycle(self, obj: ModelVersion) -> str:

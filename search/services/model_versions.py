@@ -126,10 +126,11 @@ def pretrained_export(
     (search/services/compact.py); with fewer the model is the raw one, unless ``require_compact``,
     which raises CompactError before exporting anything.
     """
-    from ml.export import export_saved_model
+    from ml.export import export_saved_model, int8_summary
     from ml.model import build_embedding_model, with_projection
     from ml.train_args import parse_weights
     from search.services.compact import fit_catalog_projection
+    from search.services.int8_photos import int8_photos
 
     weights = parse_weights(weights or settings.BACKBONE_WEIGHTS)
     size = image_size or settings.BOOTSTRAP_IMAGE_SIZE
@@ -147,7 +148,10 @@ def pretrained_export(
         raise CompactError("Too few readable catalog photos to fit a compact projection on.")
     version = selectors.next_version_number()
     started = time.perf_counter()
-    result = export_saved_model(model, settings.MODELS_DIR, settings.TF_SERVING_MODEL_NAME, version)
+    result = export_saved_model(
+        model, settings.MODELS_DIR, settings.TF_SERVING_MODEL_NAME, version, int8_photos=int8_photos(size)
+    )
+    config["int8"] = int8_summary(result.tflite_int8)
     if fitted is not None:
         # Beside the export, for whoever wants the numbers; the model itself already holds them.
         fitted.projection.save(result.path / "assets.extra" / "projection.npz")
