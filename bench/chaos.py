@@ -552,7 +552,9 @@ def main(argv: list[str] | None = None) -> int:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(timeout=60)
         rows = pg.query("SELECT id::text, index_status, product_id FROM catalog_productimage")
-        report["check"] = _check(rows, traffic.created, workdir, args.qdrant_url)
+        # The active model's collection: each model version has its own (no alias on Qdrant Edge).
+        collection = pg.query("SELECT collection FROM search_modelversion WHERE status = 'active'")[0][0]
+        report["check"] = _check(rows, traffic.created, workdir, args.qdrant_url, collection)
         report.update(
             kills=dict(kills),
             worker_exits=exits,
@@ -615,9 +617,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check(
-    rows: list[tuple], created: dict[str, tuple[int, int]], workdir: Path, qdrant_url: str | None
+    rows: list[tuple],
+    created: dict[str, tuple[int, int]],
+    workdir: Path,
+    qdrant_url: str | None,
+    collection_name: str,
 ) -> dict[str, Any]:
-    from search.vector_store import ALIAS, open_vector_store
+    from search.vector_store import open_vector_store
 
     problems: list[str] = []
     row_of = {str(uuid.UUID(r[0])): r for r in rows}
@@ -632,7 +638,7 @@ def _check(
         open_vector_store(url=qdrant_url) if qdrant_url else open_vector_store(path=str(workdir / "qdrant"))
     )
     try:
-        collection = store.get_alias(ALIAS) or ALIAS
+        collection = collection_name
         points = list(store.scroll_ids(collection))
     finally:
         store.close()

@@ -236,6 +236,9 @@ OCR_THREADS = env_int("OCR_THREADS", 1)
 # (bench/text.py --calibrate), never on test: the pretrained model, 81 web-shop images, 296 validation
 # photos, R@1 0.385 -> 0.426 (packages 0.36 -> 0.47, fruit 0.297 -> 0.306, vegetables unchanged) at
 # margin 0.05, weight 0.5, 10 candidates (2026-12-06). Past the budget the visual answer stands.
+# A search that meets the database restarting is tried again on a fresh connection for this long
+# before it answers 503 (search/api/database_retry.py).
+SEARCH_DATABASE_RETRY_S = env_float("SEARCH_DATABASE_RETRY_S", 5.0)
 SEARCH_TEXT_RERANK = env_bool("SEARCH_TEXT_RERANK", True)
 SEARCH_TEXT_MARGIN = env_float("SEARCH_TEXT_MARGIN", 0.05)
 SEARCH_TEXT_WEIGHT = env_float("SEARCH_TEXT_WEIGHT", 0.5)

@@ -12,6 +12,7 @@ from apikeys.models import ApiKey
 from apikeys.permissions import ScopeIfKey
 from catalog import image_limits
 from search.api import serializers as s
+from search.api.database_retry import read_through_restarts
 from search.api.links import HitLinks
 from search.api.throttling import ImageUrlFetchThrottle, SearchThrottle, client_of
 from search.services import query_images, search_logs, searching
@@ -103,7 +104,7 @@ class SearchApi(APIView):
             sku=data.get("sku"),
             text=text,
         )
-        outcome = searching.search(query)
+        outcome = read_through_restarts(lambda: searching.search(query))
         response = Response(s.SearchOutput(outcome, context={"links": HitLinks(request)}).data)
         # Logged once the answer has gone out (WSGI and ASGI servers close the response after sending
         # it): the shopper never waits for the INSERT (2-10 ms here under load; docs/benchmarks.md).
