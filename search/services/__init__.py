@@ -21,4 +21,6 @@
 - query_images.py: query photos given by URL, fetched through the catalog's download guard.
 - search_logs.py: the search log: searches answered, clicks on their results, shoppers' photos' retention.
 - image_text.py: the text read on catalog photos (OCR), stored per image and re-read when the photo changes.
+- text_rerank.py: a photo's answer re-ranked by the words read on the photo, when it is not clear-cut.
+- int8_photos.py: the stored catalog photos an int8 export is quantized and checked on.
 """
