@@ -37,27 +37,26 @@ def _down_for(seconds: float) -> threading.Timer:
     return back
 
 
-def test_a_search_rides_out_a_short_restart(api_client, product) -> None:
+def _photo_search_while_down(client, *, down_s: float, retry_s: float):
+    """A photo search sent while this thread's connection is refused for ``down_s`` seconds."""
     photo = image_bytes(color=(200, 30, 30), size=(64, 64), pattern=2)
-    with override_settings(SEARCH_DATABASE_RETRY_S=10.0):
-        back = _down_for(1.0)
+    with override_settings(SEARCH_DATABASE_RETRY_S=retry_s):
+        back = _down_for(down_s)
         try:
-            response = api_client.post("/api/v1/search/", {"image": _upload(photo)}, format="multipart")
+            return client.post("/api/v1/search/", {"image": _upload(photo)}, format="multipart")
         finally:
             back.join()
+            connection.close()
+
+
+def test_a_search_rides_out_a_short_restart(api_client, product) -> None:
+    response = _photo_search_while_down(api_client, down_s=1.0, retry_s=10.0)
     assert response.status_code == 200, response.content
     assert response.json()["results"][0]["product"]["sku"] == "MUG-1"
 
 
 def test_an_outage_longer_than_the_retry_answers_503_with_its_code(api_client, product) -> None:
-    photo = image_bytes(color=(200, 30, 30), size=(64, 64), pattern=2)
-    with override_settings(SEARCH_DATABASE_RETRY_S=0.6):
-        back = _down_for(3.0)
-        try:
-            response = api_client.post("/api/v1/search/", {"image": _upload(photo)}, format="multipart")
-        finally:
-            back.join()
-            connection.close()
+    response = _photo_search_while_down(api_client, down_s=3.0, retry_s=0.6)
     assert response.status_code == 503, response.content
     assert response.json()["error"]["code"] == "database_unavailable"
     assert api_client.post("/api/v1/search/", {"q": "red mug"}, format="json").status_code == 200
