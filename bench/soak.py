@@ -9,8 +9,12 @@ a timeout each). What this adds is time: a load test shows the first minute, a s
 serving process holds up after thousands of requests:
 
   * every request is bucketed by the minute it was scheduled in: requests, errors, p50/p95 per minute;
-  * the gunicorn worker's resident memory (VmRSS) is sampled every 5 s; the growth is last minute's
-    median against the first minute's (after warm-up), so one allocation burst does not decide it;
+  * a warm-up (``--warmup``, 1 min) sends the same mix first, not counted: the process's lazily built
+    parts (the catalog's text reader at the first upload, the allocator's per-thread pools) settle
+    there, so the first measured minute is the steady state a leak is measured against;
+  * the gunicorn worker's resident memory (VmRSS) is sampled every 5 s from the warm-up on (times in
+    the JSON are seconds from the measured start, so the warm-up's are negative); the growth is the
+    last minute's median against the first measured minute's, so one allocation burst does not decide it;
   * uploads never run out: each is a val-split photo re-encoded with its own sequence number in a
     corner, so every one is a new image (the catalog deduplicates identical bytes per product);
   * at the end every upload answered 201 must be indexed, as in bench/load.py.
@@ -78,12 +82,12 @@ class RssSampler(threading.Thread):
         self.pid, self.every = pid, every
         self.stop = threading.Event()
         self.samples: list[tuple[float, float]] = []  # (seconds since start, MiB)
+        self.t0 = time.perf_counter()
 
     def run(self) -> None:
-        t0 = time.perf_counter()
         while True:
             try:
-                self.samples.append((time.perf_counter() - t0, _rss_mib(self.pid)))
+                self.samples.append((time.perf_counter() - self.t0, _rss_mib(self.pid)))
             except OSError:
                 return  # the worker is gone; the run reports it as errors
             if self.stop.wait(self.every):
@@ -115,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Grocery Store checkout")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help="'imagenet' or a weights file")
     parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument(
+        "--warmup", type=float, default=60.0, help="seconds of the same mix first, not counted"
+    )
     parser.add_argument("--search-rate", type=float, default=4.0, help="searches per second")
     parser.add_argument("--upload-rate", type=float, default=0.5, help="uploads per second")
     parser.add_argument("--threads", type=int, default=8, help="gunicorn threads (THREADS)")
@@ -167,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             lock = threading.Lock()
             auth = {"Authorization": f"Token {token}"}
 
+            warm_results: list[dict[str, Any]] = []
+            sink = results
+
             def fire(offset: float, start_at: float, kind: str, i: int) -> None:
                 if kind == "search":
                     body, ctype = _multipart("image", "q.jpg", query_bytes[i % len(query_bytes)])
@@ -190,13 +200,31 @@ def main(argv: list[str] | None = None) -> int:
                 if kind == "upload" and status == 201:
                     row["image_id"] = json.loads(payload)["id"]
                 with lock:
-                    results.append(row)
+                    sink.append(row)
 
             rss = RssSampler(worker_pid)
             rss.start()
+            if args.warmup > 0:
+                sink = warm_results
+                # Sequence numbers past the measured run's, so warm-up uploads are new images too.
+                warm = _schedule(
+                    int(args.warmup * args.search_rate),
+                    args.search_rate,
+                    int(args.warmup * args.upload_rate),
+                    args.upload_rate,
+                )
+                _send_open_loop([(o, k, i + n_search + n_upload) for o, k, i in warm], fire)
+                sink = results
+            measured_from = time.perf_counter() - rss.t0
             wall = _send_open_loop(schedule, fire)
             rss.stop.set()
             rss.join()
+            rss.samples = [(t - measured_from, mib) for t, mib in rss.samples]
+            report["warmup"] = {
+                "seconds": args.warmup,
+                "requests": len(warm_results),
+                "errors": sum(1 for r in warm_results if r["status"] not in (200, 201)),
+            }
 
             wanted = {uuid.UUID(r["image_id"]).hex for r in results if r.get("image_id")}
             status_of, not_indexed, _waited = _await_indexed(db, wanted, args.drain)
@@ -208,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(tail), flush=True)
 
     minutes = _per_minute(results)
-    first_min = [mib for t, mib in rss.samples if t < 60] or [rss.samples[0][1]]
+    first_min = [mib for t, mib in rss.samples if 0 <= t < 60] or [rss.samples[0][1]]
     last_min = [mib for t, mib in rss.samples if t >= rss.samples[-1][0] - 60]
     rss_start, rss_end = statistics.median(first_min), statistics.median(last_min)
     errors = [r for r in results if r["status"] not in (200, 201)]

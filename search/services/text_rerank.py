@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from ml import ocr
 from ml.text_tokens import terms
@@ -106,6 +106,19 @@ def read_photo(picture: Image.Image, budget_s: float) -> list[str]:
     return [
         w.text for w in ocr.read_query_words(picture, budget_s=budget_s) if w.confidence >= MIN_CONFIDENCE
     ]
+
+
+def warm_up() -> None:
+    """Build the query reader and read one made-up label with it, at process start: the first
+    shopper's photo would otherwise wait about 1 s for the engine to load (past the reading's budget,
+    so never re-ranked) and meet its first allocations. Nothing when re-ranking is off."""
+    if not settings.SEARCH_TEXT_RERANK:
+        return
+    label = Image.new("RGB", (420, 110), "white")
+    ImageDraw.Draw(label).text(
+        (16, 30), "Lookalike 500 ml", fill="black", font=ImageFont.load_default(size=40)
+    )
+    read_photo(label, budget_s=30.0)
 
 
 def rerank_by_text(hits: list[Hit], picture: Image.Image, flt: SearchFilter) -> tuple[list[Hit], TextRerank]:

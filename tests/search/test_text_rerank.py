@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from catalog import services
 from ml import ocr
-from search.services.text_rerank import combine, margin
+from search.services.text_rerank import combine, margin, warm_up
 from search.vector_store import Hit
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +72,16 @@ def _skus(body) -> list[str]:
 def test_the_query_profile_reads_a_name_printed_on_a_pack() -> None:
     words = ocr.read_query_words(Image.open(io.BytesIO(pack("ZEBRA"))), budget_s=20)
     assert "ZEBRA" in " ".join(w.text for w in words).upper()
+
+
+def test_warm_up_builds_the_query_reader_only_when_reranking_is_on(settings, monkeypatch) -> None:
+    monkeypatch.setattr(ocr, "_query_engine", None)  # restored afterwards: other tests keep theirs
+    settings.SEARCH_TEXT_RERANK = False
+    warm_up()
+    assert ocr._query_engine is None
+    settings.SEARCH_TEXT_RERANK = True
+    warm_up()
+    assert ocr._query_engine is not None
 
 
 def test_words_on_the_pack_fix_a_look_alike_the_photo_alone_gets_wrong(api_client, packs, rerank_on) -> None:
