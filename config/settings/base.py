@@ -94,6 +94,17 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default serves requests on threads beside its background runner, all writing one
+    # file. Write-ahead logging lets reads go on while one of them writes; a transaction that takes
+    # the write lock when it begins (IMMEDIATE) waits its turn, where a deferred one that reads first
+    # and writes later fails at once with "database is locked" when another writer got there first
+    # (the busy timeout does not cover that upgrade), which the API would answer 503.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env_float("SQLITE_BUSY_TIMEOUT_S", 20.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
