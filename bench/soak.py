@@ -231,9 +231,13 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             _stop_gunicorn(server)
             if any(r["status"] >= 500 for r in results):
-                tail = (workdir / "gunicorn.log").read_text(errors="replace").splitlines()[-80:]
-                report["server_errors_tail"] = tail
-                print("\n".join(tail), flush=True)
+                # The server's own account of them: its warnings and errors (an access log is most of
+                # the file, so its tail alone would miss them), then the log's last lines.
+                lines = (workdir / "gunicorn.log").read_text(errors="replace").splitlines()
+                noted = [line for line in lines if " WARNING " in line or " ERROR " in line][:60]
+                report["server_errors_log"] = noted
+                report["server_errors_tail"] = lines[-40:]
+                print("\n".join(noted + lines[-40:]), flush=True)
 
     minutes = _per_minute(results)
     first_min = [mib for t, mib in rss.samples if 0 <= t < 60] or [rss.samples[0][1]]
