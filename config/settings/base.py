@@ -106,6 +106,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": env_float("SQLITE_BUSY_TIMEOUT_S", 20.0),
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# glibc's mmap threshold, fixed (config/allocator.py): blocks this large and over are handed back to
+# the system when freed, so a serving process does not grow with every new tensor size. 0: glibc's own.
+MALLOC_MMAP_THRESHOLD_BYTES = env_int("MALLOC_MMAP_THRESHOLD_BYTES", 4 * 1024 * 1024)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
