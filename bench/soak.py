@@ -27,6 +27,7 @@ Writes JSON (``--out``) and prints a per-minute table.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -184,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             auth = {"Authorization": f"Token {token}"}
 
             warm_results: list[dict[str, Any]] = []
-            sink = results
 
-            def fire(offset: float, start_at: float, kind: str, i: int) -> None:
+            def fire(sink: list[dict[str, Any]], offset: float, start_at: float, kind: str, i: int) -> None:
                 if kind == "search":
                     body, ctype = _multipart("image", "q.jpg", query_bytes[i % len(query_bytes)])
                     path, headers = "/api/v1/search/", {}
@@ -214,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
             rss = RssSampler(worker_pid)
             rss.start()
             if args.warmup > 0:
-                sink = warm_results
                 # Sequence numbers past the measured run's, so warm-up uploads are new images too.
                 warm = _schedule(
                     int(args.warmup * args.search_rate),
@@ -222,10 +221,12 @@ def main(argv: list[str] | None = None) -> int:
                     int(args.warmup * args.upload_rate),
                     args.upload_rate,
                 )
-                _send_open_loop([(o, k, i + n_search + n_upload) for o, k, i in warm], fire)
-                sink = results
+                _send_open_loop(
+                    [(o, k, i + n_search + n_upload) for o, k, i in warm],
+                    functools.partial(fire, warm_results),
+                )
             measured_from = time.perf_counter() - rss.t0
-            wall = _send_open_loop(schedule, fire)
+            wall = _send_open_loop(schedule, functools.partial(fire, results))
             rss.stop.set()
             rss.join()
             rss.samples = [(t - measured_from, mib) for t, mib in rss.samples]

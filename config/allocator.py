@@ -29,8 +29,10 @@ _applied: int | None = None
 def fix_mmap_threshold(threshold: int) -> bool:
     """Fix glibc's mmap threshold at ``threshold`` bytes for this process; whether it was set."""
     global _applied
-    if threshold <= 0 or _applied == threshold:
-        return _applied == threshold
+    if threshold <= 0:
+        return False
+    if _applied == threshold:
+        return True
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)

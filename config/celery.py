@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
@@ -13,9 +13,9 @@ app.autodiscover_tasks(["workers"])
 
 
 @worker_init.connect
-@worker_process_init.connect
 def _allocator(**_: object) -> None:
-    # A worker reads catalog photos' text and embeds batches for days: as config/wsgi.py does.
+    # A worker reads catalog photos' text and embeds batches for days: as config/wsgi.py does. Set in
+    # the main process before the pool starts; forked pool processes inherit the allocator's state.
     from config.allocator import apply_from_settings
 
     apply_from_settings()
