@@ -13,9 +13,10 @@ serving process holds up after thousands of requests:
   * a warm-up (``--warmup``, 1 min) sends the same mix first, not counted: the process's lazily built
     parts (the catalog's text reader at the first upload, the allocator's per-thread pools) settle
     there, so the first measured minute is the steady state a leak is measured against;
-  * the gunicorn worker's resident memory (VmRSS) is sampled every 5 s from the warm-up on (times in
-    the JSON are seconds from the measured start, so the warm-up's are negative); the growth is the
-    last minute's median against the first measured minute's, so one allocation burst does not decide it;
+  * the gunicorn worker's resident memory (VmRSS, with its anonymous and file-backed parts) is sampled
+    every 5 s from the warm-up on (times in the JSON are seconds from the measured start, so the
+    warm-up's are negative); the growth is the last minute's median against the first measured
+    minute's, so one allocation burst does not decide it;
   * uploads never run out: each is a val-split photo re-encoded with its own sequence number in a
     corner, so every one is a new image (the catalog deduplicates identical bytes per product);
   * at the end every upload answered 201 must be indexed, as in bench/load.py.
@@ -57,12 +58,21 @@ from bench.load import (
     _stop_gunicorn,
 )
 
+# /proc/<pid>/status fields sampled: the resident total, then its two parts. Anonymous pages are the
+# process's own (heap, arenas, thread stacks): a leak shows there. File pages are mapped files (the
+# vector store's segments, the model, libraries) paged in as searches touch them: they grow as new
+# points and the page cache's share of the process grow, and the kernel can drop them.
+RSS_FIELDS = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
 
-def _rss_mib(pid: int) -> float:
+
+def _rss_mib(pid: int) -> dict[str, float]:
+    """The process's resident memory in MiB: total (``rss``) and its anonymous and file-backed parts."""
+    out = dict.fromkeys(RSS_FIELDS.values(), float("nan"))
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+        key, _, rest = line.partition(":")
+        if key in RSS_FIELDS:
+            out[RSS_FIELDS[key]] = int(rest.split()[0]) / 1024
+    return out
 
 
 def _unique_jpeg(data: bytes, seq: int) -> bytes:
@@ -84,7 +94,7 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.every = pid, every
         self.stop = threading.Event()
-        self.samples: list[tuple[float, float]] = []  # (seconds since start, MiB)
+        self.samples: list[tuple[float, dict[str, float]]] = []  # (seconds since start, MiB by kind)
         self.t0 = time.perf_counter()
 
     def run(self) -> None:
@@ -252,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     minutes = _per_minute(results)
     first_min = [mib for t, mib in rss.samples if 0 <= t < 60] or [rss.samples[0][1]]
     last_min = [mib for t, mib in rss.samples if t >= rss.samples[-1][0] - 60]
-    rss_start, rss_end = statistics.median(first_min), statistics.median(last_min)
+    start = {k: statistics.median(m[k] for m in first_min) for k in RSS_FIELDS.values()}
+    end = {k: statistics.median(m[k] for m in last_min) for k in RSS_FIELDS.values()}
     errors = [r for r in results if r["status"] not in (200, 201)]
     p95_first, p95_last = minutes[0]["search_p95_ms"], minutes[-1]["search_p95_ms"]
     report.update(
@@ -270,11 +281,16 @@ def main(argv: list[str] | None = None) -> int:
         ),
         per_minute=minutes,
         p95_last_over_first=round(p95_last / p95_first, 2) if p95_first and p95_last else None,
+        # The target's figure is the resident total; its parts say what grew.
         memory_mib={
-            "start": round(rss_start, 1),
-            "end": round(rss_end, 1),
-            "growth_pct": round(100 * (rss_end - rss_start) / rss_start, 2),
-            "samples": [(round(t, 1), round(m, 1)) for t, m in rss.samples],
+            "start": round(start["rss"], 1),
+            "end": round(end["rss"], 1),
+            "growth_pct": round(100 * (end["rss"] - start["rss"]) / start["rss"], 2),
+            "parts": {k: {"start": round(start[k], 1), "end": round(end[k], 1)} for k in ("anon", "file")},
+            "samples": [
+                (round(t, 1), *(round(m[k], 1) for k in RSS_FIELDS.values())) for t, m in rss.samples
+            ],
+            "sample_columns": ["seconds", *RSS_FIELDS.values()],
         },
         uploads_check={"created_201": len(wanted), "not_indexed": len(not_indexed)},
     )
@@ -290,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{len(results)} requests in {report['wall_s']} s, {len(errors)} errors {report['errors_by_kind']}; "
         f"p95 last/first minute {report['p95_last_over_first']}; gunicorn RSS {mem['start']} -> {mem['end']} "
-        f"MiB ({mem['growth_pct']:+.2f} %); uploads {len(wanted)} answered 201, {len(not_indexed)} not "
+        f"MiB ({mem['growth_pct']:+.2f} %; anonymous {mem['parts']['anon']['start']} -> "
+        f"{mem['parts']['anon']['end']}, mapped files {mem['parts']['file']['start']} -> "
+        f"{mem['parts']['file']['end']}); uploads {len(wanted)} answered 201, {len(not_indexed)} not "
         f"indexed; wrote {args.out}"
     )
     targets_met = (
