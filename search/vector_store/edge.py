@@ -14,6 +14,7 @@ the active collection (ModelVersion.collection).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -108,6 +109,8 @@ class _Shard:
         # While an index is built on a copy of the shard, every write applied here is kept too, to be
         # replayed on the copy before it takes over (writes are replays of idempotent operations).
         self.journal: list[Any] | None = None
+        # Points marked inactive, counted when a search needs it; None (not known) after any write.
+        self.inactive_points: int | None = None
 
 
 class EdgeVectorStore(VectorStore):
@@ -303,6 +306,7 @@ class EdgeVectorStore(VectorStore):
     def _write(self, entry: _Shard, ops: Iterable[Any]) -> None:
         with entry.write_lock, entry.lock:
             try:
+                entry.inactive_points = None
                 for op in ops:
                     entry.shard.update(op)
                     if entry.journal is not None:
@@ -388,6 +392,7 @@ class EdgeVectorStore(VectorStore):
         if limit <= 0:
             return []
         params = search_params(beam)
+        filter = _without_idle_active(entry, filter)
 
         def fetch(n: int, exclude: list[int]) -> list[Hit]:
             request = qe.QueryRequest(
@@ -424,7 +429,7 @@ class EdgeVectorStore(VectorStore):
             limit=limit,
             query=qe.Query.Nearest(qe.SparseVector(indices, values), using=SPARSE_VECTOR),
             with_payload=True,
-            filter=_to_filter(filter),
+            filter=_to_filter(_without_idle_active(entry, filter)),
         )
         with entry.lock:
             try:
@@ -668,6 +673,28 @@ def search_params(beam: Beam | None) -> Any:
     else:
         quantization = qe.QuantizationSearchParams(rescore=True, oversampling=float(beam.oversampling))
     return qe.SearchParams(hnsw_ef=int(beam.ef), quantization=quantization)
+
+
+def _without_idle_active(entry: _Shard, flt: SearchFilter | None) -> SearchFilter | None:
+    """``flt`` without its ``active=True`` condition when no point of the shard is inactive.
+
+    The API asks for active points on every search, and almost every point is: the engine then checks
+    the condition on every point its graph walk visits, through the on-disk payload index. At 1,000,000
+    points that doubled the vector stage (grouped top 10 at ef 128: 3.3 against 1.3 ms p50, measured
+    2026-12-07); counting the inactive points takes the index's posting list (0.03-0.5 ms), once after
+    each write.
+    """
+    if flt is None or flt.active is not True:
+        return flt
+    with entry.lock:
+        if entry.inactive_points is None:
+            inactive = _to_filter(SearchFilter(active=False))
+            try:
+                entry.inactive_points = int(entry.shard.count(qe.CountRequest(exact=True, filter=inactive)))
+            except Exception:  # the search itself will say what is wrong with the shard
+                return flt
+        idle = entry.inactive_points == 0
+    return dataclasses.replace(flt, active=None) if idle else flt
 
 
 def _product_filter(product_id: int) -> Any:

@@ -266,6 +266,46 @@ def test_deactivating_a_product_takes_it_out_of_active_search_at_once(
     assert filled.search(COLL, query, limit=1, filter=active_only)[0].product_id == gone
 
 
+def test_active_search_stays_right_when_every_point_is_active_and_then_one_is_not(
+    store: VectorStore, kind: str
+) -> None:
+    """Edge skips the ``active`` condition while no point is inactive (the API sends it on every
+    search); the first write that marks a point inactive must bring it back at once."""
+    rng = np.random.default_rng(3)
+    store.ensure_collection(COLL, DIM)
+    query = rng.normal(size=DIM).astype(np.float32)
+    near = query + 0.01 * rng.normal(size=DIM).astype(np.float32)
+
+    def point(n: int, vec: np.ndarray, product: int, active: bool) -> tuple[str, np.ndarray, dict[str, Any]]:
+        payload = PointPayload(
+            product_id=product,
+            sku=f"S{product}",
+            category="fruit",
+            price=1.0,
+            in_stock=True,
+            model_version="test",
+            active=active,
+        ).to_dict()
+        return image_id(n), vec, payload
+
+    store.upsert(COLL, [point(n, rng.normal(size=DIM).astype(np.float32), n, True) for n in range(1, 30)])
+    active_only = SearchFilter(active=True)
+    assert len(store.search(COLL, query, limit=50, filter=active_only)) == 29
+    if kind == "edge":
+        assert store._open(COLL).inactive_points == 0  # type: ignore[attr-defined]
+
+    store.upsert(COLL, [point(100, near, 100, False)])  # the nearest point, written inactive
+    if kind == "edge":
+        assert store._open(COLL).inactive_points is None  # type: ignore[attr-defined]
+    assert 100 not in [h.product_id for h in store.search(COLL, query, limit=50, filter=active_only)]
+    assert store.search(COLL, query, limit=1)[0].product_id == 100
+
+    store.set_payload_by_product(COLL, 100, {"active": True})
+    assert store.search(COLL, query, limit=1, filter=active_only)[0].product_id == 100
+    store.set_payload_by_product(COLL, 5, {"active": False})
+    assert 5 not in [h.product_id for h in store.search(COLL, query, limit=50, filter=active_only)]
+
+
 # --- search ---------------------------------------------------------------------------------------
 
 FILTERS: list[tuple[SearchFilter, Callable[[dict[str, Any]], bool]]] = [
