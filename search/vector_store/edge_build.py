@@ -9,9 +9,9 @@ process at lower priority:
    search writes nothing to the files): flush, copy the folder, start a journal of the writes that
    follow;
 2. a child process (``python -m search.vector_store.edge_build``, in the idle scheduling class) opens
-   the copy with the IndexSpec's config and optimizes it, then runs the beam trial on it (beam_trial.py: its exact searches read
-   every vector, which the web process should neither map nor pay for); the live shard keeps
-   answering (exactly) and taking writes meanwhile;
+   the copy with the IndexSpec's config and optimizes it, then runs the beam trial on it
+   (beam_trial.py: its exact searches read every vector, which the web process should neither map
+   nor pay for); the live shard keeps answering (exactly) and taking writes meanwhile;
 3. holding both locks (the one pause for searches): close the live shard, open the copy (Edge's load
    holds the GIL too, 5 s at 1M points, so opening it beside the live one would stall searches just
    the same and hold both in memory), replay the journal on it, flush, make it the shard every caller
