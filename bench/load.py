@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs, weights_value
+from bench.procfs import stat_fields
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -94,7 +95,7 @@ def _request(
 
 
 def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 

@@ -63,6 +63,7 @@ from bench.inputs import (
     weights_value,
 )
 from bench.load import _await_ready, _gunicorn_worker, _multipart, _request
+from bench.procfs import stat_fields, status_mib
 
 CATEGORY_COUNT = 300
 IMAGES_PER_PRODUCT = 5
@@ -79,17 +80,13 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 def _rss_mb(pid: int, field: str = "VmHWM") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+    return status_mib(pid, field).get(field, float("nan"))
 
 
 def _major_faults(pid: int) -> int:
     """Page faults of ``pid`` that had to read from disk (/proc/<pid>/stat, field 12): how cold the
     store's mapped files were for the searches between two readings."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[9])
+    return int(stat_fields(pid)[9])
 
 
 def _page_cache_mb() -> float:

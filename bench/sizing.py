@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bench.inputs import REPO
+from bench.procfs import status_mib
 
 # The placement of the original vectors is what a rebuild can change: a shard opened with a config
 # that leaves quantization unspecified (None) keeps the int8 vectors it was created with, so both
@@ -81,12 +82,7 @@ def _serve(path: str, dim: int) -> None:
     from search.vector_store import Beam, EdgeVectorStore
 
     def status() -> dict[str, float]:
-        fields = {}
-        for line in Path("/proc/self/status").read_text().splitlines():
-            key = line.split(":")[0]
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-                fields[key] = int(line.split()[1]) / 1024.0
-        return fields
+        return status_mib("self", "VmRSS", "VmHWM", "RssAnon", "RssFile")
 
     before = status()
     t0 = time.perf_counter()

@@ -59,6 +59,7 @@ from bench.load import (
     _start_gunicorn,
     _stop_gunicorn,
 )
+from bench.procfs import status_mib
 
 # /proc/<pid>/status fields sampled: the resident total, then its two parts. Anonymous pages are the
 # process's own (heap, arenas, thread stacks): a leak shows there. File pages are mapped files (the
@@ -69,12 +70,8 @@ RSS_FIELDS = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
 
 def _rss_mib(pid: int) -> dict[str, float]:
     """The process's resident memory in MiB: total (``rss``) and its anonymous and file-backed parts."""
-    out = dict.fromkeys(RSS_FIELDS.values(), float("nan"))
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in RSS_FIELDS:
-            out[RSS_FIELDS[key]] = int(rest.split()[0]) / 1024
-    return out
+    found = status_mib(pid, *RSS_FIELDS)
+    return {name: found.get(field, float("nan")) for field, name in RSS_FIELDS.items()}
 
 
 def _unique_jpeg(data: bytes, seq: int) -> bytes:

@@ -48,6 +48,7 @@ import numpy as np
 
 from bench.feeds import generate_merchant_feed
 from bench.inputs import DEFAULT_WEIGHTS, REPO, weights_value
+from bench.procfs import status_mib
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "lookalike_bench_sync"
@@ -55,12 +56,9 @@ DB_NAME = "lookalike_bench_sync"
 
 def _status_mb(field: str) -> float | None:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # kB
+        return status_mib("self", field).get(field)
     except OSError:
-        pass
-    return None
+        return None
 
 
 def _peak_rss_mb() -> float:
