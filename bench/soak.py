@@ -128,9 +128,9 @@ def _memory_trend(samples: list[tuple[float, dict[str, float]]], window_s: float
             "line_growth_pct": round(float(100 * (end - start) / start), 2),
             "mib_per_min": round(float(60 * slope), 2),
             "window_medians": [
-                round(statistics.median(float(v) for v in y[(t >= a) & (t < a + window_s)]), 1)
+                round(float(np.median(part)), 1)
                 for a in np.arange(0.0, t[-1], window_s)
-                if np.any((t >= a) & (t < a + window_s))
+                if (part := y[(t >= a) & (t < a + window_s)]).size
             ],
         }
     return out
