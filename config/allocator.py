@@ -12,6 +12,12 @@ defaults, 174 -> 235 MiB with the threshold fixed at 4 MiB, at the same speed (f
 
 Setting the threshold by hand also turns glibc's adjustment off. ``MALLOC_MMAP_THRESHOLD_BYTES``
 (0: leave glibc as it is); nothing happens on a C library without ``mallopt``.
+
+What is freed below the threshold stays with the process too, in the free lists of glibc's arenas
+(one per thread that allocates, up to 8 per core), until ``malloc_trim`` hands the free pages back.
+The reading mix of the soak (8 threads reading 200 Grocery photos' text) held 270-320 MiB of its own
+memory untrimmed and 170-220 MiB trimmed every 2 s; a trim took 17-40 ms. So a daemon thread trims
+every ``MALLOC_TRIM_INTERVAL_S`` seconds (0: never).
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import threading
 
 log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 _applied: int | None = None
+_trimming_in: int | None = None  # the pid whose trimming thread runs (a fork does not inherit it)
 
 
 def fix_mmap_threshold(threshold: int) -> bool:
@@ -48,7 +57,34 @@ def fix_mmap_threshold(threshold: int) -> bool:
     return True
 
 
+def start_trimming(interval_s: float) -> bool:
+    """Hand the arenas' free pages back to the system every ``interval_s`` seconds, from a daemon
+    thread of this process; whether it runs (once per process, however often it is called)."""
+    global _trimming_in
+    if interval_s <= 0:
+        return False
+    if _trimming_in == os.getpid():
+        return True
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return False  # not glibc
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            trim(0)
+
+    threading.Thread(target=loop, name="lookalike-malloc-trim", daemon=True).start()
+    _trimming_in = os.getpid()
+    return True
+
+
 def apply_from_settings() -> bool:
+    """The allocator set up as the settings say; whether the threshold was fixed."""
     from django.conf import settings
 
+    start_trimming(settings.MALLOC_TRIM_INTERVAL_S)
     return fix_mmap_threshold(settings.MALLOC_MMAP_THRESHOLD_BYTES)

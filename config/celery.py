@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
@@ -19,3 +19,13 @@ def _allocator(**_: object) -> None:
     from config.allocator import apply_from_settings
 
     apply_from_settings()
+
+
+@worker_process_init.connect
+def _allocator_in_pool_process(**_: object) -> None:
+    # A forked pool process has no thread of its parent's: it starts its own trimming.
+    from django.conf import settings
+
+    from config.allocator import start_trimming
+
+    start_trimming(settings.MALLOC_TRIM_INTERVAL_S)

@@ -109,6 +109,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # glibc's mmap threshold, fixed (config/allocator.py): blocks this large and over are handed back to
 # the system when freed, so a serving process does not grow with every new tensor size. 0: glibc's own.
 MALLOC_MMAP_THRESHOLD_BYTES = env_int("MALLOC_MMAP_THRESHOLD_BYTES", 4 * 1024 * 1024)
+# Every this many seconds the free pages of its heap go back to the system (0: never).
+MALLOC_TRIM_INTERVAL_S = env_float("MALLOC_TRIM_INTERVAL_S", 30.0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
