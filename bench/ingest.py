@@ -109,10 +109,9 @@ def _setup_django(workdir: Path, database_url: str, broker_url: str, flush_s: fl
         BACKBONE_WEIGHTS=weights_value(weights),
         LOG_LEVEL="WARNING",
         TF_CPP_MIN_LOG_LEVEL="2",
-        # Upload to searchable, not reading the text on the pack. The worker consumes every queue, the
-        # text queue too; with reading on, the bare loop's embedding slowed from 20 ms a photo in the
-        # first round to 35 in the next two (2026-12-07), as if the worker read the round's photos
-        # (about 0.9 s each) beside it. Reading has its own queue and its own bench (bench/text.py).
+        # Upload to searchable, not reading the text on the pack: the worker consumes every queue, the
+        # text queue too, and would read each round's photos (about 0.9 s each) beside the next
+        # measurement. Reading has its own queue and its own bench (bench/text.py).
         OCR_ENABLED="0",
     )
     for var in ("QDRANT_URL", "TF_SERVING_TARGET"):
