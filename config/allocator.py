@@ -27,12 +27,22 @@ import ctypes.util
 import logging
 import os
 import threading
+import time
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 _applied: int | None = None
 _trimming_in: int | None = None  # the pid whose trimming thread runs (a fork does not inherit it)
+
+
+def _glibc_function(name: str) -> Any:
+    """A function of the C library by name; None where there is none (musl, macOS have neither)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), name)
+    except (OSError, AttributeError, TypeError):
+        return None
 
 
 def fix_mmap_threshold(threshold: int) -> bool:
@@ -42,12 +52,9 @@ def fix_mmap_threshold(threshold: int) -> bool:
         return False
     if _applied == threshold:
         return True
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False  # not glibc (musl, macOS): their allocators have no such knob
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
+        return False  # not glibc: its allocator has no such knob
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     if mallopt(M_MMAP_THRESHOLD, int(threshold)) != 1:
@@ -65,16 +72,15 @@ def start_trimming(interval_s: float) -> bool:
         return False
     if _trimming_in == os.getpid():
         return True
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
-    except (OSError, AttributeError, TypeError):
+    trim = _glibc_function("malloc_trim")
+    if trim is None:
         return False  # not glibc
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
-    stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(interval_s):
+        while True:
+            time.sleep(interval_s)
             trim(0)
 
     threading.Thread(target=loop, name="lookalike-malloc-trim", daemon=True).start()
