@@ -118,6 +118,17 @@ def _window_median(
     return {k: statistics.median(m[k] for m in part) for k in RSS_FIELDS.values()}
 
 
+def _first_and_last(
+    samples: list[tuple[float, dict[str, float]]], window_s: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The medians of the first and the last ``window_s`` measured seconds (the growth the target
+    reads); the first or last sample itself where a window holds none."""
+    last_t = samples[-1][0]
+    start = _window_median(samples, 0, window_s) or samples[0][1]
+    end = _window_median(samples, last_t - window_s, last_t + 1) or samples[-1][1]
+    return start, end
+
+
 def _memory_trend(samples: list[tuple[float, dict[str, float]]], window_s: float = 300.0) -> dict[str, Any]:
     """Readings of the whole run beside the target's two windows: the least-squares line through every
     measured sample (its value at the start and the end, and its slope), and the medians of
@@ -306,12 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(noted + lines[-40:]), flush=True)
 
     minutes = _per_minute(results)
-    last_t = rss.samples[-1][0]
     window = min(args.window, args.minutes * 60 / 4)
-    start = _window_median(rss.samples, 0, window) or rss.samples[0][1]
-    end = _window_median(rss.samples, last_t - window, last_t + 1) or rss.samples[-1][1]
-    first_min = _window_median(rss.samples, 0, 60) or start
-    last_min = _window_median(rss.samples, last_t - 60, last_t + 1) or end
+    start, end = _first_and_last(rss.samples, window)
+    first_min, last_min = _first_and_last(rss.samples, 60)
     errors = [r for r in results if r["status"] not in (200, 201)]
     p95_first, p95_last = minutes[0]["search_p95_ms"], minutes[-1]["search_p95_ms"]
     report.update(

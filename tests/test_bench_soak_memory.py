@@ -3,7 +3,7 @@ the target, while a steady climb still shows."""
 
 from __future__ import annotations
 
-from bench.soak import _memory_trend, _window_median
+from bench.soak import _first_and_last, _memory_trend, _window_median
 
 
 def _samples(values: list[float], every: float = 5.0) -> list[tuple[float, dict[str, float]]]:
@@ -11,10 +11,7 @@ def _samples(values: list[float], every: float = 5.0) -> list[tuple[float, dict[
 
 
 def _growth(samples: list[tuple[float, dict[str, float]]], window: float) -> float:
-    last = samples[-1][0]
-    start = _window_median(samples, 0, window)
-    end = _window_median(samples, last - window, last + 1)
-    assert start is not None and end is not None
+    start, end = _first_and_last(samples, window)
     return 100 * (end["rss"] - start["rss"]) / start["rss"]
 
 
