@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from catalog import events, image_limits
@@ -44,15 +44,18 @@ def product_image_add(
     if info is None:  # callers that validated already (bulk import) pass what they found
         info = image_limits.validate(data)
     digest = sha256_of(data)
-    existing = ProductImage.objects.filter(product=product, sha256=digest).first()
-    if existing is not None:
-        return ImageAddResult(existing, created=False)
+    # One round trip for both facts an add needs (an upload's few milliseconds are CPU the embedding
+    # worker shares on a small host): whether these bytes are on the product, and its last position.
+    facts = product.images.aggregate(top=Max("display_order"), same=Count("pk", filter=Q(sha256=digest)))
+    if facts["same"]:
+        existing = ProductImage.objects.filter(product=product, sha256=digest).first()
+        if existing is not None:
+            return ImageAddResult(existing, created=False)
+    if display_order is None:
+        display_order = 0 if facts["top"] is None else facts["top"] + 1
     name, file_created = write_image(data, digest, info.format)
     try:
         with transaction.atomic():
-            if display_order is None:
-                top = product.images.aggregate(m=Max("display_order"))["m"]
-                display_order = 0 if top is None else top + 1
             image = ProductImage.objects.create(
                 product=product,
                 file=name,
