@@ -140,6 +140,12 @@ def pending_companions(exclude: list[str], limit: int, max_age_s: int = 600) -> 
     return [str(pk) for pk in qs]
 
 
+def images_not_indexed(image_ids: list[str]) -> list[str]:
+    """Those of ``image_ids`` that still exist and are not marked indexed (pending, or failed)."""
+    qs = ProductImage.objects.filter(pk__in=image_ids).exclude(index_status=IndexStatus.INDEXED)
+    return [str(pk) for pk in qs.values_list("pk", flat=True)]
+
+
 def images_indexed_since(when: datetime) -> int:
     """Images marked indexed since ``when``: an import's indexing pace, whoever indexes them."""
     return ProductImage.objects.filter(index_status=IndexStatus.INDEXED, indexed_at__gte=when).count()

@@ -117,6 +117,11 @@ def index_with_pending(image_ids: Iterable[str], *, budget_s: float = PULL_BUDGE
     ``BATCH`` instead of one model call per upload; every image is still indexed once per model (the
     rows say which are done), and a redelivered task only repeats idempotent writes."""
     own = list(dict.fromkeys(str(i) for i in image_ids))
+    if not selectors.images_not_indexed(own):
+        # Taken along by an earlier task (the usual fate of an upload in a burst): one query, and
+        # nothing pulled. Pulling here too would only race the task that is still pulling, and a
+        # burst leaves one such task per upload behind it.
+        return IndexOutcome()
     seen = set(own)
     deadline = time.monotonic() + budget_s
     recent: list[list[str]] = []  # the batches in flight (drawn, not yet written): still pending
