@@ -111,10 +111,19 @@ def sync_products_text(product_ids: Iterable[int]) -> int:
 
 
 def sync_images_text(image_ids: Iterable[str]) -> int:
-    """Write the text points of the products of ``image_ids`` (new images, or their text read)."""
+    """Write the text points of the products of new images that have none yet (their first image).
+
+    A new image changes nothing in a point that exists: the text is the product's (rewritten when it
+    changes) and the words read on the image (rewritten when they are read). Skipping those saves a
+    write per upload; a burst of uploads to known products costs one read of the store."""
     ids = [str(i) for i in image_ids]
-    product_ids = Product.objects.filter(images__id__in=ids).values_list("pk", flat=True).distinct()
-    return sync_products_text(product_ids)
+    product_ids = sorted(set(Product.objects.filter(images__id__in=ids).values_list("pk", flat=True)))
+    if not product_ids:
+        return 0
+    store = vector_store()
+    store.ensure_sparse_collection(TEXT_COLLECTION)
+    have = store.retrieve(TEXT_COLLECTION, [point_id(p) for p in product_ids])
+    return sync_products_text([p for p in product_ids if point_id(p) not in have])
 
 
 def sync_products_text_quietly(product_ids: Iterable[int]) -> str | None:

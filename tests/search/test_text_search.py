@@ -134,6 +134,19 @@ def test_catalog_changes_reach_the_text_index(api_client, shop, django_capture_o
     assert _skus(_search(api_client, q="zanzibar")) == ["BARE-1"]
 
 
+def test_a_new_image_writes_a_text_point_only_where_the_product_has_none(api_client, shop) -> None:
+    from search.services.text_index import sync_images_text
+
+    product = shop["ALP-1"]
+    more = services.product_image_add(product=product, data=image_bytes(color=(9, 99, 9), size=(64, 64)))
+    assert sync_images_text([str(more.image.pk)]) == 0  # its point is there: the image adds no word
+    vector_store().delete(TEXT_COLLECTION, [point_id(product.pk)])  # lost (a store restored from old)
+    assert _skus(_search(api_client, q="alpro")) == []
+    another = services.product_image_add(product=product, data=image_bytes(color=(9, 9, 99), size=(64, 64)))
+    assert sync_images_text([str(another.image.pk)]) == 1
+    assert _skus(_search(api_client, q="alpro")) == ["ALP-1"]
+
+
 def test_words_rerank_more_like_this(api_client, shop) -> None:
     plain = _skus(_search(api_client, sku="OAT-15", limit=5))
     with_words = _skus(_search(api_client, sku="OAT-15", q="bravo juice", limit=5))
