@@ -118,10 +118,10 @@ def index_with_pending(image_ids: Iterable[str], *, budget_s: float = PULL_BUDGE
     rows say which are done), and a redelivered task only repeats idempotent writes."""
     own = list(dict.fromkeys(str(i) for i in image_ids))
     if not selectors.images_not_indexed(own):
-        # Taken along by an earlier task (the usual fate of an upload in a burst): one query, and
-        # nothing pulled. Pulling here too would only race the task that is still pulling, and a
-        # burst leaves one such task per upload behind it.
-        return IndexOutcome()
+        # Taken along by an earlier task (the usual fate of an upload in a burst, which leaves one such
+        # task per upload behind it): nothing of its own to embed. Uploads still pending are taken
+        # all the same, or they would wait behind the rest of those tasks; with none, two queries.
+        own = []
     seen = set(own)
     deadline = time.monotonic() + budget_s
     recent: list[list[str]] = []  # the batches in flight (drawn, not yet written): still pending
@@ -135,6 +135,8 @@ def index_with_pending(image_ids: Iterable[str], *, budget_s: float = PULL_BUDGE
 
     def batches() -> Iterator[list[str]]:
         first = own + take(BATCH - len(own)) if len(own) < BATCH else own
+        if not first:
+            return
         recent.append(first)
         yield first
         while time.monotonic() < deadline:
