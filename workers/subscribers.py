@@ -22,13 +22,6 @@ def _index(sender: Any, image_ids: list[str], **_: Any) -> None:
         tasks.index_images.delay(list(image_ids))
 
 
-def _index_text(sender: Any, image_ids: list[str], **_: Any) -> None:
-    # A product enters the text index with its first image (a search hit is shown as an image); the
-    # words read on the image follow once read (search/services/image_text.py).
-    if image_ids:
-        tasks.sync_images_text.delay(list(image_ids))
-
-
 def _read_text(sender: Any, image_ids: list[str], **_: Any) -> None:
     # Never in the request that added the images: with no broker, tasks would run eagerly right here,
     # so the embedded default reads on its own low-priority thread instead.
@@ -81,7 +74,6 @@ def connect() -> None:
     # A re-index request reads again only images whose bytes or engine changed (the rest are skipped).
     catalog_events.images_added.connect(_read_text, dispatch_uid="workers.text.added")
     catalog_events.images_reindex_requested.connect(_read_text, dispatch_uid="workers.text.requested")
-    catalog_events.images_added.connect(_index_text, dispatch_uid="workers.text_index.added")
     catalog_events.images_removed.connect(_remove, dispatch_uid="workers.remove")
     catalog_events.product_changed.connect(_product_changed, dispatch_uid="workers.payload")
     search_events.index_requested.connect(_index, dispatch_uid="workers.index.search")

@@ -93,6 +93,12 @@ def index_images(self, image_ids: list[str]) -> dict:
             outcome = indexing.index_with_pending(image_ids)
     except TRANSIENT as exc:
         return _retry(self, exc, image_ids) or {"error": str(exc)}
+    # A product enters the text index with its first image (a search hit is shown as an image); the
+    # words read on it follow once read (search/services/image_text.py). Sent from here, once for
+    # every image this run took along, rather than once per upload: an upload publishes one message.
+    done = [*outcome.indexed, *outcome.failed]
+    if done:
+        sync_images_text.delay(done)
     return {"indexed": len(outcome.indexed), "failed": len(outcome.failed), "missing": len(outcome.missing)}
 
 

@@ -35,11 +35,8 @@ def test_image_events_enqueue_indexing_and_removal(media_root, django_capture_on
     product = services.product_create(sku="X", title="x")
     with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
         image = services.product_image_add(product=product, data=image_bytes()).image
-    # A product enters the text index with its first image.
-    assert ran == [
-        ("lookalike.index_images", ([str(image.pk)],), {}),
-        ("lookalike.sync_images_text", ([str(image.pk)],), {}),
-    ]
+    # One task per upload (no model is active here, so nothing is indexed and nothing follows).
+    assert ran == [("lookalike.index_images", ([str(image.pk)],), {})]
     with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
         services.product_images_reindex(product_ids=[product.pk])
     assert ran == [("lookalike.index_images", ([str(image.pk)],), {})]
@@ -47,6 +44,24 @@ def test_image_events_enqueue_indexing_and_removal(media_root, django_capture_on
     with tasks_run() as ran, django_capture_on_commit_callbacks(execute=True):
         services.product_image_delete(image=image)
     assert ran == [("lookalike.remove_image_points", ([image_id],), {})]
+
+
+def test_an_index_run_sends_its_images_to_the_text_index_in_one_task(
+    active_model, media_root, django_capture_on_commit_callbacks
+) -> None:
+    from search.services.text_index import TEXT_COLLECTION, point_id
+    from search.vector_store import vector_store
+    from workers import tasks
+
+    product = services.product_create(sku="X", title="x")
+    with django_capture_on_commit_callbacks(execute=False):  # added, their own tasks not run
+        added = [services.product_image_add(product=product, data=image_bytes(pattern=n)) for n in (1, 2)]
+    ids = [str(a.image.pk) for a in added]
+    with tasks_run() as ran:
+        tasks.index_images.delay(ids)
+    assert [name for name, _, _ in ran] == ["lookalike.index_images", "lookalike.sync_images_text"]
+    assert sorted(ran[1][1][0]) == sorted(ids)
+    assert point_id(product.pk) in vector_store().retrieve(TEXT_COLLECTION, [point_id(product.pk)])
 
 
 def test_search_announcements_become_tasks(django_capture_on_commit_callbacks) -> None:
