@@ -455,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                 _wait_indexed([p.pk for p in products.values()], len(warm), timeout=300, worker=worker)
                 res: dict[str, Any] = {"worker_warm_s": round(time.perf_counter() - t0, 1)}
                 res["pipeline"], res["bare_b1"], res["bare_chunk"], res["backlog"] = [], [], [], []
-                res["worker_drain_s"] = []
+                res["worker_drain_s"], res["backlog_drain_s"] = [], []
                 for r, chunk in enumerate(rounds_photos[variant]):
                     # The worker still has tasks after the last image is indexed (one per upload, each
                     # finding its image done); the bare loop waits for them, or it shares the cores.
@@ -467,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
                         _bare_round(chunk, INDEX_CHUNK, embedder, bare_store, coll, model.image_size)
                     )
                     res["pipeline"].append(_pipeline_round(chunk, f"{variant}-R{r}", worker))
+                    # Those tasks again: a backlog queued behind them would be taken along by the
+                    # first of them, so the worker's idle start is the same for both measures.
+                    t_drain = time.perf_counter()
+                    worker.wait_idle()
+                    res["backlog_drain_s"].append(round(time.perf_counter() - t_drain, 2))
                     res["backlog"].append(
                         _backlog_round(backlog_photos[variant][r], f"{variant}-B{r}", worker)
                     )
