@@ -229,12 +229,17 @@ def _db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
 
 
 def _start_gunicorn(
-    env: dict[str, str], workdir: Path, port: int, threads: int
+    env: dict[str, str],
+    workdir: Path,
+    port: int,
+    threads: int,
+    config: str = "platform/gunicorn.embedded.conf.py",
 ) -> tuple[subprocess.Popen, int]:
-    """gunicorn with the embedded config on loopback, ready to answer; (its master, its one worker's pid)."""
+    """gunicorn with the embedded config (or one built on it) on loopback, ready to answer; (its master,
+    its one worker's pid)."""
     genv = dict(env, BIND=f"127.0.0.1:{port}", THREADS=str(threads))
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "platform/gunicorn.embedded.conf.py", "config.wsgi"],
+        [sys.executable, "-m", "gunicorn", "-c", config, "config.wsgi"],
         env=genv,
         cwd=REPO,
         stdout=(workdir / "gunicorn.log").open("ab"),

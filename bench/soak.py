@@ -47,6 +47,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench import trace_growth
 from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, REPO, missing_inputs
 from bench.load import (
     _await_indexed,
@@ -199,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s")
     parser.add_argument("--drain", type=float, default=150.0, help="max wait for uploads to index, s")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trace-python",
+        action="store_true",
+        help="run the worker under tracemalloc (bench/gunicorn_traced.conf.py) and report which Python "
+        "call sites grew between the measured start and end; its latency and memory are then not figures",
+    )
+    parser.add_argument("--trace-every", type=float, default=60.0, help="seconds between snapshots")
     parser.add_argument("--out", type=Path, default=Path("var/bench/soak.json"))
     args = parser.parse_args(argv)
 
@@ -241,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         report["setup_s"] = round(time.perf_counter() - t0, 1)
         products = [r[0] for r in _db_rows(db, "SELECT id FROM catalog_product")]
         print(f"{len(products)} products (setup {report['setup_s']} s)", flush=True)
-        server, worker_pid = _start_gunicorn(env, workdir, args.port, args.threads)
+        config = "platform/gunicorn.embedded.conf.py"
+        if args.trace_python:
+            config = "bench/gunicorn_traced.conf.py"
+            (workdir / "trace").mkdir()
+            env = dict(env, SOAK_TRACE_DIR=str(workdir / "trace"), SOAK_TRACE_EVERY_S=str(args.trace_every))
+            report["traced"] = True
+        server, worker_pid = _start_gunicorn(env, workdir, args.port, args.threads, config)
         try:
             for i in range(10):  # warm-up (graph tracing, page cache), not counted
                 body, ctype = _multipart("image", "q.jpg", query_bytes[-1 - i])
@@ -293,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
                     functools.partial(fire, warm_results),
                 )
             measured_from = time.perf_counter() - rss.t0
+            measured_wall = time.time()
             wall = _send_open_loop(schedule, functools.partial(fire, results))
+            if args.trace_python:
+                # The worker's last snapshot inside the measured run is at most one interval old.
+                report["python_growth"] = trace_growth.growth(workdir / "trace", measured_wall, time.time())
             rss.stop.set()
             rss.join()
             rss.samples = [(t - measured_from, mib) for t, mib in rss.samples]
@@ -377,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         and mem["growth_pct"] <= 5
         and (report["p95_last_over_first"] or 0) <= 1.2
     )
+    if "python_growth" in report:
+        traced = report["python_growth"]
+        print(f"\nPython (tracemalloc), measured start -> end: {json.dumps(traced, indent=1)[:6000]}")
     for key, line in mem["trend"].items():
         print(
             f"  {key}: line through every sample {line['line_start']} -> {line['line_end']} MiB "
