@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,13 @@ _IGNORED = (tracemalloc.__file__, "<frozen importlib._bootstrap>", "<frozen impo
 
 
 def _short(filename: str) -> str:
-    # Relative to the project or to the installed packages: the same on every machine.
-    for marker in ("site-packages/", "lib/python3"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
+    # Relative to the project, the installed packages or the standard library: the same on every machine.
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1]
     root = str(Path(__file__).resolve().parent.parent) + "/"
-    return filename.removeprefix(root)
+    if filename.startswith(root):
+        return filename.removeprefix(root)
+    return re.sub(r"^.*/lib/python3\.\d+/", "", filename)
 
 
 def snapshots(folder: Path) -> list[tuple[float, Path]]:
