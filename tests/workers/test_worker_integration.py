@@ -12,6 +12,7 @@ from catalog import services
 from catalog.models import IndexStatus, ProductImage
 from config.celery import app
 from search import vector_store as store_handle
+from search.services.text_index import TEXT_COLLECTION, point_id
 from tests.fixtures.images import image_bytes
 from tests.support.celery_worker import QUEUES, WorkerProcess, wait_until, worker_env
 
@@ -98,9 +99,9 @@ def test_worker_indexes_what_waited_in_redis_and_applies_changes(
     extra = services.product_image_add(
         product=products["A"], data=image_bytes(color=(190, 30, 30), pattern=99)
     ).image
-    # One indexing task per upload on the index queue; the text index's syncs wait beside them.
+    # One indexing task per upload and nothing else: the text index hears from the index runs.
     assert redis.Redis.from_url(worker.broker_url).llen("index") == 4
-    assert _queued(worker.broker_url) > 4
+    assert _queued(worker.broker_url) == 4
     assert set(ProductImage.objects.values_list("index_status", flat=True)) == {IndexStatus.PENDING}
 
     _start_and_wait_until_all_indexed(worker, "every image indexed")
@@ -126,6 +127,9 @@ def test_worker_indexes_what_waited_in_redis_and_applies_changes(
     assert by_sku["A"]["price"] == 5.0 and by_sku["A"]["product_id"] == products["A"].pk
     assert {p["model_version"] for p in by_sku.values()} == {str(active_model.version)}
     assert store.retrieve(active_model.collection, [extra_id]) == {}
+    # Every product entered the text index through the worker's index runs.
+    text_points = [point_id(p.pk) for p in products.values()]
+    assert sorted(store.retrieve(TEXT_COLLECTION, text_points)) == sorted(text_points)
 
 
 def test_in_thread_worker_keeps_search_in_step(celery_over_redis, active_model, api_client) -> None:
