@@ -175,6 +175,13 @@ def _wait_indexed(product_ids: list[int], n: int, timeout: float, worker: Any) -
     raise SystemExit(f"only {done}/{n} indexed after {timeout} s; worker log:\n{worker.log_tail()}")
 
 
+def _drain(worker: Any) -> float:
+    """Seconds until the worker's queues are empty (the tasks a round left behind)."""
+    start = time.perf_counter()
+    worker.wait_idle()
+    return round(time.perf_counter() - start, 2)
+
+
 def _products_for(photos: list[tuple[str, str, bytes]], tag: str) -> dict[str, Any]:
     from catalog import services
 
@@ -459,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r, chunk in enumerate(rounds_photos[variant]):
                     # The worker still has tasks after the last image is indexed (one per upload, each
                     # finding its image done); the bare loop waits for them, or it shares the cores.
-                    t_drain = time.perf_counter()
-                    worker.wait_idle()
-                    res["worker_drain_s"].append(round(time.perf_counter() - t_drain, 2))
+                    res["worker_drain_s"].append(_drain(worker))
                     res["bare_b1"].append(_bare_round(chunk, 1, embedder, bare_store, coll, model.image_size))
                     res["bare_chunk"].append(
                         _bare_round(chunk, INDEX_CHUNK, embedder, bare_store, coll, model.image_size)
@@ -469,9 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                     res["pipeline"].append(_pipeline_round(chunk, f"{variant}-R{r}", worker))
                     # Those tasks again: a backlog queued behind them would be taken along by the
                     # first of them, so the worker's idle start is the same for both measures.
-                    t_drain = time.perf_counter()
-                    worker.wait_idle()
-                    res["backlog_drain_s"].append(round(time.perf_counter() - t_drain, 2))
+                    res["backlog_drain_s"].append(_drain(worker))
                     res["backlog"].append(
                         _backlog_round(backlog_photos[variant][r], f"{variant}-B{r}", worker)
                     )

@@ -249,13 +249,13 @@ def main(argv: list[str] | None = None) -> int:
         report["setup_s"] = round(time.perf_counter() - t0, 1)
         products = [r[0] for r in _db_rows(db, "SELECT id FROM catalog_product")]
         print(f"{len(products)} products (setup {report['setup_s']} s)", flush=True)
-        config = "platform/gunicorn.embedded.conf.py"
+        traced: dict[str, str] = {}  # the embedded config unless traced
         if args.trace_python:
-            config = "bench/gunicorn_traced.conf.py"
+            traced["config"] = "bench/gunicorn_traced.conf.py"
             (workdir / "trace").mkdir()
             env = dict(env, SOAK_TRACE_DIR=str(workdir / "trace"), SOAK_TRACE_EVERY_S=str(args.trace_every))
             report["traced"] = True
-        server, worker_pid = _start_gunicorn(env, workdir, args.port, args.threads, config)
+        server, worker_pid = _start_gunicorn(env, workdir, args.port, args.threads, **traced)
         try:
             for i in range(10):  # warm-up (graph tracing, page cache), not counted
                 body, ctype = _multipart("image", "q.jpg", query_bytes[-1 - i])

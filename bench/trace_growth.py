@@ -38,12 +38,13 @@ def growth(folder: Path, start_wall: float, end_wall: float, top: int = 15) -> d
     inside = [(t, p) for t, p in taken if start_wall <= t <= end_wall]
     if len(inside) < 2:
         return {"error": f"{len(inside)} snapshot(s) inside the measured window; need 2"}
+    loaded = [(t, _load(p)) for t, p in inside]  # each file read once
     totals = [
-        (round(t - start_wall, 1), round(sum(s.size for s in _load(p).statistics("filename")) / 2**20, 2))
-        for t, p in inside
+        (round(t - start_wall, 1), round(sum(s.size for s in snap.statistics("filename")) / 2**20, 2))
+        for t, snap in loaded
     ]
-    (t_first, first), (t_last, last) = inside[0], inside[-1]
-    diffs = _load(last).compare_to(_load(first), "traceback")
+    (t_first, first), (t_last, last) = loaded[0], loaded[-1]
+    diffs = last.compare_to(first, "traceback")
     rows = []
     for d in diffs[:top]:
         rows.append(
