@@ -65,13 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         config.epochs = args.epochs
     result = train(config, sorted(seen_only), val, progress=True)
     held = result.held_out
-    fitted = calibration.fit(
-        calibration.scored_queries(
-            held.query_embeddings, held.query_labels, held.gallery_embeddings, held.gallery_labels
-        )
-    )
+    fitted = calibration.fit(held.scored())  # as manage.py train fits them
     print(
-        f"fitted on {fitted.queries} validation photos: same >= {fitted.same:.3f}, margin {fitted.margin:.2f}",
+        f"fitted on {fitted.queries} validation photos ({held.calibration_source}): same >= {fitted.same:.3f}, "
+        f"margin {fitted.margin:.2f}",
         flush=True,
     )
 
@@ -116,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_description(),
         "unseen_products": sorted(unseen),
-        "fitted_on_validation": fitted.to_json(),
+        "fitted_on_validation": {**fitted.to_json(), "source": held.calibration_source},
         "test": {
             **test_calibration.to_json(),
             "in_catalog_queries": int(in_catalog.sum()),

@@ -8,10 +8,13 @@
    look-alikes, or augmented views for a catalog with one photo per product.
 4. The trained model and the untrained backbone are scored on the same held-out photos, from the same
    cached activations (the untrained backbone's bottom is the same network).
+5. With held-out photos, a second top trains from the same cache with a share of the products left
+   out, for the answer thresholds (ml/unseen_calibration.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -22,6 +25,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ml import calibration
 from ml.augment import Augmenter
 from ml.backbone_split import make_top_trainable, split_embedding_model
 from ml.data import DecodedImages, TrainingDataError
@@ -35,6 +39,7 @@ from ml.model import build_embedding_model
 from ml.proxies import PROXY_LAYER, build_training_model, class_centroids
 from ml.recall_tracking import EpochListener, RecallEarlyStopping
 from ml.train_config import TrainConfig
+from ml.unseen_calibration import choose_left_out, scored_with_left_out
 
 # Validation queries when a catalog has one photo per product: fresh views of at most this many photos.
 VIEW_QUERIES = 400
@@ -49,6 +54,24 @@ class HeldOut:
     gallery_embeddings: np.ndarray
     gallery_labels: np.ndarray
     query_sources: list[int] = field(default_factory=list)  # indices into the images given
+    # The thresholds' fitting data from a model that never saw some products (ml/unseen_calibration.py);
+    # None where the run had none, and the own-product stand-in is used.
+    unseen: dict[str, np.ndarray] | None = None
+    unseen_products: int = 0
+
+    def scored(self) -> dict[str, np.ndarray]:
+        """What ``ml.calibration.fit`` fits the answer thresholds on."""
+        if self.unseen is not None:
+            return self.unseen
+        return calibration.scored_queries(
+            self.query_embeddings, self.query_labels, self.gallery_embeddings, self.gallery_labels
+        )
+
+    @property
+    def calibration_source(self) -> str:
+        if self.unseen is not None:
+            return f"{self.unseen_products} products left out of a second training"
+        return "held-out photos, their own product taken out of the gallery"
 
 
 @dataclass
@@ -295,7 +318,10 @@ def _run_cached(
         f"cached {len(cache)} views, {cache.features.shape[1:]} each, {cache.nbytes / 1e6:.0f} MB on disk, in {timings['cache_s']:.0f} s"
     )
 
-    if config.head_init == "principal" or (config.head_init == "auto" and val.name == AUGMENTED_VIEWS):
+    principal_head = config.head_init == "principal" or (
+        config.head_init == "auto" and val.name == AUGMENTED_VIEWS
+    )
+    if principal_head:
         used = init_head_from_features(top, cache.features, seed=config.seed)
         log(f"projection head started from the principal directions of {used} cached views")
 
@@ -311,19 +337,35 @@ def _run_cached(
         on_epoch=on_epoch,
     )  # fmt: skip
     t0 = time.perf_counter()
+    companions = _companions(train_set.label_names, hard_negatives)
     history = _fit(
         config,
         top,
         cache,
-        tracker,
+        [tracker],
         train_labels,
         Rows(plain, val.train_rows),
-        _companions(train_set.label_names, hard_negatives),
+        companions,
         progress,
         log,
     )
     timings["train_s"] = round(time.perf_counter() - t0, 1)
     tracker.restore_best()
+
+    t0 = time.perf_counter()
+    unseen = _unseen_calibration(
+        config,
+        plain,
+        labels,
+        val,
+        cache,
+        max(1, tracker.best_epoch),
+        companions,
+        principal_head,
+        progress,
+        log,
+    )
+    timings["calibration_train_s"] = round(time.perf_counter() - t0, 1)
 
     # The trained top and the untrained backbone (average pooled, no head) on the same held-out photos
     # against the whole training gallery, from the same activations (their bottoms are one network).
@@ -349,21 +391,88 @@ def _run_cached(
         num_val=len(val.labels),
         metrics=metrics,
         baseline=baseline,
-        held_out=HeldOut(queries, val.labels, gallery, g_labels, val.query_sources),
+        held_out=HeldOut(
+            queries,
+            val.labels,
+            gallery,
+            g_labels,
+            val.query_sources,
+            unseen=unseen[0] if unseen else None,
+            unseen_products=unseen[1] if unseen else 0,
+        ),
         timings=timings,
     )
+
+
+def _unseen_calibration(
+    config: TrainConfig,
+    plain: Any,
+    labels: np.ndarray,
+    val: Validation,
+    cache: Any,
+    epochs: int,
+    companions: dict[int, list[int]],
+    principal_head: bool,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[dict[str, np.ndarray], int] | None:
+    """A second top trained from the same cache for ``epochs`` without a share of the products; its
+    answers for the others' held-out photos and for every photo of the left-out products, as
+    ``ml.calibration.fit`` takes them, and how many products were left out. None where the run
+    validates on augmented views or on unseen products, or the catalog is too small."""
+    if val.name == AUGMENTED_VIEWS or not len(val.gallery_rows):
+        return None
+    gallery_labels = labels[val.gallery_rows]
+    left_out = choose_left_out(gallery_labels, val.labels, config.calibration_unseen, config.seed)
+    if not len(left_out):
+        return None
+    log(
+        f"calibration: training a second top for {epochs} epochs without {len(left_out)} of "
+        f"{len(np.unique(gallery_labels))} products (their photos stand for products the shop does not sell)"
+    )
+    _, top = split_embedding_model(config.build_model(), config.trainable_blocks)
+    make_top_trainable(top)
+    if principal_head:
+        init_head_from_features(top, cache.features, seed=config.seed)
+    kept_rows = val.gallery_rows[~np.isin(gallery_labels, left_out)]
+    _fit(
+        dataclasses.replace(config, epochs=epochs),
+        top,
+        cache,
+        [],
+        labels[kept_rows],
+        Rows(plain, kept_rows),
+        companions,
+        progress,
+        log,
+        exclude=left_out,
+    )
+    asked = ~np.isin(val.labels, left_out)
+    left_out_rows = val.gallery_rows[np.isin(gallery_labels, left_out)]
+    left_out_queries = np.concatenate(
+        [_embed(top, Rows(plain, left_out_rows)), _embed(top, val.features[~asked])]
+    )
+    scored = scored_with_left_out(
+        _embed(top, val.features[asked]),
+        val.labels[asked],
+        _embed(top, Rows(plain, kept_rows)),
+        labels[kept_rows],
+        left_out_queries,
+    )
+    return scored, len(left_out)
 
 
 def _fit(
     config: TrainConfig,
     top: keras.Model,
     cache: Any,
-    tracker: RecallEarlyStopping,
+    callbacks: list[keras.callbacks.Callback],
     train_labels: np.ndarray,
     train_plain: Any,
     companions: dict[int, list[int]],
     progress: bool,
     log: Callable[[str], None],
+    exclude: np.ndarray | None = None,
 ) -> list[dict[str, float | str]]:
     sampler = CachedPKSampler(
         cache,
@@ -372,6 +481,7 @@ def _fit(
         steps_per_epoch=config.steps_per_epoch,
         seed=config.seed,
         companions=companions,
+        exclude=exclude,
     )
     fit_model = top
     if uses_proxies(config.loss):
@@ -389,7 +499,7 @@ def _fit(
     log(
         f"training the top ({config.trainable_blocks} blocks and the head): {config.epochs} epochs x {len(sampler)} steps"
     )
-    fit = fit_model.fit(sampler, epochs=config.epochs, callbacks=[tracker], verbose=2 if progress else 0)
+    fit = fit_model.fit(sampler, epochs=config.epochs, callbacks=callbacks, verbose=2 if progress else 0)
     return [
         {"phase": "top", **{k: float(v[i]) for k, v in fit.history.items()}}
         for i in range(len(fit.history.get("loss", [])))

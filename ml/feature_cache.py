@@ -189,11 +189,13 @@ class CachedPKSampler(keras.utils.PyDataset):
         steps_per_epoch: int | None,
         seed: int,
         companions: dict[int, list[int]] | None = None,
+        exclude: np.ndarray | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.cache = cache
-        self.classes = np.unique(cache.labels)
+        # ``exclude``: products whose views are never drawn (a calibration run's left-out products).
+        self.classes = np.setdiff1d(np.unique(cache.labels), exclude if exclude is not None else [])
         if len(self.classes) < 2:
             raise ValueError("P x K sampling needs views of at least two products")
         self.p = min(p, len(self.classes))
@@ -207,7 +209,7 @@ class CachedPKSampler(keras.utils.PyDataset):
             for a, bs in (companions or {}).items()
             if a in present
         }
-        images = len(np.unique(cache.source))
+        images = len(np.unique(cache.source[np.isin(cache.labels, self.classes)]))
         self.steps = steps_per_epoch or max(1, images // (self.p * self.k))
 
     def __len__(self) -> int:

@@ -56,6 +56,13 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, weights_default: 
         help="cached mode: views cached in all, which bounds caching time (about 20 views/s on 2 cores)",
     )
     parser.add_argument("--lr-top", type=float, default=d.lr_top, help="cached mode's learning rate")
+    parser.add_argument(
+        "--calibration-unseen",
+        type=float,
+        default=d.calibration_unseen,
+        help="cached mode: share of products a second training leaves out to fit the answer thresholds "
+        "on products it never saw (0: fit them on held-out photos with their product removed)",
+    )
     parser.add_argument("--backbone", default=d.backbone, choices=backbone_names())
     parser.add_argument(
         "--weights",
@@ -89,6 +96,7 @@ _SAME_NAME = (
     "cache_views",
     "max_cached_views",
     "lr_top",
+    "calibration_unseen",
     "backbone",
     "loss",
     "head_epochs",

@@ -74,6 +74,10 @@ class TrainConfig:
     # How validation photos are chosen when the caller gives none (ml/holdout.py).
     holdout: str = "group"
     head_init: str = "auto"
+    # Share of the products a second, shorter training leaves out so that the "same" / "no match"
+    # thresholds are fitted on products a model never saw (ml/unseen_calibration.py); 0 fits them on
+    # held-out photos with their own product taken out of the gallery. Cached mode, held-out photos.
+    calibration_unseen: float = 0.2
 
     def build_model(self) -> Any:
         """The embedding model this run trains: the backbone with its weights, pooling and head."""
@@ -103,6 +107,8 @@ class TrainConfig:
             raise ValueError(
                 f"unknown backbone {self.backbone!r}; choose one of: {', '.join(backbone_names())}"
             )
+        if not 0.0 <= self.calibration_unseen < 1.0:
+            raise ValueError("calibration_unseen must be at least 0 and below 1")
         if self.batch_p < 2 or self.batch_k < 2:
             raise ValueError("batch_p and batch_k must both be >= 2")
         if self.weights is not None and self.weights != "imagenet":

@@ -146,13 +146,12 @@ def train_candidate(
 
     out = Path(config.output_dir)
     stage("calibrating")
-    fitted, calibration_plot = None, None
+    fitted, calibration_plot, fitted_from = None, None, ""
     held = result.held_out
     if held is not None and len(held.query_labels) and len(held.gallery_labels):
-        scored = calibration.scored_queries(
-            held.query_embeddings, held.query_labels, held.gallery_embeddings, held.gallery_labels
-        )
+        scored = held.scored()
         fitted = calibration.fit(scored)
+        fitted_from = held.calibration_source
         calibration.write(out / "calibration.json", fitted)
         calibration_plot = calibration.plot(out / "calibration.png", scored, fitted)
     history = _history_columns(result.history)
@@ -204,7 +203,7 @@ def train_candidate(
             "int8": int8_summary(export.tflite_int8),
         },
         eval_image_ids=eval_ids,
-        calibration=fitted.to_json() if fitted is not None else None,
+        calibration={**fitted.to_json(), "source": fitted_from} if fitted is not None else None,
         calibration_plot_path=str(calibration_plot) if calibration_plot is not None else "",
     )
     return TrainOutcome(record, metrics, baseline, round(time.perf_counter() - started, 1))

@@ -90,3 +90,19 @@ def test_hard_negatives_share_batches_with_their_product():
 
     # Product 0 drawn with 7 in a batch: by chance a few times in 200, guided whenever either is drawn.
     assert together(guided) > 3 * max(1, together(plain))
+
+
+def test_left_out_products_are_never_drawn_and_do_not_count_towards_the_steps():
+    from ml.feature_cache import CachedViews
+
+    labels = np.repeat(np.arange(10), 4).astype(np.int32)
+    cache = CachedViews(
+        features=np.zeros((40, 1, 1, 2), np.float16),
+        source=np.arange(40, dtype=np.int32),
+        labels=labels,
+        view=np.zeros(40, np.int16),
+    )
+    sampler = CachedPKSampler(cache, p=2, k=2, steps_per_epoch=None, seed=0, exclude=np.array([3, 7]))
+    drawn = set(np.concatenate([sampler[i][1] for i in range(50)]).tolist())
+    assert drawn == set(range(10)) - {3, 7}
+    assert len(sampler) == 32 // 4  # the 32 photos of the 8 products left, P x K = 4 a batch

@@ -191,3 +191,44 @@ def test_proxy_training_steps_lower_the_loss(product_photos):
     assert after < before
     # Training moved the shared embedding weights, not only the proxies.
     assert trainer.get_layer(model.name) is model
+
+
+@pytest.fixture(scope="module")
+def twelve_products(tmp_path_factory):
+    """12 products (three colours x four shapes), 4 photos each: enough to leave some out."""
+    from tests.ml.conftest import draw_product
+
+    root = tmp_path_factory.mktemp("twelve")
+    rng = np.random.default_rng(3)
+    items = []
+    for c, colour in enumerate(((220, 30, 30), (30, 180, 40), (30, 60, 220))):
+        for shape in ("ellipse", "rectangle", "triangle", "bar"):
+            for i in range(4):
+                path = root / f"c{c}-{shape}-{i}.jpg"
+                draw_product(colour, shape, rng).save(path, quality=90)
+                items.append((str(path), f"c{c}-{shape}"))
+    return items
+
+
+def test_thresholds_are_fitted_on_products_a_second_training_never_saw(twelve_products, tmp_path):
+    items = twelve_products
+    result = train(_config(tmp_path, epochs=2), items, None, progress=False, val_fraction=0.3)
+    held = result.held_out
+    assert held is not None and held.unseen is not None
+    assert held.unseen_products == 3  # a fifth of 12 rounds to 2; at least 3
+    assert held.calibration_source == "3 products left out of a second training"
+    scored = held.scored()
+    # Every photo of the three left-out products (4 each, held out or not) asks as a product not sold;
+    # the in-catalog side is the other products' held-out photos.
+    assert len(scored["out_score"]) == 12
+    assert 0 < len(scored["in_score"]) < len(held.query_labels)
+    assert result.to_json()["timings"]["calibration_train_s"] > 0
+
+
+def test_without_a_share_to_leave_out_the_own_product_stand_in_fits_the_thresholds(twelve_products, tmp_path):
+    items = twelve_products
+    config = _config(tmp_path, epochs=1, calibration_unseen=0.0)
+    held = train(config, items, None, progress=False, val_fraction=0.3).held_out
+    assert held is not None and held.unseen is None
+    assert held.calibration_source.startswith("held-out photos")
+    assert len(held.scored()["out_score"]) == len(held.query_labels)
