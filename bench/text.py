@@ -14,8 +14,9 @@ into a private embedded install (bench.query's set-up); every catalog image's te
 ingest's reader, ml.ocr's catalog profile) and the text index written.
 
 Photo searches: each test photo through POST /api/v1/search/ twice, with SEARCH_TEXT_RERANK off (the
-visual answer alone) and on; Recall@1 by group, and the latency of the searches that read their photo
-and of those that did not (wall time of the request, in-process). Per model: the pretrained backbone
+visual answer alone) and on, in alternating order; Recall@1 by group, and the latency of the searches
+that read their photo and of those that did not, the latter also paired with the same photos'
+searches with re-ranking off (wall time of the request, in-process). Per model: the pretrained backbone
 (as a new shop has it) and, with --trained/--train, a trained one.
 
 Text queries: each product's name as a shopper types it (lower case), with one typo (a letter
@@ -149,24 +150,33 @@ def _photo_searches(client: Any, photos: list[tuple[str, str, str]]) -> dict[str
     from django.test import override_settings
 
     rows: dict[str, list[dict[str, Any]]] = {"visual": [], "text": []}
-    for mode, on in (("visual", False), ("text", True)):
+    for on in (False, True):  # the first search builds the engines: not a shopper's wait
         with override_settings(SEARCH_TEXT_RERANK=on):
-            _search(client, photos[0][0], 1)  # the first search builds the engines: not a shopper's wait
-            started = time.perf_counter()
-            for n, (path, name, group) in enumerate(photos, 1):
-                if n % 250 == 0:
-                    print(
-                        f"  {mode}: {n}/{len(photos)} photos, {time.perf_counter() - started:.0f} s",
-                        flush=True,
-                    )
+            _search(client, photos[0][0], 1)
+    started = time.perf_counter()
+    for n, (path, name, group) in enumerate(photos, 1):
+        if n % 250 == 0:
+            print(f"  {n}/{len(photos)} photos, {time.perf_counter() - started:.0f} s", flush=True)
+        # Each photo twice, re-ranking off and on, in alternating order: load from anything else hits
+        # both alike, and the latency of a search that did not read is compared with the same photo's
+        # search with re-ranking off.
+        for mode in ("visual", "text") if n % 2 else ("text", "visual"):
+            with override_settings(SEARCH_TEXT_RERANK=mode == "text"):
                 body, wall = _search(client, path, 5)
-                top = body["results"][0]["product"]["sku"] if body["results"] else None
-                rows[mode].append({"group": group, "hit": top == name, "wall_ms": wall,
-                                   "tried": body["timings_ms"].get("read_text", 0.0) > 0,
-                                   "read": body.get("words_read") is not None,
-                                   "words": bool(body.get("words_read")),
-                                   "reranked": bool(body.get("reranked_by_text")),
-                                   "read_ms": body["timings_ms"].get("read_text", 0.0)})  # fmt: skip
+            top = body["results"][0]["product"]["sku"] if body["results"] else None
+            rows[mode].append({"group": group, "hit": top == name, "wall_ms": wall,
+                               "tried": body["timings_ms"].get("read_text", 0.0) > 0,
+                               "read": body.get("words_read") is not None,
+                               "words": bool(body.get("words_read")),
+                               "reranked": bool(body.get("reranked_by_text")),
+                               "read_ms": body["timings_ms"].get("read_text", 0.0)})  # fmt: skip
+    # The same photos' two searches, for those that did not read: what turning re-ranking on costs a
+    # search that does not need the words.
+    pairs = [
+        (t["wall_ms"], v["wall_ms"])
+        for t, v in zip(rows["text"], rows["visual"], strict=True)
+        if not t["tried"]
+    ]
     groups = sorted({g for _, _, g in photos})
     recall: dict[str, dict[str, Any]] = {}
     for group in [*groups, "all"]:
@@ -193,6 +203,16 @@ def _photo_searches(client: Any, photos: list[tuple[str, str, str]]) -> dict[str
             "reading_stage": _percentiles([r["read_ms"] for r in text_rows if r["tried"]]),
             "not_reading": _percentiles([r["wall_ms"] for r in text_rows if not r["tried"]]),
             "rerank_off": _percentiles([r["wall_ms"] for r in rows["visual"]]),
+            # Paired: the searches that did not read, and the same photos with re-ranking off.
+            "not_reading_paired": {
+                "on": _percentiles([on for on, _ in pairs]),
+                "off": _percentiles([off for _, off in pairs]),
+                "p50_ratio": round(
+                    statistics.median(on for on, _ in pairs) / statistics.median(off for _, off in pairs), 3
+                )
+                if pairs
+                else None,
+            },
         },
     }
 
@@ -338,7 +358,9 @@ def _table(report: dict[str, Any]) -> str:
                 f"{photos['broken']}); latency ms p50/p95: reading {lat['reading']['p50']}/{lat['reading']['p95']} "
                 f"(reading stage {lat['reading_stage']['p50']}/{lat['reading_stage']['p95']}), not reading "
                 f"{lat['not_reading']['p50']}/{lat['not_reading']['p95']}, re-ranking off "
-                f"{lat['rerank_off']['p50']}/{lat['rerank_off']['p95']}"
+                f"{lat['rerank_off']['p50']}/{lat['rerank_off']['p95']}; the photos that did not read, on/off p50 "
+                f"{lat['not_reading_paired']['on']['p50']}/{lat['not_reading_paired']['off']['p50']} "
+                f"(ratio {lat['not_reading_paired']['p50_ratio']})"
             )
         if model.get("calibration"):
             c = model["calibration"]
