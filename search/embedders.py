@@ -38,6 +38,7 @@ def embedder_for(model: ModelVersion) -> Embedder:
                 embedder = open_local_embedder(
                     model.export_path,
                     max_batch=settings.EMBED_BATCH_SIZE,
+                    tflite_batch=settings.LITERT_BATCH_SIZE,
                     precision=settings.EMBEDDING_PRECISION,
                 )
             _embedders[key] = embedder
@@ -61,6 +62,8 @@ def serving_precision(model: ModelVersion) -> str:
     if tflite.tflite_path(model.export_path) is None:
         return "float (SavedModel: no model.tflite)"
     if settings.EMBEDDING_PRECISION == "float":
+        if settings.EMBEDDING_PRECISION_SETTING == "auto":
+            return "float (EMBEDDING_PRECISION=auto: this CPU has no int8 dot-product instructions)"
         return "float (EMBEDDING_PRECISION=float)"
     return f"float (no verified int8 file: {int8.get('reason') or 'exported before int8'})"
 

@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.env import cache_from_url, env_bool, env_cidrs, env_float, env_int, env_list, env_str
+from ml.cpu_int8 import has_int8_dot_product
 from workers.queues import TASK_QUEUES, TASK_ROUTES, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -186,19 +187,34 @@ TF_SERVING_TARGET = env_str("TF_SERVING_TARGET")
 TF_SERVING_MODEL_NAME = env_str("TF_SERVING_MODEL_NAME", "lookalike")
 TF_SERVING_TIMEOUT_S = env_float("TF_SERVING_TIMEOUT_S", 5.0)
 EMBED_BATCH_SIZE = env_int("EMBED_BATCH_SIZE", 32)
+# Images per LiteRT call in-process (indexing's batches are cut to this). The float default model ran
+# 83 images/s at 1-2 a call against 71-76 at 4-32 (cache-sized activations: 2 cores, 2026-12-07; the
+# same 16 % on 2026-11-30), the int8 one 174-188 whatever the size; TF Serving and the SavedModel take
+# EMBED_BATCH_SIZE.
+LITERT_BATCH_SIZE = env_int("LITERT_BATCH_SIZE", 2)
 # Which of a version's TFLite files embeds in-process: "int8" serves model_int8.tflite where the export
 # wrote and verified one (else model.tflite), "float" always serves model.tflite (the float model
-# also stays for training and as the reference the int8 file is verified against). Float by default:
-# on this project's 2-core AMD EPYC (AVX2, no VNNI) the int8 default model was no faster at batch 1
-# (CPU time 1.02x float's) and lost 0.010 val Recall@1 on shop photos (docs/benchmarks.md "int8").
-EMBEDDING_PRECISION = env_str("EMBEDDING_PRECISION", "float")
-if EMBEDDING_PRECISION not in ("int8", "float"):
-    raise ImproperlyConfigured(f"EMBEDDING_PRECISION must be 'int8' or 'float', not {EMBEDDING_PRECISION!r}")
+# also stays for training and as the reference the int8 file is verified against). "auto" (the
+# default) is int8 on a CPU with int8 dot-product instructions (x86 VNNI, ARM dot product) and float
+# elsewhere: the int8 default model took 0.42x float's batch-1 time with AVX-512 VNNI and 1.0x on an
+# AVX2-only CPU, and lost 0.005 test Recall@1 on shop photos (docs/benchmarks.md "int8").
+EMBEDDING_PRECISION_SETTING = env_str("EMBEDDING_PRECISION", "auto")
+if EMBEDDING_PRECISION_SETTING not in ("auto", "int8", "float"):
+    raise ImproperlyConfigured(
+        f"EMBEDDING_PRECISION must be 'auto', 'int8' or 'float', not {EMBEDDING_PRECISION_SETTING!r}"
+    )
+EMBEDDING_PRECISION = (
+    ("int8" if has_int8_dot_product() else "float")
+    if EMBEDDING_PRECISION_SETTING == "auto"
+    else EMBEDDING_PRECISION_SETTING
+)
 # Shop photos an export quantizes with (full-integer calibration, a fifth held out to verify on):
-# one per product first (ml/projection.py::sample_per_product). 0 (the default, as float serves)
-# exports no int8 file: quantizing the default model costs about 2 minutes per export here. Set 250
-# with EMBEDDING_PRECISION=int8 on a CPU where int8 pays (one with VNNI, or ARM dot-product).
-INT8_CALIBRATION_PHOTOS = env_int("INT8_CALIBRATION_PHOTOS", 0)
+# one per product first (ml/projection.py::sample_per_product). 0 exports no int8 file. By default
+# 250 where int8 serves in-process, else 0 (TF Serving serves the float files): quantizing the default
+# model adds about 50 s to an export here.
+INT8_CALIBRATION_PHOTOS = env_int(
+    "INT8_CALIBRATION_PHOTOS", 250 if EMBEDDING_PRECISION == "int8" and not TF_SERVING_TARGET else 0
+)
 # The pretrained model a new shop meets before any training. EfficientNet-Lite0 at the photos' own
 # 348 px, average-pooled, measured on Grocery Store test photos (Recall@1 against the shop's photos /
 # against the catalog images): 0.600 / 0.313, against MobileNetV2-0.35 at 224 px's 0.535 / 0.220 and

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.settings.base import *  # noqa: F403
-from config.settings.env import cache_from_url, env_str
+# The float model whatever the CPU (EMBEDDING_PRECISION=auto would quantize every export on a CPU with
+# VNNI, a minute each): a test of the int8 path asks for it. Set before base reads it, and inherited by
+# the worker and server processes tests start.
+os.environ.setdefault("EMBEDDING_PRECISION", "float")
+
+from config.settings.base import *  # noqa: E402, F403
+from config.settings.env import cache_from_url, env_str  # noqa: E402
 
 DATABASES = {
     "default": dj_database_url.parse(

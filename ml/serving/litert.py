@@ -145,6 +145,7 @@ def open_local_embedder(
     model_dir: str | os.PathLike[str],
     max_batch: int = 32,
     *,
+    tflite_batch: int | None = None,
     num_threads: int = DEFAULT_TFLITE_THREADS,
     pool_size: int = DEFAULT_TFLITE_POOL,
     prefer_tflite: bool = True,
@@ -157,7 +158,8 @@ def open_local_embedder(
     SavedModel (versions exported before ``model.tflite`` existed, or ``prefer_tflite=False``). A
     TFLite file that fails to load is logged and skipped. The result's ``precision`` attribute says
     which serves ("int8", "float"; a :class:`LocalEmbedder` has none). Raises :class:`ModelNotFound`
-    when nothing loads.
+    when nothing loads. ``tflite_batch``: images per call of a TFLite file (default ``max_batch``,
+    which the SavedModel takes).
     """
     from ml import tflite
 
@@ -170,7 +172,11 @@ def open_local_embedder(
                 continue
             try:
                 return TFLiteEmbedder(
-                    model_dir, max_batch, num_threads=num_threads, pool_size=pool_size, precision=candidate
+                    model_dir,
+                    tflite_batch or max_batch,
+                    num_threads=num_threads,
+                    pool_size=pool_size,
+                    precision=candidate,
                 )
             except (ModelNotFound, BadEmbedding) as exc:
                 logger.warning("%s: its %s TFLite model did not load (%s)", model_dir, candidate, exc)

@@ -71,7 +71,7 @@ def test_the_change_page_shows_the_calibration_plot(admin_client, candidate, tmp
     page = admin_client.get(f"/admin/search/modelversion/{candidate.pk}/change/").content.decode()
     url = f"/admin/search/modelversion/{candidate.pk}/calibration.png"
     assert f'src="{url}"' in page and "Reindex and promote…" in page
-    # Which file would embed for it: model.tflite, as EMBEDDING_PRECISION says by default.
+    # Which file would embed for it: model.tflite, as tests pin EMBEDDING_PRECISION (config/settings/test.py).
     assert "embeds with" in page.lower() and "float (EMBEDDING_PRECISION=float)" in page
     response = admin_client.get(url)
     assert response["Content-Type"] == "image/png" and b"".join(response.streaming_content) == PNG

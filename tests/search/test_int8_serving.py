@@ -1,6 +1,6 @@
 """The int8 model on the platform: the pretrained export quantizes on the shop's stored photos, the
 version records the check (a refused file says why), and with EMBEDDING_PRECISION=int8 the embedder
-serves a verified int8 file (the default, float, serves model.tflite)."""
+serves a verified int8 file (float serves model.tflite; the default, auto, picks by the CPU)."""
 
 from __future__ import annotations
 
@@ -95,3 +95,15 @@ def test_without_calibration_photos_the_float_model_serves(pretrained) -> None:
     assert model.config["int8"] == {"file": None, "reason": "exported without int8 photos"}
     assert embedder_for(model).precision == "float"
     assert serving_precision(model).startswith("float (no verified int8 file")
+
+
+def test_the_admin_says_when_auto_chose_float(settings, tmp_path) -> None:
+    result = export_saved_model(build_tiny_model(), tmp_path, "lookalike", 1)
+    model = ModelVersion(export_path=str(result.path))
+    settings.EMBEDDING_PRECISION_SETTING, settings.EMBEDDING_PRECISION = "auto", "float"
+    assert (
+        serving_precision(model)
+        == "float (EMBEDDING_PRECISION=auto: this CPU has no int8 dot-product instructions)"
+    )
+    settings.EMBEDDING_PRECISION_SETTING = "float"
+    assert serving_precision(model) == "float (EMBEDDING_PRECISION=float)"
