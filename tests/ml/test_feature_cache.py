@@ -72,16 +72,21 @@ def test_pk_batches_hold_k_views_of_p_products_and_repeat_per_seed():
     np.testing.assert_array_equal(y, y2)
 
 
-def test_hard_negatives_share_batches_with_their_product():
+def _photos_cache(products: int, photos_each: int):
+    """A cache of one view (the photo itself) of ``photos_each`` photos of each product."""
     from ml.feature_cache import CachedViews
 
-    labels = np.repeat(np.arange(20), 4).astype(np.int32)
-    cache = CachedViews(
-        features=np.zeros((80, 1, 1, 2), np.float16),
-        source=np.arange(80, dtype=np.int32),
-        labels=labels,
-        view=np.zeros(80, np.int16),
+    n = products * photos_each
+    return CachedViews(
+        features=np.zeros((n, 1, 1, 2), np.float16),
+        source=np.arange(n, dtype=np.int32),
+        labels=np.repeat(np.arange(products), photos_each).astype(np.int32),
+        view=np.zeros(n, np.int16),
     )
+
+
+def test_hard_negatives_share_batches_with_their_product():
+    cache = _photos_cache(20, 4)
     plain = CachedPKSampler(cache, p=4, k=2, steps_per_epoch=200, seed=3)
     guided = CachedPKSampler(cache, p=4, k=2, steps_per_epoch=200, seed=3, companions={0: [7], 7: [0]})
 
@@ -93,15 +98,7 @@ def test_hard_negatives_share_batches_with_their_product():
 
 
 def test_left_out_products_are_never_drawn_and_do_not_count_towards_the_steps():
-    from ml.feature_cache import CachedViews
-
-    labels = np.repeat(np.arange(10), 4).astype(np.int32)
-    cache = CachedViews(
-        features=np.zeros((40, 1, 1, 2), np.float16),
-        source=np.arange(40, dtype=np.int32),
-        labels=labels,
-        view=np.zeros(40, np.int16),
-    )
+    cache = _photos_cache(10, 4)
     sampler = CachedPKSampler(cache, p=2, k=2, steps_per_epoch=None, seed=0, exclude=np.array([3, 7]))
     drawn = set(np.concatenate([sampler[i][1] for i in range(50)]).tolist())
     assert drawn == set(range(10)) - {3, 7}
