@@ -192,6 +192,8 @@ EMBED_BATCH_SIZE = env_int("EMBED_BATCH_SIZE", 32)
 # same 16 % on 2026-11-30), the int8 one 174-188 whatever the size; TF Serving and the SavedModel take
 # EMBED_BATCH_SIZE.
 LITERT_BATCH_SIZE = env_int("LITERT_BATCH_SIZE", 2)
+if LITERT_BATCH_SIZE < 1 or EMBED_BATCH_SIZE < 1:
+    raise ImproperlyConfigured("EMBED_BATCH_SIZE and LITERT_BATCH_SIZE must be at least 1")
 # Which of a version's TFLite files embeds in-process: "int8" serves model_int8.tflite where the export
 # wrote and verified one (else model.tflite), "float" always serves model.tflite (the float model
 # also stays for training and as the reference the int8 file is verified against). "auto" (the

@@ -65,3 +65,8 @@ def test_an_unknown_precision_is_refused() -> None:
 
 def test_tests_run_the_float_model() -> None:
     assert settings.EMBEDDING_PRECISION == "float" and settings.INT8_CALIBRATION_PHOTOS == 0
+
+
+def test_a_batch_size_below_one_is_refused() -> None:
+    done = _settings(LITERT_BATCH_SIZE="0")
+    assert done.returncode != 0 and "LITERT_BATCH_SIZE must be at least 1" in done.stderr
