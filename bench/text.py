@@ -345,7 +345,10 @@ def _table(report: dict[str, Any]) -> str:
     for name, model in report["models"].items():
         photos = model.get("photos")
         if photos:
-            lines.append(f"\n{name} model ({model['kind']} v{model['version']}): Recall@1 through the API")
+            lines.append(
+                f"\n{name} model ({model['kind']} v{model['version']}, embeds with "
+                f"{model.get('embeds_with', '?')}): Recall@1 through the API"
+            )
             lines.append(f"{'group':<12} {'photos':>6} {'visual':>7} {'+text':>7} {'gain':>7}")
             for group, row in photos["recall@1"].items():
                 lines.append(
@@ -424,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
 
         from bench.feedback import train_candidate_model
         from ml.train import machine_description
-        from search.embedders import reset_embedders
+        from search.embedders import reset_embedders, serving_precision
         from search.services.model_versions import bootstrap_model_ensure
         from search.vector_store import reset_vector_store
 
@@ -467,7 +470,12 @@ def main(argv: list[str] | None = None) -> int:
                 with_feedback=False, epochs=args.epochs, output=Path(tmp) / "trained").model))  # fmt: skip
         for name, model in models:
             record = model() if callable(model) else model
-            entry: dict[str, Any] = {"kind": record.kind, "version": record.version}
+            # Which file embeds (int8 or float, and why): EMBEDDING_PRECISION=auto decides by the CPU.
+            entry: dict[str, Any] = {
+                "kind": record.kind,
+                "version": record.version,
+                "embeds_with": serving_precision(record),
+            }
             if args.calibrate:
                 records = _calibration_records(client, photos)
                 entry["calibration"] = calibrate(records)
