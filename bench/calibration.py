@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from ml.grocery import iconic_items
     from ml.grocery import split_items as grocery_split
     from ml.train import TrainConfig, embed_images, machine_description, train
+    from ml.unseen_calibration import scored_with_left_out
 
     rng = np.random.default_rng(args.seed)
     products = sorted({name for _, name in iconic_items(data)})
@@ -84,17 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     q = embed_images(model, queries.images)
     g = embed_images(model, gallery.images)
     in_catalog = ~np.isin(queries.labels, list(unseen_ids))
-    scored_in = calibration.scored_queries(q[in_catalog], queries.labels[in_catalog], g, gallery.labels)
     # A left-out product's photo against the catalog, which never had it: any "same" is wrong.
-    _, out_score, out_margin = calibration.first_hits(q[~in_catalog], g, gallery.labels)
+    test_scored = scored_with_left_out(
+        q[in_catalog], queries.labels[in_catalog], g, gallery.labels, q[~in_catalog]
+    )
     out_rows = ~in_catalog
-    test_scored = {
-        "in_score": scored_in["in_score"],
-        "in_margin": scored_in["in_margin"],
-        "in_correct": scored_in["in_correct"],
-        "out_score": out_score.astype(np.float32),
-        "out_margin": out_margin.astype(np.float32),
-    }
     said = (test_scored["in_score"] >= fitted.same) & (test_scored["in_margin"] >= fitted.margin)
     wrong_out = (test_scored["out_score"] >= fitted.same) & (test_scored["out_margin"] >= fitted.margin)
     test_calibration = calibration.Calibration(
@@ -118,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             **test_calibration.to_json(),
             "in_catalog_queries": int(in_catalog.sum()),
             "unseen_queries": int(out_rows.sum()),
-            "recall@1_in_catalog": round(float(scored_in["in_correct"].mean()), 4),
+            "recall@1_in_catalog": round(float(test_scored["in_correct"].mean()), 4),
         },
         "plot": str(plot),
         "training_wall_time_s": result.wall_time_s,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.calibration import first_hits, scored_queries
+from ml.calibration import first_hits
 
 # Below this many products, leaving some out would leave too few to answer for the rest: such a run
 # falls back to the own-product stand-in.
@@ -63,12 +63,12 @@ def scored_with_left_out(
     """What ``ml.calibration.fit`` takes: the in-catalog side from ``queries`` (products in the
     gallery), the out-of-catalog side from ``left_out_queries`` (photos of products the gallery and
     the model never had)."""
-    scored = scored_queries(queries, query_labels, gallery, gallery_labels)
+    top, in_score, in_margin = first_hits(queries, gallery, gallery_labels)
     _, out_score, out_margin = first_hits(left_out_queries, gallery, gallery_labels)
     return {
-        "in_score": scored["in_score"],
-        "in_margin": scored["in_margin"],
-        "in_correct": scored["in_correct"],
+        "in_score": in_score,
+        "in_margin": in_margin,
+        "in_correct": top == query_labels,
         "out_score": np.asarray(out_score, np.float32),
         "out_margin": np.asarray(out_margin, np.float32),
     }
