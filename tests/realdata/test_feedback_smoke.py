@@ -38,6 +38,9 @@ def test_feedback_simulation_smoke(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["smoke"] is True and report["catalog_products"] == 4
     assert report["half_a_photos"] == 4 and report["half_b_photos"] == 4
+    # Halved by shoot: each product's first frame searches (A), its second is measured (B); the cut
+    # leaves exactly one neighbouring pair per product.
+    assert report["half_b_with_neighbour_in_a"] == 4
     feedback = report["feedback"]
     assert feedback["searches"] == 4
     # With 4 products in the catalog the right one is always in the top 8: every search gets its click.
