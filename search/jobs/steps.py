@@ -73,8 +73,10 @@ def calibrate_if_needed(ctx: JobContext) -> None:
         ctx.log(f"calibration later ({exc})")
         return
     if fitted is not None:
+        model.refresh_from_db(fields=["calibration"])
         ctx.log(
-            f"calibrated v{model.version} on {fitted.queries} catalog views: 'same' from score {fitted.same:.3f} "
+            f"calibrated v{model.version} on {fitted.queries} queries ({model.calibration.get('source')}): "
+            f"'same' from score {fitted.same:.3f} "
             f"(precision {fitted.precision:.3f}, unseen products answered 'no match' {fitted.no_match_unseen:.3f})"
         )
 

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog import services
+from catalog.models import ProductImage
 from search.models import ModelVersion
-from search.services.calibration import MIN_IMAGES, calibrate_from_catalog
+from search.services.calibration import (
+    MIN_IMAGES,
+    SOURCE_GROUPS,
+    SOURCE_VIEWS,
+    _scored_on_held_out_groups,
+    calibrate_from_catalog,
+)
 from tests.fixtures.images import image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -86,10 +94,60 @@ def test_the_pretrained_model_is_calibrated_from_catalog_views(
     assert fitted is not None and fitted.queries == 3 * len(colours) >= MIN_IMAGES
     stored = ModelVersion.objects.get(pk=active_model.pk)
     assert stored.calibration["same"] == pytest.approx(fitted.same, abs=1e-4)
-    assert stored.calibration["source"] == "augmented catalog views"
+    assert stored.calibration["source"] == SOURCE_VIEWS  # 3 photos each: too few to hold any out
     assert Path(stored.calibration_plot_path).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_catalog_too_small_to_fit_leaves_the_model_uncalibrated(active_model, indexed_catalog) -> None:
     assert calibrate_from_catalog(active_model) is None
     assert ModelVersion.objects.get(pk=active_model.pk).calibration == {}
+
+
+def _catalog_of_shoots(products: int, photos: int, django_capture_on_commit_callbacks) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        for n in range(products):
+            colour = ((37 * n) % 256, (91 * n + 40) % 256, (151 * n + 80) % 256)
+            product = services.product_create(sku=f"S{n}", title=f"s{n}")
+            for k in range(photos):
+                # One product's photos: the same picture framed a little differently (a shoot).
+                services.product_image_add(
+                    product=product, data=image_bytes(color=colour, size=(60 + 2 * k, 64), pattern=n)
+                )
+
+
+def test_with_several_photos_per_product_the_pretrained_model_is_calibrated_on_held_out_groups(
+    active_model, django_capture_on_commit_callbacks
+) -> None:
+    _catalog_of_shoots(12, 5, django_capture_on_commit_callbacks)
+    fitted = calibrate_from_catalog(active_model)
+    assert fitted is not None and MIN_IMAGES <= fitted.queries < 12 * 5
+    stored = ModelVersion.objects.get(pk=active_model.pk)
+    assert stored.calibration["source"] == SOURCE_GROUPS
+
+
+def test_a_held_out_photo_is_never_its_own_match_and_its_product_is_gone_when_not_sold(
+    active_model, django_capture_on_commit_callbacks
+) -> None:
+    _catalog_of_shoots(12, 5, django_capture_on_commit_callbacks)
+    rows = list(ProductImage.objects.values_list("pk", "file", "product_id"))
+    scored = _scored_on_held_out_groups(active_model, rows, seed=0)
+    assert scored is not None and len(scored["in_score"]) >= MIN_IMAGES
+    # Searched against the catalog, every stored photo would find itself at score 1: a held-out
+    # query's own look-alike group is out of its gallery.
+    assert float(scored["in_score"].max()) < 0.9999
+    # "Not sold": the product is left out of the search entirely (with it in, the query's own stored
+    # vector would answer at score 1), and its distinct colour puts the others well below it.
+    assert float(scored["out_score"].max()) < 0.9999
+    # Its own product's other framings still find it far more often than chance (1 in 12); the test
+    # model (random weights, 32 px) is no better than that at telling framings apart.
+    assert float(scored["in_correct"].mean()) >= 0.5
+    assert float(np.median(scored["out_score"])) < float(np.median(scored["in_score"]))
+
+
+def test_one_photo_per_product_falls_back_to_views(active_model, django_capture_on_commit_callbacks) -> None:
+    _catalog_of_shoots(24, 1, django_capture_on_commit_callbacks)
+    rows = list(ProductImage.objects.values_list("pk", "file", "product_id"))
+    assert _scored_on_held_out_groups(active_model, rows, seed=0) is None
+    fitted = calibrate_from_catalog(active_model)
+    assert fitted is not None
+    assert ModelVersion.objects.get(pk=active_model.pk).calibration["source"] == SOURCE_VIEWS
