@@ -26,7 +26,8 @@ through ``q``; the right product in the top 1 and top 5.
 ``--calibrate`` runs on the VALIDATION split instead: each photo's visual top 10, the words read on it
 (generous budget) and its candidates' text scores are recorded once, then the re-ranking
 (search.services.text_rerank.combine, the service's own function) is replayed for a grid of margins,
-weights and candidate counts; the best on validation is printed for the settings.
+weights and candidate counts; the best on validation is printed for the settings (per model: the
+pretrained model's SEARCH_TEXT_MARGIN / _WEIGHT / _CANDIDATES, a trained one's ..._TRAINED).
 
 Writes var/bench/text.json (or --out) and prints a table.
 """
@@ -455,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
                     "SEARCH_TEXT_MARGIN",
                     "SEARCH_TEXT_WEIGHT",
                     "SEARCH_TEXT_CANDIDATES",
+                    "SEARCH_TEXT_MARGIN_TRAINED",
+                    "SEARCH_TEXT_WEIGHT_TRAINED",
+                    "SEARCH_TEXT_CANDIDATES_TRAINED",
                     "SEARCH_TEXT_BUDGET_MS",
                     "OCR_QUERY_THREADS",
                 )

@@ -32,7 +32,7 @@ from search.errors import SearchError
 from search.metrics import instruments
 from search.models import ModelVersion
 from search.services.text_index import TEXT_COLLECTION
-from search.services.text_rerank import TextRerank, rerank_by_text
+from search.services.text_rerank import TextRerank, rerank_by_text, rerank_params
 from search.vector_store import (
     CollectionNotFound,
     Hit,
@@ -247,10 +247,11 @@ def search(query: SearchQuery) -> SearchOutcome:
         # Two hits at least: whether the first is "the same product" depends on its lead over the second.
         want = max(query.limit, 2)
         hits: list[Hit] = []
-        # The words on a photo re-rank its first SEARCH_TEXT_CANDIDATES products, whatever ``limit``.
+        # The words on a photo re-rank its first candidates (so many products), whatever ``limit``.
         read_text = picture is not None and query.text is None and settings.SEARCH_TEXT_RERANK
+        params = rerank_params(model.kind)
         if read_text:
-            want = max(want, settings.SEARCH_TEXT_CANDIDATES)
+            want = max(want, params.candidates)
         if vector is not None:
             depth = want if query.text is None else min(want * FUSION_DEPTH, 100)
             hits = vector_store().search(
@@ -274,7 +275,7 @@ def search(query: SearchQuery) -> SearchOutcome:
     text_rerank = None
     timings["read_text"] = 0.0
     if read_text and picture is not None:
-        hits, text_rerank = rerank_by_text(hits, picture, flt)
+        hits, text_rerank = rerank_by_text(hits, picture, flt, params)
         timings["read_text"] = text_rerank.ms
     start = time.perf_counter()
     # One query: each hit's matched image with its product (the image shown is the one that matched).

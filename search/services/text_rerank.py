@@ -2,10 +2,13 @@
 
 Packs of one brand look alike (milk 1.5% and 3%, apple and orange juice of the same maker); the
 words printed on them differ. When the visual answer is not clear-cut (the top product's lead over
-the next one under ``SEARCH_TEXT_MARGIN``), the shopper's photo is read once (ml.ocr's query profile,
-within ``SEARCH_TEXT_BUDGET_MS``), and the top ``SEARCH_TEXT_CANDIDATES`` products are ordered by
+the next one under the margin), the shopper's photo is read once (ml.ocr's query profile, within
+``SEARCH_TEXT_BUDGET_MS``), and the top candidates (so many products) are ordered by
 
-    visual score + SEARCH_TEXT_WEIGHT * (text score / the best candidate's text score)
+    visual score + weight * (text score / the best candidate's text score)
+
+Margin, weight and candidates are chosen per kind of model (:func:`rerank_params`): the pretrained
+model's ``SEARCH_TEXT_MARGIN`` / ``_WEIGHT`` / ``_CANDIDATES``, a trained model's ``..._TRAINED``.
 
 where a product's text score is the text index's IDF-weighted match of the photo's words to the
 product's text (search/services/text_index.py: title, brand, attributes, description and the words
@@ -44,6 +47,29 @@ NO_TEXT = "no_candidate_text"  # no candidate's text matches any word read (or n
 # A line read with less confidence is left out (the engine's own cut is 0.5; stray strokes of a
 # picture on the pack come out as short low-confidence "words").
 MIN_CONFIDENCE = 0.6
+
+
+@dataclass(frozen=True)
+class RerankParams:
+    """When a visual answer is read (its lead under ``margin``), how many products the words re-rank
+    and how much they weigh."""
+
+    margin: float
+    weight: float
+    candidates: int
+
+
+def rerank_params(kind: str) -> RerankParams:
+    """The re-ranking settings for a model of ``kind`` (ModelKind's values)."""
+    if kind == "trained":
+        return RerankParams(
+            settings.SEARCH_TEXT_MARGIN_TRAINED,
+            settings.SEARCH_TEXT_WEIGHT_TRAINED,
+            max(2, settings.SEARCH_TEXT_CANDIDATES_TRAINED),
+        )
+    return RerankParams(
+        settings.SEARCH_TEXT_MARGIN, settings.SEARCH_TEXT_WEIGHT, max(2, settings.SEARCH_TEXT_CANDIDATES)
+    )
 
 
 @dataclass
@@ -121,18 +147,21 @@ def warm_up() -> None:
     read_photo(label, budget_s=30.0)
 
 
-def rerank_by_text(hits: list[Hit], picture: Image.Image, flt: SearchFilter) -> tuple[list[Hit], TextRerank]:
+def rerank_by_text(
+    hits: list[Hit], picture: Image.Image, flt: SearchFilter, params: RerankParams
+) -> tuple[list[Hit], TextRerank]:
     """``hits`` (the visual answer, one per product, best first) re-ranked by the words on ``picture``
-    when the answer is not clear-cut; never raises."""
+    when the answer is not clear-cut (``params``: :func:`rerank_params` of the answering model); never
+    raises."""
     outcome = TextRerank()
     if not settings.SEARCH_TEXT_RERANK:
         outcome.skipped = DISABLED
         return hits, outcome
-    if margin(hits) >= settings.SEARCH_TEXT_MARGIN:
+    if margin(hits) >= params.margin:
         outcome.skipped = CLEAR
         return hits, outcome
     started = time.perf_counter()
-    k = max(2, settings.SEARCH_TEXT_CANDIDATES)
+    k = params.candidates
     candidates = hits[:k]
     try:
         outcome.words = read_photo(picture, settings.SEARCH_TEXT_BUDGET_MS / 1000.0)
@@ -149,7 +178,7 @@ def rerank_by_text(hits: list[Hit], picture: Image.Image, flt: SearchFilter) -> 
         elif not text:
             outcome.skipped = NO_TEXT
         else:
-            order = combine([(h.product_id, h.score) for h in candidates], text, settings.SEARCH_TEXT_WEIGHT)
+            order = combine([(h.product_id, h.score) for h in candidates], text, params.weight)
             by_product = {h.product_id: h for h in candidates}
             reordered = [by_product[p] for p in order]
             outcome.reranked = reordered != candidates

@@ -137,3 +137,36 @@ def test_combine_adds_the_relative_text_score_and_keeps_ties_in_visual_order() -
     assert combine(visual, {}, weight=1.0) == [1, 2, 3]
     assert margin([Hit("a", 1, 0.9, {}), Hit("b", 2, 0.85, {})]) == pytest.approx(0.05)
     assert margin([Hit("a", 1, 0.9, {})]) == float("inf")
+
+
+def test_a_trained_model_reads_by_its_own_settings(api_client, packs, rerank_on, active_model) -> None:
+    # The pretrained settings (margin 1.0 in rerank_on) would read this photo; a trained model's own
+    # margin of 0 calls every answer clear-cut, and its weight, not the pretrained one, re-ranks.
+    from search.models import ModelKind, ModelVersion
+    from search.selectors import forget_active_model
+
+    ModelVersion.objects.filter(pk=active_model.pk).update(kind=ModelKind.TRAINED)
+    forget_active_model()
+    rerank_on.SEARCH_TEXT_MARGIN_TRAINED = 0.0
+    body = _search(api_client, pack("ZEBRA", PACK))
+    assert body["model_kind"] == "trained"
+    assert body["words_read"] is None and _skus(body)[0] == "MNG"
+    rerank_on.SEARCH_TEXT_MARGIN_TRAINED = 1.0
+    rerank_on.SEARCH_TEXT_WEIGHT_TRAINED = 0.0  # read, but the words weigh nothing
+    body = _search(api_client, pack("ZEBRA", PACK))
+    assert "ZEBRA" in " ".join(body["words_read"]).upper()
+    assert _skus(body)[0] == "MNG" and body["reranked_by_text"] is False
+    rerank_on.SEARCH_TEXT_WEIGHT_TRAINED = 1.0
+    body = _search(api_client, pack("ZEBRA", PACK))
+    assert _skus(body)[0] == "ZBR" and body["reranked_by_text"] is True
+
+
+def test_rerank_params_follow_the_model_kind(settings) -> None:
+    from search.services.text_rerank import RerankParams, rerank_params
+
+    settings.SEARCH_TEXT_MARGIN, settings.SEARCH_TEXT_WEIGHT, settings.SEARCH_TEXT_CANDIDATES = 0.05, 0.5, 10
+    settings.SEARCH_TEXT_MARGIN_TRAINED = 0.02
+    settings.SEARCH_TEXT_WEIGHT_TRAINED = 0.05
+    settings.SEARCH_TEXT_CANDIDATES_TRAINED = 1  # fewer than two candidates cannot be re-ranked
+    assert rerank_params("bootstrap") == RerankParams(0.05, 0.5, 10)
+    assert rerank_params("trained") == RerankParams(0.02, 0.05, 2)
