@@ -178,7 +178,9 @@ class CpuSampler(threading.Thread):
         self.threads_end = _threads_cpu_s(self.worker_pid)
 
 
-def _setup(workdir: Path, data: Path, weights: str) -> tuple[dict[str, str], str]:
+def _setup(
+    workdir: Path, data: Path, weights: str, photos_per_product: int = 4
+) -> tuple[dict[str, str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "QDRANT_", "TF_SERVING"))}
     env.pop("DATABASE_URL", None)
     for var in ("MEDIA_ROOT", "MODELS_DIR", "VECTOR_STORE_PATH"):
@@ -199,7 +201,13 @@ def _setup(workdir: Path, data: Path, weights: str) -> tuple[dict[str, str], str
     _manage(env, "bootstrap_model", "--weights", weights_value(weights))
     manifest = workdir / "manifest.jsonl"
     _manage(
-        env, "make_grocery_manifest", str(data.resolve()), "--photos-per-product", "4", "--out", str(manifest)
+        env,
+        "make_grocery_manifest",
+        str(data.resolve()),
+        "--photos-per-product",
+        str(photos_per_product),
+        "--out",
+        str(manifest),
     )
     images_root = str((data / "dataset").resolve())
     _manage(env, "import_catalog", str(manifest), "--images-root", images_root, "--quiet-errors", timeout=900)
