@@ -52,6 +52,7 @@ QUERY_DET_SIDE = 480
 # name are printed large. Six is one batch of the recogniser (rapidocr's Rec.rec_batch_num).
 QUERY_MAX_LINES = 6
 QUERY_READERS = 2  # concurrent query readings per process (the engine's sessions run concurrently)
+SPINNING_KEY = "session.intra_op.allow_spinning"  # onnxruntime's session option (see _no_spinning)
 
 
 class OcrUnavailable(RuntimeError):
@@ -121,6 +122,28 @@ def _largest_lines(crops: list[np.ndarray], det: Any, keep: int) -> tuple[list[n
     return [crops[i] for i in chosen], det
 
 
+def _no_spinning() -> None:
+    """Sessions rapidocr builds from now on leave their intra-op threads idle between runs.
+
+    By default onnxruntime's intra-op threads spin on a core for a while after each run, waiting for
+    more work. In a web process that core belongs to the next search's embedding: after a query
+    photo was read, its reader's spare thread spun beside the searches that followed. rapidocr has no
+    setting for it, so its session options get the entry here (rapidocr 3.10, which ``ENGINE`` pins)."""
+    from rapidocr.inference_engine.onnxruntime import main as ort_main
+
+    original = ort_main.OrtInferSession._init_sess_opts
+    if getattr(original, "lookalike_no_spinning", False):
+        return
+
+    def init_sess_opts(cfg: Any) -> Any:
+        options = original(cfg)
+        options.add_session_config_entry(SPINNING_KEY, "0")
+        return options
+
+    init_sess_opts.lookalike_no_spinning = True  # type: ignore[attr-defined]
+    ort_main.OrtInferSession._init_sess_opts = staticmethod(init_sess_opts)  # type: ignore[method-assign]
+
+
 def _build(query: bool = False) -> RapidOCR:
     folder = models_dir()
     missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
@@ -129,6 +152,8 @@ def _build(query: bool = False) -> RapidOCR:
         raise OcrUnavailable(f"rapidocr's models are missing from its package: {', '.join(missing)}")
     try:
         from rapidocr import RapidOCR
+
+        _no_spinning()
     except ImportError as exc:  # onnxruntime or opencv absent
         raise OcrUnavailable(f"rapidocr cannot be imported: {exc}") from exc
     params = {

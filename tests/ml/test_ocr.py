@@ -79,3 +79,13 @@ def test_the_query_profile_reads_the_largest_lines_and_never_queues_behind_busy_
             ocr._query_slots.release()
             break
     assert ocr.read_query_words(image, budget_s=30)
+
+
+@pytest.mark.parametrize("query", [False, True])
+def test_the_engines_sessions_do_not_spin_between_readings(query: bool) -> None:
+    # A spinning intra-op thread would hold a core after each reading, beside the next search.
+    engine = ocr._build(query=query)
+    engine(text_image(["LOOKALIKE"]).convert("RGB"))  # the sessions load on first use
+    for stage in (engine.text_det, engine.text_rec):
+        options = stage.session.session.get_session_options()
+        assert options.get_session_config_entry(ocr.SPINNING_KEY) == "0"
