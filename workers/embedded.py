@@ -222,9 +222,18 @@ def stop_text_sweep() -> None:
     _text_sweeping.clear()
 
 
+def read_text_here(image_ids: list[str]) -> None:
+    """Run the reading task in this thread. An eager ``apply`` has finished when it returns, and its
+    result is not fetched: ``EagerResult.get()`` raises "Never call result.get() within a task!"
+    whenever another thread of this process is inside an eager task at that moment (Celery keeps that
+    flag per process), which logged readings that had succeeded as failures."""
+    from workers.tasks import read_image_text
+
+    read_image_text.apply(args=(image_ids,))
+
+
 def _text_loop() -> None:
     from search.services.image_text import images_due_for_text
-    from workers.tasks import read_image_text
 
     global _text_next_sweep
     _lower_own_priority()
@@ -242,9 +251,9 @@ def _text_loop() -> None:
                 due = images_due_for_text()
                 if due:
                     log.info("text sweep: reading %s image(s) left unread", len(due))
-                    read_image_text.apply(args=(due,)).get(propagate=False)
+                    read_text_here(due)
             elif image_ids is not None:
-                read_image_text.apply(args=(image_ids,)).get(propagate=False)
+                read_text_here(image_ids)
         except Exception:  # the loop must outlive any one failure
             log.exception("reading text on images failed")
         finally:
