@@ -10,6 +10,7 @@ import os
 import queue
 import threading
 import time
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, connections
@@ -17,6 +18,18 @@ from django.db import close_old_connections, connection, connections
 from workers.tasks import purge_search_photos, sweep_index
 
 log = logging.getLogger(__name__)
+
+
+def run_here(task: Any, *args: Any, propagate: bool = False) -> Any:
+    """Run ``task`` in this thread and return its result (with ``propagate``, its exception is raised).
+
+    An eager ``apply`` has finished when it returns, so fetching its result never waits. Celery's
+    "Never call result.get() within a task!" guard is process-wide, though: it fired whenever another
+    thread of this process was inside an eager task at that moment (an upload's indexing, an import),
+    and a pass that had succeeded was logged as failed. It is turned off for this fetch alone."""
+    return task.apply(args=args).get(propagate=propagate, disable_sync_subtasks=False)
+
+
 _started = threading.Event()
 
 
@@ -31,7 +44,7 @@ def start_sweeper(interval_s: float = 60.0) -> bool:
         while not stop.wait(interval_s):
             try:
                 close_old_connections()
-                count = sweep_index.apply().get(propagate=False)
+                count = run_here(sweep_index)
                 if count:
                     log.info("sweeper re-queued %s image(s)", count)
             except Exception:  # the loop must outlive any one failure
@@ -55,7 +68,7 @@ def start_search_photo_retention(interval_s: float = 3600.0) -> bool:
         while True:
             try:
                 close_old_connections()
-                purge_search_photos.apply().get(propagate=True)
+                run_here(purge_search_photos, propagate=True)
             except Exception:  # the loop must outlive any one failure
                 log.exception("search photo retention pass failed")
             finally:
@@ -139,7 +152,7 @@ def _sync_loop() -> None:
         try:
             close_old_connections()
             if run_id is not None:
-                sync_run.apply(args=(run_id,)).get(propagate=False)
+                run_here(sync_run, run_id)
             if _sync_scheduled.is_set() and time.monotonic() >= next_check:
                 next_check = time.monotonic() + _sync_interval_s
                 catalog_sync.sources_start_due()
@@ -222,18 +235,9 @@ def stop_text_sweep() -> None:
     _text_sweeping.clear()
 
 
-def read_text_here(image_ids: list[str]) -> None:
-    """Run the reading task in this thread. An eager ``apply`` has finished when it returns, and its
-    result is not fetched: ``EagerResult.get()`` raises "Never call result.get() within a task!"
-    whenever another thread of this process is inside an eager task at that moment (Celery keeps that
-    flag per process), which logged readings that had succeeded as failures."""
-    from workers.tasks import read_image_text
-
-    read_image_text.apply(args=(image_ids,))
-
-
 def _text_loop() -> None:
     from search.services.image_text import images_due_for_text
+    from workers.tasks import read_image_text
 
     global _text_next_sweep
     _lower_own_priority()
@@ -251,9 +255,9 @@ def _text_loop() -> None:
                 due = images_due_for_text()
                 if due:
                     log.info("text sweep: reading %s image(s) left unread", len(due))
-                    read_text_here(due)
+                    run_here(read_image_text, due)
             elif image_ids is not None:
-                read_text_here(image_ids)
+                run_here(read_image_text, image_ids)
         except Exception:  # the loop must outlive any one failure
             log.exception("reading text on images failed")
         finally:

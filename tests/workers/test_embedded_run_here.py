@@ -1,5 +1,6 @@
-"""The embedded default's text reader runs the reading task in its own thread: a reading must count
-as done even while another thread of the process is inside an eager task (an upload's indexing)."""
+"""The embedded default's threads (text reader, sweeper, retention, syncs) run their tasks in-process:
+a pass must count as done, and its result come back, even while another thread of the process is
+inside an eager task (an upload's indexing)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from celery.result import denied_join_result
 from catalog import services
 from search.models import ImageText, TextStatus
 from tests.fixtures.text_images import text_image
-from workers.embedded import read_text_here
+from workers.embedded import run_here
+from workers.tasks import read_image_text, sweep_index
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -25,7 +27,12 @@ def test_a_reading_is_done_while_another_thread_runs_an_eager_task(settings, med
     # What Celery's Task.apply sets, process-wide, while any thread runs an eager task: fetching an
     # eager result then raises "Never call result.get() within a task!".
     with denied_join_result():
-        read_text_here([str(image.pk)])
+        run_here(read_image_text, [str(image.pk)])
     row = ImageText.objects.get(image_id=image.pk)
     assert row.status != TextStatus.FAILED
     assert "oat" in row.text.lower()
+
+
+def test_a_task_run_here_returns_its_result_while_another_thread_runs_an_eager_task(media_root) -> None:
+    with denied_join_result():
+        assert run_here(sweep_index) == 0  # nothing to re-queue in an empty catalog
