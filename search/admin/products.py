@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from catalog.admin import ProductAdmin
 from catalog.models import Product, ProductImage
 from search import selectors
-from search.api.serializers import present_hits
+from search.api.presenters import present_hits
 from search.errors import SearchError
 from search.services import searching
 

@@ -2,20 +2,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog import image_limits
 from ml.preprocess import ImageRejected, parse_crop
-from search.api.links import HitLinks
 from search.models import EventKind, ModelKind
-
-if TYPE_CHECKING:
-    from django.http import HttpRequest
-
-    from search.services.searching import SearchHit
 
 # The ways to say what to search for; a request gives exactly one. The first three are a photo.
 PHOTO_KINDS = ("image", "image_url", "image_base64")
@@ -208,9 +202,3 @@ class SearchOutput(serializers.Serializer):
     def get_words_read(self, outcome) -> list[str] | None:
         rerank = outcome.text_rerank
         return list(rerank.words) if rerank is not None and rerank.read else None
-
-
-def present_hits(hits: list[SearchHit], request: HttpRequest) -> list[dict[str, Any]]:
-    """Hits as the API shows them (the pages render the same dicts)."""
-    # many=True data is a ReturnList; the stubs type every serializer's data as a ReturnDict.
-    return list(HitOutput(hits, many=True, context={"links": HitLinks(request)}).data)

@@ -14,6 +14,7 @@ from catalog import image_limits
 from search.api import serializers as s
 from search.api.database_retry import read_through_restarts
 from search.api.links import HitLinks
+from search.api.presenters import search_answer
 from search.api.throttling import ImageUrlFetchThrottle, SearchThrottle, client_of
 from search.services import query_images, search_logs, searching
 
@@ -105,7 +106,8 @@ class SearchApi(APIView):
             text=text,
         )
         outcome = read_through_restarts(lambda: searching.search(query))
-        response = Response(s.SearchOutput(outcome, context={"links": HitLinks(request)}).data)
+        # Built directly, not through s.SearchOutput (the schema above): see search/api/presenters.py.
+        response = Response(search_answer(outcome, HitLinks(request)))
         # Logged once the answer has gone out (WSGI and ASGI servers close the response after sending
         # it): the shopper never waits for the INSERT (2-10 ms here under load; docs/benchmarks.md).
         log = partial(search_logs.search_log_record, query=query, outcome=outcome, api_key=_key(request),

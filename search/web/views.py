@@ -6,7 +6,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from catalog import selectors as catalog_selectors
-from search.api.serializers import present_hits
+from search.api.presenters import present_hits
 from search.errors import SearchError
 from search.services import searching
 
