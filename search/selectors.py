@@ -121,16 +121,19 @@ def due_for_sweep(now: datetime | None = None, *, include_fresh: bool = False) -
     return [str(pk) for pk in due.values_list("pk", flat=True)[:5000]]
 
 
-def pending_companions(exclude: list[str], limit: int, max_age_s: int = 600) -> list[str]:
+def pending_companions(
+    exclude: list[str], limit: int, max_age_s: int = 600, since: datetime | None = None
+) -> list[str]:
     """Other recent uploads still pending, to embed in the same batch as a task's own images.
 
-    One upload is one task; embedding them one by one pays the per-call cost (database round trips,
-    model call) per image. Taking waiting neighbours along shares it; their own tasks then find them
-    indexed and return at once.
+    Embedding uploads one by one pays the per-call cost (database round trips, model call) per image;
+    taking waiting neighbours along shares it. Recent: added in the last ``max_age_s``, or since
+    ``since`` when that is earlier (uploads that published no task of their own, counting on this one).
     """
     if limit <= 0:
         return []
-    since = timezone.now() - timedelta(seconds=max_age_s)
+    recent = timezone.now() - timedelta(seconds=max_age_s)
+    since = min(since, recent) if since is not None else recent
     qs = (
         ProductImage.objects.filter(index_status=IndexStatus.PENDING, created_at__gte=since)
         .exclude(pk__in=exclude)

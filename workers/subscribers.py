@@ -14,12 +14,23 @@ from django.conf import settings
 from catalog import events as catalog_events
 from search import events as search_events
 from search.payloads import affects_payload
-from workers import embedded, tasks
+from workers import embedded, tasks, upload_batching
 
 
 def _index(sender: Any, image_ids: list[str], **_: Any) -> None:
     if image_ids:
         tasks.index_images.delay(list(image_ids))
+
+
+def _index_added(sender: Any, image_ids: list[str], **_: Any) -> None:
+    # New uploads share a queued task where they can (workers/upload_batching.py); re-index requests
+    # name older images, which only their own task is sure to take.
+    if not upload_batching.applies(len(image_ids)):
+        _index(sender, image_ids)
+        return
+    since = upload_batching.publish_needed()
+    if since is not None:
+        tasks.index_images.delay(list(image_ids), since=since)
 
 
 def _read_text(sender: Any, image_ids: list[str], **_: Any) -> None:
@@ -69,7 +80,7 @@ def _fetch_images(sender: Any, fetch_ids: list[int], **_: Any) -> None:
 
 def connect() -> None:
     # dispatch_uid makes a second connect() (tests re-importing, autoreload) a no-op.
-    catalog_events.images_added.connect(_index, dispatch_uid="workers.index.added")
+    catalog_events.images_added.connect(_index_added, dispatch_uid="workers.index.added")
     catalog_events.images_reindex_requested.connect(_index, dispatch_uid="workers.index.requested")
     # A re-index request reads again only images whose bytes or engine changed (the rest are skipped).
     catalog_events.images_added.connect(_read_text, dispatch_uid="workers.text.added")

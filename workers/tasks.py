@@ -9,6 +9,7 @@ is recorded on the images and left to the sweeper instead of retrying inline.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from celery import shared_task
 from django.conf import settings
@@ -31,6 +32,7 @@ from search.services import (
     text_index,
 )
 from search.vector_store import VectorStoreError, VectorStoreLocked, VectorStoreUnavailable
+from workers import upload_batching
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +81,28 @@ def _retry(task, exc: Exception, image_ids: list[str] | None = None):
 
 
 @shared_task(bind=True, name="lookalike.index_images", **RELIABLE)
-def index_images(self, image_ids: list[str]) -> dict:
+def index_images(self, image_ids: list[str], since: float | None = None) -> dict:
+    """Index ``image_ids`` and, on a worker, other pending uploads along with them. ``since`` (epoch
+    seconds): this task was published for uploads, and the uploads added since then that published
+    nothing count on it (workers/upload_batching.py)."""
     # In-process (an import's batch of hundreds), one call keeps the pipeline full: the next batch
     # decodes while this one embeds; split into tasks, each batch would start cold.
     if len(image_ids) > INDEX_CHUNK and not self.request.is_eager:
         for start in range(0, len(image_ids), INDEX_CHUNK):
             index_images.delay(image_ids[start : start + INDEX_CHUNK])
         return {"split": len(image_ids)}
+    vouched = datetime.fromtimestamp(since, tz=UTC) if since is not None else None
     try:
         if self.request.is_eager:  # in a web request, taking other uploads along would only add latency
             outcome = indexing.index_pending_images(image_ids)
         else:
-            outcome = indexing.index_with_pending(image_ids)
+            if vouched is not None:  # before looking for pending uploads: later ones publish their own
+                upload_batching.task_started()
+            outcome = indexing.index_with_pending(image_ids, since=vouched)
+            # A run that ended on its budget leaves uploads that count on it: the next task goes on.
+            due = since is not None and vouched is not None and indexing.pending_left(vouched)
+            if due and upload_batching.publish_needed() is not None:
+                index_images.delay([], since=since)
     except TRANSIENT as exc:
         return _retry(self, exc, image_ids) or {"error": str(exc)}
     # A product enters the text index with its first image (a search hit is shown as an image); the

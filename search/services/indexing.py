@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -111,11 +112,15 @@ PULL_BUDGET_S = 60.0
 CLAIM_S = 120
 
 
-def index_with_pending(image_ids: Iterable[str], *, budget_s: float = PULL_BUDGET_S) -> IndexOutcome:
-    """A worker's run: its own images, then other recent uploads still pending, batch after batch,
-    until none is left or ``budget_s`` is spent. One task thus embeds a burst of uploads in batches of
-    ``BATCH`` instead of one model call per upload; every image is still indexed once per model (the
-    rows say which are done), and a redelivered task only repeats idempotent writes."""
+def index_with_pending(
+    image_ids: Iterable[str], *, budget_s: float | None = None, since: datetime | None = None
+) -> IndexOutcome:
+    """A worker's run: its own images, then other recent uploads still pending (those added since
+    ``since`` as well), batch after batch, until none is left or ``budget_s`` (``PULL_BUDGET_S``) is
+    spent. One task thus
+    embeds a burst of uploads in batches of ``BATCH`` instead of one model call per upload; every image
+    is still indexed once per model (the rows say which are done), and a redelivered task only repeats
+    idempotent writes."""
     own = list(dict.fromkeys(str(i) for i in image_ids))
     if not selectors.images_not_indexed(own):
         # Taken along by an earlier task (the usual fate of an upload in a burst, which leaves one such
@@ -123,12 +128,12 @@ def index_with_pending(image_ids: Iterable[str], *, budget_s: float = PULL_BUDGE
         # all the same, or they would wait behind the rest of those tasks; with none, two queries.
         own = []
     seen = set(own)
-    deadline = time.monotonic() + budget_s
+    deadline = time.monotonic() + (PULL_BUDGET_S if budget_s is None else budget_s)
     recent: list[list[str]] = []  # the batches in flight (drawn, not yet written): still pending
 
     def take(limit: int) -> list[str]:
         exclude = [i for batch in recent[-2:] for i in batch]
-        found = selectors.pending_companions(exclude=exclude or own, limit=limit)
+        found = selectors.pending_companions(exclude=exclude or own, limit=limit, since=since)
         fresh = [i for i in found if i not in seen and _claim(i)]
         seen.update(found)
         return fresh
@@ -147,6 +152,11 @@ def index_with_pending(image_ids: Iterable[str], *, budget_s: float = PULL_BUDGE
             yield more
 
     return index_pending_images(batches())
+
+
+def pending_left(since: datetime) -> bool:
+    """Whether an upload added since ``since`` still waits (a run that ended on its budget)."""
+    return bool(selectors.pending_companions(exclude=[], limit=1, since=since))
 
 
 def _claim(image_id: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import redis
@@ -25,7 +26,7 @@ def make_worker(celery_over_redis, active_model, exported_bootstrap, media_root,
     passes no ``-Q``, as Celery's docs (and a new user) do. Killed at teardown."""
     made = []
 
-    def make(queues: tuple[str, ...] | None = QUEUES) -> WorkerProcess:
+    def make(queues: tuple[str, ...] | None = QUEUES, extra: dict[str, str] | None = None) -> WorkerProcess:
         store_handle.reset_vector_store()  # hand the embedded store over to the worker
         db = connection.settings_dict
         database_url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
@@ -35,6 +36,7 @@ def make_worker(celery_over_redis, active_model, exported_bootstrap, media_root,
             media_root=media_root,
             vector_store_path=vector_store_path,
             models_dir=exported_bootstrap.path.parent.parent,
+            extra=extra,
         )
         made.append(WorkerProcess(env, tmp_path / "worker.log", celery_over_redis, queues=queues))
         return made[-1]
@@ -192,3 +194,32 @@ def test_a_worker_reads_the_text_of_an_upload_from_the_text_queue(make_worker, m
     )
     assert {"rye", "bread", "500g"} <= set(ImageText.objects.get(image=image).tokens)
     assert client.llen("text") == 0
+
+
+def test_a_burst_of_uploads_shares_one_queued_task(make_worker, broker_url, settings) -> None:
+    # With a cache the worker shares (Redis), an upload publishes nothing while a task for uploads is
+    # queued: that task takes it along (workers/upload_batching.py).
+    from config.settings.env import cache_from_url
+    from tests.support.model_fixtures import empty_redis_db
+
+    cache_url = empty_redis_db(broker_url.rsplit("/", 1)[0] + "/12")
+    settings.CACHES = {"default": cache_from_url(cache_url)}
+    worker = make_worker(extra={"CACHE_URL": cache_url})
+    product = services.product_create(sku="BURST", title="Burst", price="5")
+    for n in range(6):
+        services.product_image_add(product=product, data=image_bytes(color=(30 * n, 90, 200), pattern=n + 1))
+    assert redis.Redis.from_url(worker.broker_url).llen("index") == 1  # one message for six uploads
+
+    _start_and_wait_until_all_indexed(worker, "the burst indexed by its one task")
+    # The task cleared its mark as it started: a later upload publishes a task of its own.
+    services.product_image_add(product=product, data=image_bytes(color=(250, 250, 10), pattern=40))
+    wait_until(
+        lambda: not ProductImage.objects.exclude(index_status=IndexStatus.INDEXED).exists(),
+        timeout=60,
+        what="the later upload indexed",
+        on_fail=worker.log_tail,
+    )
+    worker.wait_idle()
+    log = worker.log_path.read_text(errors="replace")
+    ran = len(re.findall(r"Task lookalike\.index_images\[[^\]]+\] succeeded", log))
+    assert ran == 2, worker.log_tail()  # seven uploads, two tasks
