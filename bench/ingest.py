@@ -10,8 +10,8 @@ What it measures, in one run, interleaved round by round (so load from other pro
     embed -> upsert -> the row marked indexed.
     Wall time from the first upload until the last row's ``indexed_at`` (a DB timestamp).
   * bare loop: ``ml.preprocess.preprocess`` + the same embedder's ``embed`` + ``EdgeVectorStore.upsert`` on
-    the same photos, no Django or Celery. Twice: in batches of 1 (what a per-upload task gets: each
-    upload enqueues its own task) and of ``INDEX_CHUNK`` (what bulk imports and the sweeper send).
+    the same photos, no Django or Celery. Twice: in batches of 1 (what a lone upload's task gets) and
+    of ``INDEX_CHUNK`` (what bulk imports, the sweeper and a burst of uploads sharing a task get).
   * backlog: the same worker draining a round of uploads committed in one transaction (their tasks
     enqueued together), from the commit to the last ``indexed_at``: the worker's path against the bare
     loop with the uploads' own CPU outside both clocks (on 2 cores the uploading client takes CPU from
@@ -20,7 +20,8 @@ What it measures, in one run, interleaved round by round (so load from other pro
     created_at (both DB timestamps; created_at is taken just before commit), p50 and p95.
 
 Scratch environment: PostgreSQL database ``lookalike_bench`` (dropped and re-created), Redis DB 14
-(flushed), media, models and vector stores under a temp folder in var/bench/; the real bootstrap model
+(the broker) and 13 (``CACHE_URL``, shared by this process and the worker as docker-compose deploys
+it, so uploads share a queued task: workers/upload_batching.py), both flushed, media, models and vector stores under a temp folder in var/bench/; the real bootstrap model
 (the default: ``BOOTSTRAP_BACKBONE`` at ``BOOTSTRAP_IMAGE_SIZE``, EfficientNet-Lite0 at 348 px with
 ImageNet weights) exported there once. The vector store flush interval is
 ``VECTOR_STORE_FLUSH_INTERVAL_S`` (``--flush-interval``, default the setting's default, 2 s), the same
@@ -96,12 +97,15 @@ def _drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _setup_django(workdir: Path, database_url: str, broker_url: str, flush_s: float, weights: str) -> None:
+def _setup_django(
+    workdir: Path, database_url: str, broker_url: str, cache_url: str, flush_s: float, weights: str
+) -> None:
     os.environ.update(
         DJANGO_SETTINGS_MODULE="config.settings.base",
         VAR_DIR=str(workdir),
         DATABASE_URL=database_url,
         CELERY_BROKER_URL=broker_url,
+        CACHE_URL=cache_url,
         MEDIA_ROOT=str(workdir / "media"),
         MODELS_DIR=str(workdir / "models"),
         VECTOR_STORE_PATH=str(workdir / "qdrant"),
@@ -375,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--db-name", default="lookalike_bench")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--cache-url",
+        default="redis://127.0.0.1:6379/13",
+        help="CACHE_URL of the uploads and the worker: a Redis cache they share, as deployed",
+    )
     parser.add_argument("--out", type=Path, default=Path("var/bench/ingest.json"))
     args = parser.parse_args(argv)
 
@@ -400,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import redis
 
-    redis.Redis.from_url(args.redis_url).flushdb()  # our own DB number: leftovers would skew the first round
+    for url in (args.redis_url, args.cache_url):
+        redis.Redis.from_url(url).flushdb()  # our own DB numbers: leftovers would skew the first round
     database_url = _scratch_database(args.db_name)
     started = time.perf_counter()
     report: dict[str, Any] = {
@@ -416,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-", dir=args.out.parent) as tmp:
         workdir = Path(tmp)
         try:
-            _setup_django(workdir, database_url, args.redis_url, args.flush_interval, args.weights)
+            _setup_django(
+                workdir, database_url, args.redis_url, args.cache_url, args.flush_interval, args.weights
+            )
             from django.conf import settings
 
             from search.embedders import embedder_for, reset_embedders
@@ -436,7 +448,11 @@ def main(argv: list[str] | None = None) -> int:
                 media_root=workdir / "media",
                 vector_store_path=workdir / "qdrant",
                 models_dir=workdir / "models",
-                extra={"VECTOR_STORE_FLUSH_INTERVAL_S": str(args.flush_interval), "LOG_LEVEL": "INFO"},
+                extra={
+                    "VECTOR_STORE_FLUSH_INTERVAL_S": str(args.flush_interval),
+                    "LOG_LEVEL": "INFO",
+                    "CACHE_URL": args.cache_url,
+                },
             )
             embedder = embedder_for(model)
             bare_store = EdgeVectorStore(workdir / "bare-qdrant", flush_interval_s=args.flush_interval)
