@@ -99,15 +99,18 @@ def index_images(self, image_ids: list[str], since: float | None = None) -> dict
             if vouched is not None:  # before looking for pending uploads: later ones publish their own
                 upload_batching.task_started()
             outcome = indexing.index_with_pending(image_ids, since=vouched)
-            # A run that ended on its budget leaves uploads that count on it: the next task goes on.
-            due = since is not None and vouched is not None and indexing.pending_left(vouched)
+            # A run that ended on its budget leaves uploads that count on it: the next task goes on. Only
+            # after progress: a run that took nothing (the rest claimed by another worker, or by one
+            # that died, for CLAIM_S) would otherwise publish the next at once, and that one the next.
+            progressed = bool(outcome.indexed or outcome.failed)
+            due = progressed and vouched is not None and indexing.pending_left(vouched)
             if due and upload_batching.publish_needed() is not None:
                 index_images.delay([], since=since)
     except TRANSIENT as exc:
         return _retry(self, exc, image_ids) or {"error": str(exc)}
     # A product enters the text index with its first image (a search hit is shown as an image); the
     # words read on it follow once read (search/services/image_text.py). Sent from here, once for
-    # every image this run took along, rather than once per upload: an upload publishes one message.
+    # every image this run took along, rather than once per upload.
     done = [*outcome.indexed, *outcome.failed]
     if done:
         sync_images_text.delay(done)

@@ -3,6 +3,8 @@ in-thread worker where the task's budget must be cut short, and without a cache 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -70,3 +72,43 @@ def test_in_process_tasks_and_imports_never_share(settings, broker_url) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = False
     assert upload_batching.applies(upload_batching.MAX_IMAGES)
     assert not upload_batching.applies(upload_batching.MAX_IMAGES + 1)  # an import's batch names its images
+
+
+def test_a_run_that_takes_nothing_publishes_no_next_one(celery_over_redis, active_model, settings) -> None:
+    # Uploads claimed by another worker (or by one that died, until its claims expire) are not this
+    # run's to take; publishing the next run regardless would hand the same nothing on and on.
+    from celery.contrib.testing.worker import start_worker
+    from celery.signals import task_postrun
+    from django.core.cache import cache
+
+    _redis_cache(settings, celery_over_redis)
+    _upload(5)
+    first, *others = [
+        str(pk) for pk in ProductImage.objects.order_by("created_at").values_list("pk", flat=True)
+    ]
+    for image_id in others:
+        cache.add(f"lookalike:index-claim:{image_id}", 1, timeout=indexing.CLAIM_S)
+    runs: list[str] = []
+
+    def count(sender=None, **_) -> None:
+        if sender is not None and sender.name == "lookalike.index_images":
+            runs.append(sender.name)
+
+    task_postrun.connect(count, weak=False)
+    try:
+        with start_worker(
+            app, pool="solo", perform_ping_check=False, queues=list(QUEUES), shutdown_timeout=30
+        ):
+            wait_until(
+                lambda: ProductImage.objects.get(pk=first).index_status == IndexStatus.INDEXED,
+                60,
+                "its own image",
+            )
+            wait_until(lambda: len(runs) >= 2, 30, "the run after the first (others were pending)")
+            time.sleep(2.0)  # a run handing on nothing would have published several more by now
+    finally:
+        task_postrun.disconnect(count)
+    assert len(runs) == 2
+    assert (
+        ProductImage.objects.filter(index_status=IndexStatus.PENDING).count() == 4
+    )  # left to their claimant
