@@ -123,8 +123,8 @@ def index_with_pending(
     idempotent writes."""
     own = list(dict.fromkeys(str(i) for i in image_ids))
     if not selectors.images_not_indexed(own):
-        # Taken along by an earlier task (the usual fate of an upload in a burst, which leaves one such
-        # task per upload behind it): nothing of its own to embed. Uploads still pending are taken
+        # Taken along by an earlier task (the usual fate of an upload in a burst without a shared
+        # cache, which leaves one such task per upload behind it): nothing of its own to embed. Uploads still pending are taken
         # all the same, or they would wait behind the rest of those tasks; with none, two queries.
         own = []
     seen = set(own)
