@@ -117,15 +117,15 @@ def index_with_pending(
 ) -> IndexOutcome:
     """A worker's run: its own images, then other recent uploads still pending (those added since
     ``since`` as well), batch after batch, until none is left or ``budget_s`` (``PULL_BUDGET_S``) is
-    spent. One task thus
-    embeds a burst of uploads in batches of ``BATCH`` instead of one model call per upload; every image
-    is still indexed once per model (the rows say which are done), and a redelivered task only repeats
-    idempotent writes."""
+    spent. One task thus embeds a burst of uploads in batches of ``BATCH`` instead of one model call per
+    upload; every image is still indexed once per model (the rows say which are done), and a
+    redelivered task only repeats idempotent writes."""
     own = list(dict.fromkeys(str(i) for i in image_ids))
     if not selectors.images_not_indexed(own):
         # Taken along by an earlier task (the usual fate of an upload in a burst without a shared
-        # cache, which leaves one such task per upload behind it): nothing of its own to embed. Uploads still pending are taken
-        # all the same, or they would wait behind the rest of those tasks; with none, two queries.
+        # cache, which leaves one such task per upload behind it): nothing of its own to embed.
+        # Uploads still pending are taken all the same, or they would wait behind the rest of those
+        # tasks; with none, two queries.
         own = []
     seen = set(own)
     deadline = time.monotonic() + (PULL_BUDGET_S if budget_s is None else budget_s)
