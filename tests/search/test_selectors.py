@@ -55,3 +55,26 @@ def test_image_ids_in_order_walk_every_image_once(media_root) -> None:
         seen += batch
         cursor = batch[-1]
     assert len(seen) == len(set(seen)) == 5 and seen == sorted(seen)
+
+
+def test_pending_companions_reach_back_to_since_for_uploads_that_counted_on_a_task(media_root) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from catalog.models import ProductImage
+
+    product = services.product_create(sku="WAIT", title="Waited", price="2")
+    old, new = (
+        services.product_image_add(
+            product=product, data=image_bytes(color=(c, 40, 90), pattern=c), announce=False
+        ).image
+        for c in (10, 200)
+    )
+    # An upload that waited 20 minutes behind a busy worker, its task's mark set 25 minutes ago.
+    ProductImage.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(minutes=20))
+    assert selectors.pending_companions(exclude=[], limit=10) == [str(new.pk)]
+    since = timezone.now() - timedelta(minutes=25)
+    assert selectors.pending_companions(exclude=[], limit=10, since=since) == [str(old.pk), str(new.pk)]
+    # A later since never narrows the usual ten minutes.
+    assert selectors.pending_companions(exclude=[], limit=10, since=timezone.now()) == [str(new.pk)]
