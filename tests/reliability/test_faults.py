@@ -225,8 +225,12 @@ def test_broker_restart_mid_indexing_loses_no_image(
     worker = make_worker(own_redis.url)
     worker.start()
     # The worker has taken its first message (a batch of every pending image, and seconds of model
-    # loading): Redis dies with that task in hand and the other 19 messages queued.
+    # loading): Redis dies with that task in hand and the other 19 messages queued. "In hand" is the
+    # solo pool's "received" line, after which it runs the task before it reads the connection again;
+    # a message merely fetched from the queue (fewer queued) is dropped with the connection, and the
+    # restarted, empty Redis could not give it back.
     assert _poll(lambda: _queued(own_redis.client()) < 20, 60, worker), "the worker never consumed"
+    assert _poll(lambda: "lookalike.index_images[" in worker.log_tail(200), 60, worker), "no task in hand"
     own_redis.kill()
     # Uploads during the outage: rows and files commit, only the enqueue after commit fails. The API
     # must still answer 201 (the image is saved; the sweeper indexes it), not 500 for a saved image.
