@@ -21,9 +21,10 @@ What it measures, in one run, interleaved round by round (so load from other pro
 
 Scratch environment: PostgreSQL database ``lookalike_bench`` (dropped and re-created), Redis DB 14
 (the broker) and 13 (``CACHE_URL``, shared by this process and the worker as docker-compose deploys
-it, so uploads share a queued task: workers/upload_batching.py), both flushed, media, models and vector stores under a temp folder in var/bench/; the real bootstrap model
-(the default: ``BOOTSTRAP_BACKBONE`` at ``BOOTSTRAP_IMAGE_SIZE``, EfficientNet-Lite0 at 348 px with
-ImageNet weights) exported there once. The vector store flush interval is
+it, so uploads share a queued task: workers/upload_batching.py), both flushed, media, models and
+vector stores under a temp folder in var/bench/; the real bootstrap model (the default:
+``BOOTSTRAP_BACKBONE`` at ``BOOTSTRAP_IMAGE_SIZE``, EfficientNet-Lite0 at 348 px with ImageNet weights)
+exported there once. The vector store flush interval is
 ``VECTOR_STORE_FLUSH_INTERVAL_S`` (``--flush-interval``, default the setting's default, 2 s), the same
 for the worker and the bare loop. Writes var/bench/ingest.json and prints a table.
 """

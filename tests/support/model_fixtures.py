@@ -81,6 +81,16 @@ def empty_redis_db(url: str) -> str:
     return url
 
 
+def shared_redis_cache(settings, broker_url: str, db: int = 12) -> str:
+    """Give this process a Redis cache (an emptied DB beside the test broker's) that a worker started
+    with ``CACHE_URL`` set to the returned URL shares: upload batching needs one (workers/upload_batching.py)."""
+    from config.settings.env import cache_from_url
+
+    url = empty_redis_db(broker_url.rsplit("/", 1)[0] + f"/{db}")
+    settings.CACHES = {"default": cache_from_url(url)}
+    return url
+
+
 @pytest.fixture
 def broker_url(settings) -> str:
     return empty_redis_db(os.environ.get("CELERY_TEST_BROKER_URL", "redis://127.0.0.1:6379/15"))

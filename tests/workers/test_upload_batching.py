@@ -15,14 +15,10 @@ from config.settings.env import cache_from_url
 from search.services import indexing
 from tests.fixtures.images import image_bytes
 from tests.support.celery_worker import QUEUES, wait_until
-from tests.support.model_fixtures import empty_redis_db
+from tests.support.model_fixtures import shared_redis_cache
 from workers import upload_batching
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def _redis_cache(settings, broker_url: str, db: int = 12) -> None:
-    settings.CACHES = {"default": cache_from_url(empty_redis_db(broker_url.rsplit("/", 1)[0] + f"/{db}"))}
 
 
 def _upload(count: int, sku: str = "P") -> None:
@@ -36,7 +32,7 @@ def test_a_run_cut_short_by_its_budget_publishes_the_next_one(
 ) -> None:
     from celery.contrib.testing.worker import start_worker
 
-    _redis_cache(settings, celery_over_redis)
+    shared_redis_cache(settings, celery_over_redis)
     # Each run takes one batch of two and stops: the uploads that counted on it must not be stranded.
     monkeypatch.setattr(indexing, "BATCH", 2)
     monkeypatch.setattr(indexing, "PULL_BUDGET_S", 0.0)
@@ -66,7 +62,7 @@ def test_without_a_shared_cache_every_upload_publishes(celery_over_redis, active
 
 
 def test_in_process_tasks_and_imports_never_share(settings, broker_url) -> None:
-    _redis_cache(settings, broker_url)
+    shared_redis_cache(settings, broker_url)
     settings.CELERY_TASK_ALWAYS_EAGER = True  # the embedded default indexes each upload in its request
     assert not upload_batching.applies(1)
     settings.CELERY_TASK_ALWAYS_EAGER = False
@@ -81,7 +77,7 @@ def test_a_run_that_takes_nothing_publishes_no_next_one(celery_over_redis, activ
     from celery.signals import task_postrun
     from django.core.cache import cache
 
-    _redis_cache(settings, celery_over_redis)
+    shared_redis_cache(settings, celery_over_redis)
     _upload(5)
     first, *others = [
         str(pk) for pk in ProductImage.objects.order_by("created_at").values_list("pk", flat=True)

@@ -199,12 +199,9 @@ def test_a_worker_reads_the_text_of_an_upload_from_the_text_queue(make_worker, m
 def test_a_burst_of_uploads_shares_one_queued_task(make_worker, broker_url, settings) -> None:
     # With a cache the worker shares (Redis), an upload publishes nothing while a task for uploads is
     # queued: that task takes it along (workers/upload_batching.py).
-    from config.settings.env import cache_from_url
-    from tests.support.model_fixtures import empty_redis_db
+    from tests.support.model_fixtures import shared_redis_cache
 
-    cache_url = empty_redis_db(broker_url.rsplit("/", 1)[0] + "/12")
-    settings.CACHES = {"default": cache_from_url(cache_url)}
-    worker = make_worker(extra={"CACHE_URL": cache_url})
+    worker = make_worker(extra={"CACHE_URL": shared_redis_cache(settings, broker_url)})
     product = services.product_create(sku="BURST", title="Burst", price="5")
     for n in range(6):
         services.product_image_add(product=product, data=image_bytes(color=(30 * n, 90, 200), pattern=n + 1))
