@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -235,3 +236,27 @@ def feedback_examples(
             negative_product_ids=tuple(negatives),
             negative_skus=tuple(skus[pid] for pid in negatives),
         )
+
+
+def query_vector_count(model_version: int, since: datetime | None = None) -> int:
+    """Photo searches logged with their query vector for ``model_version`` (after ``since``)."""
+    logs = SearchLog.objects.filter(model_version=model_version, query_vector__isnull=False)
+    return (logs.filter(created_at__gt=since) if since is not None else logs).count()
+
+
+def recent_query_vectors(model_version: int, limit: int, dim: int) -> np.ndarray:
+    """The query vectors of the most recent ``limit`` photo searches of ``model_version`` [n, dim],
+    unit length (float32); a vector of another length (a log written under another model) is skipped."""
+    rows = (
+        SearchLog.objects.filter(model_version=model_version, query_vector__isnull=False)
+        .order_by("-created_at")
+        .values_list("query_vector", flat=True)[:limit]
+    )
+    vectors = [np.frombuffer(bytes(raw), dtype=np.float16) for raw in rows if raw is not None]
+    kept = [v.astype(np.float32) for v in vectors if v.shape == (dim,)]
+    if not kept:
+        return np.zeros((0, dim), np.float32)
+    stacked = np.stack(kept)
+    norms = np.linalg.norm(stacked, axis=1)
+    unit: np.ndarray = stacked[norms > 0] / norms[norms > 0, None]
+    return unit

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import close_old_connections, connection, connections
 
-from workers.tasks import purge_search_photos, sweep_index
+from workers.tasks import balance_answers, purge_search_photos, sweep_index
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ def start_sweeper(interval_s: float = 60.0) -> bool:
                     log.info("sweeper re-queued %s image(s)", count)
             except Exception:  # the loop must outlive any one failure
                 log.exception("sweeper pass failed")
+            try:
+                # Celery beat runs it every 5 minutes with a broker; here each pass looks (one COUNT).
+                run_here(balance_answers)
+            except Exception:
+                log.exception("balancing the answers failed")
 
     threading.Thread(target=loop, name="lookalike-sweeper", daemon=True).start()
     return True

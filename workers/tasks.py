@@ -20,9 +20,11 @@ from catalog.services import activation
 from catalog.services import sync as catalog_sync
 from ml.ocr import OcrUnavailable
 from ml.serving import EmbedderUnavailable
+from search import selectors
 from search.errors import NoActiveModel
 from search.jobs import records, runner
 from search.services import (
+    balance,
     image_text,
     index_building,
     indexing,
@@ -244,6 +246,18 @@ def purge_search_photos(self) -> dict:
     if outcome.photos or outcome.orphan_files:
         log.info("purged %s search photo(s) and %s orphan file(s)", outcome.photos, outcome.orphan_files)
     return {"photos": outcome.photos, "orphan_files": outcome.orphan_files}
+
+
+@shared_task(bind=True, name="lookalike.balance_answers", acks_late=True, soft_time_limit=240, time_limit=300)
+def balance_answers(self) -> dict:
+    """Fit the active model's balanced answers when enough photo searches were logged since its last
+    fit (search/services/balance.py); otherwise nothing."""
+    model = selectors.active_model()
+    if model is None or not balance.balance_due(model):
+        return {"fitted": False}
+    outcome = balance.balance_fit(model)
+    return {"fitted": not outcome.skipped, "queries": outcome.queries, "products": outcome.products,
+            "skipped": outcome.skipped}  # fmt: skip
 
 
 # --- catalog sync ---------------------------------------------------------------------------------

@@ -178,6 +178,7 @@ CELERY_BEAT_SCHEDULE = {
     "sync-due-sources": {"task": "lookalike.sync_due_sources", "schedule": 60.0},
     "purge-inactive-products": {"task": "lookalike.purge_inactive_products", "schedule": 3600.0},
     "recover-jobs": {"task": "lookalike.recover_jobs", "schedule": 60.0},
+    "balance-answers": {"task": "lookalike.balance_answers", "schedule": 300.0},
 }
 
 # --- Vectors and model --------------------------------------------------------------------------
@@ -281,6 +282,10 @@ OCR_THREADS = env_int("OCR_THREADS", 1)
 # before it answers 503 (search/api/database_retry.py).
 SEARCH_DATABASE_RETRY_S = env_float("SEARCH_DATABASE_RETRY_S", 5.0)
 SEARCH_TEXT_RERANK = env_bool("SEARCH_TEXT_RERANK", True)
+# Balanced answers for a catalog with one photo per product (search/services/balance.py): once 200
+# photo searches are logged, an offset per product is fitted on their query vectors and added to its
+# similarity, so a few catalog images stop winning most searches. Off: neither fitted nor applied.
+SEARCH_BALANCE = env_bool("SEARCH_BALANCE", True)
 SEARCH_TEXT_MARGIN = env_float("SEARCH_TEXT_MARGIN", 0.05)
 SEARCH_TEXT_WEIGHT = env_float("SEARCH_TEXT_WEIGHT", 0.5)
 SEARCH_TEXT_CANDIDATES = env_int("SEARCH_TEXT_CANDIDATES", 10)

@@ -113,6 +113,17 @@ def _share(value: Any) -> str:
     return f"{value:.0%}" if isinstance(value, int | float) else "?"
 
 
+def balance_line(balance: dict[str, Any]) -> str:
+    """What search/services/balance.py fitted for a model, in words."""
+    offsets = list((balance.get("offsets") or {}).values())
+    if not offsets:
+        return "not fitted (a catalog with one photo per product is, once 200 photo searches are logged)"
+    return (
+        f"fitted {str(balance.get('fitted_at', ''))[:16].replace('T', ' ')} UTC on {balance.get('queries')} "
+        f"photo searches: {len(offsets)} products, offsets {min(offsets):+.3f} to {max(offsets):+.3f}"
+    )
+
+
 def calibration_line(calibration: dict[str, Any]) -> str:
     """The model list's calibration column, in words: from what score a hit is called “same”, how often
     that was right and for how many queries, and how often an unknown product got “no match”
@@ -154,13 +165,15 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "lifecycle",
     ]
     list_filter = ["status", "kind"]
-    readonly_fields = [f.name for f in ModelVersion._meta.fields] + [
+    readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name != "balance"] + [
         "index_summary",
+        "balance_summary",
         "precision",
         "plot",
         "calibration_plot",
     ]
-    exclude = ["eval_image_ids"]
+    # The balance's offsets (one per product) are summed up in a line instead.
+    exclude = ["eval_image_ids", "balance"]
 
     @admin.display(description="kind")
     def kind_label(self, obj: ModelVersion) -> str:
@@ -187,6 +200,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="index")
     def index_summary(self, obj: ModelVersion) -> str:
         return index_line(obj)
+
+    @admin.display(description="balanced answers")
+    def balance_summary(self, obj: ModelVersion) -> str:
+        return balance_line(obj.balance or {})
 
     @admin.display(description="embeds with")
     def precision(self, obj: ModelVersion) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, transaction
@@ -117,6 +118,13 @@ def search_log_record(
             no_match=getattr(outcome, "no_match", None),
             photo=photo,
             client=client,
+            # For balanced answers (search/services/balance.py, which keeps only its last pool of them):
+            # float16, half the bytes, and the fit needs no more precision.
+            query_vector=(
+                outcome.query_vector.astype(np.float16).tobytes()
+                if outcome.query_vector is not None and settings.SEARCH_BALANCE
+                else None
+            ),
         )
     except (DatabaseError, OSError):
         log.exception("search %s answered but not logged", outcome.search_id)

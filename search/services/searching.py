@@ -31,6 +31,7 @@ from search.embedders import embedder_for
 from search.errors import SearchError
 from search.metrics import instruments
 from search.models import ModelVersion
+from search.services import balance
 from search.services.text_index import TEXT_COLLECTION
 from search.services.text_rerank import TextRerank, rerank_by_text, rerank_params
 from search.vector_store import (
@@ -105,6 +106,10 @@ class SearchOutcome:
     no_match: bool | None = None
     # What the words read on the photo did to the answer (a photo without ``q`` only).
     text_rerank: TextRerank | None = None
+    # A photo's query vector (unit length): logged with the search, for balanced answers.
+    query_vector: np.ndarray | None = None
+    # Whether the model's balance offsets (search/services/balance.py) put another product first.
+    balanced: bool = False
 
     @property
     def reranked_by_text(self) -> bool:
@@ -229,6 +234,7 @@ def search(query: SearchQuery) -> SearchOutcome:
             "No model is active yet; the catalog is not searchable until its first import.",
         )
     picture: Image.Image | None = None
+    balanced = False
     try:
         if query.visual:
             vector, exclude, picture = _query_vector(query, model, timings)
@@ -252,11 +258,17 @@ def search(query: SearchQuery) -> SearchOutcome:
         params = rerank_params(model.kind)
         if read_text:
             want = max(want, params.candidates)
+        offsets = balance.active_offsets(model) if vector is not None else None
         if vector is not None:
             depth = want if query.text is None else min(want * FUSION_DEPTH, 100)
+            if offsets is not None:
+                depth += balance.EXTRA_DEPTH
             hits = vector_store().search(
                 model.collection, vector, depth, flt, group_by_product=True, beam=model.search_beam
             )
+            if offsets is not None:
+                hits, balanced = balance.reorder(hits, offsets)
+                hits = hits[: depth - balance.EXTRA_DEPTH]
         from_text: set[int] = set()
         if query.text is not None:
             text_hits = _text_hits(query.text, flt, min(want * max(FUSION_DEPTH, TEXT_OVERFETCH), 100))
@@ -296,7 +308,9 @@ def search(query: SearchQuery) -> SearchOutcome:
     # when the words on the photo changed the order: the first hit is no longer the most similar one,
     # and the thresholds were calibrated on the visual answer alone.
     reranked = text_rerank is not None and text_rerank.reranked
-    if model.calibration and query.image is not None and query.text is None and not reranked:
+    # Likewise when the balance offsets put another product first: the verdict's thresholds were
+    # calibrated on the similarity order.
+    if model.calibration and query.image is not None and query.text is None and not reranked and not balanced:
         for hit, label in zip(
             results, label_hits([h.score for h in results], model.calibration), strict=True
         ):
@@ -313,6 +327,8 @@ def search(query: SearchQuery) -> SearchOutcome:
         timings_ms=timings,
         no_match=no_match,
         text_rerank=text_rerank,
+        query_vector=vector if query.image is not None else None,
+        balanced=balanced,
     )
 
 

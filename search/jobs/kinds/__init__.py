@@ -4,6 +4,7 @@ kind: steps several kinds take are in search/jobs/steps.py. A new kind is one mo
 more line below."""
 
 from search.jobs.kinds import (  # noqa: F401  (each module registers its kind)
+    balance,
     compact_pretrained,
     import_catalog,
     index_pending,
