@@ -1,0 +1,162 @@
+"""One photo per product, balanced by shoppers' searches: the product's own path, no labels, no clicks.
+
+    .venv/bin/python -m bench.balance                        # about 3 minutes on 2 cores
+    .venv/bin/python -m bench.balance --evaluate-on val      # the val photos: how the defaults were chosen
+
+1. ``import_catalog`` of the 81 Grocery web-shop images alone (one photo per product) into a fresh
+   embedded install: the pretrained model a new shop runs.
+2. Shoppers' traffic: the 2,640 train photos searched through ``POST /api/v1/search/``. Each search is
+   logged with its query vector; nothing about which product a photo shows is recorded or used.
+3. ``manage.py balance_answers`` fits the offsets on those logged searches (what the worker's periodic
+   ``lookalike.balance_answers`` does once 200 photo searches are logged).
+4. The test photos (or ``--evaluate-on val``) through the API twice: with SEARCH_BALANCE off (the shop's
+   answer before) and on. Recall@1 of the first hit's product, overall and by group, and how the
+   calibrated verdicts fare.
+
+Reading the pack is off (``SEARCH_TEXT_RERANK=false``): this measures the visual answer, the figure the
+0.313 baseline is (bench.text measures the words). Writes var/bench/balance.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from bench.inputs import DEFAULT_DATA, REPO
+from bench.product_path import _searches, _setup_django
+
+GROUPS = ("Fruit", "Packages", "Vegetables")
+
+
+def _by_group(photos: list[tuple[str, str]], data: Path) -> dict[str, list[tuple[str, str]]]:
+    from ml.grocery import dataset_dir
+
+    root = dataset_dir(data)
+    groups: dict[str, list[tuple[str, str]]] = {g: [] for g in GROUPS}
+    for path, name in photos:
+        group = Path(path).resolve().relative_to(root.resolve()).parts[1]
+        groups.setdefault(group, []).append((path, name))
+    return groups
+
+
+def _answers(client: Any, photos: list[tuple[str, str]], skus: dict[str, str], data: Path) -> dict[str, Any]:
+    result = _searches(client, photos, skus)
+    result["recall@1_by_group"] = {
+        group: _searches(client, members, skus)["recall@1"]
+        for group, members in _by_group(photos, data).items()
+        if members
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--weights", default="imagenet", help="BACKBONE_WEIGHTS for the install")
+    parser.add_argument("--evaluate-on", choices=("test", "val"), default="test")
+    parser.add_argument("--traffic", type=int, default=0, help="train photos searched first (0: all 2,640)")
+    parser.add_argument("--output", default=str(REPO / "var" / "bench" / "balance.json"))
+    args = parser.parse_args(argv)
+    data = Path(args.data)
+    if not (data / "dataset" / "classes.csv").is_file():
+        if os.environ.get("CI") == "true":
+            raise SystemExit(f"Grocery Store Dataset not found at {data}")
+        print(f"skipped: Grocery Store Dataset not found at {data} (pass --data PATH)")
+        return 0
+    (REPO / "var" / "bench").mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="balance-", dir=REPO / "var" / "bench"))
+    _setup_django(workdir, args.weights)
+
+    from django.core.management import call_command
+    from django.test import Client, override_settings
+
+    from catalog.models import Product
+    from ml.grocery import dataset_dir, read_classes
+    from ml.grocery import split_items as grocery_split
+    from ml.train import machine_description
+    from search import selectors
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "benchmark": "one photo per product, balanced by shoppers' searches (bench/balance.py)",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine_description(),
+        "python": platform.python_version(),
+        "evaluated_on": args.evaluate_on,
+        "steps": {},
+    }
+    manifest = workdir / "catalog.jsonl"
+    call_command(
+        "make_grocery_manifest",
+        str(data),
+        "--out",
+        str(manifest),
+        "--photos-per-product",
+        "0",
+        stdout=StringIO(),
+    )
+    out = StringIO()
+    call_command("import_catalog", str(manifest), "--images-root", str(dataset_dir(data)), stdout=out)
+    print(out.getvalue().strip().splitlines()[-1], flush=True)
+    skus = {c.name: f"GS-{c.class_id:03d}" for c in read_classes(data)}
+    assert Product.objects.count() == len(skus)
+    model = selectors.active_model()
+    results["model"] = {"version": model.version, "backbone": model.backbone, "image_size": model.image_size,
+                        "dim": model.embedding_dim}  # fmt: skip
+
+    client = Client()
+    traffic = grocery_split(data, "train")
+    if args.traffic:
+        traffic = traffic[: args.traffic]
+    t0 = time.perf_counter()
+    print(f"shoppers' traffic: {len(traffic)} train photos searched ...", flush=True)
+    results["traffic"] = {"photos": len(traffic), "recall@1": _searches(client, traffic, skus)["recall@1"]}
+    results["steps"]["traffic_s"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    out = StringIO()
+    call_command("balance_answers", stdout=out)
+    results["steps"]["fit_s"] = round(time.perf_counter() - t0, 1)
+    print(out.getvalue().strip().splitlines()[-1] if out.getvalue().strip() else "fitted", flush=True)
+    selectors.forget_active_model()
+    fitted = selectors.active_model()
+    if not fitted.balance:
+        raise SystemExit("the fit stored no offsets")
+    offsets = list(fitted.balance["offsets"].values())
+    results["fit"] = {k: v for k, v in fitted.balance.items() if k != "offsets"}
+    results["fit"]["offset_min"], results["fit"]["offset_max"] = min(offsets), max(offsets)
+
+    photos = grocery_split(data, args.evaluate_on)
+    for name, on in (("before", False), ("balanced", True)):
+        with override_settings(SEARCH_BALANCE=on):
+            selectors.forget_active_model()
+            print(f"{name}: {len(photos)} {args.evaluate_on} photos ...", flush=True)
+            results[name] = _answers(client, photos, skus, data)
+    results["gain"] = round(results["balanced"]["recall@1"] - results["before"]["recall@1"], 4)
+    results["total_s"] = round(time.perf_counter() - started, 1)
+    Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
+    print(
+        f"\n| answer ({args.evaluate_on} photos) | R@1 | fruit | packages | vegetables | same said | same right | p50 ms |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name in ("before", "balanced"):
+        r = results[name]
+        g = r["recall@1_by_group"]
+        print(f"| {name} | {r['recall@1']:.3f} | {g.get('Fruit', 0):.3f} | {g.get('Packages', 0):.3f} | "
+              f"{g.get('Vegetables', 0):.3f} | {r['same_said']} | {r['same_precision']} | {r['latency_ms_p50']} |")  # fmt: skip
+    print(f"\nfit: {results['fit']}; {results['total_s']:.0f} s; results: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
