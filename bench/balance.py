@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.balance                        # about 3 minutes on 2 cores
     .venv/bin/python -m bench.balance --evaluate-on val      # the val photos: how the defaults were chosen
+    .venv/bin/python -m bench.balance --traffic 250 --evaluate-on val --limit 150   # a smoke run
 
 1. ``import_catalog`` of the 81 Grocery web-shop images alone (one photo per product) into a fresh
    embedded install: the pretrained model a new shop runs.
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -65,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="imagenet", help="BACKBONE_WEIGHTS for the install")
     parser.add_argument("--evaluate-on", choices=("test", "val"), default="test")
     parser.add_argument("--traffic", type=int, default=0, help="train photos searched first (0: all 2,640)")
+    parser.add_argument("--limit", type=int, default=0, help="photos evaluated (0: the whole split)")
     parser.add_argument("--output", default=str(REPO / "var" / "bench" / "balance.json"))
     args = parser.parse_args(argv)
     data = Path(args.data)
@@ -116,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
 
     client = Client()
     traffic = grocery_split(data, "train")
-    if args.traffic:
-        traffic = traffic[: args.traffic]
+    if args.traffic:  # a sample across every product (the split lists its photos product by product)
+        traffic = [traffic[i] for i in sorted(random.Random(0).sample(range(len(traffic)), args.traffic))]
     t0 = time.perf_counter()
     print(f"shoppers' traffic: {len(traffic)} train photos searched ...", flush=True)
     results["traffic"] = {"photos": len(traffic), "recall@1": _searches(client, traffic, skus)["recall@1"]}
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     results["fit"]["offset_min"], results["fit"]["offset_max"] = min(offsets), max(offsets)
 
     photos = grocery_split(data, args.evaluate_on)
+    if args.limit:
+        photos = [photos[i] for i in sorted(random.Random(1).sample(range(len(photos)), args.limit))]
     for name, on in (("before", False), ("balanced", True)):
         with override_settings(SEARCH_BALANCE=on):
             selectors.forget_active_model()
