@@ -15,7 +15,8 @@
    calibrated verdicts fare.
 
 Reading the pack is off (``SEARCH_TEXT_RERANK=false``): this measures the visual answer, the figure the
-0.313 baseline is (bench.text measures the words). Writes var/bench/balance.json and prints a table.
+0.313 baseline is (bench.text measures the words). ``--text`` reads the catalog's words first and
+re-ranks by the pack's, as a shop's defaults do. Writes var/bench/balance.json and prints a table.
 """
 
 from __future__ import annotations
@@ -35,28 +36,13 @@ from typing import Any
 from bench.inputs import DEFAULT_DATA, REPO
 from bench.product_path import _searches, _setup_django
 
-GROUPS = ("Fruit", "Packages", "Vegetables")
 
-
-def _by_group(photos: list[tuple[str, str]], data: Path) -> dict[str, list[tuple[str, str]]]:
+def _group_of(data: Path) -> Any:
+    """A photo's path -> its group (Fruit, Packages, Vegetables: the folder under the split's)."""
     from ml.grocery import dataset_dir
 
-    root = dataset_dir(data)
-    groups: dict[str, list[tuple[str, str]]] = {g: [] for g in GROUPS}
-    for path, name in photos:
-        group = Path(path).resolve().relative_to(root.resolve()).parts[1]
-        groups.setdefault(group, []).append((path, name))
-    return groups
-
-
-def _answers(client: Any, photos: list[tuple[str, str]], skus: dict[str, str], data: Path) -> dict[str, Any]:
-    result = _searches(client, photos, skus)
-    result["recall@1_by_group"] = {
-        group: _searches(client, members, skus)["recall@1"]
-        for group, members in _by_group(photos, data).items()
-        if members
-    }
-    return result
+    root = dataset_dir(data).resolve()
+    return lambda path: Path(path).resolve().relative_to(root).parts[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="imagenet", help="BACKBONE_WEIGHTS for the install")
     parser.add_argument("--evaluate-on", choices=("test", "val"), default="test")
     parser.add_argument("--traffic", type=int, default=0, help="train photos searched first (0: all 2,640)")
+    parser.add_argument(
+        "--text",
+        action="store_true",
+        help="read the catalog's words and re-rank by the pack's, as a shop has it",
+    )
     parser.add_argument("--limit", type=int, default=0, help="photos evaluated (0: the whole split)")
     parser.add_argument("--output", default=str(REPO / "var" / "bench" / "balance.json"))
     args = parser.parse_args(argv)
@@ -78,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     (REPO / "var" / "bench").mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="balance-", dir=REPO / "var" / "bench"))
+    if args.text:
+        os.environ.update(SEARCH_TEXT_RERANK="true", OCR_ENABLED="true")
     _setup_django(workdir, args.weights)
 
     from django.core.management import call_command
@@ -111,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     out = StringIO()
     call_command("import_catalog", str(manifest), "--images-root", str(dataset_dir(data)), stdout=out)
     print(out.getvalue().strip().splitlines()[-1], flush=True)
+    if args.text:  # what the background reader does after an import
+        out = StringIO()
+        call_command("read_image_text", stdout=out)
+        print(out.getvalue().strip().splitlines()[-1], flush=True)
+    results["text_rerank"] = args.text
     skus = {c.name: f"GS-{c.class_id:03d}" for c in read_classes(data)}
     assert Product.objects.count() == len(skus)
     model = selectors.active_model()
@@ -146,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         with override_settings(SEARCH_BALANCE=on):
             selectors.forget_active_model()
             print(f"{name}: {len(photos)} {args.evaluate_on} photos ...", flush=True)
-            results[name] = _answers(client, photos, skus, data)
+            results[name] = _searches(client, photos, skus, _group_of(data))
     results["gain"] = round(results["balanced"]["recall@1"] - results["before"]["recall@1"], 4)
     results["total_s"] = round(time.perf_counter() - started, 1)
     Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -50,12 +50,16 @@ def _setup_django(workdir: Path, weights: str) -> None:
     call_command("migrate", verbosity=0)
 
 
-def _searches(client: Any, photos: list[tuple[str, str]], skus: dict[str, str]) -> dict[str, Any]:
-    """Recall@1 of the first hit through the API, and the calibrated labels' record."""
+def _searches(
+    client: Any, photos: list[tuple[str, str]], skus: dict[str, str], group_of: Any = None
+) -> dict[str, Any]:
+    """Recall@1 of the first hit through the API, and the calibrated labels' record; with ``group_of``
+    (a photo's path -> its group), Recall@1 by group as well."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     right = said_same = same_right = no_match = 0
     latencies = []
+    by_group: dict[str, list[bool]] = {}
     for path, name in photos:
         data = Path(path).read_bytes()
         t0 = time.perf_counter()
@@ -67,13 +71,17 @@ def _searches(client: Any, photos: list[tuple[str, str]], skus: dict[str, str]) 
         first = body["results"][0] if body["results"] else None
         hit = first is not None and first["product"]["sku"] == skus[name]
         right += hit
+        if group_of is not None:
+            by_group.setdefault(group_of(path), []).append(hit)
         if first is not None and first.get("match") == "same":
             said_same += 1
             same_right += hit
         no_match += body.get("no_match") is True
     n = len(photos)
     latencies.sort()
+    grouped = {g: round(sum(hits) / len(hits), 4) for g, hits in sorted(by_group.items())}
     return {
+        **({"recall@1_by_group": grouped} if group_of is not None else {}),
         "queries": n,
         "recall@1": round(right / n, 4),
         "same_said": said_same,
