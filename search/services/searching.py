@@ -2,7 +2,8 @@
 product. Words (``q``) alone search the text index (search/services/text_index.py); with a photo or
 a product they re-rank its visual answer by reciprocal rank fusion of the two rankings. A photo
 without ``q`` whose visual answer is not clear-cut is re-ranked by the words read on it
-(search/services/text_rerank.py).
+(search/services/text_rerank.py). On a catalog with one photo per product, the visual answer is
+ordered by similarity plus each product's balance offset once one is fitted (search/services/balance.py).
 
 Data in (``SearchQuery``), data out (``SearchOutcome``); the API and the pages present the outcome
 with one serializer (search/api/serializers.py).
