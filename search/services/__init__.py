@@ -22,5 +22,7 @@
 - search_logs.py: the search log: searches answered, clicks on their results, shoppers' photos' retention.
 - image_text.py: the text read on catalog photos (OCR), stored per image and re-read when the photo changes.
 - text_rerank.py: a photo's answer re-ranked by the words read on the photo, when it is not clear-cut.
+- balance.py: balanced answers for a catalog with one photo per product: an offset per product fitted on
+  the logged query vectors of photo searches, and the answer's order by similarity plus offset.
 - int8_photos.py: the stored catalog photos an int8 export is quantized and checked on.
 """

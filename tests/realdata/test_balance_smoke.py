@@ -5,15 +5,12 @@ val photos answered with balancing off and on."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, missing_inputs
-from tests.support.realdata import data_missing
+from tests.support.realdata import data_missing, run_bench
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -24,14 +21,8 @@ def test_balanced_answers_smoke(tmp_path: Path) -> None:
     if reason:
         data_missing(reason)
     out = tmp_path / "balance.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.balance", "--traffic", "250", "--evaluate-on", "val", "--limit", "150",
-         "--output", str(out)],
-        cwd=REPO,
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True,
-        text=True,
+    done = run_bench(
+        "bench.balance", "--traffic", "250", "--evaluate-on", "val", "--limit", "150", "--output", str(out),
         timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -6,15 +6,12 @@ in the top 8, one training example per click."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bench.inputs import DEFAULT_DATA, DEFAULT_WEIGHTS, missing_inputs
-from tests.support.realdata import data_missing
+from tests.support.realdata import data_missing, run_bench
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -25,15 +22,7 @@ def test_feedback_simulation_smoke(tmp_path: Path) -> None:
     if reason:
         data_missing(reason)
     out = tmp_path / "feedback.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL")}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.feedback", "--smoke", "--out", str(out)],
-        cwd=REPO,
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_bench("bench.feedback", "--smoke", "--out", str(out), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["smoke"] is True and report["catalog_products"] == 4
