@@ -250,3 +250,15 @@ def categories() -> list[str]:
         .values_list("category", flat=True)
         .distinct()
     )
+
+
+def single_image_share() -> tuple[float, int]:
+    """(share of the active products that have exactly one image, how many active products have one
+    or more): whether a catalog is a one-photo-per-product one, in one query."""
+    per_product = (
+        ProductImage.objects.filter(product__active=True).values("product_id").annotate(n=Count("pk"))
+    )
+    facts = per_product.aggregate(single=Count("product_id", filter=Q(n=1)), products=Count("product_id"))
+    if not facts["products"]:
+        return 0.0, 0
+    return facts["single"] / facts["products"], facts["products"]

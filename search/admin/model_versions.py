@@ -116,6 +116,13 @@ def _share(value: Any) -> str:
 def balance_line(balance: dict[str, Any]) -> str:
     """What search/services/balance.py fitted for a model, in words."""
     offsets = list((balance.get("offsets") or {}).values())
+    reasons = {
+        "several_photos": "most products have several photos",
+        "too_many_products": "too many products",
+    }
+    if balance.get("skipped"):
+        when = str(balance.get("checked_at", ""))[:16].replace("T", " ")
+        return f"not balanced: {reasons.get(balance['skipped'], balance['skipped'])} (looked at {when} UTC)"
     if not offsets:
         return "not fitted (a catalog with one photo per product is, once 200 photo searches are logged)"
     return (

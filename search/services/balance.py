@@ -19,6 +19,7 @@ import numpy as np
 from django.conf import settings
 from django.utils import timezone
 
+from catalog import selectors as catalog_selectors
 from ml.balance import TEMPERATURE, offsets_from_similarities
 from search import log_selectors
 from search.models import ModelVersion, SearchLog
@@ -33,7 +34,7 @@ MIN_QUERIES = 200
 MAX_QUERIES = 3000
 # Larger catalogs are left as they are: the kernel would pass 0.5 GB.
 MAX_PRODUCTS = 20_000
-# A one-photo catalog: at least this share of its products have a single indexed image.
+# A one-photo catalog: at least this share of its active products have a single image.
 ONE_PHOTO_SHARE = 0.8
 # Products fetched beyond the answer's length, so that one lifted by its offset can enter it (offsets
 # spread about +-0.1 on the Grocery catalog; the top hits' similarities differ by less).
@@ -54,7 +55,7 @@ _parsed: dict[tuple[int, str], dict[int, float]] = {}
 
 def active_offsets(model: ModelVersion) -> dict[int, float] | None:
     """The model's product offsets, or None (not fitted, or SEARCH_BALANCE off)."""
-    if not settings.SEARCH_BALANCE or not model.balance:
+    if not settings.SEARCH_BALANCE or not (model.balance or {}).get("offsets"):
         return None
     key = (model.pk, str(model.balance.get("fitted_at", "")))
     offsets = _parsed.get(key)
@@ -75,30 +76,35 @@ def reorder(hits: list[Hit], offsets: dict[int, float]) -> tuple[list[Hit], bool
 
 
 def balance_due(model: ModelVersion) -> bool:
-    """Whether enough photo searches were logged for ``model``: ``MIN_QUERIES`` for a first fit; for a
-    refit, as many new ones as the last fit used (at most ``MAX_QUERIES``), so the pool has renewed."""
+    """Whether enough photo searches were logged for ``model``: ``MIN_QUERIES`` before a first look; after
+    one (a fit, or a catalog found not to qualify), as many new ones as it counted (at most
+    ``MAX_QUERIES``), so the pool has renewed and a skipped catalog is not looked at every pass."""
     if not settings.SEARCH_BALANCE or not model.collection:
         return False
-    fitted = model.balance or {}
-    if not fitted.get("fitted_at"):
+    state = model.balance or {}
+    if not state.get("checked_at"):
         return log_selectors.query_vector_count(model.version) >= MIN_QUERIES
-    since = datetime.fromisoformat(str(fitted["fitted_at"]))
-    wanted = max(MIN_QUERIES, min(int(fitted.get("queries", 0)), MAX_QUERIES))
+    since = datetime.fromisoformat(str(state["checked_at"]))
+    wanted = max(MIN_QUERIES, min(int(state.get("queries", 0)), MAX_QUERIES))
     return log_selectors.query_vector_count(model.version, since=since) >= wanted
 
 
 def balance_fit(model: ModelVersion) -> BalanceFit:
-    """Fit the offsets of ``model`` on its most recent logged photo searches and store them (a catalog
-    that does not qualify has its offsets removed, so a shop that added photos stops using them)."""
+    """Fit the offsets of ``model`` on its most recent logged photo searches and store them. A catalog
+    that does not qualify gets the reason stored instead (and loses earlier offsets: a shop that added
+    photos stops using them)."""
+    share, products = catalog_selectors.single_image_share()
+    if products > MAX_PRODUCTS:
+        return _skip(model, BalanceFit(0, products, skipped="too_many_products"))
+    if share < ONE_PHOTO_SHARE:
+        return _skip(model, BalanceFit(0, products, skipped="several_photos"))
     queries = log_selectors.recent_query_vectors(model.version, MAX_QUERIES, model.embedding_dim)
     if len(queries) < MIN_QUERIES:
-        return BalanceFit(len(queries), 0, skipped="few_searches")
+        return BalanceFit(len(queries), products, skipped="few_searches")
     product_ids, gallery = _gallery(model)
-    if product_ids is None:
-        return _clear(model, BalanceFit(len(queries), 0, skipped="too_many_products"))
     counts = Counter(product_ids)
-    if not counts or sum(1 for n in counts.values() if n == 1) < ONE_PHOTO_SHARE * len(counts):
-        return _clear(model, BalanceFit(len(queries), len(counts), skipped="several_photos"))
+    if not counts:
+        return BalanceFit(len(queries), 0, skipped="few_searches")
     # A product with a few images is scored by its best one at search time: its column here is its
     # images' best similarity to each query, as the grouped search would see it.
     order = sorted(counts)
@@ -108,12 +114,14 @@ def balance_fit(model: ModelVersion) -> BalanceFit:
     for j, pid in enumerate(product_ids):
         best[:, column[pid]] = np.maximum(best[:, column[pid]], sims[:, j])
     offsets = offsets_from_similarities(best)
+    now = timezone.now().isoformat()
     model.balance = {
         "offsets": {str(pid): round(float(o), 5) for pid, o in zip(order, offsets, strict=True)},
         "queries": len(queries),
         "products": len(order),
         "temperature": TEMPERATURE,
-        "fitted_at": timezone.now().isoformat(),
+        "fitted_at": now,
+        "checked_at": now,
     }
     model.save(update_fields=["balance"])
     # The vectors older than this pool will never be fitted on again: they are dropped from the log,
@@ -125,15 +133,10 @@ def balance_fit(model: ModelVersion) -> BalanceFit:
     return BalanceFit(len(queries), len(order))
 
 
-def _gallery(model: ModelVersion) -> tuple[list[int] | None, np.ndarray]:
-    """Every point of the model's collection: its product id and its (unit) vector; (None, empty) when
-    the collection holds more than ``MAX_PRODUCTS`` products' worth of points."""
+def _gallery(model: ModelVersion) -> tuple[list[int], np.ndarray]:
+    """Every point of the model's collection: its product id and its (unit) vector."""
     store = vector_store()
-    ids: list[str] = []
-    for image_id, _payload in store.scroll_ids(model.collection):
-        ids.append(image_id)
-        if len(ids) > MAX_PRODUCTS / ONE_PHOTO_SHARE:
-            return None, np.zeros((0, model.embedding_dim), np.float32)
+    ids = [image_id for image_id, _payload in store.scroll_ids(model.collection)]
     points = store.retrieve(model.collection, ids, with_vectors=True)
     product_ids = [int(payload["product_id"]) for vector, payload in points.values() if vector is not None]
     vectors = [vector for vector, _payload in points.values() if vector is not None]
@@ -141,10 +144,14 @@ def _gallery(model: ModelVersion) -> tuple[list[int] | None, np.ndarray]:
     return product_ids, gallery
 
 
-def _clear(model: ModelVersion, outcome: BalanceFit) -> BalanceFit:
-    if model.balance:
-        model.balance = {}
-        model.save(update_fields=["balance"])
+def _skip(model: ModelVersion, outcome: BalanceFit) -> BalanceFit:
+    """Record why ``model`` is not balanced (no offsets), and when, with the searches logged by then."""
+    model.balance = {
+        "skipped": outcome.skipped,
+        "queries": log_selectors.query_vector_count(model.version),
+        "checked_at": timezone.now().isoformat(),
+    }
+    model.save(update_fields=["balance"])
     return outcome
 
 

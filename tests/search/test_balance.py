@@ -111,7 +111,14 @@ def test_a_catalog_with_several_photos_per_product_is_not_balanced(
     outcome = balance.balance_fit(model)
     assert outcome.skipped == "several_photos" and outcome.products == 3
     model.refresh_from_db()
-    assert model.balance == {}  # an earlier fit no longer applies
+    # An earlier fit no longer applies; the reason is kept, and the catalog is looked at again only
+    # after a new pool of searches.
+    assert set(model.balance) == {"skipped", "queries", "checked_at"}
+    assert model.balance["skipped"] == "several_photos" and model.balance["queries"] == FEW
+    assert balance.active_offsets(model) is None
+    assert not balance.balance_due(model)
+    _traffic(photos, FEW)
+    assert balance.balance_due(model)
 
 
 def test_with_balance_off_nothing_is_due_or_applied(indexed_catalog, settings) -> None:
