@@ -221,6 +221,15 @@ class SearchLog(models.Model):
         ordering = ["-created_at"]
         verbose_name = "search"
         verbose_name_plural = "searches"  # Django's default adds an "s": "Searchs" in the admin's menu
+        indexes = [
+            # The balance's counts and reads (search/services/balance.py, every sweeper pass) touch only
+            # the entries that still hold a vector: at most two pools of them, however long the log.
+            models.Index(
+                fields=["model_version", "created_at"],
+                name="searchlog_with_vector",
+                condition=models.Q(query_vector__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.query_kind} search {self.id} ({self.result_count} results)"

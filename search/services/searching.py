@@ -259,7 +259,8 @@ def search(query: SearchQuery) -> SearchOutcome:
         params = rerank_params(model.kind)
         if read_text:
             want = max(want, params.candidates)
-        offsets = balance.active_offsets(model) if vector is not None else None
+        # Photos only: the offsets were chosen and measured on shoppers' photos, not on "more like this".
+        offsets = balance.active_offsets(model) if query.image is not None else None
         if vector is not None:
             depth = want if query.text is None else min(want * FUSION_DEPTH, 100)
             if offsets is not None:
