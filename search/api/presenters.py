@@ -63,6 +63,7 @@ def search_answer(outcome: SearchOutcome, links: HitLinks) -> dict[str, Any]:
         "model_kind": outcome.model_kind,
         "no_match": _bool(outcome.no_match),
         "reranked_by_text": bool(outcome.reranked_by_text),
+        "balanced": bool(outcome.balanced),
         "words_read": list(rerank.words) if rerank is not None and rerank.read else None,
         "timings_ms": {stage: float(outcome.timings_ms[stage]) for stage in TIMING_STAGES},
         "results": [hit_dict(hit, links) for hit in outcome.hits],

@@ -187,6 +187,11 @@ class SearchOutput(serializers.Serializer):
         help_text="True when the words read on the photo changed the order of the results (a photo "
         "search without q whose visual answer was not clear-cut). The match verdict is then null."
     )
+    balanced = serializers.BooleanField(
+        help_text="True when the catalog's balance offsets (a catalog with one photo per product, fitted on "
+        "shoppers' searches) put another product first than similarity alone would. The match verdict is "
+        "then null; each result's score is still its similarity."
+    )
     words_read = serializers.SerializerMethodField()
     timings_ms = TimingsOutput()
     results = HitOutput(many=True, source="hits")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog import services as catalog_services
 from search import log_selectors, selectors
@@ -165,3 +166,30 @@ def test_the_admin_shows_the_fit_in_a_line(indexed_catalog, admin_client) -> Non
     page = admin_client.get(f"/admin/search/modelversion/{model.pk}/change/").content.decode()
     assert f"on {FEW} photo searches: 3 products, offsets -" in page
     assert '"offsets"' not in page  # the offsets themselves are not dumped on the page
+
+
+def test_the_api_answer_says_whether_balancing_moved_the_first_product(
+    indexed_catalog, api_client, settings
+) -> None:
+    products, photos = indexed_catalog
+    _traffic(photos, FEW)
+    balance.balance_fit(selectors.active_model())
+    selectors.forget_active_model()
+    photo = _photo((205, 70, 40), 3)
+
+    def ask() -> dict:
+        upload = SimpleUploadedFile("q.jpg", photo, content_type="image/jpeg")
+        answer = api_client.post("/api/v1/search/", {"image": upload, "limit": 3}, format="multipart")
+        assert answer.status_code == 200, answer.content
+        return answer.json()
+
+    settings.SEARCH_BALANCE = False
+    plain = ask()
+    settings.SEARCH_BALANCE = True
+    body = ask()
+    assert plain["balanced"] is False
+    moved = body["results"][0]["product"]["id"] != plain["results"][0]["product"]["id"]
+    assert body["balanced"] is moved
+    if moved:
+        assert body["no_match"] is None and {r["match"] for r in body["results"]} == {None}
+    assert sorted(r["score"] for r in body["results"]) == sorted(r["score"] for r in plain["results"])

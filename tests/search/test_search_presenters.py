@@ -62,9 +62,11 @@ def test_verdicts_words_and_more_like_this_match_their_schema(indexed_catalog, s
     )
     unread = dataclasses.replace(photo, no_match=True, text_rerank=TextRerank(read=False))
     more = searching.search(_query(product_id=products["RED-1"].pk))
-    for outcome in (labelled, unread, more):
+    balanced = dataclasses.replace(photo, balanced=True)
+    for outcome in (labelled, unread, more, balanced):
         built, documented = _both(outcome)
         assert built == documented
+    assert _both(balanced)[0]["balanced"] is True and _both(labelled)[0]["balanced"] is False
     assert _both(labelled)[0]["words_read"] == ["ALPRO", "1,5%"]
     assert _both(labelled)[0]["results"][0]["match"] == "same"
     assert _both(unread)[0]["words_read"] is None and _both(unread)[0]["no_match"] is True
