@@ -57,8 +57,11 @@ class SearchLogAdmin(admin.ModelAdmin):
     def clicks_count(self, obj: WithAnnotations[SearchLog, _ClickCount]) -> int:
         return obj.n_clicks
 
+    # The query vector (balanced answers' input) is bytes nobody can read on a page.
+    exclude = ["query_vector"]
+
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
-        return [f.name for f in SearchLog._meta.fields]
+        return [f.name for f in SearchLog._meta.fields if f.name != "query_vector"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

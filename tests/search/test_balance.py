@@ -193,3 +193,11 @@ def test_the_api_answer_says_whether_balancing_moved_the_first_product(
     if moved:
         assert body["no_match"] is None and {r["match"] for r in body["results"]} == {None}
     assert sorted(r["score"] for r in body["results"]) == sorted(r["score"] for r in plain["results"])
+
+
+def test_the_search_log_page_leaves_the_vector_out(indexed_catalog, admin_client) -> None:
+    products, photos = indexed_catalog
+    outcome = _search_and_log(photos["GRN-1"])
+    page = admin_client.get(f"/admin/search/searchlog/{outcome.search_id}/change/")
+    assert page.status_code == 200
+    assert "Query vector" not in page.content.decode() and "photo" in page.content.decode()
