@@ -136,9 +136,16 @@ def balance_fit(model: ModelVersion) -> BalanceFit:
 
 
 def _gallery(model: ModelVersion) -> tuple[list[int], np.ndarray]:
-    """Every point of the model's collection: its product id and its (unit) vector."""
+    """Every point of the model's collection that searches can answer with (its product active): its
+    product id and its (unit) vector."""
     store = vector_store()
-    ids = [image_id for image_id, _payload in store.scroll_ids(model.collection)]
+    # A deactivated product's points stay in the store but no search returns them: balancing must not
+    # give them a share of the shoppers' photos.
+    ids = [
+        image_id
+        for image_id, payload in store.scroll_ids(model.collection)
+        if payload.get("active", True) not in (False, 0)
+    ]
     points = store.retrieve(model.collection, ids, with_vectors=True)
     product_ids = [int(payload["product_id"]) for vector, payload in points.values() if vector is not None]
     vectors = [vector for vector, _payload in points.values() if vector is not None]

@@ -9,6 +9,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from catalog import services as catalog_services
+from catalog.services import activation
 from search import log_selectors, selectors
 from search.models import SearchLog
 from search.services import balance, search_logs, searching
@@ -201,3 +202,14 @@ def test_the_search_log_page_leaves_the_vector_out(indexed_catalog, admin_client
     page = admin_client.get(f"/admin/search/searchlog/{outcome.search_id}/change/")
     assert page.status_code == 200
     assert "Query vector" not in page.content.decode() and "photo" in page.content.decode()
+
+
+def test_a_deactivated_product_gets_no_share(indexed_catalog, django_capture_on_commit_callbacks) -> None:
+    products, photos = indexed_catalog
+    with django_capture_on_commit_callbacks(execute=True):
+        activation.products_deactivate(product_ids=[products["BLU-1"].pk])
+    _traffic(photos, FEW)
+    model = selectors.active_model()
+    assert balance.balance_fit(model).products == 2
+    model.refresh_from_db()
+    assert set(model.balance["offsets"]) == {str(products["RED-1"].pk), str(products["GRN-1"].pk)}
