@@ -238,9 +238,14 @@ def feedback_examples(
         )
 
 
+def logs_with_vector(model_version: int) -> QuerySet[SearchLog]:
+    """The photo searches of ``model_version`` that still hold their query vector (a partial index)."""
+    return SearchLog.objects.filter(model_version=model_version, query_vector__isnull=False)
+
+
 def query_vector_count(model_version: int, since: datetime | None = None) -> int:
     """Photo searches logged with their query vector for ``model_version`` (after ``since``)."""
-    logs = SearchLog.objects.filter(model_version=model_version, query_vector__isnull=False)
+    logs = logs_with_vector(model_version)
     return (logs.filter(created_at__gt=since) if since is not None else logs).count()
 
 
@@ -248,9 +253,7 @@ def recent_query_vectors(model_version: int, limit: int, dim: int) -> np.ndarray
     """The query vectors of the most recent ``limit`` photo searches of ``model_version`` [n, dim],
     unit length (float32); a vector of another length (a log written under another model) is skipped."""
     rows = (
-        SearchLog.objects.filter(model_version=model_version, query_vector__isnull=False)
-        .order_by("-created_at")
-        .values_list("query_vector", flat=True)[:limit]
+        logs_with_vector(model_version).order_by("-created_at").values_list("query_vector", flat=True)[:limit]
     )
     vectors = [np.frombuffer(bytes(raw), dtype=np.float16) for raw in rows if raw is not None]
     kept = [v.astype(np.float32) for v in vectors if v.shape == (dim,)]

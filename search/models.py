@@ -49,8 +49,9 @@ class ModelVersion(models.Model):
     # use ("hnsw_ef" and "oversampling"; no hnsw_ef: exact), the recall@10 it measured, points, build time.
     index = models.JSONField(default=dict, blank=True)
     # Balanced answers for a catalog with one photo per product (search/services/balance.py): an offset
-    # per product added to its similarity, fitted on shoppers' query vectors. {"offsets": {product id:
-    # float}, "queries", "products", "fitted_at", "temperature"}; empty: not fitted, nothing added.
+    # per product added to its similarity, fitted on shoppers' query vectors. A fit: {"offsets": {product
+    # id: float}, "queries", "products", "temperature", "fitted_at", "checked_at"}; a catalog that did
+    # not qualify: {"skipped", "queries", "checked_at"}; empty: never looked at. Only offsets are added.
     balance = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
@@ -213,8 +214,9 @@ class SearchLog(models.Model):
     # signed-in user, else a keyed hash of the client address (never the address itself). Blank on
     # searches logged before it was recorded.
     client = models.CharField(max_length=40, blank=True, default="")
-    # A photo search's query vector (float16), which balanced answers are fitted on; deleted with the
-    # log entry. Null for other queries and for searches logged before it was recorded.
+    # A photo search's query vector (float16), which balanced answers are fitted on; a fit drops those
+    # older than its pool (the entry stays). Null for other queries, with SEARCH_BALANCE off, and for
+    # searches logged before it was recorded.
     query_vector = models.BinaryField(null=True, blank=True, editable=False)
 
     class Meta:

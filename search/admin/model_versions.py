@@ -21,6 +21,7 @@ from search import selectors
 from search.jobs.records import job_submit
 from search.jobs.registry import JobError
 from search.models import ModelKind, ModelStatus, ModelVersion
+from search.services.balance import SKIPPED
 
 # How the admin (and the search page) name a model's kind.
 KIND_LABELS: dict[str, str] = {
@@ -115,19 +116,19 @@ def _share(value: Any) -> str:
 
 def balance_line(balance: dict[str, Any]) -> str:
     """What search/services/balance.py fitted for a model, in words."""
+
+    def minute(key: str) -> str:  # an ISO time to the minute
+        return str(balance.get(key, ""))[:16].replace("T", " ")
+
     offsets = list((balance.get("offsets") or {}).values())
-    reasons = {
-        "several_photos": "most products have several photos",
-        "too_many_products": "too many products",
-    }
     if balance.get("skipped"):
-        when = str(balance.get("checked_at", ""))[:16].replace("T", " ")
-        return f"not balanced: {reasons.get(balance['skipped'], balance['skipped'])} (looked at {when} UTC)"
+        reason = SKIPPED.get(balance["skipped"], balance["skipped"])
+        return f"not balanced: {reason} (looked at {minute('checked_at')} UTC)"
     if not offsets:
         return "not fitted (a catalog with one photo per product is, once 200 photo searches are logged)"
     return (
-        f"fitted {str(balance.get('fitted_at', ''))[:16].replace('T', ' ')} UTC on {balance.get('queries')} "
-        f"photo searches: {len(offsets)} products, offsets {min(offsets):+.3f} to {max(offsets):+.3f}"
+        f"fitted {minute('fitted_at')} UTC on {balance.get('queries')} photo searches: {len(offsets)} "
+        f"products, offsets {min(offsets):+.3f} to {max(offsets):+.3f}"
     )
 
 

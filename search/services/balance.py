@@ -22,7 +22,7 @@ from django.utils import timezone
 from catalog import selectors as catalog_selectors
 from ml.balance import TEMPERATURE, offsets_from_similarities
 from search import log_selectors
-from search.models import ModelVersion, SearchLog
+from search.models import ModelVersion
 from search.vector_store import Hit, vector_store
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,19 @@ ONE_PHOTO_SHARE = 0.8
 EXTRA_DEPTH = 20
 
 
+# Why nothing was fitted, in words (the job's summary and the model's admin page).
+SKIPPED = {
+    "few_searches": f"fewer than {MIN_QUERIES} photo searches are logged for the model",
+    "several_photos": "most products have several photos (balancing is for one photo per product)",
+    "too_many_products": f"the catalog has more than {MAX_PRODUCTS:,} products",
+}
+
+
 @dataclass(frozen=True)
 class BalanceFit:
     queries: int
     products: int
-    skipped: str = ""  # why nothing was fitted: "few_searches", "several_photos", "too_many_products"
+    skipped: str = ""  # why nothing was fitted: a key of SKIPPED
 
 
 # The parsed offsets of the fit in use, by (model, fit time): parsed once per fit and process, not per
@@ -167,14 +175,9 @@ def _skip(model: ModelVersion, outcome: BalanceFit) -> BalanceFit:
 def query_vectors_forget(*, model_version: int, keep: int) -> int:
     """Drop the query vectors of ``model_version``'s photo searches but the ``keep`` most recent (the
     log entries stay); how many were dropped."""
-    older = (
-        SearchLog.objects.filter(model_version=model_version, query_vector__isnull=False)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)[keep : keep + 1]
-    )
+    logs = log_selectors.logs_with_vector(model_version)
+    older = logs.order_by("-created_at").values_list("created_at", flat=True)[keep : keep + 1]
     cutoff = next(iter(older), None)
     if cutoff is None:
         return 0
-    return SearchLog.objects.filter(
-        model_version=model_version, query_vector__isnull=False, created_at__lte=cutoff
-    ).update(query_vector=None)
+    return logs.filter(created_at__lte=cutoff).update(query_vector=None)

@@ -11,19 +11,14 @@ from search.models import Job
 @job_kind("balance", label="Balance the answers (one photo per product)", resumable=True, unit="searches")
 def run_balance(job: Job, ctx: JobContext) -> dict[str, Any]:
     from search import selectors
-    from search.services.balance import MIN_QUERIES, balance_fit
+    from search.services.balance import SKIPPED, balance_fit
 
     model = selectors.active_model()
     if model is None:
         return {"summary": "No active model: nothing to balance."}
     outcome = balance_fit(model)
-    reasons = {
-        "few_searches": f"fewer than {MIN_QUERIES} photo searches are logged for v{model.version}",
-        "several_photos": "most products have several photos (balancing is for one photo per product)",
-        "too_many_products": "the catalog has too many products to balance",
-    }
     if outcome.skipped:
-        summary = f"Not balanced: {reasons[outcome.skipped]} ({outcome.queries} searches)."
+        summary = f"Not balanced: {SKIPPED[outcome.skipped]} ({outcome.queries} searches)."
     else:
         summary = (
             f"Balanced v{model.version}: {outcome.products} product(s) on {outcome.queries} photo searches."
