@@ -35,14 +35,7 @@ from typing import Any
 
 from bench.inputs import DEFAULT_DATA, REPO
 from bench.product_path import _searches, _setup_django
-
-
-def _group_of(data: Path) -> Any:
-    """A photo's path -> its group (Fruit, Packages, Vegetables: the folder under the split's)."""
-    from ml.grocery import dataset_dir
-
-    root = dataset_dir(data).resolve()
-    return lambda path: Path(path).resolve().relative_to(root).parts[1]
+from bench.text import _group
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     print(out.getvalue().strip().splitlines()[-1] if out.getvalue().strip() else "fitted", flush=True)
     selectors.forget_active_model()
     fitted = selectors.active_model()
-    if not fitted.balance:
-        raise SystemExit("the fit stored no offsets")
+    if not fitted.balance.get("offsets"):
+        raise SystemExit(f"the fit stored no offsets: {fitted.balance}")
     offsets = list(fitted.balance["offsets"].values())
     results["fit"] = {k: v for k, v in fitted.balance.items() if k != "offsets"}
     results["fit"]["offset_min"], results["fit"]["offset_max"] = min(offsets), max(offsets)
@@ -144,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         with override_settings(SEARCH_BALANCE=on):
             selectors.forget_active_model()
             print(f"{name}: {len(photos)} {args.evaluate_on} photos ...", flush=True)
-            results[name] = _searches(client, photos, skus, _group_of(data))
+            results[name] = _searches(client, photos, skus, _group)
     results["gain"] = round(results["balanced"]["recall@1"] - results["before"]["recall@1"], 4)
     results["total_s"] = round(time.perf_counter() - started, 1)
     Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
@@ -155,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("before", "balanced"):
         r = results[name]
         g = r["recall@1_by_group"]
-        print(f"| {name} | {r['recall@1']:.3f} | {g.get('Fruit', 0):.3f} | {g.get('Packages', 0):.3f} | "
-              f"{g.get('Vegetables', 0):.3f} | {r['same_said']} | {r['same_precision']} | {r['latency_ms_p50']} |")  # fmt: skip
+        print(f"| {name} | {r['recall@1']:.3f} | {g.get('fruit', 0):.3f} | {g.get('packages', 0):.3f} | "
+              f"{g.get('vegetables', 0):.3f} | {r['same_said']} | {r['same_precision']} | {r['latency_ms_p50']} |")  # fmt: skip
     print(f"\nfit: {results['fit']}; {results['total_s']:.0f} s; results: {args.output}")
     return 0
 

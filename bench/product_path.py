@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,10 @@ def _setup_django(workdir: Path, weights: str) -> None:
 
 
 def _searches(
-    client: Any, photos: list[tuple[str, str]], skus: dict[str, str], group_of: Any = None
+    client: Any,
+    photos: list[tuple[str, str]],
+    skus: dict[str, str],
+    group_of: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """Recall@1 of the first hit through the API, and the calibrated labels' record; with ``group_of``
     (a photo's path -> its group), Recall@1 by group as well."""
