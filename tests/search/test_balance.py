@@ -30,8 +30,9 @@ def _photo(colour: tuple[int, int, int], pattern: int) -> bytes:
 
 
 def _search_and_log(data: bytes, limit: int = 3) -> searching.SearchOutcome:
-    outcome = searching.search(searching.SearchQuery(image=data, limit=limit))
-    search_logs.search_log_record(query=searching.SearchQuery(image=data, limit=limit), outcome=outcome)
+    query = searching.SearchQuery(image=data, limit=limit)
+    outcome = searching.search(query)
+    search_logs.search_log_record(query=query, outcome=outcome)
     return outcome
 
 
