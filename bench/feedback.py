@@ -18,9 +18,14 @@ The protocol:
      /api/v1/events/). The search log then holds (photo, clicked product) positives and (photo,
      skipped products) hard negatives: search.log_selectors.feedback_examples.
   4. Train with that feedback (`manage.py train --with-feedback`'s service: the clicked photos become
-     training photos of their product, the skipped products hard negatives), and R@1 on half B before and
-     after (half B never reaches the log: it is searched through the service, which logs nothing).
+     training photos of their product, the skipped products hard negatives; the fifth of the shoppers
+     held out for the evaluation gate stays out), and R@1 on half B before and after (half B never
+     reaches the log: it is searched through the service, which logs nothing).
      ``--trained-before`` also trains on the catalog alone first and measures that (the old "before").
+  5. The evaluation gate's verdicts, as the real reindex gives them: the model trained with feedback
+     against the pretrained one, and with ``--trained-before`` the model trained on the catalog alone
+     against it, once the shoppers have clicked. On this one-photo catalog the gate compares them on the
+     held-out shoppers' clicked photos (search/services/gate.py); half B says which model is better.
 
 Target (the earlier issue): R@1 on half B at least 3 points above training without feedback.
 
@@ -151,6 +156,29 @@ def _smoke_model(workdir: Path):
     return _register(Path(result.path), "bootstrap", "mobilenet_v2_035")
 
 
+def _gate_against_active(candidate) -> dict[str, Any]:
+    """The evaluation gate's verdict on ``candidate`` against the model serving now (its collection is
+    kept after it stepped down)."""
+    from search import selectors
+    from search.services import gate
+
+    return gate.evaluate(candidate, selectors.active_model(), selectors.image_labels())
+
+
+def _reindex_gate(version: int) -> dict[str, Any]:
+    """The verdict the gate gave in the reindex that promoted model ``version`` (forced either way)."""
+    from search.models import Job
+
+    job = Job.objects.filter(kind="reindex", result__model_version=version).latest("created_at")
+    return job.result["gate"]
+
+
+def _gate_words(verdict: dict[str, Any]) -> str:
+    from search.services.gate import gate_line
+
+    return gate_line(verdict)
+
+
 def _recall_at_1(photos: list[tuple[str, str]]) -> dict[str, Any]:
     """Top-1 accuracy of the active model over ``photos``, through the search service (nothing logged)."""
     from search.services.searching import SearchQuery, search
@@ -250,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             model = bootstrap_model_ensure(weights=args.weights).model
             _import_catalog(catalog_items)
         trained_before = None
+        trained = None
         if args.trained_before and not args.smoke:
             pretrained = model
             trained = train_candidate_model(
@@ -258,13 +287,17 @@ def main(argv: list[str] | None = None) -> int:
             trained_before = _recall_at_1(half_b)
             # Shoppers search with what the shop runs: the pretrained model, active again.
             model_activate(pretrained)
-            del trained
         key = api_key_create(
             name="simulated shop", kind="publishable", origins=[SHOP_ORIGIN], rate="1000000/min"
         )
         before = _recall_at_1(half_b)
         shopping = _shoppers(half_a, key.secret)
         examples = list(feedback_examples())
+        held_out = list(feedback_examples(part="gate"))
+        gates: dict[str, Any] = {}
+        if trained is not None:
+            # The model trained on the catalog alone, judged now that shoppers have clicked.
+            gates["trained_without_feedback"] = _gate_against_active(trained.model)
         report: dict[str, Any] = {
             "benchmark": "shoppers' clicks as training data (Grocery Store test split, halves A/B)",
             "date": time.strftime("%Y-%m-%d"),
@@ -281,13 +314,16 @@ def main(argv: list[str] | None = None) -> int:
             "feedback": {
                 **shopping,
                 "examples": len(examples),
+                "held_for_gate": len(held_out),
                 "hard_negatives": sum(len(e.negative_skus) for e in examples),
             },
+            "gate": gates,
         }
         report["after"] = None
         if not args.smoke:
             after = train_candidate_model(with_feedback=True, epochs=args.epochs, output=Path(tmp) / "after")
             report["after"] = _recall_at_1(half_b)
+            gates["trained_with_feedback"] = _reindex_gate(after.model.version)
             report["after_model"] = {
                 "version": after.model.version,
                 "feedback_photos": after.model.metrics.get("feedback_photos"),
@@ -301,10 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"before ({report['model']['kind']} v{report['model']['version']}): R@1 {before['recall@1']} on {before['queries']} half-B photos; shoppers: {feedback['searches']} "
         f"searches, {feedback['clicks']} clicks (hit@8 {feedback['hit_rate_at_8']}), {feedback['examples']} "
-        f"examples, {feedback['hard_negatives']} hard negatives; after: "
-        f"{report['after']['recall@1'] if report['after'] else 'not trained (smoke)'}. "
+        f"examples ({feedback['held_for_gate']} held out for the gate), {feedback['hard_negatives']} hard "
+        f"negatives; after: {report['after']['recall@1'] if report['after'] else 'not trained (smoke)'}. "
         f"{report['wall_s']} s -> {args.out}"
     )
+    for name, verdict in report["gate"].items():
+        print(f"gate, {name.replace('_', ' ')} vs the pretrained model: {_gate_words(verdict)}")
     return 0
 
 

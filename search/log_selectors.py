@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,6 +155,7 @@ class FeedbackTally:
     repeat_in_search: int = 0  # a further click in a search that already gave one
     repeat_by_client: int = 0  # a client clicking a product it had already clicked in another search
     unusable: int = 0  # the product was deleted, or the photo's file is gone
+    held_for_gate: int = 0  # trusted, but kept out of training to judge the next model (held_for_gate)
 
     @property
     def dropped(self) -> int:
@@ -164,12 +166,34 @@ class FeedbackTally:
             f"Shoppers' clicks: {self.trusted} trusted, {self.dropped} dropped ({self.past_shown} past "
             f"position {settings.SEARCH_FEEDBACK_MAX_POSITION}, {self.repeat_in_search} more in a search "
             f"already counted, {self.repeat_by_client} repeats of a client's click on the same product, "
-            f"{self.unusable} on deleted products or purged photos)."
+            f"{self.unusable} on deleted products or purged photos){self._held_note()}."
         )
+
+    def _held_note(self) -> str:
+        return f"; {self.held_for_gate} more held out for the evaluation gate" if self.held_for_gate else ""
+
+
+# One shopper in this many is kept out of training: their clicked photos are what the evaluation gate
+# compares models on where the catalog has no held-out photo (one photo per product; search/services/gate.py).
+GATE_BUCKETS = 5
+
+
+def held_for_gate(client: str) -> bool:
+    """Whether a client's clicks are held out of training for the gate: a fixed fifth of clients, by a
+    hash of the client key, so a model trained on clicks never saw the photos the gate judges it on,
+    and a shopper's retakes of one product (near-twin frames) all fall on the same side."""
+    return hashlib.sha256(client.encode()).digest()[0] % GATE_BUCKETS == 0
+
+
+FEEDBACK_PARTS = ("all", "train", "gate")
 
 
 def feedback_examples(
-    *, since: datetime | None = None, skipped: str = "above", tally: FeedbackTally | None = None
+    *,
+    since: datetime | None = None,
+    skipped: str = "above",
+    tally: FeedbackTally | None = None,
+    part: str = "all",
 ) -> Iterator[FeedbackExample]:
     """Shoppers' clicks as training data, from searches whose photo is still kept (SEARCH_LOG_PHOTOS).
 
@@ -183,9 +207,14 @@ def feedback_examples(
     top, so those were seen and passed over); ``"all"`` takes every result shown but not clicked.
     Products clicked in the same search are never negatives; deleted products and missing photo files
     are left out.
+
+    ``part``: "train" leaves out the clients held out for the evaluation gate (``held_for_gate``; the
+    tally counts them), "gate" yields only theirs, "all" both.
     """
     if skipped not in ("above", "all"):
         raise ValueError(f"skipped must be 'above' or 'all', got {skipped!r}")
+    if part not in FEEDBACK_PARTS:
+        raise ValueError(f"part must be one of {FEEDBACK_PARTS}, got {part!r}")
     tally = tally if tally is not None else FeedbackTally()
     max_position = settings.SEARCH_FEEDBACK_MAX_POSITION
     logs = (
@@ -221,6 +250,11 @@ def feedback_examples(
             tally.unusable += 1
             continue
         chosen_by.add((client, product_id))
+        held = held_for_gate(client)
+        if part != "all" and held != (part == "gate"):
+            if held:
+                tally.held_for_gate += 1
+            continue
         tally.trusted += 1
         negatives = [
             pid

@@ -21,7 +21,7 @@ from search.admin.model_versions import KIND_LABELS, PROMOTABLE, requested_by
 from search.jobs.records import job_cancel
 from search.jobs.registry import job_kinds
 from search.models import Job, JobState, ModelVersion
-from search.services.gate import gate_verdict
+from search.services.gate import gate_queries_label, gate_verdict
 
 GATE_ROWS = tuple((label, name) for name, label in METRIC_LABELS.items())
 
@@ -46,7 +46,7 @@ def serving_now() -> dict[str, Any] | None:
 
 def gate_table(job: Job) -> dict[str, Any] | None:
     """A reindex job's gate verdict (the word the job's log says too) and its numbers as table rows
-    (candidate vs active on the held-out photos)."""
+    (candidate vs active on what the gate compared them on)."""
     gate = job.result.get("gate") if job.kind == "reindex" else None
     if not gate:
         return None
@@ -57,6 +57,7 @@ def gate_table(job: Job) -> dict[str, Any] | None:
     candidate, active = gate.get("candidate") or {}, gate.get("active") or {}
     return {
         "queries": gate.get("queries", 0),
+        "queries_label": gate_queries_label(gate),
         "passed": bool(gate.get("passed")),
         "verdict": gate_verdict(gate),
         "compared": bool(candidate),

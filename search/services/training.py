@@ -121,7 +121,8 @@ def train_candidate(
         from search.log_selectors import FeedbackTally, feedback_examples
 
         feedback_tally = FeedbackTally()
-        extra, hard_negatives = feedback_items(feedback_examples(tally=feedback_tally))
+        # The gate's fifth of the shoppers stays out: it judges this model (search/services/gate.py).
+        extra, hard_negatives = feedback_items(feedback_examples(tally=feedback_tally, part="train"))
         feedback_count = len(extra)
         items = list(items) + extra
         print(feedback_tally.summary(), flush=True)  # the command's output and a job's log
