@@ -180,7 +180,7 @@ def train_candidate(
         sources = [train_items[i][0] for i in held.query_sources]
         eval_ids = [ids[str(src)] for src in sources if isinstance(src, str | Path) and str(src) in ids]
     else:
-        eval_ids = []  # validated on augmented views: the gate does the same (search/services/gate.py)
+        eval_ids = []  # validated on augmented views; the gate judges on held-out clicks or views (gate.py)
     record = model_version_register(
         version=version,
         kind=ModelKind.TRAINED,

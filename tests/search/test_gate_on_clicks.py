@@ -23,7 +23,7 @@ from tests.support.reindex import reindex_start
 
 pytestmark = pytest.mark.django_db
 
-HELD = 3  # held-out shoppers the gate is asked to decide on (GATE_MIN_CLICKS, lowered for the test)
+HELD = 3  # held-out shoppers the gate is asked to decide on (GATE_MIN_QUERIES, lowered for the test)
 
 
 def test_a_fixed_fifth_of_clients_is_held_for_the_gate() -> None:
@@ -111,7 +111,7 @@ def test_on_one_photo_per_product_the_gate_decides_on_held_out_shoppers(
     labels = {str(pk): pid for pk, pid in ProductImage.objects.values_list("pk", "product_id")}
 
     # Too few held-out clicks: augmented views, and only advice, which says what would let it decide.
-    monkeypatch.setattr(gate, "GATE_MIN_CLICKS", HELD)
+    monkeypatch.setattr(gate, "GATE_MIN_QUERIES", HELD)
     _shop(api_client, photos, products, held=HELD - 1, trained=2)
     verdict = gate.evaluate(candidate, active_model, labels)
     assert verdict["candidate"]["queries"] == gate.ON_VIEWS
@@ -141,7 +141,7 @@ def test_a_rejected_candidate_on_clicks_stays_out_through_the_reindex_job(
     settings.SEARCH_LOG_PHOTOS = True
     settings.SEARCH_LOG_PHOTOS_DIR = tmp_path / "photos"
     products, photos = indexed_catalog
-    monkeypatch.setattr(gate, "GATE_MIN_CLICKS", HELD)
+    monkeypatch.setattr(gate, "GATE_MIN_QUERIES", HELD)
     _shop(api_client, photos, products, held=HELD, trained=0)
     job = reindex_start(candidate)
     fill = reindex.fill_collection  # fill as the job does, then mislabel before its gate runs
@@ -155,3 +155,29 @@ def test_a_rejected_candidate_on_clicks_stays_out_through_the_reindex_job(
     assert result["status"] == ReindexStatus.REJECTED
     assert result["gate"]["candidate"]["queries"] == gate.ON_CLICKS and result["gate"]["queries"] == HELD
     assert serving().pk == active_model.pk
+
+
+def test_too_few_held_out_catalog_photos_give_way_to_more_held_out_clicks(
+    api_client, indexed_catalog, active_model, candidate, settings, tmp_path, monkeypatch
+) -> None:
+    from catalog import services
+    from tests.fixtures.images import image_bytes
+
+    settings.SEARCH_LOG_PHOTOS = True
+    settings.SEARCH_LOG_PHOTOS_DIR = tmp_path / "photos"
+    products, photos = indexed_catalog
+    for n, product in enumerate(products.values()):  # a second photo each: 3 held-out photos to judge on
+        services.product_image_add(product=product, data=image_bytes(color=(90, 90, 90), pattern=100 + n))
+    images = list(ProductImage.objects.order_by("product_id", "display_order"))
+    candidate.eval_image_ids = [str(i.pk) for i in images if i.display_order == 0]
+    candidate.save()
+    reindex_start(candidate)
+    fill_collection([str(i.pk) for i in images], candidate)
+    labels = {str(i.pk): i.product_id for i in images}
+    _shop(api_client, photos, products, held=4, trained=0)
+
+    monkeypatch.setattr(gate, "GATE_MIN_QUERIES", 3)  # 3 held-out photos suffice: they judge
+    assert gate.evaluate(candidate, active_model, labels)["candidate"].get("queries") != gate.ON_CLICKS
+    monkeypatch.setattr(gate, "GATE_MIN_QUERIES", 4)  # they do not; the 4 held-out shoppers do
+    verdict = gate.evaluate(candidate, active_model, labels)
+    assert verdict["candidate"]["queries"] == gate.ON_CLICKS and verdict["queries"] == 4
