@@ -1,7 +1,8 @@
 """Shoppers' clicks as training data, simulated on the Grocery Store Dataset.
 
     .venv/bin/python -m bench.feedback --smoke            # tiny: 4 products, 8 photos, random model; seconds
-    .venv/bin/python -m bench.feedback                    # the whole test split: two trainings, ~30 min
+    .venv/bin/python -m bench.feedback                    # the whole test split: one training, 10-15 min
+    .venv/bin/python -m bench.feedback --trained-before   # and a model trained on the catalog alone: 25 min
 
 The protocol:
   1. The catalog: the dataset's web-shop ("iconic") images, one product per class (sku = class name),
