@@ -218,6 +218,9 @@ def read_words(image: Image.Image | np.ndarray, *, budget_s: float = DEFAULT_BUD
     """The text read on ``image`` (an upright RGB picture), in the engine's reading order.
 
     Raises ``OcrTimeout`` past ``budget_s`` and ``OcrUnavailable`` when the engine cannot run."""
+    # The engine is built before the clock starts: the budget is the image's, and loading the models
+    # (seconds, more on a busy host) failed the first image a worker read after it started.
+    engine()
     return _wait(_executor.submit(_run, _pixels(image), False), budget_s)
 
 
