@@ -180,8 +180,10 @@ class SearchOutput(serializers.Serializer):
     no_match = serializers.BooleanField(
         allow_null=True,
         help_text="True when no result is the photographed product (the results are similar items). Null "
-        "before the model is calibrated, and for a search by product, sku or image (more like this: "
-        "similar products, never a match verdict; no result carries a match either).",
+        "before the model is calibrated, when its thresholds came from views of a one-photo catalog's "
+        "images (they tell a copy of the shop's picture, not a shopper's photo of another product), and "
+        "for a search by product, sku or image (more like this: similar products, never a match verdict; "
+        "no result carries a match either).",
     )
     reranked_by_text = serializers.BooleanField(
         help_text="True when the words read on the photo changed the order of the results (a photo "

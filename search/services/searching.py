@@ -33,6 +33,7 @@ from search.errors import SearchError
 from search.metrics import instruments
 from search.models import ModelVersion
 from search.services import balance
+from search.services.calibration import says_no_match
 from search.services.text_index import TEXT_COLLECTION
 from search.services.text_rerank import TextRerank, rerank_by_text, rerank_params
 from search.vector_store import (
@@ -318,6 +319,8 @@ def search(query: SearchQuery) -> SearchOutcome:
         ):
             hit.match = label
         no_match = not any(h.match == "same" for h in results)
+        if no_match and not says_no_match(model.calibration):
+            no_match = None  # thresholds from catalog views: "no match" would head the right answers too
     results = results[: query.limit]
     timings["catalog"] = _ms(start)
     timings["total"] = _ms(total_start)

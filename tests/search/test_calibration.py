@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from catalog import services
 from catalog.models import ProductImage
 from search.models import ModelVersion
+from search.selectors import forget_active_model
 from search.services.calibration import (
     MIN_IMAGES,
     SOURCE_GROUPS,
@@ -49,6 +50,27 @@ def test_a_calibrated_model_labels_the_first_hit_and_says_no_match(
     other = _search(api_client, image_bytes(color=(120, 60, 200), size=(64, 64), pattern=41))
     assert other["no_match"] is True
     assert {hit["match"] for hit in other["results"]} == {"similar"}
+
+
+def test_thresholds_from_catalog_views_say_same_but_never_no_match(
+    api_client, indexed_catalog, active_model
+) -> None:
+    """A one-photo catalog's thresholds come from views of its own pictures: a copy of the shop's
+    picture is "same", but a shopper's photo under them is no evidence the product is not sold."""
+    _, photos = indexed_catalog
+    views = {"same": 0.999, "margin": 0.0, "source": SOURCE_VIEWS}
+    ModelVersion.objects.filter(pk=active_model.pk).update(calibration=views)
+    exact = _search(api_client, photos["GRN-1"])
+    assert exact["no_match"] is False and exact["results"][0]["match"] == "same"
+    other = _search(api_client, image_bytes(color=(120, 60, 200), size=(64, 64), pattern=41))
+    assert other["no_match"] is None
+    assert {hit["match"] for hit in other["results"]} == {"similar"}
+    # The same thresholds fitted on held-out photos of the shop's own may say it.
+    ModelVersion.objects.filter(pk=active_model.pk).update(calibration={**views, "source": SOURCE_GROUPS})
+    forget_active_model()  # searches read the active model through a short-lived cache
+    assert (
+        _search(api_client, image_bytes(color=(120, 60, 200), size=(64, 64), pattern=41))["no_match"] is True
+    )
 
 
 @pytest.mark.parametrize("by", ["sku", "product_id", "image_id"])
