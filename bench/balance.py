@@ -142,14 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     results["total_s"] = round(time.perf_counter() - started, 1)
     Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(
-        f"\n| answer ({args.evaluate_on} photos) | R@1 | fruit | packages | vegetables | same said | same right | p50 ms |"
+        f"\n| answer ({args.evaluate_on} photos) | R@1 | fruit | packages | vegetables | same said | same right "
+        "| no match | no match of right | p50 ms |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in ("before", "balanced"):
         r = results[name]
         g = r["recall@1_by_group"]
         print(f"| {name} | {r['recall@1']:.3f} | {g.get('fruit', 0):.3f} | {g.get('packages', 0):.3f} | "
-              f"{g.get('vegetables', 0):.3f} | {r['same_said']} | {r['same_precision']} | {r['latency_ms_p50']} |")  # fmt: skip
+              f"{g.get('vegetables', 0):.3f} | {r['same_said']} | {r['same_precision']} | {r['no_match_rate']} | "
+              f"{r['no_match_of_right']} | {r['latency_ms_p50']} |")  # fmt: skip
     print(f"\nfit: {results['fit']}; {results['total_s']:.0f} s; results: {args.output}")
     return 0
 

@@ -61,7 +61,7 @@ def _searches(
     (a photo's path -> its group), Recall@1 by group as well."""
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    right = said_same = same_right = no_match = 0
+    right = said_same = same_right = no_match = no_match_wrong = 0
     latencies = []
     by_group: dict[str, list[bool]] = {}
     for path, name in photos:
@@ -81,6 +81,7 @@ def _searches(
             said_same += 1
             same_right += hit
         no_match += body.get("no_match") is True
+        no_match_wrong += body.get("no_match") is True and hit
     n = len(photos)
     latencies.sort()
     grouped = {g: round(sum(hits) / len(hits), 4) for g, hits in sorted(by_group.items())}
@@ -93,6 +94,8 @@ def _searches(
         # Of the photos whose first hit is right, how many were told so ("same"): the answer's coverage.
         "same_said_of_right": round(same_right / right, 4) if right else None,
         "no_match_rate": round(no_match / n, 4),
+        # "No exact match" heading an answer whose first hit was the product photographed.
+        "no_match_of_right": round(no_match_wrong / right, 4) if right else None,
         "latency_ms_p50": round(latencies[n // 2], 1),
         "latency_ms_p95": round(latencies[min(n - 1, int(0.95 * n))], 1),
     }
