@@ -58,6 +58,7 @@ class HeldOut:
     # None where the run had none, and the own-product stand-in is used.
     unseen: dict[str, np.ndarray] | None = None
     unseen_products: int = 0
+    on_views: bool = False  # the queries are augmented views of the catalog photos (one photo per product)
 
     def scored(self) -> dict[str, np.ndarray]:
         """What ``ml.calibration.fit`` fits the answer thresholds on."""
@@ -69,6 +70,8 @@ class HeldOut:
 
     @property
     def calibration_source(self) -> str:
+        if self.on_views:
+            return calibration.SOURCE_VIEWS
         if self.unseen is not None:
             return f"{self.unseen_products} products left out of a second training"
         return "held-out photos, their own product taken out of the gallery"
@@ -399,6 +402,7 @@ def _run_cached(
             val.query_sources,
             unseen=unseen[0] if unseen else None,
             unseen_products=unseen[1] if unseen else 0,
+            on_views=val.name == AUGMENTED_VIEWS,
         ),
         timings=timings,
     )

@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 TARGET_PRECISION = 0.95
+# A calibration's source when its queries were augmented views of the catalog's images (one photo per
+# product): those tell a copy of the shop's picture, not a shopper's photo of a product not sold.
+SOURCE_VIEWS = "augmented catalog views"
 TARGET_NO_MATCH = 0.90
 MIN_SUPPORT = 20
 

@@ -41,7 +41,7 @@ MIN_IMAGES = 20  # below this a fit says nothing; the model stays uncalibrated (
 HELD_OUT_FRACTION = 0.2
 HELD_OUT_MAX_PHOTOS = 5000
 SOURCE_GROUPS = "held-out look-alike groups of the catalog's photos"
-SOURCE_VIEWS = "augmented catalog views"
+SOURCE_VIEWS = calibration.SOURCE_VIEWS
 
 
 def says_no_match(thresholds: dict[str, Any]) -> bool:

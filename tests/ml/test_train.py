@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from ml.calibration import SOURCE_VIEWS
 from ml.data import decode_items
 from ml.losses import MultiSimilarityLoss, get_loss
 from ml.model import build_embedding_model
@@ -128,6 +129,8 @@ def test_a_catalog_with_one_photo_per_product_trains_and_validates_on_views(prod
     singles = [items[i] for i in (0, 5, 10, 15)]  # one photo of each product
     result = train(_config(tmp_path, epochs=2), singles, None, progress=True)
     assert result.validation == "augmented views of the catalog photos"
+    # Its thresholds are fitted on views too, and say so: answers under them never say "no match".
+    assert result.held_out is not None and result.held_out.calibration_source == SOURCE_VIEWS
     # Its run is a few steps, so the head starts from the features' principal directions (ml/head_init.py).
     assert "projection head started from the principal directions of" in capsys.readouterr().out
     assert result.num_train_images == 4 and result.num_val_images == 4
