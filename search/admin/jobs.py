@@ -58,6 +58,7 @@ def gate_table(job: Job) -> dict[str, Any] | None:
     return {
         "queries": gate.get("queries", 0),
         "queries_label": gate_queries_label(gate),
+        "advice": gate.get("advice_only", ""),
         "passed": bool(gate.get("passed")),
         "verdict": gate_verdict(gate),
         "compared": bool(candidate),

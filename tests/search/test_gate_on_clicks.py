@@ -133,7 +133,7 @@ def test_on_one_photo_per_product_the_gate_decides_on_held_out_shoppers(
 
 
 def test_a_rejected_candidate_on_clicks_stays_out_through_the_reindex_job(
-    api_client, indexed_catalog, active_model, candidate, settings, tmp_path, monkeypatch
+    api_client, admin_client, indexed_catalog, active_model, candidate, settings, tmp_path, monkeypatch
 ) -> None:
     from search.models import ReindexStatus
     from search.selectors import active_model as serving
@@ -155,6 +155,9 @@ def test_a_rejected_candidate_on_clicks_stays_out_through_the_reindex_job(
     assert result["status"] == ReindexStatus.REJECTED
     assert result["gate"]["candidate"]["queries"] == gate.ON_CLICKS and result["gate"]["queries"] == HELD
     assert serving().pk == active_model.pk
+    page = admin_client.get(f"/admin/search/job/{job.pk}/change/").content.decode()
+    assert f"on {HELD} photos of shoppers held out of training" in page
+    assert "Verdict: worse" in page and "<th>R@1</th><td>0.000</td><td>1.000</td>" in page
 
 
 def test_too_few_held_out_catalog_photos_give_way_to_more_held_out_clicks(
