@@ -180,7 +180,8 @@ def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[
     old = model_recall(active, queries, labels)
     held_clicks = 0
     if max(new.get("num_queries", 0), old.get("num_queries", 0)) < GATE_MIN_QUERIES:
-        clicks = list(feedback_examples(part="gate"))
+        # The most recent (the log is read oldest first): two embeddings and searches a click.
+        clicks = list(feedback_examples(part="gate"))[-GATE_MAX_QUERIES:]
         held_clicks = len(clicks)
         if held_clicks >= GATE_MIN_QUERIES:
             new, old = click_recall(candidate, clicks), click_recall(active, clicks)

@@ -130,6 +130,10 @@ def test_on_one_photo_per_product_the_gate_decides_on_held_out_shoppers(
     better = gate.evaluate(active_model, candidate, labels)
     assert better["passed"] is True and better["candidate"]["recall@1"] == 1.0
     assert gate.gate_queries_label(better) == "photos of shoppers held out of training"
+    # A shop with many: the most recent GATE_MAX_QUERIES of them.
+    monkeypatch.setattr(gate, "GATE_MIN_QUERIES", 2)
+    monkeypatch.setattr(gate, "GATE_MAX_QUERIES", 2)
+    assert gate.evaluate(candidate, active_model, labels)["queries"] == 2
 
 
 def test_a_rejected_candidate_on_clicks_stays_out_through_the_reindex_job(
