@@ -10,6 +10,8 @@ augmented views of the catalog photos, and then its verdict is only advice."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -84,38 +86,30 @@ def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
 def view_recall(
     model: ModelVersion, image_ids: list[str], labels: dict[str, int], seed: int = 0
 ) -> dict[str, Any]:
-    """Recall@1 of augmented views of catalog photos through ``model``'s real path (its embedder and
-    its collection): for a catalog with one photo per product, where no held-out photo has a positive
-    left. The same views (same seed) are used for every model compared."""
+    """Recall@1 of augmented views of catalog photos through ``model``'s real path (``_recall_of``):
+    for a catalog with one photo per product, where no held-out photo has a positive left. The same
+    views (same seed) are used for every model compared."""
     from catalog import image_limits
     from ml.augment import Augmenter
     from ml.preprocess import ImageRejected
-    from search.embedders import embedder_for
 
     names = {
         str(pk): name for pk, name in ProductImage.objects.filter(pk__in=image_ids).values_list("pk", "file")
     }
     augmenter = Augmenter(model.image_size)
-    views, products = [], []
-    for number, image_id in enumerate(image_ids):
-        name = names.get(image_id)
-        if name is None:
-            continue
-        try:
-            pixels = image_limits.stored_photo_pixels(name, model.image_size)
-        except (ImageRejected, FileNotFoundError):
-            continue
-        views.append(augmenter(pixels, np.random.default_rng([seed, number])))
-        products.append(labels[image_id])
-    if not views:
-        return {RECALL_AT_1: float("nan"), "num_queries": 0}
-    store = vector_store()
-    vectors = embedder_for(model).embed(np.stack(views))
-    right = 0
-    for vector, product_id in zip(vectors, products, strict=True):
-        hits = store.search(model.collection, vector, 1, None, group_by_product=True)
-        right += bool(hits) and hits[0].product_id == product_id
-    return {RECALL_AT_1: right / len(views), "num_queries": len(views), "queries": ON_VIEWS}
+
+    def views() -> Iterator[tuple[int, np.ndarray]]:
+        for number, image_id in enumerate(image_ids):
+            name = names.get(image_id)
+            if name is None:
+                continue
+            try:
+                pixels = image_limits.stored_photo_pixels(name, model.image_size)
+            except (ImageRejected, FileNotFoundError):
+                continue
+            yield labels[image_id], augmenter(pixels, np.random.default_rng([seed, number]))
+
+    return _recall_of(model, views(), ON_VIEWS)
 
 
 def _kept_photo_pixels(example: FeedbackExample, size: int) -> np.ndarray | None:
@@ -131,9 +125,16 @@ def _kept_photo_pixels(example: FeedbackExample, size: int) -> np.ndarray | None
 
 def click_recall(model: ModelVersion, examples: list[FeedbackExample]) -> dict[str, Any]:
     """Recall@1 of shoppers' kept photos, cropped as they searched, against the product each clicked,
-    answered as ``model`` would answer them: its embedder, its collection, one hit per active product,
-    and its balance offsets where it has them (search/services/balance.py). Words on the pack are left
-    out: they would re-rank both models' answers alike, at 0.1 s a photo."""
+    answered as ``model`` would answer them (``_recall_of``)."""
+    read = ((e.product_id, _kept_photo_pixels(e, model.image_size)) for e in examples)
+    return _recall_of(model, ((pid, pixels) for pid, pixels in read if pixels is not None), ON_CLICKS)
+
+
+def _recall_of(model: ModelVersion, queries: Iterable[tuple[int, np.ndarray]], kind: str) -> dict[str, Any]:
+    """Recall@1 of (product, pixels) ``queries`` as ``model`` answers a photo search: its embedder, its
+    collection, one hit per active product, and its balance offsets where it has them
+    (search/services/balance.py); read and embedded ``EMBED_BATCH`` at a time. Words on the pack are
+    left out: they would re-rank both models' answers alike, at 0.1 s a photo."""
     from search.embedders import embedder_for
 
     store = vector_store()
@@ -141,23 +142,20 @@ def click_recall(model: ModelVersion, examples: list[FeedbackExample]) -> dict[s
     depth = 1 + (balance.EXTRA_DEPTH if offsets is not None else 0)
     flt = SearchFilter(active=True)
     right = asked = 0
-    for start in range(0, len(examples), EMBED_BATCH):
-        batch = examples[start : start + EMBED_BATCH]
-        pixels = [(e, p) for e in batch if (p := _kept_photo_pixels(e, model.image_size)) is not None]
-        if not pixels:
-            continue
-        vectors = embedder_for(model).embed(np.stack([p for _, p in pixels]))
-        for (example, _), vector in zip(pixels, vectors, strict=True):
+    pending = iter(queries)
+    while batch := list(islice(pending, EMBED_BATCH)):
+        vectors = embedder_for(model).embed(np.stack([pixels for _, pixels in batch]))
+        for (product_id, _), vector in zip(batch, vectors, strict=True):
             hits = store.search(
                 model.collection, vector, depth, flt, group_by_product=True, beam=model.search_beam
             )
             if offsets is not None:
                 hits, _ = balance.reorder(hits, offsets)
             asked += 1
-            right += bool(hits) and hits[0].product_id == example.product_id
+            right += bool(hits) and hits[0].product_id == product_id
     if not asked:
         return {RECALL_AT_1: float("nan"), "num_queries": 0}
-    return {RECALL_AT_1: right / asked, "num_queries": asked, "queries": ON_CLICKS}
+    return {RECALL_AT_1: right / asked, "num_queries": asked, "queries": kind}
 
 
 def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[str, int]) -> dict[str, Any]:
@@ -168,11 +166,11 @@ def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[
     held out of training (``click_recall``) where there are at least as many, and the verdict decides as
     on the catalog's photos. Those clicks exist only where the active model showed the product among
     its first results, which favours the active model: the gate errs towards keeping what serves.
-    With fewer than ``GATE_MIN_QUERIES`` clicks and no held-out photo, on
-    the same augmented views of catalog photos, as training validated, and the verdict is only advice:
-    such views do not predict shoppers' photos (Grocery catalog images, 2026-11-30: a trained candidate
-    won on views 1.000 to 0.938 and lost on the test photos 0.235 to 0.313), so the candidate is not
-    promoted unless asked (``force``)."""
+    With fewer than ``GATE_MIN_QUERIES`` clicks and no held-out photo, on the same augmented views of
+    catalog photos, as training validated, and the verdict is only advice: such views do not predict
+    shoppers' photos (Grocery catalog images, 2026-11-30: a trained candidate won on views 1.000 to
+    0.938 and lost on the test photos 0.235 to 0.313), so the candidate is not promoted unless asked
+    (``force``)."""
     if active is None or not labels:
         return {"queries": 0, "passed": True}
     queries = gate_query_ids(candidate)
