@@ -26,6 +26,13 @@ pytestmark = pytest.mark.django_db
 HELD = 3  # held-out shoppers the gate is asked to decide on (GATE_MIN_QUERIES, lowered for the test)
 
 
+@pytest.fixture(autouse=True)
+def kept_photos(settings, tmp_path):
+    """Shoppers' photos are kept (SEARCH_LOG_PHOTOS): clicks on them are training data and gate queries."""
+    settings.SEARCH_LOG_PHOTOS = True
+    settings.SEARCH_LOG_PHOTOS_DIR = tmp_path / "photos"
+
+
 def test_a_fixed_fifth_of_clients_is_held_for_the_gate() -> None:
     clients = [f"addr:{n:032x}" for n in range(2000)]
     held = [c for c in clients if held_for_gate(c)]
@@ -67,11 +74,7 @@ def _shop(api_client, photos, products, *, held: int, trained: int, first: int =
         wanted[side] -= 1
 
 
-def test_training_and_the_gate_split_the_clicks_by_shopper(
-    api_client, indexed_catalog, settings, tmp_path
-) -> None:
-    settings.SEARCH_LOG_PHOTOS = True
-    settings.SEARCH_LOG_PHOTOS_DIR = tmp_path / "photos"
+def test_training_and_the_gate_split_the_clicks_by_shopper(api_client, indexed_catalog) -> None:
     products, photos = indexed_catalog
     _shop(api_client, photos, products, held=2, trained=3)
 
@@ -100,10 +103,8 @@ def _mislabel(collection: str, product_id: int) -> None:
 
 
 def test_on_one_photo_per_product_the_gate_decides_on_held_out_shoppers(
-    api_client, indexed_catalog, active_model, candidate, settings, tmp_path, monkeypatch
+    api_client, indexed_catalog, active_model, candidate, monkeypatch
 ) -> None:
-    settings.SEARCH_LOG_PHOTOS = True
-    settings.SEARCH_LOG_PHOTOS_DIR = tmp_path / "photos"
     products, photos = indexed_catalog
     reindex_start(candidate)  # the candidate's collection, filled but not promoted: shoppers keep the active
     fill_collection([str(pk) for pk in ProductImage.objects.values_list("pk", flat=True)], candidate)
@@ -137,13 +138,11 @@ def test_on_one_photo_per_product_the_gate_decides_on_held_out_shoppers(
 
 
 def test_a_rejected_candidate_on_clicks_stays_out_through_the_reindex_job(
-    api_client, admin_client, indexed_catalog, active_model, candidate, settings, tmp_path, monkeypatch
+    api_client, admin_client, indexed_catalog, active_model, candidate, monkeypatch
 ) -> None:
     from search.models import ReindexStatus
     from search.selectors import active_model as serving
 
-    settings.SEARCH_LOG_PHOTOS = True
-    settings.SEARCH_LOG_PHOTOS_DIR = tmp_path / "photos"
     products, photos = indexed_catalog
     monkeypatch.setattr(gate, "GATE_MIN_QUERIES", HELD)
     _shop(api_client, photos, products, held=HELD, trained=0)
@@ -165,13 +164,11 @@ def test_a_rejected_candidate_on_clicks_stays_out_through_the_reindex_job(
 
 
 def test_too_few_held_out_catalog_photos_give_way_to_more_held_out_clicks(
-    api_client, indexed_catalog, active_model, candidate, settings, tmp_path, monkeypatch
+    api_client, indexed_catalog, active_model, candidate, monkeypatch
 ) -> None:
     from catalog import services
     from tests.fixtures.images import image_bytes
 
-    settings.SEARCH_LOG_PHOTOS = True
-    settings.SEARCH_LOG_PHOTOS_DIR = tmp_path / "photos"
     products, photos = indexed_catalog
     for n, product in enumerate(products.values()):  # a second photo each: 3 held-out photos to judge on
         services.product_image_add(product=product, data=image_bytes(color=(90, 90, 90), pattern=100 + n))
