@@ -154,11 +154,12 @@ def _gallery(model: ModelVersion) -> tuple[list[int], np.ndarray]:
         for image_id, payload in store.scroll_ids(model.collection)
         if payload.get("active", True) not in (False, 0)
     ]
-    points = store.retrieve(model.collection, ids, with_vectors=True)
-    product_ids = [int(payload["product_id"]) for vector, payload in points.values() if vector is not None]
-    vectors = [vector for vector, _payload in points.values() if vector is not None]
-    gallery = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), model.embedding_dim)
-    return product_ids, gallery
+    gallery = np.empty((len(ids), model.embedding_dim), dtype=np.float32)
+    product_ids: list[int] = []
+    for _image_id, vector, payload in store.vectors(model.collection, ids):
+        gallery[len(product_ids)] = vector
+        product_ids.append(int(payload["product_id"]))
+    return product_ids, gallery[: len(product_ids)]
 
 
 def _skip(model: ModelVersion, outcome: BalanceFit) -> BalanceFit:

@@ -38,15 +38,7 @@ EMBED_BATCH = 32
 
 
 def _vectors(collection: str, ids: list[str]) -> dict[str, np.ndarray]:
-    store = vector_store()
-    out: dict[str, np.ndarray] = {}
-    for start in range(0, len(ids), 512):
-        for image_id, (vec, _) in store.retrieve(
-            collection, ids[start : start + 512], with_vectors=True
-        ).items():
-            if vec is not None:
-                out[image_id] = np.asarray(vec, np.float32)
-    return out
+    return {image_id: vector for image_id, vector, _ in vector_store().vectors(collection, ids)}
 
 
 def model_recall(model: ModelVersion, query_ids: list[str], labels: dict[str, int]) -> dict[str, Any]:

@@ -545,6 +545,17 @@ class VectorStore(abc.ABC):
         """Existing points by id (missing ids are left out). Vectors come back L2-normalised:
         cosine collections store the unit vector."""
 
+    def vectors(
+        self, collection: str, image_ids: Sequence[str], batch: int = 512
+    ) -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
+        """(image_id, unit vector as float32, payload) of the points that exist, read ``batch`` ids at a
+        time: a whole collection read at once comes back as Python lists, some 30 bytes a float (1280-d
+        vectors of 20,000 images: about 0.8 GB)."""
+        for chunk in batched(image_ids, batch):
+            for image_id, (vector, payload) in self.retrieve(collection, chunk, with_vectors=True).items():
+                if vector is not None:
+                    yield image_id, np.asarray(vector, dtype=np.float32), payload
+
     @abc.abstractmethod
     def count(self, collection: str, filter: SearchFilter | None = None) -> int: ...
 
