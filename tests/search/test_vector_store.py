@@ -214,7 +214,7 @@ def test_vectors_reads_in_batches_as_float32_and_skips_missing(filled: VectorSto
     wanted = [p[0] for p in catalog.points[:5]] + [image_id(10**6)]
     got = list(filled.vectors(COLL, wanted, batch=2))
     assert [i for i, _, _ in got] == wanted[:5]
-    for (iid, vector, payload), (_, vec, expected) in zip(got, catalog.points[:5], strict=True):
+    for (_, vector, payload), (_, vec, expected) in zip(got, catalog.points[:5], strict=True):
         assert vector.dtype == np.float32 and vector.shape == (DIM,)
         np.testing.assert_allclose(vector, vec / np.linalg.norm(vec), atol=1e-6)
         assert payload == expected
