@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from catalog.models import ProductImage
-from ml.evaluate import METRIC_LABELS, RECALL_AT_1, retrieval_metrics
+from ml.evaluate import METRIC_LABELS, RECALL_AT_1, RECALL_AT_5, retrieval_metrics
 from search.log_selectors import FeedbackExample, feedback_examples
 from search.models import ModelVersion
 from search.services import balance
@@ -123,7 +123,7 @@ def click_recall(model: ModelVersion, examples: list[FeedbackExample]) -> dict[s
 
 
 def _recall_of(model: ModelVersion, queries: Iterable[tuple[int, np.ndarray]], kind: str) -> dict[str, Any]:
-    """Recall@1 of (product, pixels) ``queries`` as ``model`` answers a photo search: its embedder, its
+    """Recall@1 and @5 of (product, pixels) ``queries`` as ``model`` answers a photo search: its embedder, its
     collection, one hit per active product, and its balance offsets where it has them
     (search/services/balance.py); read and embedded ``EMBED_BATCH`` at a time. Words on the pack are
     left out: they would re-rank both models' answers alike, at 0.1 s a photo."""
@@ -131,9 +131,9 @@ def _recall_of(model: ModelVersion, queries: Iterable[tuple[int, np.ndarray]], k
 
     store = vector_store()
     offsets = balance.active_offsets(model)
-    depth = 1 + (balance.EXTRA_DEPTH if offsets is not None else 0)
+    depth = 5 + (balance.EXTRA_DEPTH if offsets is not None else 0)
     flt = SearchFilter(active=True)
-    right = asked = 0
+    first = top5 = asked = 0
     pending = iter(queries)
     while batch := list(islice(pending, EMBED_BATCH)):
         vectors = embedder_for(model).embed(np.stack([pixels for _, pixels in batch]))
@@ -143,11 +143,13 @@ def _recall_of(model: ModelVersion, queries: Iterable[tuple[int, np.ndarray]], k
             )
             if offsets is not None:
                 hits, _ = balance.reorder(hits, offsets)
+            shown = [hit.product_id for hit in hits[:5]]
             asked += 1
-            right += bool(hits) and hits[0].product_id == product_id
+            first += shown[:1] == [product_id]
+            top5 += product_id in shown
     if not asked:
         return {RECALL_AT_1: float("nan"), "num_queries": 0}
-    return {RECALL_AT_1: right / asked, "num_queries": asked, "queries": kind}
+    return {RECALL_AT_1: first / asked, RECALL_AT_5: top5 / asked, "num_queries": asked, "queries": kind}
 
 
 def evaluate(candidate: ModelVersion, active: ModelVersion | None, labels: dict[str, int]) -> dict[str, Any]:
@@ -231,7 +233,8 @@ def gate_line(gate: dict[str, Any]) -> str:
     if new.get("queries") == ON_CLICKS:
         return (
             f"on {gate.get('queries', 0)} photos of shoppers held out of training, candidate vs active: "
-            f"R@1 {fmt(new.get(RECALL_AT_1))} vs {fmt(old.get(RECALL_AT_1))}: {gate_verdict(gate)}."
+            f"R@1 {fmt(new.get(RECALL_AT_1))} vs {fmt(old.get(RECALL_AT_1))}, R@5 {fmt(new.get(RECALL_AT_5))} "
+            f"vs {fmt(old.get(RECALL_AT_5))}: {gate_verdict(gate)}."
         )
     compared = ", ".join(
         f"{label} {fmt(new.get(name))} vs {fmt(old.get(name))}" for name, label in METRIC_LABELS.items()

@@ -125,6 +125,7 @@ def test_on_one_photo_per_product_the_gate_decides_on_held_out_shoppers(
     assert worse["candidate"]["queries"] == worse["active"]["queries"] == gate.ON_CLICKS
     assert worse["queries"] == HELD == len(list(log_selectors.feedback_examples(part="gate")))
     assert (worse["candidate"]["recall@1"], worse["active"]["recall@1"]) == (0.0, 1.0)
+    assert (worse["candidate"]["recall@5"], worse["active"]["recall@5"]) == (0.0, 1.0)
     assert worse["passed"] is False and "advice_only" not in worse
     assert gate.gate_verdict(worse) == "worse"
     assert "on 3 photos of shoppers held out of training" in gate.gate_line(worse)
