@@ -11,7 +11,6 @@ searches, or with SEARCH_BALANCE off.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -111,12 +110,11 @@ def balance_fit(model: ModelVersion) -> BalanceFit:
     if len(queries) < MIN_QUERIES:
         return BalanceFit(len(queries), products, skipped="few_searches")
     product_ids, gallery = _gallery(model)
-    counts = Counter(product_ids)
-    if not counts:
+    if not product_ids:
         return BalanceFit(len(queries), 0, skipped="few_searches")
     # A product with a few images is scored by its best one at search time: its column here is its
     # images' best similarity to each query, as the grouped search would see it.
-    order = sorted(counts)
+    order = sorted(set(product_ids))
     column = {pid: n for n, pid in enumerate(order)}
     sims = queries @ gallery.T
     best = np.full((len(queries), len(order)), -1.0, dtype=np.float32)

@@ -120,11 +120,12 @@ def _scored_on_held_out_groups(
     if not chosen_ids:
         return None
     store = vector_store()
-    points = store.retrieve(model.collection, chosen_ids, with_vectors=True)
-    kept = [(i, p) for i, p in zip(chosen_ids, chosen_products, strict=True) if points.get(i, (None,))[0]]
+    # Up to HELD_OUT_MAX_PHOTOS vectors: read a batch at a time, each kept as float32 at once.
+    found = {image_id: vector for image_id, vector, _ in store.vectors(model.collection, chosen_ids)}
+    kept = [(i, p) for i, p in zip(chosen_ids, chosen_products, strict=True) if i in found]
     if not kept:
         return None
-    vectors = np.array([points[i][0] for i, _ in kept], np.float32)
+    vectors = np.array([found[i] for i, _ in kept], np.float32)
     labels = np.array([p for _, p in kept], np.int64)
     held = group_holdout(labels, vectors, val_fraction=HELD_OUT_FRACTION, seed=seed)
     queries = np.flatnonzero(held)

@@ -123,8 +123,7 @@ def _ms(start: float) -> float:
 
 
 def _stored_vectors(collection: str, image_ids: list[str]) -> list[np.ndarray]:
-    found = vector_store().retrieve(collection, image_ids, with_vectors=True)
-    return [np.asarray(vec, np.float32) for vec, _ in found.values() if vec is not None]
+    return [vector for _, vector, _ in vector_store().vectors(collection, image_ids)]
 
 
 def _query_vector(
