@@ -174,12 +174,6 @@ def _reindex_gate(version: int) -> dict[str, Any]:
     return job.result["gate"]
 
 
-def _gate_words(verdict: dict[str, Any]) -> str:
-    from search.services.gate import gate_line
-
-    return gate_line(verdict)
-
-
 def _recall_at_1(photos: list[tuple[str, str]]) -> dict[str, Any]:
     """Top-1 accuracy of the active model over ``photos``, through the search service (nothing logged)."""
     from search.services.searching import SearchQuery, search
@@ -342,8 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         f"negatives; after: {report['after']['recall@1'] if report['after'] else 'not trained (smoke)'}. "
         f"{report['wall_s']} s -> {args.out}"
     )
+    from search.services.gate import gate_line
+
     for name, verdict in report["gate"].items():
-        print(f"gate, {name.replace('_', ' ')} vs the pretrained model: {_gate_words(verdict)}")
+        print(f"gate, {name.replace('_', ' ')} vs the pretrained model: {gate_line(verdict)}")
     return 0
 
 

@@ -37,14 +37,10 @@ GATE_MIN_QUERIES = 50
 EMBED_BATCH = 32
 
 
-def _vectors(collection: str, ids: list[str]) -> dict[str, np.ndarray]:
-    return {image_id: vector for image_id, vector, _ in vector_store().vectors(collection, ids)}
-
-
 def model_recall(model: ModelVersion, query_ids: list[str], labels: dict[str, int]) -> dict[str, Any]:
     """Recall@K / mAP@R of one model's collection: held-out photos against every other photo (the
     query photos are left out of the gallery)."""
-    vectors = _vectors(model.collection, sorted(labels))
+    vectors = {i: vector for i, vector, _ in vector_store().vectors(model.collection, sorted(labels))}
     query_set = {i for i in query_ids if i in vectors}
     queries = sorted(query_set)
     gallery = [i for i in sorted(vectors) if i not in query_set]
