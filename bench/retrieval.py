@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trainable-blocks", type=int, default=None)
     parser.add_argument("--cache-views", type=int, default=None)
     parser.add_argument("--lr-top", type=float, default=None)
+    parser.add_argument("--embedding-dim", type=int, default=None, help="default: TrainConfig's")
     parser.add_argument(
         "--bootstrap-backbone",
         default=None,
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 "trainable_blocks": args.trainable_blocks,
                 "cache_views": args.cache_views,
                 "lr_top": args.lr_top,
+                "embedding_dim": args.embedding_dim,
                 "head_epochs": args.head_epochs,
                 "epochs": args.epochs,
                 "patience": args.patience,
