@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the untrained row's backbone (default: BOOTSTRAP_BACKBONE's)",
     )
     parser.add_argument("--bootstrap-size", type=int, default=None, help="default: BOOTSTRAP_IMAGE_SIZE's")
-    parser.add_argument("--losses", default="multi_similarity", help="comma-separated; the best on val wins")
+    parser.add_argument(
+        "--losses", default=None, help="comma-separated; the best on val wins (default: TrainConfig's)"
+    )
     parser.add_argument(
         "--image-size", type=int, default=None, help="train and serve size (default: TrainConfig's)"
     )
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.output).parent
     # Runs keep their figures under the split that queried ("test" as before, or "val").
     report_key = args.evaluate_on if args.split_by == "photo" else "test"
-    for loss in [x.strip() for x in args.losses.split(",") if x.strip()]:
+    for loss in [x.strip() for x in (args.losses or defaults.loss).split(",") if x.strip()]:
         overrides = {
             k: v
             for k, v in {
