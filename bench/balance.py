@@ -33,9 +33,8 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from bench.inputs import DEFAULT_DATA, REPO
+from bench.inputs import DEFAULT_DATA, REPO, grocery_group
 from bench.product_path import _searches, _setup_django
-from bench.text import _group
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         with override_settings(SEARCH_BALANCE=on):
             selectors.forget_active_model()
             print(f"{name}: {len(photos)} {args.evaluate_on} photos ...", flush=True)
-            results[name] = _searches(client, photos, skus, _group)
+            results[name] = _searches(client, photos, skus, grocery_group)
     results["gain"] = round(results["balanced"]["recall@1"] - results["before"]["recall@1"], 4)
     results["total_s"] = round(time.perf_counter() - started, 1)
     Path(args.output).write_text(json.dumps(results, indent=2), encoding="utf-8")

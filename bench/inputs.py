@@ -11,6 +11,19 @@ DEFAULT_DATA = REPO / ".." / "shared" / "data" / "grocery-store"
 DEFAULT_WEIGHTS = "imagenet"
 
 
+# The Grocery photos' top folders and the group each stands for in the per-group figures.
+GROCERY_GROUPS = {"Packages": "packages", "Fruit": "fruit", "Vegetables": "vegetables"}
+
+
+def grocery_group(path: str) -> str:
+    """The group (packages, fruit, vegetables) of a Grocery photo, from its path."""
+    parts = Path(path).parts
+    for folder, name in GROCERY_GROUPS.items():
+        if folder in parts:
+            return name
+    return "other"
+
+
 def weights_value(weights: str | Path) -> str:
     """BACKBONE_WEIGHTS for a benchmark's install: "imagenet" as it is, a file as an absolute path."""
     return "imagenet" if str(weights) == "imagenet" else str(Path(weights).resolve())

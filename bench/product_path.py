@@ -31,7 +31,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-from bench.inputs import DEFAULT_DATA, EXTERNAL_SERVICES, REPO, embedded_settings
+from bench.inputs import DEFAULT_DATA, EXTERNAL_SERVICES, REPO, embedded_settings, grocery_group
 
 
 def _setup_django(workdir: Path, weights: str) -> None:
@@ -127,6 +127,9 @@ def _print_table(results: dict[str, Any], names: tuple[str, ...]) -> None:
             f"{name + ' v' + str(r['model']):<28} {r['recall@1']:>6.3f} {r['same_said']:>10} {precision:>11} "
             f"{coverage:>9} {r['no_match_rate']:>9.3f} {r['latency_ms_p50']:>7} {r['latency_ms_p95']:>7}"
         )
+    for name in names:
+        groups = ", ".join(f"{g} {v:.3f}" for g, v in results[name].get("recall@1_by_group", {}).items())
+        print(f"{name}: R@1 by group: {groups}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     results["pretrained"] = {"model": boot.version, "backbone": boot.backbone, "image_size": boot.image_size,
                              "dim": boot.embedding_dim,
                              "calibration": {k: v for k, v in boot.calibration.items() if k != "curves"},
-                             **_searches(client, photos, skus)}  # fmt: skip
+                             **_searches(client, photos, skus, grocery_group)}  # fmt: skip
     print(f"pretrained: {json.dumps(results['pretrained'])}", flush=True)
     if args.pretrained_only:
         results["total_s"] = round(time.perf_counter() - started, 1)
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         "validation": trained.metrics.get("validation"),
         "val_recall@1": trained.metrics.get("recall@1"),
         "calibration": {k: v for k, v in trained.calibration.items() if k != "curves"},
-        **_searches(client, photos, skus),
+        **_searches(client, photos, skus, grocery_group),
     }
     results["val_predicts_test"] = {
         "validation_recall@1": trained.metrics.get("recall@1"),

@@ -45,21 +45,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.inputs import DEFAULT_DATA, REPO, missing_inputs, weights_value
+from bench.inputs import DEFAULT_DATA, REPO, grocery_group, missing_inputs, weights_value
 
-GROUPS = {"Packages": "packages", "Fruit": "fruit", "Vegetables": "vegetables"}
 CALIBRATION_DEPTH = 10
 MARGINS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 1.0, float("inf"))
 WEIGHTS = (0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 CANDIDATES = (3, 5, 8, 10)
-
-
-def _group(path: str) -> str:
-    parts = Path(path).parts
-    for folder, name in GROUPS.items():
-        if folder in parts:
-            return name
-    return "other"
 
 
 def _percentiles(samples: list[float]) -> dict[str, Any]:
@@ -76,7 +67,7 @@ def _photos(data: Path, split: str, limit: int | None, seed: int) -> list[tuple[
 
     by_group: dict[str, list[tuple[str, str, str]]] = {}
     for path, name in split_items(data, split):
-        by_group.setdefault(_group(path), []).append((path, name, _group(path)))
+        by_group.setdefault(grocery_group(path), []).append((path, name, grocery_group(path)))
     chosen = []
     for group in sorted(by_group):
         items = by_group[group]
@@ -105,7 +96,7 @@ def _import_catalog(data: Path, photos_per_product: int, seed: int) -> dict[str,
             if description_file.is_file()
             else ""
         )
-        group = _group(c.iconic)
+        group = grocery_group(c.iconic)
         product = services.product_create(
             sku=c.name, title=c.name.replace("-", " "), category=group, price="1.00", description=description
         )
