@@ -141,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=0, help="test photos searched (0: all 2,485)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: TrainConfig's)")
     parser.add_argument("--pretrained-only", action="store_true", help="stop before training")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="promote the trained model even if the gate rejects it, to measure it (the verdict is still recorded)",
+    )
     parser.add_argument("--output", default=str(REPO / "var" / "bench" / "product_path.json"))
     args = parser.parse_args(argv)
     data = Path(args.data)
@@ -208,9 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     print(out.getvalue().strip().splitlines()[-1], flush=True)
     t0 = time.perf_counter()
     out = StringIO()
-    call_command("reindex", stdout=out)
+    call_command("reindex", *(["--force"] if args.force else []), stdout=out)
     results["steps"]["reindex_s"] = round(time.perf_counter() - t0, 1)
-    print(out.getvalue().strip().splitlines()[-1], flush=True)
+    results["reindex"] = out.getvalue().strip().splitlines()[-1]  # the gate's verdict
+    print(results["reindex"], flush=True)
     trained = selectors.active_model()
     selectors.forget_active_model()
     results["trained"] = {
