@@ -67,7 +67,8 @@ def _photos(data: Path, split: str, limit: int | None, seed: int) -> list[tuple[
 
     by_group: dict[str, list[tuple[str, str, str]]] = {}
     for path, name in split_items(data, split):
-        by_group.setdefault(grocery_group(path), []).append((path, name, grocery_group(path)))
+        group = grocery_group(path)
+        by_group.setdefault(group, []).append((path, name, group))
     chosen = []
     for group in sorted(by_group):
         items = by_group[group]
